@@ -1,0 +1,453 @@
+//! The access log: one line per request in Squid's native `access.log` format, so
+//! calamaris, SARG and GoAccess (squid format) read it.
+//!
+//! Lines are collected in memory and written by [`AccessLog::flush`], which the event
+//! loop calls a few times a second: a request never waits on the disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The buffer size past which [`AccessLog::write`] flushes at once.
+const FLUSH_AT: usize = 64 * 1024;
+/// How often [`AccessLog::flush`] looks for a rotated file.
+const ROTATE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// At most one warning about a failing log per this period: a full disk must not
+/// flood the error log too.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// One finished request, as logged.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    /// When the request finished.
+    pub time: SystemTime,
+    pub elapsed: Duration,
+    pub client: IpAddr,
+    /// Squid result code: "TCP_MISS", "TCP_TUNNEL", "TCP_DENIED", "TAG_NONE",
+    /// "TCP_MISS_ABORTED", ...
+    pub result: &'a str,
+    /// 0 when no status was sent; printed "000".
+    pub status: u16,
+    /// Bytes sent to the client, heads included.
+    pub bytes: u64,
+    /// "-" if unknown.
+    pub method: &'a str,
+    /// "-" if unknown.
+    pub url: &'a str,
+    /// The upstream address; `None` when no upstream was contacted.
+    pub peer: Option<IpAddr>,
+    /// "-" if none.
+    pub content_type: &'a str,
+}
+
+/// Appends `e` to `out` as one Squid native log line ending in '\n':
+/// `{secs}.{millis} {elapsed_ms:>6} {client} {result}/{status:03} {bytes} {method} {url} - {hier}/{peer} {type}`.
+///
+/// The text fields are escaped (space, control and non-ASCII bytes as `%XX`, an empty
+/// field as "-") so that every line has the same number of space-separated fields
+/// whatever a client sent.
+pub fn format_entry(e: &Entry, out: &mut Vec<u8>) {
+    // A clock before 1970 is a broken clock; 0 keeps the line parseable.
+    let since_epoch = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    // Writing to a Vec cannot fail, so the io::Results below carry nothing.
+    let _ = write!(
+        out,
+        "{}.{:03} {:>6} {} ",
+        since_epoch.as_secs(),
+        since_epoch.subsec_millis(),
+        e.elapsed.as_millis(),
+        e.client.to_canonical()
+    );
+    push_field(out, e.result);
+    let _ = write!(out, "/{:03} {} ", e.status, e.bytes);
+    push_field(out, e.method);
+    out.push(b' ');
+    push_field(out, e.url);
+    let _ = match e.peer {
+        Some(ip) => write!(out, " - HIER_DIRECT/{} ", ip.to_canonical()),
+        None => out.write_all(b" - HIER_NONE/- "),
+    };
+    push_field(out, e.content_type);
+    out.push(b'\n');
+}
+
+/// Appends `field` with every byte that could split or break the line escaped.
+fn push_field(out: &mut Vec<u8>, field: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if field.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    for b in field.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+/// A buffered access-log writer. The file is opened in append mode, created if
+/// missing, and re-opened when it is rotated away (see [`AccessLog::reopen_if_rotated`]).
+/// Write errors never reach the caller: the lines are dropped with a rate-limited
+/// warning, because the proxy must keep serving when the log disk is full.
+#[derive(Debug)]
+pub struct AccessLog {
+    path: PathBuf,
+    file: File,
+    /// (device, inode) of `file`, to notice that `path` now names another file.
+    id: (u64, u64),
+    buf: Vec<u8>,
+    last_rotate_check: Instant,
+    last_warning: Option<Instant>,
+}
+
+impl AccessLog {
+    /// Opens (or creates) the log at `path` for appending. The error does not name the
+    /// path; the caller adds it.
+    pub fn open(path: &Path) -> std::io::Result<AccessLog> {
+        let (file, id) = open_append(path)?;
+        Ok(AccessLog {
+            path: path.to_path_buf(),
+            file,
+            id,
+            buf: Vec::new(),
+            last_rotate_check: Instant::now(),
+            last_warning: None,
+        })
+    }
+
+    /// Adds one line to the in-memory buffer. Writes to the file only when the buffer
+    /// passes 64 KiB.
+    pub fn write(&mut self, e: &Entry) {
+        format_entry(e, &mut self.buf);
+        if self.buf.len() > FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    /// Writes the buffered lines, after checking for rotation at most once a second.
+    /// On a write error the lines are dropped and a warning is logged (once a minute
+    /// at most).
+    pub fn flush(&mut self) {
+        if self.last_rotate_check.elapsed() >= ROTATE_CHECK_EVERY {
+            self.last_rotate_check = Instant::now();
+            self.reopen_if_rotated();
+        }
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            if self.may_warn() {
+                log::warn!(
+                    "access log {}: write failed, {} bytes of log lost: {e}",
+                    self.path.display(),
+                    self.buf.len()
+                );
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Re-opens the path when it no longer names the file we have open (a log rotator
+    /// renamed or removed it), creating it if needed. If that fails, logging goes on to
+    /// the old file and the next call tries again.
+    pub fn reopen_if_rotated(&mut self) {
+        let current = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if current == Some(self.id) {
+            return;
+        }
+        match open_append(&self.path) {
+            Ok((file, id)) => {
+                self.file = file;
+                self.id = id;
+            }
+            Err(e) => {
+                if self.may_warn() {
+                    log::warn!("access log {}: cannot re-open: {e}", self.path.display());
+                }
+            }
+        }
+    }
+
+    /// True at most once per [`WARN_EVERY`].
+    fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            return false;
+        }
+        self.last_warning = Some(now);
+        true
+    }
+}
+
+impl Drop for AccessLog {
+    /// Writes what is still buffered, so an early exit does not lose the last lines.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<(File, (u64, u64))> {
+    let file = OpenOptions::new().append(true).create(true).open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, (meta.dev(), meta.ino())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            elapsed: Duration::from_millis(152),
+            client: "127.0.0.1".parse().unwrap(),
+            result: "TCP_MISS",
+            status: 200,
+            bytes: 1234,
+            method: "GET",
+            url: "http://example.com/a",
+            peer: Some("93.184.216.34".parse().unwrap()),
+            content_type: "text/html",
+        }
+    }
+
+    fn line(e: &Entry) -> String {
+        let mut out = Vec::new();
+        format_entry(e, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn temp_path() -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        std::env::temp_dir().join(format!(
+            "larder-access-log-{}-{}.log",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    #[test]
+    fn miss_line_matches_squid_native_format() {
+        assert_eq!(
+            line(&entry()),
+            "1700000000.123    152 127.0.0.1 TCP_MISS/200 1234 GET http://example.com/a \
+             - HIER_DIRECT/93.184.216.34 text/html\n"
+        );
+    }
+
+    #[test]
+    fn tunnel_line() {
+        let e = Entry {
+            result: "TCP_TUNNEL",
+            bytes: 5012,
+            method: "CONNECT",
+            url: "example.com:443",
+            peer: Some("1.2.3.4".parse().unwrap()),
+            content_type: "-",
+            ..entry()
+        };
+        assert_eq!(
+            line(&e),
+            "1700000000.123    152 127.0.0.1 TCP_TUNNEL/200 5012 CONNECT example.com:443 \
+             - HIER_DIRECT/1.2.3.4 -\n"
+        );
+    }
+
+    #[test]
+    fn denied_line_has_no_hierarchy_peer() {
+        let e = Entry {
+            result: "TCP_DENIED",
+            status: 403,
+            bytes: 345,
+            url: "http://ads.example.com/",
+            peer: None,
+            ..entry()
+        };
+        assert_eq!(
+            line(&e),
+            "1700000000.123    152 127.0.0.1 TCP_DENIED/403 345 GET http://ads.example.com/ \
+             - HIER_NONE/- text/html\n"
+        );
+    }
+
+    #[test]
+    fn missing_status_and_empty_fields_keep_the_field_count() {
+        let e = Entry {
+            result: "TAG_NONE",
+            status: 0,
+            bytes: 0,
+            method: "",
+            url: "",
+            peer: None,
+            content_type: "",
+            ..entry()
+        };
+        let l = line(&e);
+        assert!(l.contains(" TAG_NONE/000 0 - - - HIER_NONE/- -\n"), "{l}");
+        assert_eq!(l.split(' ').filter(|f| !f.is_empty()).count(), 10);
+    }
+
+    #[test]
+    fn url_and_content_type_are_escaped() {
+        let e = Entry {
+            url: "http://x/a b\tc\r\nd\u{7f}\u{e9}",
+            content_type: "text/html; charset=utf-8",
+            method: "G T",
+            ..entry()
+        };
+        let l = line(&e);
+        assert!(
+            l.contains(" G%20T http://x/a%20b%09c%0D%0Ad%7F%C3%A9 "),
+            "{l}"
+        );
+        assert!(l.ends_with(" text/html;%20charset=utf-8\n"), "{l}");
+        assert_eq!(l.matches('\n').count(), 1);
+        assert_eq!(l.split(' ').filter(|f| !f.is_empty()).count(), 10);
+    }
+
+    #[test]
+    fn elapsed_is_right_aligned_and_may_overflow_width() {
+        let e = Entry {
+            elapsed: Duration::from_millis(12_345_678),
+            ..entry()
+        };
+        assert!(line(&e).starts_with("1700000000.123 12345678 "));
+        let e = Entry {
+            elapsed: Duration::ZERO,
+            time: UNIX_EPOCH + Duration::from_millis(5),
+            ..entry()
+        };
+        assert!(line(&e).starts_with("0.005      0 "));
+    }
+
+    #[test]
+    fn mapped_v6_addresses_are_logged_as_v4() {
+        let e = Entry {
+            client: "::ffff:10.0.0.1".parse().unwrap(),
+            peer: Some("2001:db8::1".parse().unwrap()),
+            ..entry()
+        };
+        let l = line(&e);
+        assert!(l.contains(" 10.0.0.1 TCP_MISS/"), "{l}");
+        assert!(l.contains(" HIER_DIRECT/2001:db8::1 "), "{l}");
+    }
+
+    #[test]
+    fn time_before_epoch_does_not_panic() {
+        let e = Entry {
+            time: UNIX_EPOCH - Duration::from_secs(10),
+            ..entry()
+        };
+        assert!(line(&e).starts_with("0.000 "));
+    }
+
+    #[test]
+    fn lines_reach_the_file_only_on_flush() {
+        let path = temp_path();
+        let mut log = AccessLog::open(&path).unwrap();
+        log.write(&entry());
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        log.flush();
+        assert_eq!(fs::read_to_string(&path).unwrap(), line(&entry()));
+        drop(log);
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn open_appends_to_an_existing_log() {
+        let path = temp_path();
+        fs::write(&path, "old line\n").unwrap();
+        let mut log = AccessLog::open(&path).unwrap();
+        log.write(&entry());
+        log.flush();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("old line\n{}", line(&entry())));
+        drop(log);
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn full_buffer_flushes_by_itself() {
+        let path = temp_path();
+        let mut log = AccessLog::open(&path).unwrap();
+        let one = line(&entry()).len();
+        let mut written = 0;
+        while written <= FLUSH_AT {
+            log.write(&entry());
+            written += one;
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), written as u64);
+        drop(log);
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn drop_flushes_pending_lines() {
+        let path = temp_path();
+        let mut log = AccessLog::open(&path).unwrap();
+        log.write(&entry());
+        drop(log);
+        assert_eq!(fs::read_to_string(&path).unwrap(), line(&entry()));
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn rotated_file_is_reopened() {
+        let path = temp_path();
+        let rotated = path.with_extension("log.1");
+        let mut log = AccessLog::open(&path).unwrap();
+        log.write(&entry());
+        log.flush();
+        fs::rename(&path, &rotated).unwrap();
+        log.reopen_if_rotated();
+        log.write(&entry());
+        log.flush();
+        assert_eq!(fs::read_to_string(&rotated).unwrap(), line(&entry()));
+        assert_eq!(fs::read_to_string(&path).unwrap(), line(&entry()));
+        drop(log);
+        fs::remove_file(&path).unwrap();
+        fs::remove_file(&rotated).unwrap();
+    }
+
+    #[test]
+    fn unrotated_file_is_kept() {
+        let path = temp_path();
+        let mut log = AccessLog::open(&path).unwrap();
+        let id = log.id;
+        log.reopen_if_rotated();
+        assert_eq!(log.id, id);
+        drop(log);
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn write_error_drops_lines_without_panicking() {
+        // Every write to /dev/full fails with ENOSPC.
+        let mut log = AccessLog::open(Path::new("/dev/full")).unwrap();
+        log.write(&entry());
+        log.flush();
+        assert!(log.buf.is_empty());
+        log.write(&entry());
+        log.flush();
+        assert!(log.buf.is_empty());
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let mut log = AccessLog::open(Path::new("/dev/full")).unwrap();
+        assert!(log.may_warn());
+        assert!(!log.may_warn());
+    }
+}

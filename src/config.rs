@@ -1,0 +1,287 @@
+//! Command line (clap, every flag with a `LARDER_*` environment twin) and the
+//! validated [`Config`] the server runs with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::acl::cidr::Cidr;
+
+/// larder — a small, fast caching HTTP/HTTPS forward proxy.
+///
+/// Point a client at it with `http_proxy=http://127.0.0.1:3128` (and
+/// `https_proxy=http://127.0.0.1:3128` for HTTPS, which goes through CONNECT).
+/// By default it listens on loopback only and serves loopback clients only.
+#[derive(Debug, Parser)]
+#[command(name = "larder", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "LARDER_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:3128"
+    )]
+    pub listen: SocketAddr,
+
+    /// Clients allowed to use the proxy (repeatable). Given at least once, it replaces the
+    /// default, which is loopback only (127.0.0.0/8, ::1).
+    #[arg(long, env = "LARDER_ALLOW", value_name = "CIDR", value_delimiter = ',')]
+    pub allow: Vec<Cidr>,
+
+    /// Clients refused even if allowed (repeatable).
+    #[arg(long, env = "LARDER_DENY", value_name = "CIDR", value_delimiter = ',')]
+    pub deny: Vec<Cidr>,
+
+    /// Block a site and all its subdomains (repeatable), e.g. --block ads.example.com.
+    #[arg(
+        long,
+        env = "LARDER_BLOCK",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    pub block: Vec<String>,
+
+    /// Block the sites listed in a file (repeatable): one domain a line, or hosts-file lines
+    /// such as `0.0.0.0 ads.example.com`; `#` starts a comment. Re-read when it changes.
+    #[arg(
+        long,
+        env = "LARDER_BLOCK_LIST",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub block_list: Vec<PathBuf>,
+
+    /// Block destination addresses (repeatable), checked on IP literals and on resolved
+    /// addresses alike.
+    #[arg(
+        long,
+        env = "LARDER_BLOCK_IP",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub block_ip: Vec<Cidr>,
+
+    /// Ports CONNECT may reach: a comma list of ports and ranges, e.g. 443,8443,9000-9100.
+    #[arg(
+        long,
+        env = "LARDER_CONNECT_PORTS",
+        value_name = "LIST",
+        default_value = "443"
+    )]
+    pub connect_ports: PortList,
+
+    /// Most client connections at once; at the limit larder stops accepting until one
+    /// closes. Default: derived from the open-file limit.
+    #[arg(long, env = "LARDER_MAX_CONNS", value_name = "N")]
+    pub max_conns: Option<usize>,
+
+    /// Seconds a new connection has to send its first request head.
+    #[arg(long, env = "LARDER_TIMEOUT_HEAD", value_name = "SECS", default_value = "15", value_parser = parse_secs)]
+    pub timeout_head: Duration,
+
+    /// Seconds a keep-alive client connection may stay idle between requests.
+    #[arg(long, env = "LARDER_TIMEOUT_IDLE", value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub timeout_idle: Duration,
+
+    /// Seconds to resolve and connect to an upstream server.
+    #[arg(long, env = "LARDER_TIMEOUT_CONNECT", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub timeout_connect: Duration,
+
+    /// Seconds to wait for the first byte of an upstream response (then 504).
+    #[arg(long, env = "LARDER_TIMEOUT_RESPONSE", value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub timeout_response: Duration,
+
+    /// Seconds a body transfer may stall, either direction.
+    #[arg(long, env = "LARDER_TIMEOUT_BODY", value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub timeout_body: Duration,
+
+    /// Seconds a CONNECT tunnel may stay idle.
+    #[arg(long, env = "LARDER_TIMEOUT_TUNNEL", value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub timeout_tunnel: Duration,
+
+    /// Log level: off, error, warn, info, debug or trace.
+    #[arg(
+        long,
+        env = "LARDER_LOG_LEVEL",
+        value_name = "LEVEL",
+        default_value = "warn"
+    )]
+    pub log_level: log::LevelFilter,
+
+    /// Write one line per request to this file, in Squid's native access.log format.
+    #[arg(long, env = "LARDER_ACCESS_LOG", value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// Seconds as a decimal number (`15`, `0.5`), at most a day.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
+        return Err(format!(
+            "'{s}' must be more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// A set of TCP ports given as `443,8443,9000-9100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortList(Vec<(u16, u16)>);
+
+impl PortList {
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+    }
+}
+
+impl std::str::FromStr for PortList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortList, String> {
+        let port = |p: &str| -> Result<u16, String> {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("'{p}' is not a port (1-65535)")),
+            }
+        };
+        let mut ranges = Vec::new();
+        for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+            let range = match item.split_once('-') {
+                Some((lo, hi)) => (port(lo)?, port(hi)?),
+                None => (port(item)?, port(item)?),
+            };
+            if range.0 > range.1 {
+                return Err(format!("'{item}' is an empty range"));
+            }
+            ranges.push(range);
+        }
+        if ranges.is_empty() {
+            return Err("no ports given".into());
+        }
+        Ok(PortList(ranges))
+    }
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+    pub block: Vec<String>,
+    pub block_list: Vec<PathBuf>,
+    pub block_ip: Vec<Cidr>,
+    pub connect_ports: PortList,
+    /// `None`: derive from the open-file limit at start-up.
+    pub max_conns: Option<usize>,
+    pub timeouts: Timeouts,
+    pub access_log: Option<PathBuf>,
+}
+
+/// Every deadline larder enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub head: Duration,
+    pub idle: Duration,
+    pub connect: Duration,
+    pub response: Duration,
+    pub body: Duration,
+    pub tunnel: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            head: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(30),
+            body: Duration::from_secs(60),
+            tunnel: Duration::from_secs(300),
+        }
+    }
+}
+
+impl From<Cli> for Config {
+    fn from(c: Cli) -> Config {
+        Config {
+            listen: c.listen,
+            allow: c.allow,
+            deny: c.deny,
+            block: c.block,
+            block_list: c.block_list,
+            block_ip: c.block_ip,
+            connect_ports: c.connect_ports,
+            max_conns: c.max_conns.filter(|&n| n > 0),
+            timeouts: Timeouts {
+                head: c.timeout_head,
+                idle: c.timeout_idle,
+                connect: c.timeout_connect,
+                response: c.timeout_response,
+                body: c.timeout_body,
+                tunnel: c.timeout_tunnel,
+            },
+            access_log: c.access_log,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults the README documents: loopback listener on 3128, loopback
+    /// clients, CONNECT to 443 only.
+    pub fn with_listen(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            block: Vec::new(),
+            block_list: Vec::new(),
+            block_ip: Vec::new(),
+            connect_ports: PortList(vec![(443, 443)]),
+            max_conns: None,
+            timeouts: Timeouts::default(),
+            access_log: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_list_accepts_ports_and_ranges() {
+        let p: PortList = "443, 8443,9000-9100".parse().unwrap();
+        assert!(p.contains(443) && p.contains(8443) && p.contains(9050));
+        assert!(!p.contains(80) && !p.contains(9101));
+    }
+
+    #[test]
+    fn port_list_rejects_zero_reversed_and_junk() {
+        for bad in ["0", "70000", "10-5", "", "abc", "1-"] {
+            assert!(bad.parse::<PortList>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seconds_accept_decimals_and_reject_nonsense() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "inf", "x", "1e9"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_defaults_are_loopback_3128_and_connect_443() {
+        let c: Config = Cli::try_parse_from(["larder"]).unwrap().into();
+        assert_eq!(c.listen, "127.0.0.1:3128".parse().unwrap());
+        assert!(c.connect_ports.contains(443) && !c.connect_ports.contains(80));
+        assert_eq!(c.timeouts, Timeouts::default());
+    }
+}

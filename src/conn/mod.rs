@@ -1,0 +1,377 @@
+//! Client connections and their state machine.
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!            accept
+//!              │
+//!              ▼
+//!   ┌────────► Head ──── bad head / denied / blocked ──► (error page) ─┐
+//!   │          │ request head parsed                                   │
+//!   │          ├── pooled upstream for host:port ──────────┐           │
+//!   │          ▼                                           │           │
+//!   │      Resolving ── DNS answer (waker) ──► Connecting  │           │
+//!   │                                           │          │           │
+//!   │                      CONNECT ◄────────────┤          │           │
+//!   │                         │                 ▼          ▼           │
+//!   │                       Tunnel           Forward ◄─────┘           │
+//!   │                         │                 │                      │
+//!   └── keep-alive ───────────┼─────────────────┘                      │
+//!                             ▼                                        ▼
+//!                          Closing (flush, half-close, drain) ──► closed
+//! ```
+//!
+//! * `Head`: bytes from the client accumulate in `inbuf` until a whole head is
+//!   there; the first head has `timeouts.head`, later ones `timeouts.idle`.
+//! * `Resolving`/`Connecting`: the request head is parsed and kept in the
+//!   [`Exchange`]; nothing is read from the client meanwhile.
+//! * `Forward`: the request (head, then body bytes straight from `inbuf`) goes up
+//!   while the response comes down; the two halves progress independently, so an
+//!   origin may answer before it has read the whole body (then both sides close).
+//! * `Tunnel`: bytes are copied both ways; each direction half-closes on its own.
+//! * `Closing`: flush `out`, `shutdown(Write)`, read and discard until EOF or a short
+//!   deadline, so the client reads our last response instead of a reset.
+//!
+//! A connection is closed by the server *after* the batch of events that decided
+//! it (see `server.rs`), and every DNS answer carries the connection id, because a
+//! slab key may be reused by a newer connection.
+
+pub mod forward;
+pub mod request;
+pub mod tunnel;
+pub mod upstream;
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use slab::Slab;
+
+use crate::buf::Buf;
+use crate::http::body::BodyTracker;
+use crate::http::target::Target;
+use crate::http::{Method, Version};
+use crate::server::Ctx;
+use upstream::Upstream;
+
+/// Bytes one connection may move in one loop turn before others get their go.
+pub const TURN_BUDGET: usize = 256 * 1024;
+
+/// Userland copy of a socket's readiness: set by events, cleared only when an
+/// operation returns `WouldBlock` (mio is edge-triggered).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Readiness {
+    pub r: bool,
+    pub w: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Head,
+    Resolving,
+    Connecting,
+    Forward,
+    Tunnel,
+    Closing,
+    /// Finished; the server closes it after the current batch.
+    Closed,
+}
+
+/// A client connection and, while it has a request in flight, its exchange.
+#[derive(Debug)]
+pub struct Conn {
+    /// Unique for the process's life: the generation that DNS answers carry.
+    pub id: u64,
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub ready: Readiness,
+    /// The client half-closed.
+    pub eof: bool,
+    /// Bytes from the client not yet consumed (heads, body bytes, pipelined requests).
+    pub inbuf: Buf,
+    /// Bytes larder itself sends the client (response heads, error pages), written
+    /// before any relayed body bytes.
+    pub out: OutBuf,
+    pub state: State,
+    /// Index of the upstream socket in use.
+    pub up: Option<usize>,
+    pub deadline: Option<Instant>,
+    /// Why the access rules refuse this client; answered 403 at its first head.
+    pub denied: Option<Box<str>>,
+    /// Is it in this turn's ready list.
+    pub queued: bool,
+    /// Requests answered so far (the first head has its own timeout).
+    pub served: u32,
+    /// How far `inbuf` was searched for the end of a head.
+    pub head_scan: usize,
+    /// Bytes discarded while lingering in `Closing`.
+    pub drained: usize,
+    pub shut: bool,
+    pub ex: Option<Box<Exchange>>,
+}
+
+/// Where the response to the current request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resp {
+    /// No final response head yet.
+    Head,
+    /// Relaying the body.
+    Body,
+    /// All of it written to the client.
+    Done,
+}
+
+/// One request in flight: what was asked, and how far each half has come.
+#[derive(Debug)]
+pub struct Exchange {
+    pub started: Instant,
+    pub method: Method,
+    pub target: Target,
+    pub client_version: Version,
+    pub client_keep_alive: bool,
+    /// The re-serialized head for upstream; kept until a response arrives so a
+    /// request that met a dead pooled connection can be sent again.
+    pub upstream_head: Vec<u8>,
+    pub head_sent: usize,
+    pub req_body: BodyTracker,
+    /// Validated body bytes at the front of `inbuf` not yet written upstream.
+    pub req_pending: usize,
+    pub req_done: bool,
+    pub request_has_body: bool,
+    pub resp: Resp,
+    pub resp_body: Option<BodyTracker>,
+    /// Validated response body bytes at the front of the upstream's `inbuf`.
+    pub resp_pending: usize,
+    /// HTTP/1.0 client and a chunked response: send the data only, then close.
+    pub dechunk: bool,
+    /// Close the client connection after this response.
+    pub close_after: bool,
+    /// The upstream socket may be pooled after this response.
+    pub reusable: bool,
+    /// Something arrived from upstream for this request.
+    pub got_bytes: bool,
+    pub retried: bool,
+    pub response_deadline_set: bool,
+    pub addrs: Option<Arc<[IpAddr]>>,
+    pub addr_idx: usize,
+    /// Status sent to the client (0: none yet).
+    pub status: u16,
+    /// Bytes sent to the client for this request, heads included.
+    pub bytes: u64,
+    pub content_type: Option<Box<str>>,
+    /// Tunnel: each direction's write side shut.
+    pub shut_up: bool,
+    pub shut_client: bool,
+}
+
+impl Exchange {
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        self.addrs.as_ref()?.get(self.addr_idx).copied()
+    }
+}
+
+impl Conn {
+    pub fn new(id: u64, sock: TcpStream, peer: SocketAddr) -> Conn {
+        Conn {
+            id,
+            sock,
+            peer,
+            ready: Readiness::default(),
+            eof: false,
+            inbuf: Buf::new(),
+            out: OutBuf::default(),
+            state: State::Head,
+            up: None,
+            deadline: None,
+            denied: None,
+            queued: false,
+            served: 0,
+            head_scan: 0,
+            drained: 0,
+            shut: false,
+            ex: None,
+        }
+    }
+}
+
+/// Bytes larder generates for a client, with a write position.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    pub fn pending(&self) -> &[u8] {
+        self.data.get(self.pos..).unwrap_or(&[])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Drops `n` written bytes, freeing the memory once all are written so an idle
+    /// connection holds none.
+    pub fn advance(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.data.len() {
+            self.pos = 0;
+            self.data = Vec::new();
+        }
+    }
+}
+
+/// What a step asks of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing more to do until new readiness.
+    Wait,
+    /// Budget spent with work left: step again next turn.
+    Again,
+    /// Close after this batch.
+    Close,
+}
+
+/// Everything one step of one connection may touch.
+pub struct Cx<'a> {
+    pub key: usize,
+    pub conn: &'a mut Conn,
+    pub ups: &'a mut Slab<Upstream>,
+    pub ctx: &'a mut Ctx,
+}
+
+/// Result of one read or write attempt.
+#[derive(Debug)]
+pub enum Io {
+    Done(usize),
+    Blocked,
+    Eof,
+    Failed(io::Error),
+}
+
+/// Reads once into `buf`, retrying on EINTR. A zero-length `buf` reports `Blocked`.
+pub fn read_into(sock: &mut TcpStream, buf: &mut [u8]) -> Io {
+    if buf.is_empty() {
+        return Io::Blocked;
+    }
+    loop {
+        match sock.read(buf) {
+            Ok(0) => return Io::Eof,
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+            Err(e) => return Io::Failed(e),
+        }
+    }
+}
+
+/// Writes `a` then `b` with one `writev`, retrying on EINTR.
+pub fn write_two(sock: &mut TcpStream, a: &[u8], b: &[u8]) -> Io {
+    loop {
+        let res = if a.is_empty() {
+            sock.write(b)
+        } else if b.is_empty() {
+            sock.write(a)
+        } else {
+            sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+        };
+        match res {
+            Ok(0) => return Io::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+            Err(e) => return Io::Failed(e),
+        }
+    }
+}
+
+/// Steps a connection until it waits, spends its budget, or closes.
+pub fn step(cx: &mut Cx) -> Step {
+    let mut budget = TURN_BUDGET;
+    loop {
+        let progress = match cx.conn.state {
+            State::Head => request::head_step(cx),
+            State::Resolving => false,
+            State::Connecting => request::connect_step(cx),
+            State::Forward => forward::step(cx, &mut budget),
+            State::Tunnel => tunnel::step(cx, &mut budget),
+            State::Closing => closing_step(cx),
+            State::Closed => return Step::Close,
+        };
+        if cx.conn.state == State::Closed {
+            return Step::Close;
+        }
+        if !progress {
+            return Step::Wait;
+        }
+        if budget == 0 {
+            return Step::Again;
+        }
+    }
+}
+
+/// Longest we linger after our last response to let the client read it.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Flush `out`, half-close, then drain until EOF so the client is not reset
+/// while our last bytes are in flight.
+fn closing_step(cx: &mut Cx) -> bool {
+    let conn = &mut *cx.conn;
+    if !conn.out.is_empty() {
+        if !conn.ready.w {
+            return false;
+        }
+        return match write_two(&mut conn.sock, conn.out.pending(), &[]) {
+            Io::Done(n) => {
+                conn.out.advance(n);
+                true
+            }
+            Io::Blocked => {
+                conn.ready.w = false;
+                false
+            }
+            Io::Eof | Io::Failed(_) => {
+                conn.state = State::Closed;
+                true
+            }
+        };
+    }
+    if !conn.shut {
+        conn.shut = true;
+        conn.inbuf.clear(&mut cx.ctx.bufs);
+        if conn.eof || conn.sock.shutdown(std::net::Shutdown::Write).is_err() {
+            conn.state = State::Closed;
+            return true;
+        }
+        conn.deadline = Some(cx.ctx.now + LINGER);
+    }
+    if !conn.ready.r {
+        return false;
+    }
+    let mut scratch = [0u8; 4096];
+    match read_into(&mut conn.sock, &mut scratch) {
+        Io::Done(n) => {
+            conn.drained += n;
+            if conn.drained > LINGER_BYTES {
+                conn.state = State::Closed;
+            }
+            true
+        }
+        Io::Blocked => {
+            conn.ready.r = false;
+            false
+        }
+        Io::Eof | Io::Failed(_) => {
+            conn.state = State::Closed;
+            true
+        }
+    }
+}

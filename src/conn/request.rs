@@ -1,0 +1,575 @@
+//! From a request head to a connected upstream: parsing, access rules, DNS,
+//! connecting, and larder's own error answers.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::upstream::Upstream;
+use super::{read_into, write_two, Conn, Cx, Exchange, Io, Resp, State};
+use crate::access_log::Entry;
+use crate::dns::{Answer, Lookup, Waiter};
+use crate::http::body::BodyTracker;
+use crate::http::page::error_response;
+use crate::http::request::{parse_request, Request};
+use crate::http::target::Target;
+use crate::http::{BodyKind, Method};
+use crate::server::upstream_token;
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// `Head` state: parse what has arrived, or read more.
+pub fn head_step(cx: &mut Cx) -> bool {
+    let limits = cx.ctx.limits;
+    let conn = &mut *cx.conn;
+    // Our last answer goes out before the next request is looked at, so a client
+    // that pipelines without reading cannot make `out` grow.
+    if !conn.out.is_empty() {
+        if !conn.ready.w {
+            return false;
+        }
+        return match write_two(&mut conn.sock, conn.out.pending(), &[]) {
+            Io::Done(n) => {
+                conn.out.advance(n);
+                true
+            }
+            Io::Blocked => {
+                conn.ready.w = false;
+                false
+            }
+            Io::Eof | Io::Failed(_) => {
+                conn.state = State::Closed;
+                true
+            }
+        };
+    }
+    let len = conn.inbuf.len();
+    // A head is parsed only once its end may be there (or a limit is reached), so a
+    // client that trickles a head byte by byte costs a scan of the new bytes, not a
+    // parse of the whole head each time.
+    if len > 0 && (head_may_be_complete(conn) || len >= limits.request_line || len >= limits.head) {
+        match parse_request(conn.inbuf.data(), &limits, &cx.ctx.via) {
+            Ok(Some(req)) => {
+                conn.head_scan = 0;
+                begin(cx, req);
+                return true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let detail = match &conn.denied {
+                    Some(why) => (403, why.to_string()),
+                    None => (e.status, e.detail.to_string()),
+                };
+                debug!("conn {}: bad request: {}", conn.id, e);
+                let result = if detail.0 == 403 {
+                    "TCP_DENIED"
+                } else {
+                    "TAG_NONE"
+                };
+                answer(cx, detail.0, &detail.1, true, None, result);
+                return true;
+            }
+        }
+    }
+    if conn.eof {
+        // The client closed between requests (normal) or mid-head (nothing to say).
+        conn.state = State::Closed;
+        return true;
+    }
+    if !conn.ready.r {
+        return false;
+    }
+    if !conn.inbuf.has_room() {
+        // A head larger than a pooled buffer: grow once, up to the head limit (the
+        // parser answers 431 when it is reached).
+        conn.inbuf.grow(limits.head + 1);
+    }
+    match read_into(&mut conn.sock, conn.inbuf.space(&mut cx.ctx.bufs)) {
+        Io::Done(n) => {
+            conn.inbuf.filled(n);
+            true
+        }
+        Io::Blocked => {
+            conn.ready.r = false;
+            conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
+            false
+        }
+        Io::Eof => {
+            conn.eof = true;
+            true
+        }
+        Io::Failed(e) => {
+            debug!("conn {}: client read: {}", conn.id, e);
+            conn.state = State::Closed;
+            true
+        }
+    }
+}
+
+/// Looks for the blank line that ends a head in the bytes not searched yet.
+fn head_may_be_complete(conn: &mut Conn) -> bool {
+    let data = conn.inbuf.data();
+    let from = conn.head_scan.saturating_sub(3).min(data.len());
+    let found = data
+        .get(from..)
+        .unwrap_or(&[])
+        .windows(2)
+        .any(|w| w == b"\n\n" || w == b"\n\r");
+    conn.head_scan = data.len();
+    found
+}
+
+/// A parsed head: apply the access rules, then find an upstream.
+fn begin(cx: &mut Cx, req: Request) {
+    if let Some(why) = cx.conn.denied.clone() {
+        answer_req(cx, &req, 403, &why, true, "TCP_DENIED");
+        return;
+    }
+    // A refused request's body is not read, so the connection cannot be reused.
+    let has_body = req.body != BodyKind::None;
+    if let Target::Authority { port, .. } = req.target {
+        if !cx.ctx.cfg.connect_ports.contains(port) {
+            let why = format!("CONNECT to port {port} is not allowed");
+            answer_req(cx, &req, 403, &why, has_body, "TCP_DENIED");
+            return;
+        }
+    }
+    if let Some(rule) = cx.ctx.blocklist.blocked_host(req.target.host()) {
+        answer_req(
+            cx,
+            &req,
+            403,
+            &format!("blocked: {rule}"),
+            has_body,
+            "TCP_DENIED",
+        );
+        return;
+    }
+    cx.conn.inbuf.consume(req.head_len);
+    let req_done = req.body == BodyKind::None;
+    cx.conn.ex = Some(Box::new(Exchange {
+        started: cx.ctx.now,
+        client_version: req.version,
+        client_keep_alive: req.keep_alive,
+        req_body: BodyTracker::new(req.body, &cx.ctx.limits),
+        request_has_body: !req_done,
+        req_done,
+        method: req.method,
+        target: req.target,
+        upstream_head: req.upstream_head,
+        head_sent: 0,
+        req_pending: 0,
+        resp: Resp::Head,
+        resp_body: None,
+        resp_pending: 0,
+        dechunk: false,
+        close_after: false,
+        reusable: false,
+        got_bytes: false,
+        retried: false,
+        response_deadline_set: false,
+        addrs: None,
+        addr_idx: 0,
+        status: 0,
+        bytes: 0,
+        content_type: None,
+        shut_up: false,
+        shut_client: false,
+    }));
+    let (is_connect, host, port) = match cx.conn.ex.as_deref() {
+        Some(ex) => (
+            ex.method == Method::Connect,
+            ex.target.host().to_owned(),
+            ex.target.port(),
+        ),
+        None => return,
+    };
+    if !is_connect {
+        let ups = &*cx.ups;
+        let pooled = cx
+            .ctx
+            .pool
+            .take(&host, port, |i| ups.get(i).map_or(0, |u| u.port));
+        if let Some(idx) = pooled {
+            attach(cx, idx);
+            cx.conn.state = State::Forward;
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            return;
+        }
+    }
+    resolve(cx, &host);
+}
+
+/// Starts (or re-starts, for a retry) the DNS step for the current exchange.
+pub fn resolve(cx: &mut Cx, host: &str) {
+    cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
+    let waiter = Waiter {
+        key: cx.key,
+        id: cx.conn.id,
+    };
+    match cx.ctx.resolver.lookup(host, waiter, cx.ctx.now) {
+        Lookup::Ready(answer) => resolved(cx, answer),
+        Lookup::Pending => cx.conn.state = State::Resolving,
+    }
+}
+
+/// A DNS answer for the current exchange: check the addresses, then connect.
+pub fn resolved(cx: &mut Cx, answer: Answer) {
+    let addrs = match answer {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => Arc::from(Vec::new()),
+        Err(e) => {
+            let host = host_of(cx);
+            fail(cx, 502, &format!("cannot resolve {host}: {e}"));
+            return;
+        }
+    };
+    for &ip in addrs.iter() {
+        if let Some(rule) = cx.ctx.blocklist.blocked_ip(ip) {
+            fail_denied(cx, &format!("blocked: {rule}"));
+            return;
+        }
+    }
+    let port = cx.conn.ex.as_ref().map_or(0, |ex| ex.target.port());
+    if addrs.iter().any(|&ip| is_self(cx.ctx.local, ip, port)) {
+        fail(cx, 508, "loop detected: the request targets this proxy");
+        return;
+    }
+    if let Some(ex) = cx.conn.ex.as_deref_mut() {
+        ex.addrs = Some(addrs);
+        ex.addr_idx = 0;
+    }
+    connect_next(cx, None);
+}
+
+/// Whether `ip:port` is larder's own listening address.
+fn is_self(local: SocketAddr, ip: IpAddr, port: u16) -> bool {
+    if port != local.port() {
+        return false;
+    }
+    let lip = local.ip();
+    ip == lip || (lip.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+}
+
+fn host_of(cx: &Cx) -> String {
+    cx.conn
+        .ex
+        .as_ref()
+        .map_or_else(String::new, |ex| ex.target.host().to_owned())
+}
+
+/// Connects to the current address, moving on to the next ones on failure.
+fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
+    loop {
+        let (ip, port, host) = match cx.conn.ex.as_deref() {
+            Some(ex) => match ex.addrs.as_ref().and_then(|a| a.get(ex.addr_idx)) {
+                Some(&ip) => (ip, ex.target.port(), ex.target.host().to_owned()),
+                None => {
+                    let why = match &last_err {
+                        Some(e) => format!("cannot connect to {}: {e}", ex.target.host_header()),
+                        None => format!("no address for {}", ex.target.host()),
+                    };
+                    fail(cx, 502, &why);
+                    return;
+                }
+            },
+            None => return,
+        };
+        let addr = SocketAddr::new(ip, port);
+        match TcpStream::connect(addr) {
+            Ok(sock) => {
+                let entry = cx.ups.vacant_entry();
+                let idx = entry.key();
+                let mut up = Upstream::new(sock, &host, port, addr);
+                if let Err(e) = cx.ctx.registry.register(
+                    &mut up.sock,
+                    upstream_token(idx),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    last_err = Some(e);
+                } else {
+                    entry.insert(up);
+                    attach(cx, idx);
+                    cx.conn.state = State::Connecting;
+                    cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
+                    return;
+                }
+            }
+            Err(e) => {
+                if e.raw_os_error() == Some(24) {
+                    warn!(
+                        "conn {}: out of file descriptors connecting to {addr}",
+                        cx.conn.id
+                    );
+                }
+                last_err = Some(e);
+            }
+        }
+        if let Some(ex) = cx.conn.ex.as_deref_mut() {
+            ex.addr_idx += 1;
+        }
+    }
+}
+
+/// Makes upstream `idx` this connection's.
+fn attach(cx: &mut Cx, idx: usize) {
+    if let Some(up) = cx.ups.get_mut(idx) {
+        up.owner = Some((cx.key, cx.conn.id));
+        up.idle_deadline = None;
+        // Readiness that arrived while pooled was consumed there; assume writable so
+        // the request goes out at once (a WouldBlock corrects it).
+        up.ready.w = true;
+        if let Some(ex) = cx.conn.ex.as_deref_mut() {
+            if ex.addrs.is_none() {
+                ex.addrs = Some(Arc::from(vec![up.addr.ip()]));
+                ex.addr_idx = 0;
+            }
+        }
+    }
+    cx.conn.up = Some(idx);
+}
+
+/// `Connecting` state: wait for the handshake to finish, then forward or tunnel.
+pub fn connect_step(cx: &mut Cx) -> bool {
+    let Some(idx) = cx.conn.up else {
+        cx.conn.state = State::Closed;
+        return true;
+    };
+    let Some(up) = cx.ups.get_mut(idx) else {
+        cx.conn.state = State::Closed;
+        return true;
+    };
+    if !up.ready.w && !up.ready.r {
+        return false;
+    }
+    let outcome = match up.sock.take_error() {
+        Ok(Some(e)) | Err(e) => Err(e),
+        Ok(None) => match up.sock.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        },
+    };
+    match outcome {
+        Ok(false) => {
+            // A spurious wake-up before the handshake finished.
+            up.ready = Default::default();
+            false
+        }
+        Ok(true) => {
+            up.connected = true;
+            let _ = up.sock.set_nodelay(true);
+            let Some(ex) = cx.conn.ex.as_deref_mut() else {
+                cx.conn.state = State::Closed;
+                return true;
+            };
+            if ex.method == Method::Connect {
+                ex.status = 200;
+                cx.conn.out.push(ESTABLISHED);
+                cx.conn.state = State::Tunnel;
+                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
+            } else {
+                cx.conn.state = State::Forward;
+                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            }
+            true
+        }
+        Err(e) => {
+            debug!("conn {}: connect to {} failed: {}", cx.conn.id, up.addr, e);
+            drop_upstream(cx);
+            if let Some(ex) = cx.conn.ex.as_deref_mut() {
+                ex.addr_idx += 1;
+            }
+            connect_next(cx, Some(e));
+            true
+        }
+    }
+}
+
+/// Closes the current upstream socket (not pooled).
+pub fn drop_upstream(cx: &mut Cx) {
+    if let Some(idx) = cx.conn.up.take() {
+        if cx.ups.contains(idx) {
+            let mut up = cx.ups.remove(idx);
+            up.inbuf.clear(&mut cx.ctx.bufs);
+            let _ = cx.ctx.registry.deregister(&mut up.sock);
+        }
+    }
+}
+
+/// The request failed before a response started: answer with an error page and
+/// close, or just close if the client already got response bytes.
+pub fn fail(cx: &mut Cx, status: u16, detail: &str) {
+    fail_with(
+        cx,
+        status,
+        detail,
+        if status == 403 {
+            "TCP_DENIED"
+        } else {
+            "TCP_MISS"
+        },
+    );
+}
+
+fn fail_denied(cx: &mut Cx, detail: &str) {
+    fail_with(cx, 403, detail, "TCP_DENIED");
+}
+
+fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
+    drop_upstream(cx);
+    let started = cx.conn.ex.as_ref().map(|ex| ex.status != 0);
+    if started == Some(true) {
+        abort(cx);
+        return;
+    }
+    if status >= 500 {
+        debug!("conn {}: {} {}", cx.conn.id, status, detail);
+    }
+    // Keep the client connection when its request was read whole.
+    let keep = cx
+        .conn
+        .ex
+        .as_ref()
+        .is_some_and(|ex| ex.req_done && ex.req_pending == 0 && ex.client_keep_alive);
+    let ex = cx.conn.ex.take();
+    answer(cx, status, detail, !keep, ex.as_deref(), result);
+}
+
+/// The exchange cannot go on and the client already has part of a response:
+/// log it as aborted and close.
+pub fn abort(cx: &mut Cx) {
+    drop_upstream(cx);
+    if let Some(ex) = cx.conn.ex.take() {
+        log_exchange(cx, &ex, "TCP_MISS_ABORTED");
+    }
+    cx.conn.state = State::Closed;
+}
+
+/// Answers a request that was refused at its head (the exchange never started).
+fn answer_req(cx: &mut Cx, req: &Request, status: u16, detail: &str, close: bool, result: &str) {
+    let close = close || !req.keep_alive;
+    if !close {
+        cx.conn.inbuf.consume(req.head_len);
+    }
+    let url = req.target.display_url();
+    let page = error_response(status, detail, &cx.ctx.via, close);
+    write_log(
+        cx,
+        req.method.as_str(),
+        &url,
+        status,
+        page.len() as u64,
+        None,
+        result,
+        cx.ctx.now,
+    );
+    queue_answer(cx, page, close);
+}
+
+/// Sends larder's own answer; `ex` is the exchange it answers, if one started.
+pub fn answer(
+    cx: &mut Cx,
+    status: u16,
+    detail: &str,
+    close: bool,
+    ex: Option<&Exchange>,
+    result: &str,
+) {
+    let page = error_response(status, detail, &cx.ctx.via, close);
+    let (method, url, started) = match ex {
+        Some(ex) => (
+            ex.method.as_str().to_owned(),
+            ex.target.display_url(),
+            ex.started,
+        ),
+        None => ("-".to_owned(), "-".to_owned(), cx.ctx.now),
+    };
+    let peer = ex.and_then(|e| e.peer_ip());
+    write_log(
+        cx,
+        &method,
+        &url,
+        status,
+        page.len() as u64,
+        peer,
+        result,
+        started,
+    );
+    queue_answer(cx, page, close);
+}
+
+fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
+    let conn = &mut *cx.conn;
+    conn.out.push(&page);
+    conn.ex = None;
+    if close {
+        conn.state = State::Closing;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+    } else {
+        conn.state = State::Head;
+        conn.served += 1;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
+    }
+    // The answer is written by the Head/Closing steps; make sure they try now.
+    conn.ready.w = true;
+}
+
+/// Writes the access-log line for a finished exchange.
+pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: &str) {
+    if cx.ctx.log.is_none() {
+        return;
+    }
+    let url = ex.target.display_url();
+    let ct = ex.content_type.clone();
+    let entry_ct = ct.as_deref().unwrap_or("-");
+    let Some(log) = cx.ctx.log.as_mut() else {
+        return;
+    };
+    log.write(&Entry {
+        time: SystemTime::now(),
+        elapsed: cx.ctx.now.saturating_duration_since(ex.started),
+        client: cx.conn.peer.ip(),
+        result,
+        status: ex.status,
+        bytes: ex.bytes,
+        method: ex.method.as_str(),
+        url: &url,
+        peer: ex.peer_ip(),
+        content_type: entry_ct,
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_log(
+    cx: &mut Cx,
+    method: &str,
+    url: &str,
+    status: u16,
+    bytes: u64,
+    peer: Option<IpAddr>,
+    result: &str,
+    started: std::time::Instant,
+) {
+    let client = cx.conn.peer.ip();
+    let elapsed = cx.ctx.now.saturating_duration_since(started);
+    if let Some(log) = cx.ctx.log.as_mut() {
+        log.write(&Entry {
+            time: SystemTime::now(),
+            elapsed,
+            client,
+            result,
+            status,
+            bytes,
+            method,
+            url,
+            peer,
+            content_type: "text/html",
+        });
+    }
+}

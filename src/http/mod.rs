@@ -1,0 +1,190 @@
+//! HTTP/1.x message handling without sockets: request and response heads, body
+//! framing, the chunked decoder and larder's own error pages.
+//!
+//! Everything here is a plain function of bytes in → parsed value or [`HttpError`],
+//! so it is tested without a socket and fuzzed without a runtime. The connection
+//! state machines in `crate::conn` own the buffers and call into this module.
+
+pub mod body;
+pub mod chunked;
+pub mod page;
+pub mod request;
+pub mod response;
+pub mod target;
+
+/// The HTTP versions larder speaks. Anything else is rejected (505 from a client,
+/// 502 from an upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Why a message was rejected. `status` is what larder answers the client with when
+/// the message came from the client; a bad upstream message is always answered 502
+/// by the caller, whatever `status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub detail: &'static str,
+}
+
+impl HttpError {
+    pub const fn new(status: u16, detail: &'static str) -> HttpError {
+        HttpError { status, detail }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.detail)
+    }
+}
+
+/// Size limits applied while parsing. The defaults are the ones larder documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line (method, target, version) → 414 beyond.
+    pub request_line: usize,
+    /// Largest request head including the final CRLF; a head of this size or more → 431.
+    pub head: usize,
+    /// Field lines in a head; this many or more → 431 (a response: 502).
+    pub fields: usize,
+    /// Longest chunk-size line, extensions included.
+    pub chunk_line: usize,
+    /// Total size of a chunked body's trailer section.
+    pub trailers: usize,
+    /// Largest upstream response head → 502 beyond.
+    pub response_head: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            request_line: 8 * 1024,
+            head: 64 * 1024,
+            fields: 256,
+            chunk_line: 4 * 1024,
+            trailers: 16 * 1024,
+            response_head: 64 * 1024,
+        }
+    }
+}
+
+/// larder's name in `Via` (RFC 9110 §7.6.3): `larder-` and eight hex digits chosen
+/// at start-up, so a request that comes back through the same instance is a loop
+/// (508) while two larder instances can still be chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViaName {
+    /// The received-by token, e.g. `larder-1a2b3c4d`.
+    pub token: String,
+}
+
+impl ViaName {
+    pub fn new(token: String) -> ViaName {
+        ViaName { token }
+    }
+
+    /// The full field line larder appends: `Via: 1.1 larder-1a2b3c4d\r\n`.
+    pub fn field_line(&self) -> String {
+        format!("Via: 1.1 {}\r\n", self.token)
+    }
+}
+
+/// Request methods. The common ones are variants so that hot paths compare
+/// integers; anything else that is a valid token is `Other`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Trace,
+    Patch,
+    Connect,
+    Other(Box<str>),
+}
+
+impl Method {
+    /// Parses a method token (case-sensitive, RFC 9110 §9.1). `None` if it is not
+    /// a valid token.
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            "CONNECT" => Method::Connect,
+            other => {
+                if other.is_empty() || !other.bytes().all(is_tchar) {
+                    return None;
+                }
+                Method::Other(other.into())
+            }
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Connect => "CONNECT",
+            Method::Other(s) => s,
+        }
+    }
+
+    /// Idempotent per RFC 9110 §9.2.2: safe to send again on a fresh connection
+    /// when a reused one died before answering.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+}
+
+/// `tchar` from RFC 9110 §5.6.2.
+pub fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+        | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// How the length of a message body is known (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all (GET without framing headers, HEAD responses, 1xx/204/304).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection (responses only).
+    Close,
+}

@@ -1,0 +1,542 @@
+//! Response heads from upstream servers (RFC 9112 §4, §6.3): parsing, body length,
+//! whether the upstream connection can be reused, and the head relayed to the client.
+//!
+//! Every problem is a 502 for the client: a response larder cannot frame exactly is
+//! never relayed, because the client would then misread everything after it.
+
+use super::body::Framing;
+use super::page::reason;
+use super::request::{
+    field_name_problem, header_slots, is_end_to_end, list_elements, strict_config, valid_value,
+    write_field, STACK_SLOTS,
+};
+use super::{BodyKind, HttpError, Limits, Method, Version, ViaName};
+use std::mem::MaybeUninit;
+
+/// A validated upstream response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub version: Version,
+    /// Bytes of `buf` the head occupied, final line ending included.
+    pub head_len: usize,
+    /// RFC 9112 §6.3: None for HEAD requests, 1xx, 204, 304; Chunked; Length; else Close.
+    pub body: BodyKind,
+    /// The upstream connection may be reused after this response: HTTP/1.1 without
+    /// "Connection: close" (or 1.0 with "Connection: keep-alive"), and body != Close.
+    pub reusable: bool,
+    /// For the client, in this order:
+    /// - `HTTP/1.1 {status} {reason}\r\n` (upstream's reason phrase, or the standard
+    ///   one when upstream's was empty or held obs-text);
+    /// - every upstream field line in order, as `Name: value\r\n`, except Host,
+    ///   Connection and the fields it names, Keep-Alive, Proxy-Connection, TE,
+    ///   Trailer, Upgrade, Proxy-Authorization, Transfer-Encoding and Content-Length
+    ///   (Proxy-Authenticate is kept);
+    /// - `Content-Length: n\r\n` when upstream sent a valid one and no
+    ///   Transfer-Encoding (also for HEAD, 204 and 304, where it describes the
+    ///   representation);
+    /// - `via.field_line()`.
+    ///
+    /// No Transfer-Encoding, no Connection and no final CRLF: the caller appends those,
+    /// and adds framing only for `Chunked` and `Close` bodies.
+    pub client_head: Vec<u8>,
+}
+
+/// Parses and validates the response head at the start of `buf`, the answer to a
+/// request with `request_method`.
+///
+/// `Ok(None)`: incomplete, read more (an incomplete head already
+/// `limits.response_head` bytes or more is an error). Errors all carry status 502.
+/// A 1xx interim response is returned like any other, with body `None`: the caller
+/// relays it and parses again for the final response.
+pub fn parse_response(
+    buf: &[u8],
+    limits: &Limits,
+    request_method: &Method,
+    via: &ViaName,
+) -> Result<Option<Response>, HttpError> {
+    let too_large = bad_gateway("response head too large");
+    let mut stack = [const { MaybeUninit::uninit() }; STACK_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(&mut stack, &mut heap, limits.fields);
+    let mut res = httparse::Response::new(&mut []);
+    let head_len = match strict_config().parse_response_with_uninit_headers(&mut res, buf, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= limits.response_head => {
+            return Err(too_large)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => {
+            return Err(bad_gateway(match e {
+                httparse::Error::Version => "upstream did not answer with HTTP/1.x",
+                httparse::Error::Status => "malformed status line from upstream",
+                httparse::Error::HeaderName => field_name_problem(buf),
+                httparse::Error::HeaderValue => "invalid byte in a response field value",
+                httparse::Error::NewLine => "malformed line ending in response head",
+                httparse::Error::TooManyHeaders => "too many header fields in response",
+                httparse::Error::Token => "malformed response head",
+            }))
+        }
+    };
+    if head_len >= limits.response_head {
+        return Err(too_large);
+    }
+    let version = match res.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(bad_gateway("upstream did not answer with HTTP/1.x")),
+    };
+    let status = res.code.unwrap_or_default();
+    if !(100..=999).contains(&status) {
+        return Err(bad_gateway("invalid status code from upstream"));
+    }
+    if status == 101 {
+        // Upgrade is stripped from every request, so a 101 is an upstream error.
+        return Err(bad_gateway("upstream switched protocols (101)"));
+    }
+
+    let mut framing = Framing::default();
+    let mut connection: Vec<&[u8]> = Vec::new();
+    for field in res.headers.iter() {
+        if !valid_value(field.value) {
+            return Err(bad_gateway("invalid byte in a response field value"));
+        }
+        framing.add(field.name, field.value).map_err(bad_gateway)?;
+        if field.name.eq_ignore_ascii_case("connection") {
+            connection.extend(list_elements(field.value));
+        }
+    }
+    let framed = response_body(&framing, version)?;
+    let bodiless =
+        *request_method == Method::Head || status < 200 || status == 204 || status == 304;
+    let body = if bodiless { BodyKind::None } else { framed };
+    let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+    let persistent = !close
+        && (version == Version::Http11
+            || connection
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
+
+    let reason_phrase = match res.reason {
+        Some(r) if !r.is_empty() => r,
+        _ => reason(status),
+    };
+    let mut client_head = Vec::with_capacity(head_len + 64);
+    client_head.extend_from_slice(format!("HTTP/1.1 {status} {reason_phrase}\r\n").as_bytes());
+    for field in res.headers.iter() {
+        if is_end_to_end(field.name, &connection) {
+            write_field(&mut client_head, field.name, field.value);
+        }
+    }
+    if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
+        write_field(&mut client_head, "Content-Length", n.to_string().as_bytes());
+    }
+    client_head.extend_from_slice(via.field_line().as_bytes());
+    Ok(Some(Response {
+        status,
+        version,
+        head_len,
+        body,
+        reusable: persistent && body != BodyKind::Close,
+        client_head,
+    }))
+}
+
+fn bad_gateway(detail: &'static str) -> HttpError {
+    HttpError::new(502, detail)
+}
+
+/// The body's framing as the fields give it, before the status and the request
+/// method are considered. Transfer-Encoding must be exactly `chunked`: larder
+/// decodes nothing else and does not relay codings it cannot frame.
+fn response_body(framing: &Framing, version: Version) -> Result<BodyKind, HttpError> {
+    if !framing.transfer_encoding {
+        return Ok(framing
+            .content_length
+            .map_or(BodyKind::Close, BodyKind::Length));
+    }
+    if framing.content_length.is_some() {
+        return Err(bad_gateway(
+            "both Content-Length and Transfer-Encoding in response",
+        ));
+    }
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+    if version == Version::Http10 {
+        return Err(bad_gateway("Transfer-Encoding in an HTTP/1.0 response"));
+    }
+    if framing.codings != 1 || framing.chunked != 1 {
+        return Err(bad_gateway("unsupported transfer-coding in response"));
+    }
+    Ok(BodyKind::Chunked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn via() -> ViaName {
+        ViaName::new("larder-abcd1234".into())
+    }
+
+    fn parse_for(method: Method, text: &[u8]) -> Result<Option<Response>, HttpError> {
+        parse_response(text, &Limits::default(), &method, &via())
+    }
+
+    fn ok(text: &str) -> Response {
+        parse_for(Method::Get, text.as_bytes())
+            .expect("valid")
+            .expect("complete")
+    }
+
+    fn err(text: &str) -> HttpError {
+        let e = parse_for(Method::Get, text.as_bytes()).expect_err("should be rejected");
+        assert_eq!(e.status, 502, "{text:?}: {e}");
+        e
+    }
+
+    fn head(res: &Response) -> &str {
+        std::str::from_utf8(&res.client_head).unwrap()
+    }
+
+    const TYPICAL: &str = "HTTP/1.1 200 OK\r\n\
+        Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+        Server: nginx\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\
+        Content-Length: 1234\r\n\
+        Connection: keep-alive\r\n\
+        Keep-Alive: timeout=5\r\n\
+        Cache-Control: max-age=60\r\n\
+        \r\n";
+
+    #[test]
+    fn parses_typical_response() {
+        let res = ok(TYPICAL);
+        assert_eq!(res.status, 200);
+        assert_eq!(res.version, Version::Http11);
+        assert_eq!(res.head_len, TYPICAL.len());
+        assert_eq!(res.body, BodyKind::Length(1234));
+        assert!(res.reusable);
+        assert_eq!(
+            head(&res),
+            "HTTP/1.1 200 OK\r\n\
+             Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+             Server: nginx\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\
+             Cache-Control: max-age=60\r\n\
+             Content-Length: 1234\r\n\
+             Via: 1.1 larder-abcd1234\r\n"
+        );
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        for end in 0..TYPICAL.len() {
+            assert_eq!(
+                parse_for(Method::Get, &TYPICAL.as_bytes()[..end]),
+                Ok(None),
+                "{end}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_response_has_no_framing_in_client_head() {
+        let res = ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n");
+        assert_eq!(res.body, BodyKind::Chunked);
+        assert!(res.reusable);
+        assert_eq!(
+            head(&res),
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nVia: 1.1 larder-abcd1234\r\n"
+        );
+    }
+
+    #[test]
+    fn close_delimited_response_is_not_reusable() {
+        let res = ok("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+        assert_eq!(res.body, BodyKind::Close);
+        assert!(!res.reusable);
+    }
+
+    #[test]
+    fn connection_close_is_not_reusable() {
+        let res = ok("HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!(res.body, BodyKind::Length(1));
+        assert!(!res.reusable);
+    }
+
+    #[test]
+    fn http10_reusable_only_with_keep_alive() {
+        let res = ok("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!(res.version, Version::Http10);
+        assert!(!res.reusable);
+        assert!(head(&res).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(
+            ok("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n").reusable
+        );
+        assert!(!ok("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").reusable);
+    }
+
+    #[test]
+    fn head_response_has_no_body_but_keeps_content_length() {
+        let text = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
+        let res = parse_for(Method::Head, text).unwrap().unwrap();
+        assert_eq!(res.body, BodyKind::None);
+        assert!(res.reusable);
+        assert!(head(&res).contains("\r\nContent-Length: 5000\r\n"));
+        let text = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let res = parse_for(Method::Head, text).unwrap().unwrap();
+        assert_eq!(res.body, BodyKind::None);
+        assert!(!head(&res).contains("Transfer-Encoding"));
+    }
+
+    #[test]
+    fn no_content_and_not_modified_have_no_body() {
+        let res = ok("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(res.body, BodyKind::None);
+        assert!(res.reusable);
+        let res = ok("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\nETag: \"x\"\r\n\r\n");
+        assert_eq!(res.body, BodyKind::None);
+        assert!(head(&res).contains("ETag: \"x\"\r\nContent-Length: 99\r\n"));
+    }
+
+    #[test]
+    fn interim_responses_have_no_body() {
+        let res = ok("HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!((res.status, res.body), (100, BodyKind::None));
+        assert_eq!(
+            head(&res),
+            "HTTP/1.1 100 Continue\r\nVia: 1.1 larder-abcd1234\r\n"
+        );
+        let res = ok(
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n",
+        );
+        assert_eq!(res.body, BodyKind::None);
+        assert!(head(&res).contains("\r\nLink: </s.css>; rel=preload\r\n"));
+    }
+
+    #[test]
+    fn rejects_switching_protocols() {
+        err(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_keeps_proxy_authenticate() {
+        let res = ok("HTTP/1.1 407 Proxy Authentication Required\r\n\
+            Connection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nProxy-Connection: keep-alive\r\n\
+            TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Authorization: x\r\n\
+            Proxy-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            head(&res),
+            "HTTP/1.1 407 Proxy Authentication Required\r\n\
+             Proxy-Authenticate: Basic realm=\"r\"\r\n\
+             Content-Length: 0\r\n\
+             Via: 1.1 larder-abcd1234\r\n"
+        );
+    }
+
+    #[test]
+    fn repeated_identical_content_length_is_normalised() {
+        let res = ok("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(res.body, BodyKind::Length(3));
+        assert_eq!(head(&res).matches("Content-Length").count(), 1);
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        let text = "HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nhi";
+        let res = ok(text);
+        assert_eq!(res.body, BodyKind::Length(2));
+        assert_eq!(res.head_len, text.len() - 2);
+        assert!(head(&res).contains("\r\nX-A: b\r\n"));
+    }
+
+    #[test]
+    fn reason_phrase_kept_or_replaced() {
+        assert!(head(&ok("HTTP/1.1 200 Fine Thanks\r\n\r\n"))
+            .starts_with("HTTP/1.1 200 Fine Thanks\r\n"));
+        assert!(head(&ok("HTTP/1.1 404\r\n\r\n")).starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(head(&ok("HTTP/1.1 404 \r\n\r\n")).starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(head(&ok("HTTP/1.1 599 \r\n\r\n")).starts_with("HTTP/1.1 599 Unknown\r\n"));
+        let res = parse_for(Method::Get, b"HTTP/1.1 200 \xd0\x9e\xd0\x9a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head(&res).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn rejects_control_bytes_in_reason() {
+        err("HTTP/1.1 200 O\x01K\r\n\r\n");
+        err("HTTP/1.1 200 O\0K\r\n\r\n");
+    }
+
+    #[test]
+    fn rejects_non_http1_answers() {
+        assert_eq!(
+            err("<html>hello</html>\r\n\r\n").detail,
+            "upstream did not answer with HTTP/1.x"
+        );
+        err("HTTP/2 200\r\n\r\n");
+        err("HTTP/2.0 200 OK\r\n\r\n");
+        err("HTTP/1.2 200 OK\r\n\r\n");
+        err("ICY 200 OK\r\n\r\n");
+        err("\0\0\0\0");
+    }
+
+    #[test]
+    fn rejects_malformed_status_line() {
+        err("HTTP/1.1 20 OK\r\n\r\n");
+        err("HTTP/1.1 2000 OK\r\n\r\n");
+        err("HTTP/1.1 abc OK\r\n\r\n");
+        err("HTTP/1.1  200 OK\r\n\r\n");
+    }
+
+    #[test]
+    fn rejects_status_below_100() {
+        err("HTTP/1.1 099 Odd\r\n\r\n");
+        err("HTTP/1.1 000 Odd\r\n\r\n");
+    }
+
+    #[test]
+    fn accepts_three_digit_statuses_up_to_999() {
+        assert_eq!(
+            ok("HTTP/1.1 999 Custom\r\nContent-Length: 0\r\n\r\n").status,
+            999
+        );
+    }
+
+    #[test]
+    fn rejects_content_length_with_transfer_encoding() {
+        err("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn rejects_bad_or_differing_content_length() {
+        err("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
+        for value in ["-1", "+1", "1a", "", "99999999999999999999", "5, 6"] {
+            err(&format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n"
+            ));
+        }
+    }
+
+    #[test]
+    fn rejects_transfer_coding_other_than_chunked() {
+        for te in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, chunked",
+            "identity",
+            "chunked;a=b",
+            "",
+        ] {
+            let e = err(&format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n"
+            ));
+            assert_eq!(e.detail, "unsupported transfer-coding in response", "{te}");
+        }
+    }
+
+    #[test]
+    fn rejects_transfer_encoding_in_http10_response() {
+        err("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn rejects_control_bytes_in_values() {
+        for byte in ["\0", "\x01", "\x7f", "\r"] {
+            err(&format!("HTTP/1.1 200 OK\r\nX-A: a{byte}b\r\n\r\n"));
+        }
+    }
+
+    #[test]
+    fn rejects_whitespace_before_colon_and_obs_fold() {
+        assert_eq!(
+            err("HTTP/1.1 200 OK\r\nX-A : b\r\n\r\n").detail,
+            "whitespace before colon in a field line"
+        );
+        assert_eq!(
+            err("HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\n\r\n").detail,
+            "obs-fold (a folded field line) is not allowed"
+        );
+    }
+
+    #[test]
+    fn head_too_large_is_502() {
+        let limits = Limits {
+            response_head: 64,
+            ..Limits::default()
+        };
+        // The head without padding is 25 bytes: "HTTP/1.1 200 OK\r\nX: \r\n\r\n".
+        let response = |pad: usize| format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "p".repeat(pad));
+        assert_eq!(response(39).len(), 63);
+        assert!(
+            parse_response(response(39).as_bytes(), &limits, &Method::Get, &via())
+                .unwrap()
+                .is_some()
+        );
+        let e = parse_response(response(40).as_bytes(), &limits, &Method::Get, &via()).unwrap_err();
+        assert_eq!(e, HttpError::new(502, "response head too large"));
+        let partial = format!("HTTP/1.1 200 OK\r\nX: {}", "p".repeat(64 * 1024));
+        assert_eq!(err(&partial).detail, "response head too large");
+    }
+
+    #[test]
+    fn too_many_fields_is_502() {
+        let fields: String = (0..256).map(|i| format!("X-F{i}: v\r\n")).collect();
+        err(&format!("HTTP/1.1 200 OK\r\n{fields}\r\n"));
+        let fields: String = (0..255).map(|i| format!("X-F{i}: v\r\n")).collect();
+        assert_eq!(
+            ok(&format!("HTTP/1.1 204 No Content\r\n{fields}\r\n")).status,
+            204
+        );
+    }
+
+    /// xorshift64: a few thousand mutated heads without a fuzzing crate.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn mutated_responses_never_panic() {
+        let seeds = [
+            TYPICAL,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x\r\nX: y\r\n\r\n5\r\nhello",
+            "HTTP/1.0 304 Not Modified\nContent-Length: 5, 5\n\n",
+            "HTTP/1.1 103 Early Hints\r\nLink: <a>\r\n\r\n",
+        ];
+        let alphabet = b" \t\r\n:,;0123456789HTTP/.\x00\x7f\xff";
+        let limits = Limits {
+            response_head: 200,
+            fields: 5,
+            ..Limits::default()
+        };
+        let mut rng = 0x853c_49e6_748f_ea9b;
+        for i in 0..4000 {
+            let mut input = seeds[i % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(&mut rng) % 4 {
+                let at = (next(&mut rng) % input.len() as u64) as usize;
+                let byte = alphabet[(next(&mut rng) % alphabet.len() as u64) as usize];
+                match next(&mut rng) % 3 {
+                    0 => input[at] = byte,
+                    1 => input.insert(at, byte),
+                    _ => {
+                        input.remove(at);
+                    }
+                }
+            }
+            let cut = (next(&mut rng) % (input.len() as u64 + 1)) as usize;
+            let method = if i % 5 == 0 {
+                Method::Head
+            } else {
+                Method::Get
+            };
+            let _ = parse_response(&input[..cut], &limits, &method, &via());
+            let _ = parse_response(&input, &Limits::default(), &method, &via());
+        }
+    }
+}

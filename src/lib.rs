@@ -1,0 +1,16 @@
+//! larder: a small, fast caching HTTP/HTTPS forward proxy for low-resource machines.
+//!
+//! The crate is a library so that the proxy (`src/main.rs`), the integration tests
+//! and the benchmarks share one implementation. See `docs/ARCHITECTURE.md` for the
+//! event loop, the connection states and the invariants.
+
+pub mod access_log;
+pub mod acl;
+pub mod buf;
+pub mod config;
+pub mod conn;
+pub mod dns;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod sys;

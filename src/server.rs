@@ -1,0 +1,487 @@
+//! The event loop: one `mio::Poll`, client connections in a slab, upstream sockets
+//! in another, readiness kept in userland.
+//!
+//! Each turn: poll (timeout: now if work is left over, else the next tick) →
+//! mark ready connections from the events → deliver DNS answers (waker) → step
+//! every ready connection once, each with a byte budget → on a tick (every 100 ms
+//! with connections, 1 s without): fire deadlines, close idle pooled upstreams,
+//! flush the access log, re-read changed block lists → close the connections the
+//! batch finished → accept while under the connection limit.
+//!
+//! Closing happens only after the batch, so an event later in the same batch can
+//! never reach a slab key that a new connection has taken; DNS answers carry the
+//! connection id for the same reason.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::access_log::AccessLog;
+use crate::acl::blocklist::Blocklist;
+use crate::acl::ClientAcl;
+use crate::buf::BufPool;
+use crate::config::Config;
+use crate::conn::request::{abort, fail};
+use crate::conn::upstream::{Pool, Upstream};
+use crate::conn::{step, tunnel, Conn, Cx, Resp, State, Step};
+use crate::dns::Resolver;
+use crate::error::Error;
+use crate::http::{Limits, ViaName};
+use crate::sys;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 3);
+
+/// Client connection `key` ↔ token `2·key`; upstream socket `idx` ↔ `2·idx + 1`.
+pub fn client_token(key: usize) -> Token {
+    Token(key << 1)
+}
+
+pub fn upstream_token(idx: usize) -> Token {
+    Token((idx << 1) | 1)
+}
+
+const TICK_BUSY: Duration = Duration::from_millis(100);
+const TICK_IDLE: Duration = Duration::from_secs(1);
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// Free buffers kept between bursts.
+const POOLED_BUFFERS: usize = 64;
+
+/// State shared by every connection step.
+pub struct Ctx {
+    pub cfg: Config,
+    pub limits: Limits,
+    pub via: ViaName,
+    /// The time at the start of this turn (one clock read per turn).
+    pub now: Instant,
+    pub bufs: BufPool,
+    pub resolver: Resolver,
+    pub pool: Pool,
+    pub registry: Registry,
+    pub blocklist: Blocklist,
+    pub log: Option<AccessLog>,
+    /// The listening address, to refuse requests that loop back to larder.
+    pub local: SocketAddr,
+}
+
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    conns: Slab<Box<Conn>>,
+    ups: Slab<Upstream>,
+    ctx: Ctx,
+    acl: ClientAcl,
+    max_conns: usize,
+    next_id: u64,
+    listener_ready: bool,
+    accept_paused_until: Option<Instant>,
+    last_fd_warning: Option<Instant>,
+    ready: Vec<usize>,
+    closing: Vec<usize>,
+    next_tick: Instant,
+    next_reload: Instant,
+}
+
+impl Server {
+    /// Binds the listener and prepares everything the loop needs; nothing runs yet.
+    pub fn bind(cfg: Config) -> Result<Server, Error> {
+        let nofile = sys::raise_nofile_limit();
+        let max_conns = cfg.max_conns.unwrap_or_else(|| sys::max_conns_for(nofile));
+        let blocklist = Blocklist::new(
+            cfg.block.clone(),
+            cfg.block_list.clone(),
+            cfg.block_ip.clone(),
+        )
+        .map_err(Error::Config)?;
+        let acl = ClientAcl::new(cfg.allow.clone(), cfg.deny.clone());
+        let log = match &cfg.access_log {
+            Some(p) => Some(AccessLog::open(p).map_err(|e| Error::File(p.clone(), e))?),
+            None => None,
+        };
+        let poll = Poll::new().map_err(Error::Io)?;
+        let mut listener = TcpListener::bind(cfg.listen).map_err(|e| Error::Bind(cfg.listen, e))?;
+        let local = listener.local_addr().map_err(Error::Io)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(Error::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
+        let resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
+            .map_err(Error::Io)?;
+        let registry = poll.registry().try_clone().map_err(Error::Io)?;
+        let now = Instant::now();
+        info!("listening on {local}, at most {max_conns} connections");
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            conns: Slab::new(),
+            ups: Slab::new(),
+            ctx: Ctx {
+                cfg,
+                limits: Limits::default(),
+                via: ViaName::new(format!("larder-{:08x}", random_u32())),
+                now,
+                bufs: BufPool::new(POOLED_BUFFERS),
+                resolver,
+                pool: Pool::default(),
+                registry,
+                blocklist,
+                log,
+                local,
+            },
+            acl,
+            max_conns,
+            next_id: 1,
+            listener_ready: true,
+            accept_paused_until: None,
+            last_fd_warning: None,
+            ready: Vec::new(),
+            closing: Vec::new(),
+            next_tick: now,
+            next_reload: now + RELOAD_EVERY,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.ctx.local
+    }
+
+    /// Runs the loop until an unrecoverable poll error.
+    pub fn run(&mut self) -> Result<(), Error> {
+        loop {
+            self.turn()?;
+        }
+    }
+
+    /// One turn of the loop.
+    pub fn turn(&mut self) -> Result<(), Error> {
+        let timeout = if self.ready.is_empty() {
+            self.next_tick.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Io(e));
+        }
+        self.ctx.now = Instant::now();
+        let mut dns = false;
+        let mut pooled_readable = Vec::new();
+        for event in self.events.iter() {
+            let token = event.token();
+            let r = event.is_readable() || event.is_read_closed() || event.is_error();
+            let w = event.is_writable() || event.is_write_closed() || event.is_error();
+            match token {
+                LISTENER => self.listener_ready = true,
+                WAKER => dns = true,
+                Token(t) if t & 1 == 0 => {
+                    if let Some(c) = self.conns.get_mut(t >> 1) {
+                        c.ready.r |= r;
+                        c.ready.w |= w;
+                        if !c.queued {
+                            c.queued = true;
+                            self.ready.push(t >> 1);
+                        }
+                    }
+                }
+                Token(t) => {
+                    let idx = t >> 1;
+                    let Some(up) = self.ups.get_mut(idx) else {
+                        continue;
+                    };
+                    up.ready.r |= r;
+                    up.ready.w |= w;
+                    match up.owner {
+                        Some((key, id)) => {
+                            if let Some(c) = self.conns.get_mut(key) {
+                                if c.id == id && !c.queued {
+                                    c.queued = true;
+                                    self.ready.push(key);
+                                }
+                            }
+                        }
+                        None if r => pooled_readable.push(idx),
+                        None => {}
+                    }
+                }
+            }
+        }
+        for idx in pooled_readable {
+            self.check_pooled(idx);
+        }
+        if dns {
+            self.deliver_dns();
+        }
+        let batch = std::mem::take(&mut self.ready);
+        for &key in &batch {
+            self.step_conn(key);
+        }
+        // Keep the allocation of the batch vector for the next turn.
+        let mut batch = batch;
+        batch.clear();
+        if self.ready.is_empty() {
+            self.ready = batch;
+        }
+        if self.ctx.now >= self.next_tick {
+            self.tick();
+        }
+        for key in std::mem::take(&mut self.closing) {
+            self.close_conn(key);
+        }
+        self.accept();
+        Ok(())
+    }
+
+    fn cx(&mut self, key: usize) -> Option<Cx<'_>> {
+        let conn = self.conns.get_mut(key)?;
+        Some(Cx {
+            key,
+            conn,
+            ups: &mut self.ups,
+            ctx: &mut self.ctx,
+        })
+    }
+
+    fn step_conn(&mut self, key: usize) {
+        let Some(mut cx) = self.cx(key) else { return };
+        cx.conn.queued = false;
+        match step(&mut cx) {
+            Step::Wait => {}
+            Step::Again => {
+                cx.conn.queued = true;
+                self.ready.push(key);
+            }
+            Step::Close => self.closing.push(key),
+        }
+    }
+
+    /// A pooled upstream became readable: an idle connection has nothing to say,
+    /// so this is the origin closing it (or misbehaving). Close it.
+    fn check_pooled(&mut self, idx: usize) {
+        let Some(up) = self.ups.get_mut(idx) else {
+            return;
+        };
+        let mut probe = [0u8; 1];
+        match crate::conn::read_into(&mut up.sock, &mut probe) {
+            crate::conn::Io::Blocked => up.ready.r = false,
+            _ => self.close_pooled(idx),
+        }
+    }
+
+    fn close_pooled(&mut self, idx: usize) {
+        if !self.ups.contains(idx) {
+            return;
+        }
+        let mut up = self.ups.remove(idx);
+        self.ctx.pool.remove(&up.host, idx);
+        up.inbuf.clear(&mut self.ctx.bufs);
+        let _ = self.ctx.registry.deregister(&mut up.sock);
+        debug!("pooled upstream to {} closed", up.addr);
+    }
+
+    fn deliver_dns(&mut self) {
+        for (waiter, answer) in self.ctx.resolver.drain(self.ctx.now) {
+            let Some(mut cx) = self.cx(waiter.key) else {
+                continue;
+            };
+            if cx.conn.id != waiter.id || cx.conn.state != State::Resolving {
+                continue;
+            }
+            crate::conn::request::resolved(&mut cx, answer);
+            if !cx.conn.queued {
+                cx.conn.queued = true;
+                self.ready.push(waiter.key);
+            }
+        }
+    }
+
+    /// Deadlines, pooled-connection idle limits, log flush, block-list reload.
+    fn tick(&mut self) {
+        let now = self.ctx.now;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in expired {
+            self.expire(key);
+        }
+        let idle: Vec<usize> = self
+            .ups
+            .iter()
+            .filter(|(_, u)| u.owner.is_none() && u.idle_deadline.is_some_and(|d| d <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for idx in idle {
+            self.close_pooled(idx);
+        }
+        if let Some(log) = self.ctx.log.as_mut() {
+            log.flush();
+        }
+        if now >= self.next_reload {
+            self.next_reload = now + RELOAD_EVERY;
+            let n = self.ctx.blocklist.reload_changed();
+            if n > 0 {
+                info!("reloaded {n} block list file(s)");
+            }
+        }
+        let busy = !self.conns.is_empty() || !self.ups.is_empty();
+        self.next_tick = now + if busy { TICK_BUSY } else { TICK_IDLE };
+    }
+
+    /// A connection's deadline passed: what that means depends on its state.
+    fn expire(&mut self, key: usize) {
+        let timeouts = self.ctx.cfg.timeouts;
+        let Some(mut cx) = self.cx(key) else { return };
+        cx.conn.deadline = None;
+        let id = cx.conn.id;
+        match cx.conn.state {
+            State::Head | State::Closing | State::Closed => {
+                debug!("conn {id}: timed out in {:?}", cx.conn.state);
+                cx.conn.state = State::Closed;
+            }
+            State::Resolving | State::Connecting => {
+                let secs = timeouts.connect.as_secs_f64();
+                fail(
+                    &mut cx,
+                    504,
+                    &format!("no connection to the upstream server within {secs} s"),
+                );
+            }
+            State::Forward => {
+                let waiting = cx
+                    .conn
+                    .ex
+                    .as_ref()
+                    .is_some_and(|ex| ex.resp == Resp::Head && ex.response_deadline_set);
+                if waiting {
+                    let secs = timeouts.response.as_secs_f64();
+                    fail(
+                        &mut cx,
+                        504,
+                        &format!("the upstream server sent no response within {secs} s"),
+                    );
+                } else {
+                    debug!("conn {id}: body transfer stalled");
+                    abort(&mut cx);
+                }
+            }
+            State::Tunnel => {
+                debug!("conn {id}: tunnel idle");
+                tunnel::end(&mut cx);
+            }
+        }
+        if cx.conn.state == State::Closed {
+            self.closing.push(key);
+        } else if !cx.conn.queued {
+            cx.conn.queued = true;
+            self.ready.push(key);
+        }
+    }
+
+    fn close_conn(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        if let Some(mut cx) = self.cx(key) {
+            if cx.conn.ex.is_some() {
+                // Closed with a request in flight (e.g. the client went away).
+                abort(&mut cx);
+            }
+            crate::conn::request::drop_upstream(&mut cx);
+        }
+        let mut conn = self.conns.remove(key);
+        if conn.state == State::Resolving {
+            self.ctx
+                .resolver
+                .cancel(crate::dns::Waiter { key, id: conn.id });
+        }
+        conn.inbuf.clear(&mut self.ctx.bufs);
+        let _ = self.ctx.registry.deregister(&mut conn.sock);
+        debug!("conn {}: closed", conn.id);
+    }
+
+    fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.ctx.now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        while self.listener_ready && self.conns.len() < self.max_conns {
+            match self.listener.accept() {
+                Ok((mut sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.ctx.registry.register(
+                        &mut sock,
+                        client_token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!("cannot register a new connection: {e}");
+                        continue;
+                    }
+                    let mut conn = Conn::new(self.next_id, sock, peer);
+                    self.next_id += 1;
+                    conn.denied = self.acl.check(peer.ip()).err().map(Into::into);
+                    conn.deadline = Some(self.ctx.now + self.ctx.cfg.timeouts.head);
+                    entry.insert(Box::new(conn));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                    // Out of file descriptors: free idle pooled sockets, wait a moment
+                    // rather than spin on a listener that stays readable.
+                    self.accept_paused_until = Some(self.ctx.now + TICK_BUSY);
+                    let idle: Vec<usize> = self
+                        .ups
+                        .iter()
+                        .filter(|(_, u)| u.owner.is_none())
+                        .map(|(i, _)| i)
+                        .collect();
+                    for idx in idle {
+                        self.close_pooled(idx);
+                    }
+                    let quiet = self.last_fd_warning.is_some_and(|t| {
+                        self.ctx.now.saturating_duration_since(t) < Duration::from_secs(60)
+                    });
+                    if !quiet {
+                        self.last_fd_warning = Some(self.ctx.now);
+                        warn!("accept: {e}; lower --max-conns or raise the open-file limit");
+                    }
+                    self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
+                    return;
+                }
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+        if !self.conns.is_empty() {
+            self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
+        }
+    }
+}
+
+/// A random number for the Via token, from std's randomly keyed hasher.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}

@@ -1,0 +1,187 @@
+//! CONNECT tunnels: bytes both ways, early bytes, half-close in each direction, the port
+//! policy and the tunnel idle timeout.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{Client, Proxy, Server, IO_TIMEOUT};
+
+/// Echoes everything; when the client half-closes, writes `bye\n` and closes.
+fn echo_then_bye(mut stream: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = stream.write_all(b"bye\n");
+}
+
+fn connect_head(authority: &str) -> String {
+    format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+}
+
+/// Opens a tunnel to `server` through `proxy` and checks the 200.
+fn open_tunnel(proxy: &Proxy, server: &Server) -> Client {
+    let mut client = proxy.client();
+    client.send(connect_head(&server.authority()).as_bytes());
+    let response = client.read_response_for("CONNECT");
+    assert_eq!(response.status, 200, "CONNECT refused: {}", response.text());
+    assert_eq!(response.header("content-length"), None);
+    assert_eq!(response.header("transfer-encoding"), None);
+    client
+}
+
+/// larder allowing CONNECT to `server`'s port, plus `args`.
+fn proxy_for(server: &Server, args: &[&str]) -> Proxy {
+    let port = server.port().to_string();
+    let mut all = vec!["--connect-ports", port.as_str()];
+    all.extend_from_slice(args);
+    Proxy::start(&all)
+}
+
+#[test]
+fn connect_relays_bytes_both_ways() {
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &[]);
+    let mut client = open_tunnel(&proxy, &server);
+    client.send(b"ping\n");
+    assert_eq!(client.read_exact(5), b"ping\n");
+
+    // 1 MiB each way at once: neither direction may wait for the other.
+    let data: Vec<u8> = (0..1usize << 20).map(|i| (i % 253) as u8).collect();
+    let mut writer = client.writer();
+    let sent = data.clone();
+    let writing = thread::spawn(move || writer.write_all(&sent));
+    let echoed = client.read_exact(data.len());
+    writing
+        .join()
+        .expect("writer thread")
+        .expect("write through the tunnel");
+    assert!(echoed == data, "tunnel changed the bytes");
+    assert_eq!(server.conns(), 1);
+}
+
+#[test]
+fn bytes_sent_with_the_connect_head_are_delivered() {
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &[]);
+    let mut client = proxy.client();
+    let mut first = connect_head(&server.authority()).into_bytes();
+    first.extend_from_slice(b"early bytes\n");
+    client.send(&first);
+    assert_eq!(client.read_response_for("CONNECT").status, 200);
+    assert_eq!(client.read_exact(12), b"early bytes\n");
+}
+
+#[test]
+fn client_half_close_reaches_upstream_and_replies_still_flow() {
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &[]);
+    let mut client = open_tunnel(&proxy, &server);
+    client.send(b"abc");
+    client.shutdown_write();
+    // The echo server writes `bye` only after it read EOF: larder passed the half-close
+    // on and kept the other direction open.
+    assert_eq!(client.read_to_close(), b"abcbye\n");
+}
+
+#[test]
+fn upstream_half_close_reaches_client_and_client_can_still_send() {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::start(move |mut stream| {
+        let _ = stream.write_all(b"hello\n");
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let _ = tx.send(got);
+    });
+    let proxy = proxy_for(&server, &[]);
+    let mut client = open_tunnel(&proxy, &server);
+    assert_eq!(client.read_to_close(), b"hello\n");
+    client.send(b"after\n");
+    client.shutdown_write();
+    let got = rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("upstream got the client's bytes and EOF");
+    assert_eq!(got, b"after\n");
+}
+
+#[test]
+fn connect_to_a_port_not_allowed_is_403() {
+    let server = Server::start(echo_then_bye);
+    // Default policy: 443 only.
+    let proxy = Proxy::start(&[]);
+    let mut client = proxy.client();
+    client.send(connect_head(&server.authority()).as_bytes());
+    let response = client.read_response_for("CONNECT");
+    assert_eq!(response.status, 403);
+    let detail = format!("CONNECT to port {} is not allowed", server.port());
+    assert!(
+        response.text().contains(&detail),
+        "page: {}",
+        response.text()
+    );
+    assert_eq!(server.conns(), 0);
+}
+
+#[test]
+fn connect_ports_accept_lists_and_ranges() {
+    let server = Server::start(echo_then_bye);
+    let port = server.port();
+    let around = format!("443,{}-{}", port - 1, port + 1);
+    let proxy = Proxy::start(&["--connect-ports", &around]);
+    let mut client = open_tunnel(&proxy, &server);
+    client.send(b"in range\n");
+    assert_eq!(client.read_exact(9), b"in range\n");
+
+    let above = format!("443,{}-{}", port + 1, port + 2);
+    let proxy = Proxy::start(&["--connect-ports", &above]);
+    let mut client = proxy.client();
+    client.send(connect_head(&server.authority()).as_bytes());
+    assert_eq!(client.read_response_for("CONNECT").status, 403);
+    assert_eq!(server.conns(), 1);
+}
+
+#[test]
+fn idle_tunnel_is_closed_after_the_tunnel_timeout() {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::start(move |mut stream| {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Instant::now());
+    });
+    let proxy = proxy_for(&server, &["--timeout-tunnel", "0.5"]);
+    let mut client = open_tunnel(&proxy, &server);
+    client.send(b"ping");
+    assert_eq!(client.read_exact(4), b"ping");
+    let idle_since = Instant::now();
+    client.read_to_close();
+    let closed_after = idle_since.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(400) && closed_after < Duration::from_secs(4),
+        "tunnel closed after {closed_after:?} idle (timeout 0.5 s)"
+    );
+    let upstream_closed = rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("upstream side closed too");
+    assert!(upstream_closed.duration_since(idle_since) < Duration::from_secs(4));
+}

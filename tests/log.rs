@@ -1,0 +1,132 @@
+//! The access log: one line per request in Squid's native format.
+
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::{ok, Origin, Proxy, Reply, Server, TempFile};
+
+/// The log's lines once it has at least `n`, polling for up to 5 s.
+fn wait_for_lines(log: &TempFile, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Checks the fields every line has: time with milliseconds (close to now), elapsed
+/// milliseconds, client address, byte count, and `-` for the user.
+fn check_common_fields(fields: &[&str], line: &str) {
+    assert_eq!(fields.len(), 10, "not 10 fields: {line}");
+    let (secs, millis) = fields[0]
+        .split_once('.')
+        .unwrap_or_else(|| panic!("time: {line}"));
+    assert_eq!(millis.len(), 3, "time needs milliseconds: {line}");
+    assert!(millis.bytes().all(|b| b.is_ascii_digit()), "time: {line}");
+    let secs: u64 = secs.parse().unwrap_or_else(|_| panic!("time: {line}"));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        secs.abs_diff(now) < 60,
+        "time {secs} is not now ({now}): {line}"
+    );
+    assert!(fields[1].parse::<u64>().is_ok(), "elapsed: {line}");
+    assert_eq!(fields[2], "127.0.0.1", "client: {line}");
+    assert!(
+        fields[4].parse::<u64>().is_ok_and(|n| n > 0),
+        "bytes: {line}"
+    );
+    assert_eq!(fields[7], "-", "user: {line}");
+}
+
+#[test]
+fn access_log_records_get_connect_and_denied_requests() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"logged body")));
+    let tunnel_end = Server::start(|mut stream| {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 64];
+        if let Ok(n) = stream.read(&mut buf) {
+            let _ = stream.write_all(&buf[..n]);
+        }
+    });
+    let log = TempFile::new("access.log");
+    let port = tunnel_end.port().to_string();
+    let proxy = Proxy::start(&[
+        "--access-log",
+        log.arg(),
+        "--block",
+        "blocked.test",
+        "--connect-ports",
+        &port,
+    ]);
+
+    let url = origin.url("/a");
+    assert_eq!(proxy.get(&url).status, 200);
+
+    let mut tunnel = proxy.client();
+    let authority = tunnel_end.authority();
+    tunnel.send(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes());
+    assert_eq!(tunnel.read_response_for("CONNECT").status, 200);
+    tunnel.send(b"hello");
+    assert_eq!(tunnel.read_exact(5), b"hello");
+    // The echo end closes after one read, so the tunnel ends and gets logged.
+    tunnel.read_to_close();
+    drop(tunnel);
+
+    assert_eq!(proxy.get("http://blocked.test/").status, 403);
+
+    let lines = wait_for_lines(&log, 3);
+    assert_eq!(
+        lines.len(),
+        3,
+        "log lines: {lines:#?}\nstderr:\n{}",
+        proxy.stderr()
+    );
+    let find = |method: &str| {
+        lines
+            .iter()
+            .find(|line| {
+                line.split_whitespace().nth(5) == Some(method)
+                    && !(method == "GET" && line.contains("blocked.test"))
+            })
+            .unwrap_or_else(|| panic!("no {method} line in {lines:#?}"))
+    };
+
+    let line = find("GET");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    check_common_fields(&fields, line);
+    assert_eq!(fields[3], "TCP_MISS/200", "{line}");
+    assert_eq!(fields[6], url, "{line}");
+    assert_eq!(fields[8], "HIER_DIRECT/127.0.0.1", "{line}");
+    assert_eq!(fields[9], "text/plain", "{line}");
+
+    let line = find("CONNECT");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    check_common_fields(&fields, line);
+    assert_eq!(fields[3], "TCP_TUNNEL/200", "{line}");
+    assert_eq!(fields[6], authority, "{line}");
+    assert_eq!(fields[8], "HIER_DIRECT/127.0.0.1", "{line}");
+    assert_eq!(fields[9], "-", "{line}");
+
+    let line = lines
+        .iter()
+        .find(|line| line.contains("blocked.test"))
+        .unwrap_or_else(|| panic!("no line for the blocked request in {lines:#?}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    check_common_fields(&fields, line);
+    assert_eq!(fields[3], "TCP_DENIED/403", "{line}");
+    assert_eq!(fields[5], "GET", "{line}");
+    assert_eq!(fields[6], "http://blocked.test/", "{line}");
+    assert_eq!(fields[8], "HIER_NONE/-", "{line}");
+    assert_eq!(fields[9], "text/html", "{line}");
+}

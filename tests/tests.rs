@@ -1,0 +1,18 @@
+//! larder's integration tests: one binary, real sockets on 127.0.0.1.
+//!
+//! Each test starts its own larder on port 0 (see `support::Proxy`) and, where it needs
+//! one, its own scripted origin, so tests run in parallel without sharing ports or files.
+//! The modules follow larder's contract: forwarding, bad input, CONNECT, access control,
+//! upstream errors, timeouts, the connection limit, the access log and start-up.
+
+mod support;
+
+mod access;
+mod cli;
+mod connect;
+mod errors;
+mod forward;
+mod framing;
+mod limits;
+mod log;
+mod timeouts;

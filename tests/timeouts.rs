@@ -1,0 +1,141 @@
+//! Timeouts, with short configured values: first head, keep-alive idle, upstream first
+//! byte (504), body idle both ways; and a client trickling its head delays nobody else.
+
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{get, hold_open, ok, Origin, Proxy, Reply};
+
+/// Checks that a connection larder closed for a timeout got nothing, or a 408.
+fn assert_timeout_answer(bytes: &[u8]) {
+    assert!(
+        bytes.is_empty() || bytes.starts_with(b"HTTP/1.1 408 "),
+        "unexpected answer on timeout: {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+/// Checks `elapsed` is the 0.5 s timeout plus reasonable slack.
+fn assert_about_half_a_second(what: &str, elapsed: Duration) {
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(4),
+        "{what} after {elapsed:?} (timeout 0.5 s)"
+    );
+}
+
+#[test]
+fn half_sent_head_is_closed_after_the_head_timeout() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"ok")));
+    let proxy = Proxy::start(&["--timeout-head", "0.5"]);
+    let mut client = proxy.client();
+    let started = Instant::now();
+    client.send(format!("GET {} HTTP/1.1\r\nHost: x\r\n", origin.url("/")).as_bytes());
+    let got = client.read_to_close();
+    assert_about_half_a_second("half a head closed", started.elapsed());
+    assert_timeout_answer(&got);
+
+    // A connection that never sends a byte is closed the same way.
+    let mut silent = proxy.client();
+    let started = Instant::now();
+    let got = silent.read_to_close();
+    assert_about_half_a_second("silent connection closed", started.elapsed());
+    assert_timeout_answer(&got);
+    assert_eq!(origin.requests(), 0);
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"ok")));
+    let proxy = Proxy::start(&["--timeout-idle", "0.5"]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/")).as_bytes());
+    assert_eq!(client.read_response().text(), "ok");
+    let idle_since = Instant::now();
+    let got = client.read_to_close();
+    assert_about_half_a_second("idle connection closed", idle_since.elapsed());
+    assert_timeout_answer(&got);
+}
+
+#[test]
+fn stalled_origin_is_504_after_the_response_timeout() {
+    let origin = Origin::start(|_| Reply::Stall(Duration::from_secs(5)));
+    let proxy = Proxy::start(&["--timeout-response", "0.5"]);
+    let started = Instant::now();
+    let response = proxy.get(&origin.url("/"));
+    assert_eq!(response.status, 504);
+    assert_about_half_a_second("504", started.elapsed());
+}
+
+#[test]
+fn stalled_request_body_is_closed_after_the_body_timeout() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"ok")));
+    let proxy = Proxy::start(&["--timeout-body", "0.5"]);
+    let mut client = proxy.client();
+    client.send(
+        format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n0123456789",
+            origin.url("/"),
+            origin.authority()
+        )
+        .as_bytes(),
+    );
+    let started = Instant::now();
+    let got = client.read_to_close();
+    assert_about_half_a_second("stalled upload closed", started.elapsed());
+    assert_timeout_answer(&got);
+    assert!(
+        origin.seen().is_empty(),
+        "the origin got a complete request"
+    );
+}
+
+#[test]
+fn stalled_response_body_is_cut_after_the_body_timeout() {
+    let origin = Origin::start(|_| {
+        Reply::Stream(Box::new(|stream| {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")?;
+            hold_open(stream, Duration::from_secs(5));
+            Ok(())
+        }))
+    });
+    let proxy = Proxy::start(&["--timeout-body", "0.5"]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/")).as_bytes());
+    let head = client.read_head();
+    assert_eq!(head.status, 200);
+    let started = Instant::now();
+    let body = client.read_to_close();
+    assert_about_half_a_second("stalled download cut", started.elapsed());
+    assert_eq!(body, b"0123456789");
+}
+
+#[test]
+fn trickling_client_does_not_delay_others() {
+    let origin = Origin::start(|request| Reply::Send(ok(request.target.as_bytes())));
+    let proxy = Proxy::start(&[]);
+    let slow_request = get(&origin.url("/slow"));
+    let mut slow = proxy.client();
+    let trickler = thread::spawn(move || {
+        let bytes = slow_request.as_bytes();
+        for byte in &bytes[..20] {
+            slow.send(std::slice::from_ref(byte));
+            thread::sleep(Duration::from_millis(100));
+        }
+        slow.send(&bytes[20..]);
+        slow.read_response().text()
+    });
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..3 {
+        let path = format!("/fast{i}");
+        let started = Instant::now();
+        assert_eq!(proxy.get(&origin.url(&path)).text(), path);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a client waited {:?} behind a trickling one",
+            started.elapsed()
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(trickler.join().expect("trickling client"), "/slow");
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Load-test larder on loopback: starts the origin example and larder, then runs wrk
+# (1) straight at the origin (the ceiling), (2) through larder, (3) through larder with
+# pipelined requests, and prints req/s and latency for each plus larder's RSS.
+#
+#   tools/loadtest.sh                       # 8 s per run, 64 connections, 1 KiB bodies
+#   DURATION=3 CONNS=256 SIZE=262144 tools/loadtest.sh
+#
+# Settings (environment):
+#   DURATION     seconds per wrk run (default 8)
+#   CONNS        wrk connections (default 64)
+#   SIZE         response body bytes (default 1024)
+#   PORTS        "ORIGIN_PORT LARDER_PORT" on 127.0.0.1 (default "19080 19081")
+#   DEPTH        requests per pipelined batch (default 16)
+#   LARDER       larder binary (default target/release/larder, built if missing)
+#   LARDER_ARGS  extra larder flags, split on spaces (default none)
+#
+# With 2+ CPUs the origin and larder share CPU 1 and wrk runs on CPU 0 (one wrk thread),
+# as the shared perf harness does. Everything started here is stopped on exit, by PID.
+set -euo pipefail
+
+DURATION=${DURATION:-8}
+CONNS=${CONNS:-64}
+SIZE=${SIZE:-1024}
+PORTS=${PORTS:-19080 19081}
+DEPTH=${DEPTH:-16}
+LARDER_ARGS=${LARDER_ARGS:-}
+
+die() {
+  echo "loadtest: $*" >&2
+  exit 1
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LARDER=${LARDER:-$TARGET_DIR/release/larder}
+ORIGIN=$TARGET_DIR/release/examples/origin
+
+read -r ORIGIN_PORT LARDER_PORT _ <<<"$PORTS"
+for v in DURATION CONNS SIZE DEPTH ORIGIN_PORT LARDER_PORT; do
+  [[ ${!v:-} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v:-}')"
+done
+command -v wrk >/dev/null || die "wrk not found: install it (Debian/Ubuntu: apt-get install wrk)"
+command -v timeout >/dev/null || die "timeout not found: install coreutils"
+
+# Connect succeeds only if something already listens there.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$ORIGIN_PORT" "$LARDER_PORT"; do
+  if port_busy "$p"; then die "port $p is in use; pick others with PORTS=\"ORIGIN LARDER\""; fi
+done
+
+SERVER_PIN=()
+CLIENT_PIN=()
+if [[ $(nproc 2>/dev/null || echo 1) -ge 2 ]]; then
+  if command -v taskset >/dev/null; then
+    SERVER_PIN=(taskset -c 1)
+    CLIENT_PIN=(taskset -c 0)
+  else
+    echo "loadtest: taskset not found (util-linux): running unpinned" >&2
+  fi
+fi
+# Many connections need many fds on both sides.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cd "$ROOT"
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup.rs)"
+echo "== building (release)"
+cargo build --release --quiet --example origin
+if [[ ! -x $LARDER ]]; then
+  cargo build --release --quiet --bin larder
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/larder-loadtest.XXXXXX")
+ORIGIN_PID=
+LARDER_PID=
+WRK_PID=
+
+stop() {  # stop PID: SIGTERM, up to 5 s, then SIGKILL
+  local pid=$1 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  if [[ $rc -ne 0 && $rc -ne 130 ]]; then
+    for log in "$WORK"/origin.log "$WORK"/larder.log; do
+      if [[ -s $log ]]; then
+        echo "--- tail of $(basename "$log")"
+        tail -n 20 "$log"
+      fi
+    done
+  fi
+  stop "$WRK_PID"
+  stop "$LARDER_PID"
+  stop "$ORIGIN_PID"
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_line PID FILE TEXT: until FILE holds TEXT (10 s at most, and only while PID lives).
+wait_line() {
+  local pid=$1 file=$2 text=$3 i
+  for ((i = 0; i < 100; i++)); do
+    grep -qF "$text" "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || die "$(basename "$file" .log) exited at start-up"
+    sleep 0.1
+  done
+  die "$(basename "$file" .log) did not start within 10 s"
+}
+
+rss() { awk '/^VmRSS:/ { print $2, $3 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+
+# The PIDs recorded are the servers' own: taskset execs them in place.
+"${SERVER_PIN[@]}" "$ORIGIN" --listen "127.0.0.1:$ORIGIN_PORT" --size "$SIZE" \
+  >"$WORK/origin.log" 2>&1 &
+ORIGIN_PID=$!
+wait_line "$ORIGIN_PID" "$WORK/origin.log" "origin listening on"
+
+# shellcheck disable=SC2086 # LARDER_ARGS is a list of flags
+"${SERVER_PIN[@]}" "$LARDER" --listen "127.0.0.1:$LARDER_PORT" $LARDER_ARGS \
+  >"$WORK/larder.log" 2>&1 &
+LARDER_PID=$!
+wait_line "$LARDER_PID" "$WORK/larder.log" "larder: listening on"
+
+TARGET=http://127.0.0.1:$ORIGIN_PORT/size/$SIZE
+PROXY=http://127.0.0.1:$LARDER_PORT
+WRK=("${CLIENT_PIN[@]}" timeout "$((DURATION + 30))" wrk -t1 -c"$CONNS" -d"${DURATION}s"
+  --timeout 10s --latency)
+
+echo "== $DURATION s per run, $CONNS connections, 1 wrk thread, body $SIZE B, target $TARGET"
+if [[ ${#SERVER_PIN[@]} -gt 0 ]]; then echo "   origin + larder on CPU 1, wrk on CPU 0"; fi
+RSS_BEFORE=$(rss "$LARDER_PID")
+
+RATE='Requests/sec|Transfer/sec|Socket errors|Non-2xx'
+LATENCY='|^ +Latency|^ +(50|90|99)%'
+
+# run NAME LINES WRK-ARGS...: one wrk run, showing the output lines matching the regex
+# LINES; the full output stays in $WORK/NAME.wrk until exit.
+run() {
+  local name=$1 lines=$2
+  shift 2
+  echo "== $name"
+  # In the background so that a signal reaches the trap at once, not after this run.
+  "${WRK[@]}" "$@" >"$WORK/$name.wrk" 2>&1 &
+  WRK_PID=$!
+  if wait "$WRK_PID"; then
+    grep -E "$lines" "$WORK/$name.wrk" | sed 's/^ */   /' || true
+  else
+    echo "   WARNING: wrk failed:"
+    sed 's/^/   /' "$WORK/$name.wrk"
+  fi
+  WRK_PID=
+  kill -0 "$LARDER_PID" 2>/dev/null || die "larder died during '$name'"
+}
+
+run direct "$RATE$LATENCY" "$TARGET"
+run larder "$RATE$LATENCY" -s "$ROOT/tools/wrk/proxy.lua" "$PROXY" -- "$TARGET"
+# wrk's coordinated-omission correction counts each pipelined response as a round trip,
+# which corrupts its latency histogram, so only the rate is shown.
+run larder-pipelined "$RATE" -s "$ROOT/tools/wrk/proxy-pipeline.lua" "$PROXY" -- "$TARGET" "$DEPTH"
+echo "   ($DEPTH requests per batch; latency not shown: wrk's is unreliable when pipelining)"
+echo "== larder RSS (VmRSS): before $RSS_BEFORE, after $(rss "$LARDER_PID")"
