@@ -180,6 +180,7 @@ impl Server {
             let token = event.token();
             let r = event.is_readable() || event.is_read_closed() || event.is_error();
             let w = event.is_writable() || event.is_write_closed() || event.is_error();
+            let hup = event.is_read_closed() || event.is_error();
             match token {
                 LISTENER => self.listener_ready = true,
                 WAKER => dns = true,
@@ -187,6 +188,7 @@ impl Server {
                     if let Some(c) = self.conns.get_mut(t >> 1) {
                         c.ready.r |= r;
                         c.ready.w |= w;
+                        c.ready.hup |= hup;
                         if !c.queued {
                             c.queued = true;
                             self.ready.push(t >> 1);
@@ -200,6 +202,7 @@ impl Server {
                     };
                     up.ready.r |= r;
                     up.ready.w |= w;
+                    up.ready.hup |= hup;
                     match up.owner {
                         Some((key, id)) => {
                             if let Some(c) = self.conns.get_mut(key) {
@@ -271,7 +274,7 @@ impl Server {
             return;
         };
         let mut probe = [0u8; 1];
-        match crate::conn::read_into(&mut up.sock, &mut probe) {
+        match crate::conn::read_into(&mut up.sock, &mut up.ready, &mut probe) {
             crate::conn::Io::Blocked => up.ready.r = false,
             _ => self.close_pooled(idx),
         }

@@ -92,7 +92,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     let head = ex.upstream_head.get(ex.head_sent..).unwrap_or(&[]);
     let body = conn.inbuf.data().get(..ex.req_pending).unwrap_or(&[]);
     if up.ready.w && up.connected && (!head.is_empty() || !body.is_empty()) {
-        match write_two(&mut up.sock, head, body) {
+        match write_two(&mut up.sock, &mut up.ready, head, body) {
             Io::Done(n) => {
                 let h = n.min(head.len());
                 ex.head_sent += h;
@@ -115,7 +115,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     };
     let all_scanned = ex.req_pending == conn.inbuf.len();
     if !ex.req_done && all_scanned && conn.ready.r && !conn.eof && conn.inbuf.has_room() {
-        match read_into(&mut conn.sock, conn.inbuf.space(&mut cx.ctx.bufs)) {
+        match read_into(&mut conn.sock, &mut conn.ready, conn.inbuf.space(&mut cx.ctx.bufs)) {
             Io::Done(n) => {
                 conn.inbuf.filled(n);
                 progress = true;
@@ -157,6 +157,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
         // into `out`) while the client keeps up.
         Resp::Body => {
             ex.resp_pending == up.inbuf.len()
+                && ex.resp_body.as_ref().is_some_and(|t| !t.is_done())
                 && (!ex.dechunk || conn.out.pending().len() < BUF_SIZE)
         }
         Resp::Done => false,
@@ -166,7 +167,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
             up.inbuf.grow(limits.response_head + 1);
         }
         if up.inbuf.has_room() {
-            match read_into(&mut up.sock, up.inbuf.space(&mut cx.ctx.bufs)) {
+            match read_into(&mut up.sock, &mut up.ready, up.inbuf.space(&mut cx.ctx.bufs)) {
                 Io::Done(n) => {
                     up.inbuf.filled(n);
                     ex.got_bytes = true;
@@ -309,7 +310,7 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     if !conn.ready.w || (out.is_empty() && body.is_empty()) {
         return false;
     }
-    match write_two(&mut conn.sock, out, body) {
+    match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
             let o = n.min(out.len());
             conn.out.advance(o);

@@ -59,12 +59,17 @@ use upstream::Upstream;
 /// Bytes one connection may move in one loop turn before others get their go.
 pub const TURN_BUDGET: usize = 256 * 1024;
 
-/// Userland copy of a socket's readiness: set by events, cleared only when an
-/// operation returns `WouldBlock` (mio is edge-triggered).
+/// Userland copy of a socket's readiness (mio is edge-triggered): set by events,
+/// cleared by [`read_into`] and [`write_two`] when the socket is known drained or
+/// full — on `WouldBlock`, and (as nginx does) on a short read or write, which
+/// saves the extra system call that would only return `WouldBlock`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Readiness {
     pub r: bool,
     pub w: bool,
+    /// The peer closed its side (EPOLLRDHUP) or the socket has an error: a short
+    /// read then does not mean "drained", because the EOF must still be read.
+    pub hup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,24 +260,33 @@ pub enum Io {
     Failed(io::Error),
 }
 
-/// Reads once into `buf`, retrying on EINTR. A zero-length `buf` reports `Blocked`.
-pub fn read_into(sock: &mut TcpStream, buf: &mut [u8]) -> Io {
+/// Reads once into `buf`, retrying on EINTR, and updates `ready.r`. A zero-length
+/// `buf` reports `Blocked` without a system call (and leaves `ready` alone).
+pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) -> Io {
     if buf.is_empty() {
         return Io::Blocked;
     }
     loop {
         match sock.read(buf) {
             Ok(0) => return Io::Eof,
-            Ok(n) => return Io::Done(n),
+            Ok(n) => {
+                if n < buf.len() && !ready.hup {
+                    ready.r = false;
+                }
+                return Io::Done(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.r = false;
+                return Io::Blocked;
+            }
             Err(e) => return Io::Failed(e),
         }
     }
 }
 
-/// Writes `a` then `b` with one `writev`, retrying on EINTR.
-pub fn write_two(sock: &mut TcpStream, a: &[u8], b: &[u8]) -> Io {
+/// Writes `a` then `b` with one `writev`, retrying on EINTR, and updates `ready.w`.
+pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]) -> Io {
     loop {
         let res = if a.is_empty() {
             sock.write(b)
@@ -283,9 +297,17 @@ pub fn write_two(sock: &mut TcpStream, a: &[u8], b: &[u8]) -> Io {
         };
         match res {
             Ok(0) => return Io::Failed(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Io::Done(n),
+            Ok(n) => {
+                if n < a.len() + b.len() {
+                    ready.w = false;
+                }
+                return Io::Done(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.w = false;
+                return Io::Blocked;
+            }
             Err(e) => return Io::Failed(e),
         }
     }
@@ -329,7 +351,7 @@ fn closing_step(cx: &mut Cx) -> bool {
         if !conn.ready.w {
             return false;
         }
-        return match write_two(&mut conn.sock, conn.out.pending(), &[]) {
+        return match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
             Io::Done(n) => {
                 conn.out.advance(n);
                 true
@@ -357,7 +379,7 @@ fn closing_step(cx: &mut Cx) -> bool {
         return false;
     }
     let mut scratch = [0u8; 4096];
-    match read_into(&mut conn.sock, &mut scratch) {
+    match read_into(&mut conn.sock, &mut conn.ready, &mut scratch) {
         Io::Done(n) => {
             conn.drained += n;
             if conn.drained > LINGER_BYTES {

@@ -33,7 +33,7 @@ pub fn head_step(cx: &mut Cx) -> bool {
         if !conn.ready.w {
             return false;
         }
-        return match write_two(&mut conn.sock, conn.out.pending(), &[]) {
+        return match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
             Io::Done(n) => {
                 conn.out.advance(n);
                 true
@@ -89,7 +89,7 @@ pub fn head_step(cx: &mut Cx) -> bool {
         // parser answers 431 when it is reached).
         conn.inbuf.grow(limits.head + 1);
     }
-    match read_into(&mut conn.sock, conn.inbuf.space(&mut cx.ctx.bufs)) {
+    match read_into(&mut conn.sock, &mut conn.ready, conn.inbuf.space(&mut cx.ctx.bufs)) {
         Io::Done(n) => {
             conn.inbuf.filled(n);
             true

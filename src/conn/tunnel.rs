@@ -28,7 +28,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 
     // client → upstream
     if !conn.inbuf.is_empty() && up.ready.w {
-        match write_two(&mut up.sock, conn.inbuf.data(), &[]) {
+        match write_two(&mut up.sock, &mut up.ready, conn.inbuf.data(), &[]) {
             Io::Done(n) => {
                 conn.inbuf.consume(n);
                 *budget = budget.saturating_sub(n);
@@ -39,7 +39,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
         }
     }
     if conn.inbuf.is_empty() && conn.ready.r && !conn.eof && !broken {
-        match read_into(&mut conn.sock, conn.inbuf.space(bufs)) {
+        match read_into(&mut conn.sock, &mut conn.ready, conn.inbuf.space(bufs)) {
             Io::Done(n) => {
                 conn.inbuf.filled(n);
                 progress = true;
@@ -63,7 +63,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     let out = conn.out.pending();
     let data = up.inbuf.data();
     if (!out.is_empty() || !data.is_empty()) && conn.ready.w && !broken {
-        match write_two(&mut conn.sock, out, data) {
+        match write_two(&mut conn.sock, &mut conn.ready, out, data) {
             Io::Done(n) => {
                 let o = n.min(out.len());
                 conn.out.advance(o);
@@ -77,7 +77,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
         }
     }
     if up.inbuf.is_empty() && up.ready.r && !up.eof && !broken {
-        match read_into(&mut up.sock, up.inbuf.space(bufs)) {
+        match read_into(&mut up.sock, &mut up.ready, up.inbuf.space(bufs)) {
             Io::Done(n) => {
                 up.inbuf.filled(n);
                 progress = true;
