@@ -115,7 +115,11 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     };
     let all_scanned = ex.req_pending == conn.inbuf.len();
     if !ex.req_done && all_scanned && conn.ready.r && !conn.eof && conn.inbuf.has_room() {
-        match read_into(&mut conn.sock, &mut conn.ready, conn.inbuf.space(&mut cx.ctx.bufs)) {
+        match read_into(
+            &mut conn.sock,
+            &mut conn.ready,
+            conn.inbuf.space(&mut cx.ctx.bufs),
+        ) {
             Io::Done(n) => {
                 conn.inbuf.filled(n);
                 progress = true;
@@ -167,7 +171,11 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
             up.inbuf.grow(limits.response_head + 1);
         }
         if up.inbuf.has_room() {
-            match read_into(&mut up.sock, &mut up.ready, up.inbuf.space(&mut cx.ctx.bufs)) {
+            match read_into(
+                &mut up.sock,
+                &mut up.ready,
+                up.inbuf.space(&mut cx.ctx.bufs),
+            ) {
                 Io::Done(n) => {
                     up.inbuf.filled(n);
                     ex.got_bytes = true;
@@ -215,7 +223,10 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     BodyKind::Close => close = true,
                     BodyKind::None | BodyKind::Length(_) => {}
                 }
-                conn.out.push(&r.client_head);
+                if cx.ctx.log.is_some() {
+                    ex.content_type = content_type(&r.client_head);
+                }
+                conn.out.push_vec(r.client_head);
                 conn.out.push(framing);
                 if close {
                     conn.out.push(b"Connection: close\r\n");
@@ -223,9 +234,6 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     conn.out.push(b"Connection: keep-alive\r\n");
                 }
                 conn.out.push(b"\r\n");
-                if cx.ctx.log.is_some() {
-                    ex.content_type = content_type(&r.client_head);
-                }
                 ex.status = r.status;
                 ex.close_after = close;
                 ex.reusable = r.reusable;
@@ -389,8 +397,7 @@ fn release_to_pool(cx: &mut Cx, idx: usize) {
     up.reused = true;
     up.idle_deadline = Some(cx.ctx.now + POOL_IDLE);
     up.inbuf.release_if_empty(&mut cx.ctx.bufs);
-    let host = up.host.clone();
-    if !cx.ctx.pool.put(&host, idx) {
+    if !cx.ctx.pool.put(&up.host, idx) {
         cx.conn.up = Some(idx);
         drop_upstream(cx);
     }

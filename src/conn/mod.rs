@@ -221,6 +221,17 @@ impl OutBuf {
         self.data.extend_from_slice(bytes);
     }
 
+    /// Appends `bytes`, adopting the vector itself when nothing is pending (a
+    /// response head built by the parser is then sent without a copy).
+    pub fn push_vec(&mut self, bytes: Vec<u8>) {
+        if self.is_empty() {
+            self.data = bytes;
+            self.pos = 0;
+        } else {
+            self.data.extend_from_slice(&bytes);
+        }
+    }
+
     /// Drops `n` written bytes, freeing the memory once all are written so an idle
     /// connection holds none.
     pub fn advance(&mut self, n: usize) {

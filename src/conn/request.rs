@@ -89,7 +89,11 @@ pub fn head_step(cx: &mut Cx) -> bool {
         // parser answers 431 when it is reached).
         conn.inbuf.grow(limits.head + 1);
     }
-    match read_into(&mut conn.sock, &mut conn.ready, conn.inbuf.space(&mut cx.ctx.bufs)) {
+    match read_into(
+        &mut conn.sock,
+        &mut conn.ready,
+        conn.inbuf.space(&mut cx.ctx.bufs),
+    ) {
         Io::Done(n) => {
             conn.inbuf.filled(n);
             true
@@ -114,6 +118,11 @@ pub fn head_step(cx: &mut Cx) -> bool {
 /// Looks for the blank line that ends a head in the bytes not searched yet.
 fn head_may_be_complete(conn: &mut Conn) -> bool {
     let data = conn.inbuf.data();
+    if data.ends_with(b"\r\n\r\n") {
+        // The usual case: a whole head arrived in one read.
+        conn.head_scan = data.len();
+        return true;
+    }
     let from = conn.head_scan.saturating_sub(3).min(data.len());
     let found = data
         .get(from..)
@@ -181,20 +190,16 @@ fn begin(cx: &mut Cx, req: Request) {
         shut_up: false,
         shut_client: false,
     }));
-    let (is_connect, host, port) = match cx.conn.ex.as_deref() {
-        Some(ex) => (
-            ex.method == Method::Connect,
-            ex.target.host().to_owned(),
-            ex.target.port(),
-        ),
-        None => return,
+    let Some(ex) = cx.conn.ex.as_deref() else {
+        return;
     };
-    if !is_connect {
+    if ex.method != Method::Connect {
         let ups = &*cx.ups;
+        let (host, port) = (ex.target.host(), ex.target.port());
         let pooled = cx
             .ctx
             .pool
-            .take(&host, port, |i| ups.get(i).map_or(0, |u| u.port));
+            .take(host, port, |i| ups.get(i).map_or(0, |u| u.port));
         if let Some(idx) = pooled {
             attach(cx, idx);
             cx.conn.state = State::Forward;
@@ -202,6 +207,7 @@ fn begin(cx: &mut Cx, req: Request) {
             return;
         }
     }
+    let host = ex.target.host().to_owned();
     resolve(cx, &host);
 }
 

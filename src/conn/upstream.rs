@@ -96,7 +96,11 @@ impl Pool {
         if self.len >= POOL_TOTAL {
             return false;
         }
-        let list = self.by_host.entry(host.into()).or_default();
+        // Look up before inserting: `entry` would allocate a key every time.
+        let list = match self.by_host.get_mut(host) {
+            Some(list) => list,
+            None => self.by_host.entry(host.into()).or_default(),
+        };
         if list.len() >= POOL_PER_ORIGIN {
             return false;
         }

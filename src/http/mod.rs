@@ -87,16 +87,19 @@ impl Default for Limits {
 pub struct ViaName {
     /// The received-by token, e.g. `larder-1a2b3c4d`.
     pub token: String,
+    /// Formatted once: it goes into every forwarded head.
+    line: String,
 }
 
 impl ViaName {
     pub fn new(token: String) -> ViaName {
-        ViaName { token }
+        let line = format!("Via: 1.1 {token}\r\n");
+        ViaName { token, line }
     }
 
     /// The full field line larder appends: `Via: 1.1 larder-1a2b3c4d\r\n`.
-    pub fn field_line(&self) -> String {
-        format!("Via: 1.1 {}\r\n", self.token)
+    pub fn field_line(&self) -> &str {
+        &self.line
     }
 }
 

@@ -130,7 +130,9 @@ pub fn parse_request(
             out.push(b' ');
             out.extend_from_slice(path_and_query.as_bytes());
             out.extend_from_slice(b" HTTP/1.1\r\n");
-            write_field(&mut out, "Host", target.host_header().as_bytes());
+            out.extend_from_slice(b"Host: ");
+            target.write_host_header(&mut out);
+            out.extend_from_slice(b"\r\n");
             for field in req.headers.iter() {
                 if is_end_to_end(field.name, &connection) {
                     write_field(&mut out, field.name, field.value);

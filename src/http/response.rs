@@ -122,7 +122,11 @@ pub fn parse_response(
         _ => reason(status),
     };
     let mut client_head = Vec::with_capacity(head_len + 64);
-    client_head.extend_from_slice(format!("HTTP/1.1 {status} {reason_phrase}\r\n").as_bytes());
+    {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = write!(client_head, "HTTP/1.1 {status} {reason_phrase}\r\n");
+    }
     for field in res.headers.iter() {
         if is_end_to_end(field.name, &connection) {
             write_field(&mut client_head, field.name, field.value);

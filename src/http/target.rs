@@ -36,15 +36,25 @@ impl Target {
     /// "host" or "host:port" (port omitted when 80 for Absolute), IPv6 in brackets:
     /// the value for the Host header.
     pub fn host_header(&self) -> String {
+        let mut out = Vec::new();
+        self.write_host_header(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Appends the `Host` value to `out` (the hot path: no temporary string).
+    pub fn write_host_header(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
         let host = self.host();
-        let host = if host.contains(':') {
-            format!("[{host}]")
+        if host.contains(':') {
+            out.push(b'[');
+            out.extend_from_slice(host.as_bytes());
+            out.push(b']');
         } else {
-            host.to_string()
-        };
-        match self {
-            Target::Absolute { port: 80, .. } => host,
-            _ => format!("{host}:{}", self.port()),
+            out.extend_from_slice(host.as_bytes());
+        }
+        if !matches!(self, Target::Absolute { port: 80, .. }) {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, ":{}", self.port());
         }
     }
 
