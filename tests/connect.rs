@@ -185,3 +185,28 @@ fn idle_tunnel_is_closed_after_the_tunnel_timeout() {
         .expect("upstream side closed too");
     assert!(upstream_closed.duration_since(idle_since) < Duration::from_secs(4));
 }
+
+/// Past `SPLICE_AFTER` (64 KiB) a direction moves through a kernel pipe; its EOF
+/// must still become a half-close towards the other side, in order, after the
+/// last byte, and the other direction must keep flowing.
+#[test]
+fn half_close_after_a_bulk_transfer_is_delivered_in_order() {
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &[]);
+    let mut client = open_tunnel(&proxy, &server);
+    let data: Vec<u8> = (0..4usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let mut writer = client.writer();
+    let sent = data.clone();
+    let writing = thread::spawn(move || {
+        writer.write_all(&sent)?;
+        writer.shutdown(Shutdown::Write)
+    });
+    let echoed = client.read_exact(data.len());
+    writing
+        .join()
+        .expect("writer thread")
+        .expect("write and half-close through the tunnel");
+    assert!(echoed == data, "tunnel changed the bytes");
+    // The server saw our EOF only after every byte, then said goodbye and closed.
+    assert_eq!(client.read_to_close(), b"bye\n");
+}

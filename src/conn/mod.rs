@@ -169,6 +169,10 @@ pub struct Exchange {
     /// Tunnel: each direction's write side shut.
     pub shut_up: bool,
     pub shut_client: bool,
+    /// Tunnel: the kernel pipes of the directions that switched to splicing
+    /// (client → upstream, upstream → client), and the bytes each has moved.
+    pub pipes: [Option<crate::sys::Pipe>; 2],
+    pub moved: [u64; 2],
 }
 
 impl Exchange {
@@ -349,6 +353,25 @@ pub fn step(cx: &mut Cx) -> Step {
     }
 }
 
+/// Writes what larder queued for the client. Returns progress; a write error
+/// closes the connection.
+pub fn flush_out(conn: &mut Conn) -> bool {
+    if !conn.ready.w {
+        return false;
+    }
+    match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
+        Io::Done(n) => {
+            conn.out.advance(n);
+            true
+        }
+        Io::Blocked => false,
+        Io::Eof | Io::Failed(_) => {
+            conn.state = State::Closed;
+            true
+        }
+    }
+}
+
 /// Longest we linger after our last response to let the client read it.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes discarded while lingering.
@@ -359,23 +382,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 fn closing_step(cx: &mut Cx) -> bool {
     let conn = &mut *cx.conn;
     if !conn.out.is_empty() {
-        if !conn.ready.w {
-            return false;
-        }
-        return match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
-            Io::Done(n) => {
-                conn.out.advance(n);
-                true
-            }
-            Io::Blocked => {
-                conn.ready.w = false;
-                false
-            }
-            Io::Eof | Io::Failed(_) => {
-                conn.state = State::Closed;
-                true
-            }
-        };
+        return flush_out(conn);
     }
     if !conn.shut {
         conn.shut = true;

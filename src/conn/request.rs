@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 
 use super::upstream::Upstream;
-use super::{read_into, write_two, Conn, Cx, Exchange, Io, Resp, State};
+use super::{flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
 use crate::access_log::Entry;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
@@ -30,23 +30,7 @@ pub fn head_step(cx: &mut Cx) -> bool {
     // Our last answer goes out before the next request is looked at, so a client
     // that pipelines without reading cannot make `out` grow.
     if !conn.out.is_empty() {
-        if !conn.ready.w {
-            return false;
-        }
-        return match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
-            Io::Done(n) => {
-                conn.out.advance(n);
-                true
-            }
-            Io::Blocked => {
-                conn.ready.w = false;
-                false
-            }
-            Io::Eof | Io::Failed(_) => {
-                conn.state = State::Closed;
-                true
-            }
-        };
+        return flush_out(conn);
     }
     let len = conn.inbuf.len();
     // A head is parsed only once its end may be there (or a limit is reached), so a
@@ -189,6 +173,8 @@ fn begin(cx: &mut Cx, req: Request) {
         content_type: None,
         shut_up: false,
         shut_client: false,
+        pipes: [None, None],
+        moved: [0, 0],
     }));
     let Some(ex) = cx.conn.ex.as_deref() else {
         return;

@@ -244,6 +244,7 @@ impl ChunkedDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::testing::{mutate, next_u64};
 
     /// Feeds `input` in pieces cut at the ascending offsets `cuts`, as reads would
     /// deliver it; returns (data, bytes consumed, done).
@@ -504,12 +505,6 @@ mod tests {
     }
 
     /// xorshift64: a few thousand mutated bodies without a fuzzing crate.
-    fn next(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
 
     #[test]
     fn mutated_bodies_never_panic() {
@@ -517,23 +512,13 @@ mod tests {
         let alphabet = b"0123456789abcdefABCDEF;=\" \t\r\n\\:xZ\x00\xff";
         for _ in 0..5000 {
             let mut input = SAMPLE.to_vec();
-            for _ in 0..1 + next(&mut rng) % 4 {
-                let at = (next(&mut rng) % input.len() as u64) as usize;
-                let byte = alphabet[(next(&mut rng) % alphabet.len() as u64) as usize];
-                match next(&mut rng) % 3 {
-                    0 => input[at] = byte,
-                    1 => input.insert(at, byte),
-                    _ => {
-                        input.remove(at);
-                    }
-                }
-            }
+            mutate(&mut input, &mut rng, alphabet);
             let limits = Limits {
                 chunk_line: 16,
                 trailers: 24,
                 ..Limits::default()
             };
-            let cut = (next(&mut rng) % (input.len() as u64 + 1)) as usize;
+            let cut = (next_u64(&mut rng) % (input.len() as u64 + 1)) as usize;
             let _ = decode_split(&input, &[cut], &limits);
         }
     }

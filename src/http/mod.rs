@@ -12,6 +12,9 @@ pub mod request;
 pub mod response;
 pub mod target;
 
+#[cfg(test)]
+mod testing;
+
 /// The HTTP versions larder speaks. Anything else is rejected (505 from a client,
 /// 502 from an upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -393,6 +393,7 @@ fn via_names(value: &[u8], token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::testing::{mutate, next_u64};
 
     fn via() -> ViaName {
         ViaName::new("larder-abcd1234".into())
@@ -972,12 +973,6 @@ mod tests {
     }
 
     /// xorshift64: a few thousand mutated heads without a fuzzing crate.
-    fn next(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
 
     #[test]
     fn mutated_requests_never_panic() {
@@ -997,18 +992,8 @@ mod tests {
         let mut rng = 0x2545_f491_4f6c_dd1d;
         for i in 0..4000 {
             let mut input = seeds[i % seeds.len()].as_bytes().to_vec();
-            for _ in 0..1 + next(&mut rng) % 4 {
-                let at = (next(&mut rng) % input.len() as u64) as usize;
-                let byte = alphabet[(next(&mut rng) % alphabet.len() as u64) as usize];
-                match next(&mut rng) % 3 {
-                    0 => input[at] = byte,
-                    1 => input.insert(at, byte),
-                    _ => {
-                        input.remove(at);
-                    }
-                }
-            }
-            let cut = (next(&mut rng) % (input.len() as u64 + 1)) as usize;
+            mutate(&mut input, &mut rng, alphabet);
+            let cut = (next_u64(&mut rng) % (input.len() as u64 + 1)) as usize;
             let _ = parse_request(&input[..cut], &limits, &via());
             let _ = parse_request(&input, &Limits::default(), &via());
         }
