@@ -5,7 +5,7 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{get, hold_open, ok, Origin, Proxy, Reply};
+use crate::support::{black_hole, get, hold_open, ok, Origin, Proxy, Reply};
 
 /// Checks that a connection larder closed for a timeout got nothing, or a 408.
 fn assert_timeout_answer(bytes: &[u8]) {
@@ -138,4 +138,19 @@ fn trickling_client_does_not_delay_others() {
         thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(trickler.join().expect("trickling client"), "/slow");
+}
+
+#[test]
+fn unanswered_upstream_connect_is_504_after_the_connect_timeout() {
+    let (_listener, _filler, port) = black_hole();
+    let proxy = Proxy::start(&["--timeout-connect", "0.5"]);
+    let started = Instant::now();
+    let response = proxy.get(&format!("http://127.0.0.1:{port}/"));
+    assert_about_half_a_second("connect timeout answered", started.elapsed());
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(
+        response.text().contains("no connection"),
+        "{}",
+        response.text()
+    );
 }

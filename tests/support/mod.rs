@@ -1025,6 +1025,31 @@ extern "C" {
     fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
     fn bind(fd: i32, addr: *const SockAddrIn, len: u32) -> i32;
     fn connect(fd: i32, addr: *const SockAddrIn, len: u32) -> i32;
+    fn listen(fd: i32, backlog: i32) -> i32;
+}
+
+/// A loopback port where a TCP connect hangs: its listener has a backlog of 0
+/// and one connection already waiting that is never accepted, so the kernel drops
+/// every further SYN (the accept queue is full) and the connector keeps retrying.
+/// Keep the returned values alive while the port must stay black.
+pub fn black_hole() -> (TcpListener, TcpStream, u16) {
+    const LEN: u32 = std::mem::size_of::<SockAddrIn>() as u32;
+    // SAFETY: plain syscall wrapper with constant arguments.
+    let fd = unsafe { socket(i32::from(AF_INET), SOCK_STREAM | SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: `fd` is a new socket nobody else owns; OwnedFd closes it on every path.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let local = SockAddrIn::new(Ipv4Addr::LOCALHOST, 0);
+    // SAFETY: `local` is a valid sockaddr_in of LEN bytes that outlives the call.
+    let bound = unsafe { bind(owned.as_raw_fd(), &local, LEN) };
+    assert_eq!(bound, 0, "bind: {}", io::Error::last_os_error());
+    // SAFETY: a listen on a socket we own.
+    let listening = unsafe { listen(owned.as_raw_fd(), 0) };
+    assert_eq!(listening, 0, "listen: {}", io::Error::last_os_error());
+    let listener = TcpListener::from(owned);
+    let port = listener.local_addr().expect("address").port();
+    let filler = TcpStream::connect(("127.0.0.1", port)).expect("fill the accept queue");
+    (listener, filler, port)
 }
 
 fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> io::Result<TcpStream> {
