@@ -368,3 +368,108 @@ fn upstream_head_over_64k_is_502() {
     assert_eq!(response.status, 502);
     assert_eq!(response.header("x-big-0"), None);
 }
+
+/// No input may take larder down: a panic in the loop would drop every user's
+/// connections. Hundreds of damaged requests (bytes overwritten, inserted, removed,
+/// cut short) each get a well-formed HTTP answer or a close, and afterwards larder
+/// still serves a normal request.
+///
+/// The damage never touches a target's authority (nor the bytes around it): a
+/// mutated `127.0.0.1` could name a public address or a host name, and tests send
+/// nothing beyond loopback, not even DNS queries. As a second guard this larder
+/// refuses every IPv4 destination outside 127.0.0.0/8.
+#[test]
+fn mutated_requests_never_take_larder_down() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::time::Duration;
+
+    // IPv4 outside 127.0.0.0/8. (No IPv6 rule: `::/0` would match IPv4-mapped
+    // addresses, loopback included, and the guarded authority is IPv4.)
+    const NOT_LOOPBACK: [&str; 8] = [
+        "0.0.0.0/2",
+        "64.0.0.0/3",
+        "96.0.0.0/4",
+        "112.0.0.0/5",
+        "120.0.0.0/6",
+        "124.0.0.0/7",
+        "126.0.0.0/8",
+        "128.0.0.0/1",
+    ];
+    let mut args = Vec::new();
+    for cidr in NOT_LOOPBACK {
+        args.extend(["--block-ip", cidr]);
+    }
+    let origin = Origin::start(|_| Reply::Send(ok(b"reached the origin")));
+    let mut proxy = Proxy::start(&args);
+    let target = origin.url("/p?q=1");
+    let authority = origin.authority();
+    let seeds = [
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"),
+        format!("POST {target} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+        format!(
+            "PUT {target} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n"
+        ),
+        format!("GET {target} HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET {target} HTTP/1.1\r\n\r\n"),
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+        format!("HEAD {target} HTTP/1.1\r\nExpect: 100-continue\r\nVia: 1.0 a, 1.1 b\r\n\r\n"),
+    ];
+    // Positions whose change could alter a destination: each authority, the
+    // `http://` and space before it, and the byte after it.
+    let guarded = |input: &[u8], at: usize| {
+        input
+            .windows(authority.len())
+            .enumerate()
+            .filter(|(_, w)| *w == authority.as_bytes())
+            .any(|(start, _)| at + 8 >= start && at <= start + authority.len() + 1)
+    };
+    let alphabet = b" \t\r\n:;,/@%[]#?\x00\x7f\xff0123456789abcdefHTTP/.-";
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..400 {
+        let mut input = seeds[i % seeds.len()].clone().into_bytes();
+        for _ in 0..1 + next() % 6 {
+            let at = (next() % input.len() as u64) as usize;
+            if guarded(&input, at) {
+                continue;
+            }
+            let byte = alphabet[(next() % alphabet.len() as u64) as usize];
+            match next() % 3 {
+                0 => input[at] = byte,
+                1 => input.insert(at, byte),
+                _ => {
+                    input.remove(at);
+                }
+            }
+        }
+        let cut = input.len() - (next() % 4 == 0) as usize * (next() as usize % input.len());
+        let mut conn = TcpStream::connect(proxy.addr()).expect("connect to larder");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // larder may answer and close before reading everything: ignore write errors.
+        let _ = conn.write_all(&input[..cut]);
+        let _ = conn.shutdown(Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        if !answer.is_empty() {
+            let status_line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
+            let ok = status_line.len() >= 12
+                && status_line.starts_with(b"HTTP/1.")
+                && status_line[9..12].iter().all(u8::is_ascii_digit);
+            assert!(
+                ok,
+                "input {:?} got a malformed answer {:?}",
+                String::from_utf8_lossy(&input[..cut]),
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        proxy.assert_alive();
+    }
+    let response = proxy.get(&target);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"reached the origin");
+}
