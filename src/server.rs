@@ -275,7 +275,7 @@ impl Server {
         };
         let mut probe = [0u8; 1];
         match crate::conn::read_into(&mut up.sock, &mut up.ready, &mut probe) {
-            crate::conn::Io::Blocked => up.ready.r = false,
+            crate::conn::Io::Blocked => {}
             _ => self.close_pooled(idx),
         }
     }

@@ -10,7 +10,8 @@
 use log::debug;
 
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
-use super::{read_into, write_two, Cx, Io, Resp, State};
+use super::upstream::Upstream;
+use super::{read_into, write_two, Cx, Exchange, Io, Resp, State};
 use crate::buf::BUF_SIZE;
 use crate::http::body::BodyTracker;
 use crate::http::response::parse_response;
@@ -102,7 +103,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
                 *budget = budget.saturating_sub(n);
                 progress = true;
             }
-            Io::Blocked => up.ready.w = false,
+            Io::Blocked => {}
             Io::Eof | Io::Failed(_) => {
                 upstream_lost(cx, "upstream connection failed while sending the request");
                 return true;
@@ -124,10 +125,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
                 conn.inbuf.filled(n);
                 progress = true;
             }
-            Io::Blocked => {
-                conn.ready.r = false;
-                conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
-            }
+            Io::Blocked => conn.inbuf.release_if_empty(&mut cx.ctx.bufs),
             Io::Eof => {
                 conn.eof = true;
                 progress = true;
@@ -181,10 +179,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     ex.got_bytes = true;
                     progress = true;
                 }
-                Io::Blocked => {
-                    up.ready.r = false;
-                    up.inbuf.release_if_empty(&mut cx.ctx.bufs);
-                }
+                Io::Blocked => up.inbuf.release_if_empty(&mut cx.ctx.bufs),
                 Io::Eof => {
                     up.eof = true;
                     progress = true;
@@ -248,12 +243,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
         }
     }
     if ex.resp == Resp::Head && up.eof {
-        let retry = up.reused
-            && !ex.got_bytes
-            && !ex.retried
-            && !ex.request_has_body
-            && ex.method.is_idempotent();
-        if retry {
+        if may_retry(ex, up) {
             retry_fresh(cx);
         } else if ex.got_bytes {
             fail(
@@ -332,10 +322,7 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
             }
             true
         }
-        Io::Blocked => {
-            conn.ready.w = false;
-            false
-        }
+        Io::Blocked => false,
         Io::Eof | Io::Failed(_) => {
             abort(cx);
             true
@@ -406,23 +393,24 @@ fn release_to_pool(cx: &mut Cx, idx: usize) {
 /// The upstream failed while the request went up: retry once on a fresh
 /// connection when that is safe, else answer 502.
 fn upstream_lost(cx: &mut Cx, why: &str) {
-    let (retry, idx) = match (cx.conn.ex.as_deref(), cx.conn.up) {
-        (Some(ex), Some(idx)) => (
-            cx.ups.get(idx).is_some_and(|u| u.reused)
-                && !ex.got_bytes
-                && !ex.retried
-                && !ex.request_has_body
-                && ex.method.is_idempotent(),
-            idx,
-        ),
-        _ => (false, 0),
+    let up = cx.conn.up.and_then(|idx| cx.ups.get(idx));
+    let retry = match (cx.conn.ex.as_deref(), up) {
+        (Some(ex), Some(up)) => may_retry(ex, up),
+        _ => false,
     };
-    let _ = idx;
     if retry {
         retry_fresh(cx);
     } else {
         fail(cx, 502, why);
     }
+}
+
+/// A request that met a failure before any response byte may go again on a
+/// fresh connection only if the failed one was a reused (pooled) socket — an idle
+/// connection the origin closed — and resending cannot change anything: once,
+/// idempotent, and with no body (whose bytes are already consumed).
+fn may_retry(ex: &Exchange, up: &Upstream) -> bool {
+    up.reused && !ex.got_bytes && !ex.retried && !ex.request_has_body && ex.method.is_idempotent()
 }
 
 /// Sends the request again on a new connection (the pooled one was dead).

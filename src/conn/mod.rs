@@ -405,10 +405,7 @@ fn closing_step(cx: &mut Cx) -> bool {
             }
             true
         }
-        Io::Blocked => {
-            conn.ready.r = false;
-            false
-        }
+        Io::Blocked => false,
         Io::Eof | Io::Failed(_) => {
             conn.state = State::Closed;
             true

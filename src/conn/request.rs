@@ -83,7 +83,6 @@ pub fn head_step(cx: &mut Cx) -> bool {
             true
         }
         Io::Blocked => {
-            conn.ready.r = false;
             conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
             false
         }
