@@ -15,6 +15,20 @@ pub mod target;
 #[cfg(test)]
 mod testing;
 
+#[cfg(test)]
+mod decimal_tests {
+    use super::push_decimal;
+
+    #[test]
+    fn push_decimal_matches_display_at_the_edges() {
+        for n in [0, 1, 9, 10, 99, 100, 65535, 1 << 32, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
+}
+
 /// The HTTP versions larder speaks. Anything else is rejected (505 from a client,
 /// 502 from an upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +44,23 @@ impl Version {
             Version::Http11 => "HTTP/1.1",
         }
     }
+}
+
+/// Appends `n` in decimal. The heads on the forwarding path carry a status, a port
+/// or a length on every request; `write!` would run the formatting machinery for
+/// each, and `to_string()` would allocate.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Why a message was rejected. `status` is what larder answers the client with when

@@ -7,7 +7,7 @@
 
 use super::body::Framing;
 use super::target::{parse_absolute, parse_authority, Target};
-use super::{BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
 
@@ -140,7 +140,9 @@ pub fn parse_request(
             }
             match body {
                 BodyKind::Length(n) => {
-                    write_field(&mut out, "Content-Length", n.to_string().as_bytes())
+                    out.extend_from_slice(b"Content-Length: ");
+                    push_decimal(&mut out, n);
+                    out.extend_from_slice(b"\r\n");
                 }
                 BodyKind::Chunked => write_field(&mut out, "Transfer-Encoding", b"chunked"),
                 BodyKind::None | BodyKind::Close => {}

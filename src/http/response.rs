@@ -10,7 +10,7 @@ use super::request::{
     field_name_problem, header_slots, is_end_to_end, list_elements, strict_config, valid_value,
     write_field, STACK_SLOTS,
 };
-use super::{BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use std::mem::MaybeUninit;
 
 /// A validated upstream response head.
@@ -122,18 +122,20 @@ pub fn parse_response(
         _ => reason(status),
     };
     let mut client_head = Vec::with_capacity(head_len + 64);
-    {
-        use std::io::Write;
-        // Writing to a Vec cannot fail.
-        let _ = write!(client_head, "HTTP/1.1 {status} {reason_phrase}\r\n");
-    }
+    client_head.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut client_head, u64::from(status));
+    client_head.push(b' ');
+    client_head.extend_from_slice(reason_phrase.as_bytes());
+    client_head.extend_from_slice(b"\r\n");
     for field in res.headers.iter() {
         if is_end_to_end(field.name, &connection) {
             write_field(&mut client_head, field.name, field.value);
         }
     }
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
-        write_field(&mut client_head, "Content-Length", n.to_string().as_bytes());
+        client_head.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut client_head, n);
+        client_head.extend_from_slice(b"\r\n");
     }
     client_head.extend_from_slice(via.field_line().as_bytes());
     Ok(Some(Response {

@@ -43,7 +43,6 @@ impl Target {
 
     /// Appends the `Host` value to `out` (the hot path: no temporary string).
     pub fn write_host_header(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
         let host = self.host();
         if host.contains(':') {
             out.push(b'[');
@@ -53,8 +52,8 @@ impl Target {
             out.extend_from_slice(host.as_bytes());
         }
         if !matches!(self, Target::Absolute { port: 80, .. }) {
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, ":{}", self.port());
+            out.push(b':');
+            super::push_decimal(out, u64::from(self.port()));
         }
     }
 
