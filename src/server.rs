@@ -27,7 +27,7 @@ use crate::acl::blocklist::Blocklist;
 use crate::acl::ClientAcl;
 use crate::buf::BufPool;
 use crate::config::Config;
-use crate::conn::request::{abort, fail};
+use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{step, tunnel, Conn, Cx, Resp, State, Step};
 use crate::dns::Resolver;
@@ -349,6 +349,13 @@ impl Server {
         cx.conn.deadline = None;
         let id = cx.conn.id;
         match cx.conn.state {
+            // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
+            // A connection idle between requests is closed without a word: the
+            // client may be sending its next request right now (RFC 9112 §9.5).
+            State::Head if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
+                let detail = "the rest of the request head did not arrive in time";
+                answer(&mut cx, 408, detail, true, None, "TAG_NONE");
+            }
             State::Head | State::Closing | State::Closed => {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
                 cx.conn.state = State::Closed;
