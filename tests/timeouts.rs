@@ -1,11 +1,15 @@
 //! Timeouts, with short configured values: first head, keep-alive idle, upstream first
 //! byte (504), body idle both ways; and a client trickling its head delays nobody else.
+//! Also what ends a wait early: a client hanging up while its response is awaited.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{black_hole, get, hold_open, ok, Origin, Proxy, Reply};
+use crate::support::{black_hole, get, hold_open, ok, Origin, Proxy, Reply, Server};
 
 /// Checks what larder said when it closed a connection for a timeout: a client
 /// that sent part of a head is told 408; one that sent nothing hears nothing,
@@ -13,7 +17,10 @@ use crate::support::{black_hole, get, hold_open, ok, Origin, Proxy, Reply};
 fn assert_timeout_answer(bytes: &[u8], partial_head: bool) {
     let text = String::from_utf8_lossy(bytes);
     if partial_head {
-        assert!(text.starts_with("HTTP/1.1 408 "), "want a 408, got {text:?}");
+        assert!(
+            text.starts_with("HTTP/1.1 408 "),
+            "want a 408, got {text:?}"
+        );
         assert!(text.contains("Connection: close\r\n"), "{text:?}");
     } else {
         assert!(bytes.is_empty(), "want a silent close, got {text:?}");
@@ -156,5 +163,42 @@ fn unanswered_upstream_connect_is_504_after_the_connect_timeout() {
         response.text().contains("no connection"),
         "{}",
         response.text()
+    );
+}
+
+/// Without this, an origin that takes its time keeps an upstream connection (and,
+/// for a slow CGI, its work) going for a client that left, until the response timeout.
+#[test]
+fn client_hanging_up_while_waiting_frees_the_upstream_at_once() {
+    // The origin reads one head, then holds the connection and reports when larder
+    // closed it.
+    let (events, seen) = mpsc::channel::<&str>();
+    let events = Mutex::new(events);
+    let origin = Server::start(move |stream: TcpStream| {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let tx = events.lock().map(|tx| tx.clone());
+        if let Ok(tx) = tx {
+            let _ = tx.send("request");
+            hold_open(reader.get_mut(), Duration::from_secs(10));
+            let _ = tx.send("closed");
+        }
+    });
+    let proxy = Proxy::start(&[]);
+    let mut client = proxy.client();
+    client.send(get(&format!("http://{}/slow", origin.authority())).as_bytes());
+    let wait = Duration::from_secs(5);
+    assert_eq!(seen.recv_timeout(wait), Ok("request"));
+
+    let hung_up = Instant::now();
+    drop(client);
+    assert_eq!(seen.recv_timeout(wait), Ok("closed"), "upstream kept open");
+    assert!(
+        hung_up.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        hung_up.elapsed()
     );
 }

@@ -46,6 +46,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use log::debug;
 use mio::net::TcpStream;
 use slab::Slab;
 
@@ -330,6 +331,14 @@ pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]
 
 /// Steps a connection until it waits, spends its budget, or closes.
 pub fn step(cx: &mut Cx) -> Step {
+    if cx.conn.ready.hup && awaiting_upstream(cx.conn) {
+        debug!(
+            "conn {}: client closed while waiting for upstream",
+            cx.conn.id
+        );
+        request::abort(cx);
+        return Step::Close;
+    }
     let mut budget = TURN_BUDGET;
     loop {
         let progress = match cx.conn.state {
@@ -350,6 +359,25 @@ pub fn step(cx: &mut Cx) -> Step {
         if budget == 0 {
             return Step::Again;
         }
+    }
+}
+
+/// The client has sent its request and has nothing to read yet: we are resolving,
+/// connecting or waiting for the response head. A client that closes (or half-closes)
+/// its side now is taken as gone, as nginx and Squid take it by default, so the
+/// upstream work stops at once instead of at a timeout. CONNECT is exempt: half-close
+/// is part of what a tunnel carries.
+fn awaiting_upstream(conn: &Conn) -> bool {
+    let Some(ex) = conn.ex.as_deref() else {
+        return false;
+    };
+    if ex.method == Method::Connect {
+        return false;
+    }
+    match conn.state {
+        State::Resolving | State::Connecting => true,
+        State::Forward => ex.req_done && ex.resp == Resp::Head,
+        _ => false,
     }
 }
 
