@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    larder::sys::catch_stop_signals();
     // Scripts and tests wait for this line (it is printed at every log level).
     eprintln!("larder: listening on {}", server.local_addr());
     match server.run() {

@@ -153,11 +153,18 @@ impl Server {
         self.ctx.local
     }
 
-    /// Runs the loop until an unrecoverable poll error.
+    /// Runs the loop until an unrecoverable poll error, or until SIGTERM/SIGINT when
+    /// [`sys::catch_stop_signals`] was called: then the access log is written out and
+    /// `run` returns `Ok`. Open connections are simply closed, as a crash would close
+    /// them; nothing larder keeps depends on a clean stop.
     pub fn run(&mut self) -> Result<(), Error> {
-        loop {
+        while !sys::stop_requested() {
             self.turn()?;
         }
+        if let Some(log) = self.ctx.log.as_mut() {
+            log.flush();
+        }
+        Ok(())
     }
 
     /// One turn of the loop.

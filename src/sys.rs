@@ -1,8 +1,40 @@
 //! The few OS calls std lacks: the open-file limit (which sizes the connection
-//! limit) and, on Linux, pipes and `splice(2)` for zero-copy CONNECT tunnels.
+//! limit), SIGTERM/SIGINT as a request to stop, and, on Linux, pipes and
+//! `splice(2)` for zero-copy CONNECT tunnels.
 //!
 //! `libc` is not among larder's runtime crates, so the functions are declared
 //! here; std already links the C library that provides them.
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: i32) {
+    // Only an atomic store: nothing else is async-signal-safe here.
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Turns SIGTERM and SIGINT into a request to stop that [`stop_requested`] reports,
+/// so the loop can write out what it buffered (the access log) before exiting.
+/// `epoll_wait` is never restarted after a handler runs (signal(7)), so the loop
+/// notices within one turn.
+pub fn catch_stop_signals() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    let handler = on_stop_signal as extern "C" fn(i32) as usize;
+    // SAFETY: `on_stop_signal` has the C signature of a handler and only stores to
+    // an atomic. If installing fails, the default action (terminate) stays.
+    unsafe {
+        signal(SIGTERM, handler);
+        signal(SIGINT, handler);
+    }
+}
+
+/// Whether SIGTERM or SIGINT arrived since [`catch_stop_signals`].
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Raises the soft open-file limit to the hard limit (as nginx and HAProxy do) and
 /// returns the soft limit in force afterwards, or `None` if it cannot be read.

@@ -132,6 +132,24 @@ impl Proxy {
         ticks(11) + ticks(12)
     }
 
+    /// Sends SIGTERM and waits (at most 5 s, else the test fails) for larder to exit;
+    /// returns its exit code (`None`: killed by a signal).
+    pub fn stop(&mut self) -> Option<i32> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for larder") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "larder ignored SIGTERM for 5 s");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Panics (with stderr) if larder has exited.
     pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
