@@ -187,7 +187,8 @@ impl Server {
             let token = event.token();
             let r = event.is_readable() || event.is_read_closed() || event.is_error();
             let w = event.is_writable() || event.is_write_closed() || event.is_error();
-            let hup = event.is_read_closed() || event.is_error();
+            let err = event.is_error();
+            let hup = event.is_read_closed() || err;
             match token {
                 LISTENER => self.listener_ready = true,
                 WAKER => dns = true,
@@ -196,6 +197,7 @@ impl Server {
                         c.ready.r |= r;
                         c.ready.w |= w;
                         c.ready.hup |= hup;
+                        c.ready.err |= err;
                         if !c.queued {
                             c.queued = true;
                             self.ready.push(t >> 1);
@@ -210,6 +212,7 @@ impl Server {
                     up.ready.r |= r;
                     up.ready.w |= w;
                     up.ready.hup |= hup;
+                    up.ready.err |= err;
                     match up.owner {
                         Some((key, id)) => {
                             if let Some(c) = self.conns.get_mut(key) {
@@ -294,7 +297,6 @@ impl Server {
         let mut up = self.ups.remove(idx);
         self.ctx.pool.remove(&up.host, idx);
         up.inbuf.clear(&mut self.ctx.bufs);
-        let _ = self.ctx.registry.deregister(&mut up.sock);
         debug!("pooled upstream to {} closed", up.addr);
     }
 
@@ -424,7 +426,6 @@ impl Server {
                 .cancel(crate::dns::Waiter { key, id: conn.id });
         }
         conn.inbuf.clear(&mut self.ctx.bufs);
-        let _ = self.ctx.registry.deregister(&mut conn.sock);
         debug!("conn {}: closed", conn.id);
     }
 

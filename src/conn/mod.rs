@@ -71,6 +71,11 @@ pub struct Readiness {
     /// The peer closed its side (EPOLLRDHUP) or the socket has an error: a short
     /// read then does not mean "drained", because the EOF must still be read.
     pub hup: bool,
+    /// The socket has an error (EPOLLERR): the next read reports it.
+    pub err: bool,
+    /// A short read after the peer's FIN (and no error) emptied the socket, so the
+    /// next read can only return EOF: [`read_into`] reports it without asking.
+    pub fin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,18 +281,27 @@ pub enum Io {
     Failed(io::Error),
 }
 
-/// Reads once into `buf`, retrying on EINTR, and updates `ready.r`. A zero-length
-/// `buf` reports `Blocked` without a system call (and leaves `ready` alone).
+/// Reads once into `buf`, retrying on EINTR, and updates `ready`. A zero-length
+/// `buf` reports `Blocked` without a system call (and leaves `ready` alone); so does
+/// `Eof` once `ready.fin` says the peer's FIN is all that is left.
 pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) -> Io {
     if buf.is_empty() {
         return Io::Blocked;
+    }
+    if ready.fin {
+        return Io::Eof;
     }
     loop {
         match sock.read(buf) {
             Ok(0) => return Io::Eof,
             Ok(n) => {
-                if n < buf.len() && !ready.hup {
-                    ready.r = false;
+                if n < buf.len() {
+                    if !ready.hup {
+                        ready.r = false;
+                    } else if !ready.err {
+                        // Nothing can follow a FIN, and the socket is empty.
+                        ready.fin = true;
+                    }
                 }
                 return Io::Done(n);
             }
@@ -438,5 +452,93 @@ fn closing_step(cx: &mut Cx) -> bool {
             conn.state = State::Closed;
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_into, Io, Readiness};
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+
+    /// A connected pair: larder's end as a mio stream, the peer as a std stream.
+    fn pair() -> (mio::net::TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("nonblocking");
+        (mio::net::TcpStream::from_std(ours), peer)
+    }
+
+    /// Loopback delivers within the peer's send; the pause only guards against a
+    /// slow scheduler.
+    fn settle() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    #[test]
+    fn short_read_after_fin_reports_eof_next() {
+        let (mut ours, mut peer) = pair();
+        peer.write_all(b"last").expect("write");
+        peer.shutdown(Shutdown::Write).expect("shutdown");
+        settle();
+        let mut ready = Readiness {
+            r: true,
+            hup: true,
+            ..Readiness::default()
+        };
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Done(4)
+        ));
+        assert!(ready.fin && ready.r, "{ready:?}");
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Eof
+        ));
+    }
+
+    #[test]
+    fn short_read_with_an_error_pending_still_asks_the_socket() {
+        let (mut ours, mut peer) = pair();
+        peer.write_all(b"last").expect("write");
+        peer.shutdown(Shutdown::Write).expect("shutdown");
+        settle();
+        let mut ready = Readiness {
+            r: true,
+            hup: true,
+            err: true,
+            ..Readiness::default()
+        };
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Done(4)
+        ));
+        assert!(!ready.fin, "{ready:?}");
+        // The socket itself answers: here a real EOF.
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Eof
+        ));
+    }
+
+    #[test]
+    fn short_read_without_fin_means_drained() {
+        let (mut ours, mut peer) = pair();
+        peer.write_all(b"more to come").expect("write");
+        settle();
+        let mut ready = Readiness {
+            r: true,
+            ..Readiness::default()
+        };
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Done(12)
+        ));
+        assert!(!ready.r && !ready.fin, "{ready:?}");
     }
 }

@@ -338,13 +338,15 @@ pub fn connect_step(cx: &mut Cx) -> bool {
     if !up.ready.w && !up.ready.r {
         return false;
     }
-    let outcome = match up.sock.take_error() {
-        Ok(Some(e)) | Err(e) => Err(e),
-        Ok(None) => match up.sock.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
+    // mio's recipe asks take_error, then peer_addr; asking peer_addr first gives the
+    // same answers and saves a system call on every successful connect.
+    let outcome = match up.sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => match up.sock.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => Ok(false),
         },
+        Err(e) => Err(e),
     };
     match outcome {
         Ok(false) => {
@@ -388,7 +390,6 @@ pub fn drop_upstream(cx: &mut Cx) {
         if cx.ups.contains(idx) {
             let mut up = cx.ups.remove(idx);
             up.inbuf.clear(&mut cx.ctx.bufs);
-            let _ = cx.ctx.registry.deregister(&mut up.sock);
         }
     }
 }

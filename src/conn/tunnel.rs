@@ -213,6 +213,12 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     let mut progress = a.progress || b.progress;
     ex.bytes += b.sent as u64;
     *budget = budget.saturating_sub(a.sent + b.sent);
+    // Both ways done: `close` sends both FINs (nothing unread is left, so no RST),
+    // and the two `shutdown` calls would only cost system calls.
+    if c2u_drained && u2c_drained {
+        end(cx);
+        return true;
+    }
     if c2u_drained && !ex.shut_up {
         ex.shut_up = true;
         let _ = up.sock.shutdown(Shutdown::Write);
