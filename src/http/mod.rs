@@ -6,11 +6,16 @@
 //! state machines in `crate::conn` own the buffers and call into this module.
 
 pub mod body;
+pub mod cache_control;
 pub mod chunked;
+pub mod conditional;
+pub mod date;
+pub mod freshness;
 pub mod page;
 pub mod request;
 pub mod response;
 pub mod target;
+pub mod vary;
 
 #[cfg(test)]
 mod testing;

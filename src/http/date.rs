@@ -1,0 +1,336 @@
+//! HTTP-date (RFC 9110 §5.6.7): parsing the three forms recipients must accept and
+//! writing the one senders must use, as unix seconds.
+//!
+//! The calendar arithmetic is Howard Hinnant's civil-from-days algorithm, done by
+//! hand so that no date crate is needed; only dates from 1970 to 9999 exist here.
+
+const SHORT_DAYS: [&[u8]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+const LONG_DAYS: [&[u8]; 7] = [
+    b"Sunday",
+    b"Monday",
+    b"Tuesday",
+    b"Wednesday",
+    b"Thursday",
+    b"Friday",
+    b"Saturday",
+];
+const MONTHS: [&[u8]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// 9999-12-31 23:59:59 GMT, the last instant a four-digit year can write.
+const LAST_WRITABLE: u64 = 253_402_300_799;
+
+/// Parses an HTTP-date into unix seconds, or `None` if `value` is not one.
+///
+/// Accepted forms (RFC 9110 §5.6.7), surrounding whitespace ignored:
+/// - IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`;
+/// - obsolete RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`, where a two-digit year
+///   00–69 means 20xx and 70–99 means 19xx (the common fixed pivot rather than the
+///   RFC's "not more than 50 years ahead of now", so no clock is needed);
+/// - asctime `Sun Nov  6 08:49:37 1994`.
+///
+/// To be robust as §5.6.7 encourages, day and month names are matched without
+/// regard to case, either day-name form is accepted in every form, runs of spaces
+/// count as one, and the day name is not checked against the date. Everything else
+/// is checked: the day exists in that month, hours 0–23, minutes 0–59, seconds
+/// 0–60 (a leap second). Dates before 1970 are `None`.
+pub fn parse_http_date(value: &[u8]) -> Option<u64> {
+    let mut words: [&[u8]; 6] = [&[]; 6];
+    let mut count = 0;
+    for word in value
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+    {
+        *words.get_mut(count)? = word;
+        count += 1;
+    }
+    let (day, month, year, time) = match words.get(..count)? {
+        [weekday, day, month, year, time, gmt] => {
+            if !is_day_name(weekday.strip_suffix(b",")?) || !is_gmt(gmt) {
+                return None;
+            }
+            (*day, *month, number(year, 4, 4)?, *time)
+        }
+        [weekday, date, time, gmt] => {
+            if !is_day_name(weekday.strip_suffix(b",")?) || !is_gmt(gmt) {
+                return None;
+            }
+            let mut parts = date.split(|&b| b == b'-');
+            let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() {
+                return None;
+            }
+            let year = match year.len() {
+                2 => match number(year, 2, 2)? {
+                    y @ 0..=69 => 2000 + y,
+                    y => 1900 + y,
+                },
+                _ => number(year, 4, 4)?,
+            };
+            (day, month, year, *time)
+        }
+        [weekday, month, day, time, year] => {
+            if !is_day_name(weekday) {
+                return None;
+            }
+            (*day, *month, number(year, 4, 4)?, *time)
+        }
+        _ => return None,
+    };
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))?;
+    let day = number(day, 1, 2)?;
+    if year < 1970 || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let seconds = time_of_day(time)?;
+    Some(days_from_civil(year, month, day) * 86_400 + seconds)
+}
+
+/// Appends `secs` as an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`
+/// (RFC 9110 §5.6.7). Instants after 9999-12-31 23:59:59 are written as that one.
+pub fn push_http_date(out: &mut Vec<u8>, secs: u64) {
+    let secs = secs.min(LAST_WRITABLE);
+    let days = secs / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    // 1970-01-01 was a Thursday.
+    out.extend_from_slice(SHORT_DAYS[((days + 4) % 7) as usize]);
+    out.extend_from_slice(b", ");
+    push_two(out, day);
+    out.push(b' ');
+    out.extend_from_slice(MONTHS[month % 12]);
+    out.push(b' ');
+    push_two(out, year / 100);
+    push_two(out, year % 100);
+    out.push(b' ');
+    let in_day = secs % 86_400;
+    push_two(out, in_day / 3600);
+    out.push(b':');
+    push_two(out, in_day / 60 % 60);
+    out.push(b':');
+    push_two(out, in_day % 60);
+    out.extend_from_slice(b" GMT");
+}
+
+fn push_two(out: &mut Vec<u8>, n: u64) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
+fn is_day_name(word: &[u8]) -> bool {
+    SHORT_DAYS
+        .iter()
+        .chain(LONG_DAYS.iter())
+        .any(|d| d.eq_ignore_ascii_case(word))
+}
+
+fn is_gmt(word: &[u8]) -> bool {
+    word.eq_ignore_ascii_case(b"GMT")
+}
+
+/// A run of `min..=max` ASCII digits (at most 4, so it cannot overflow).
+fn number(digits: &[u8], min: usize, max: usize) -> Option<u64> {
+    if digits.len() < min || digits.len() > max || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// `HH:MM:SS` → seconds since midnight.
+fn time_of_day(time: &[u8]) -> Option<u64> {
+    let [h1, h2, b':', m1, m2, b':', s1, s2] = *time else {
+        return None;
+    };
+    let hour = number(&[h1, h2], 2, 2)?;
+    let minute = number(&[m1, m2], 2, 2)?;
+    let second = number(&[s1, s2], 2, 2)?;
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(hour * 3600 + minute * 60 + second)
+}
+
+fn is_leap(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+/// Days in `month` (0 = January) of `year`.
+fn days_in_month(year: u64, month: usize) -> u64 {
+    match month {
+        1 if is_leap(year) => 29,
+        1 => 28,
+        3 | 5 | 8 | 10 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to `year`-`month`-`day` (month 0 = January, year ≥ 1970).
+fn days_from_civil(year: u64, month: usize, day: u64) -> u64 {
+    // The year starts in March so that the leap day is the last day of the year.
+    let year = if month < 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let march_month = (month as u64 + 10) % 12;
+    let day_of_year = (153 * march_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    // 719_468 days lie between 0000-03-01 and 1970-01-01.
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: (year, month 0 = January, day of month).
+fn civil_from_days(days: u64) -> (u64, usize, u64) {
+    let days = days + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = ((march_month + 2) % 12) as usize;
+    let year = era * 400 + year_of_era + u64::from(month < 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::testing::{mutate, next_u64};
+
+    const SUNDAY_1994: u64 = 784_111_777;
+
+    fn written(secs: u64) -> String {
+        let mut out = Vec::new();
+        push_http_date(&mut out, secs);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_three_rfc_9110_examples_are_the_same_instant() {
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                parse_http_date(form.as_bytes()),
+                Some(SUNDAY_1994),
+                "{form}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_digit_years_pivot_at_70() {
+        let y2069 = parse_http_date(b"Monday, 01-Jan-69 00:00:00 GMT").unwrap();
+        assert_eq!(written(y2069), "Tue, 01 Jan 2069 00:00:00 GMT");
+        let y1970 = parse_http_date(b"Thursday, 01-Jan-70 00:00:00 GMT");
+        assert_eq!(y1970, Some(0));
+        let y2000 = parse_http_date(b"Saturday, 01-Jan-00 00:00:00 GMT").unwrap();
+        assert_eq!(written(y2000), "Sat, 01 Jan 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn leap_days_exist_only_in_leap_years() {
+        assert_eq!(
+            parse_http_date(b"Tue, 29 Feb 2000 23:59:59 GMT"),
+            Some(951_868_799)
+        );
+        assert_eq!(parse_http_date(b"Thu, 29 Feb 1900 00:00:00 GMT"), None);
+        assert_eq!(parse_http_date(b"Fri, 29 Feb 2100 00:00:00 GMT"), None);
+        assert!(parse_http_date(b"Sat, 29 Feb 2400 00:00:00 GMT").is_some());
+        assert_eq!(parse_http_date(b"Mon, 31 Apr 2024 00:00:00 GMT"), None);
+    }
+
+    #[test]
+    fn names_ignore_case_and_runs_of_spaces() {
+        assert_eq!(
+            parse_http_date(b"  sun,  06 NOV 1994 08:49:37 gmt "),
+            Some(SUNDAY_1994)
+        );
+        assert_eq!(
+            parse_http_date(b"Sun Nov 06 08:49:37 1994"),
+            Some(SUNDAY_1994)
+        );
+    }
+
+    #[test]
+    fn junk_and_out_of_range_fields_are_rejected() {
+        for junk in [
+            "",
+            "0",
+            "-1",
+            "now",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 32 Jan 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 08:49:61 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+            "Sunday, 06-Nov-94-1 08:49:37 GMT",
+            "Sunday, 06-Nov-994 08:49:37 GMT",
+            "Funday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 94",
+            "Sun Nov 123 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(junk.as_bytes()), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_leap_second_is_accepted() {
+        assert_eq!(
+            parse_http_date(b"Sat, 31 Dec 2016 23:59:60 GMT"),
+            parse_http_date(b"Sun, 01 Jan 2017 00:00:00 GMT")
+        );
+    }
+
+    #[test]
+    fn writes_imf_fixdate() {
+        assert_eq!(written(SUNDAY_1994), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(written(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(written(951_868_799), "Tue, 29 Feb 2000 23:59:59 GMT");
+    }
+
+    #[test]
+    fn writing_clamps_past_year_9999() {
+        assert_eq!(written(LAST_WRITABLE), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(written(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn writing_then_parsing_round_trips() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let secs = next_u64(&mut rng) % (LAST_WRITABLE + 1);
+            let mut out = Vec::new();
+            push_http_date(&mut out, secs);
+            assert_eq!(parse_http_date(&out), Some(secs), "{}", written(secs));
+        }
+    }
+
+    #[test]
+    fn mutated_dates_never_panic() {
+        let mut rng = 42;
+        let alphabet = b" ,-:0123456789GMTSunNov\t";
+        for seed in [
+            &b"Sun, 06 Nov 1994 08:49:37 GMT"[..],
+            b"Sunday, 06-Nov-94 08:49:37 GMT",
+            b"Sun Nov  6 08:49:37 1994",
+        ] {
+            for _ in 0..20_000 {
+                let mut input = seed.to_vec();
+                mutate(&mut input, &mut rng, alphabet);
+                let _ = parse_http_date(&input);
+            }
+        }
+    }
+}

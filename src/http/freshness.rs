@@ -1,0 +1,547 @@
+//! RFC 9111 for a shared cache, without a clock: whether a response may be stored
+//! (§3), how long it stays fresh (§4.2.1, §4.2.2), how old it is (§4.2.3) and
+//! whether a stored one may answer a request without asking the origin (§4.2.4,
+//! §5.2). Times are unix seconds given by the caller.
+
+use super::cache_control::{delta_seconds, CacheControl};
+use super::date::parse_http_date;
+use super::vary::vary_names;
+use super::Method;
+use httparse::Header;
+
+/// Statuses that are heuristically cacheable (RFC 9110 §15.1): storable without
+/// explicit freshness information.
+const HEURISTIC_STATUSES: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// Heuristic freshness never exceeds a day: RFC 9111 §4.2.2 leaves the cap to the
+/// cache, and a day bounds how long a guess can serve an outdated object.
+const HEURISTIC_CAP: u64 = 24 * 60 * 60;
+
+/// Says whether a response may be stored by a shared cache (RFC 9111 §3); the
+/// error is a reason for logs and tests.
+///
+/// Storable means all of:
+/// - the request method is GET (HEAD is answered from a stored GET and never
+///   stored itself);
+/// - the status is final and neither 206 (a part is never stored as the whole) nor
+///   304; and it is heuristically cacheable (200, 203, 204, 300, 301, 308, 404, 405,
+///   410, 414, 501) or the response has max-age, s-maxage or Expires;
+/// - no `no-store` in the request or the response, no `private`, no `Vary: *`;
+/// - a request with Authorization only if the response has public, s-maxage or
+///   must-revalidate (§3.5);
+/// - no Set-Cookie in the response: larder's choice, as Varnish and nginx by
+///   default, so that one client's cookie is never replayed to another.
+///
+/// Framing (a complete, checked body) is the caller's business.
+pub fn storable(
+    method: &Method,
+    status: u16,
+    req: &[Header<'_>],
+    resp: &[Header<'_>],
+) -> Result<(), &'static str> {
+    if *method != Method::Get {
+        return Err("only responses to GET are stored");
+    }
+    match status {
+        0..=199 => return Err("not a final response"),
+        206 => return Err("partial content is never stored as a full response"),
+        304 => return Err("a 304 is not a full response"),
+        _ => {}
+    }
+    let req_cc = CacheControl::from_request(req);
+    let resp_cc = CacheControl::from_response(resp);
+    if req_cc.no_store || resp_cc.no_store {
+        return Err("no-store");
+    }
+    if resp_cc.private {
+        return Err("private");
+    }
+    if vary_names(resp).is_err() {
+        return Err("Vary: *");
+    }
+    let shareable = resp_cc.public || resp_cc.s_maxage.is_some() || resp_cc.must_revalidate;
+    if field_values(req, "authorization").next().is_some() && !shareable {
+        return Err("Authorization without public, s-maxage or must-revalidate");
+    }
+    if field_values(resp, "set-cookie").next().is_some() {
+        return Err("Set-Cookie");
+    }
+    let explicit = resp_cc.max_age.is_some()
+        || resp_cc.s_maxage.is_some()
+        || field_values(resp, "expires").next().is_some();
+    if !explicit && !HEURISTIC_STATUSES.contains(&status) {
+        return Err("status not cacheable without explicit freshness");
+    }
+    Ok(())
+}
+
+/// When larder asked for a stored response and when its head arrived, in unix
+/// seconds (RFC 9111 §4.2.3's request_time and response_time). After a 304
+/// refresh these are the times of the revalidation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub request_time: u64,
+    pub response_time: u64,
+}
+
+/// The freshness lifetime of a response in seconds (RFC 9111 §4.2.1), the first of:
+/// - 0 when max-age or s-maxage is repeated with different values
+///   ([`CacheControl::conflict`]);
+/// - s-maxage (a shared cache's own), else max-age;
+/// - Expires − Date; an Expires that is not a valid HTTP-date (`0` included),
+///   repeated with different values, or not after Date gives 0 (stale);
+/// - heuristic (§4.2.2): 10% of Date − Last-Modified, at most 24 hours;
+/// - 0.
+///
+/// `date_fallback` stands in for a missing or invalid Date: the caller passes the
+/// response_time, as RFC 9110 §6.6.1 makes a recipient do. Only statuses that
+/// [`storable`] accepts without explicit freshness reach the heuristic.
+pub fn freshness_lifetime(resp: &[Header<'_>], date_fallback: u64) -> u64 {
+    let cc = CacheControl::from_response(resp);
+    if cc.conflict {
+        return 0;
+    }
+    if let Some(secs) = cc.s_maxage.or(cc.max_age) {
+        return secs;
+    }
+    let date = date_value(resp, date_fallback);
+    let mut expires = field_values(resp, "expires");
+    if let Some(first) = expires.next() {
+        if expires.any(|other| other.trim_ascii() != first.trim_ascii()) {
+            return 0;
+        }
+        return parse_http_date(first).map_or(0, |at| at.saturating_sub(date));
+    }
+    field_values(resp, "last-modified")
+        .next()
+        .and_then(parse_http_date)
+        .map_or(0, |modified| {
+            (date.saturating_sub(modified) / 10).min(HEURISTIC_CAP)
+        })
+}
+
+/// The current age of a stored response in seconds at `now`, exactly as RFC 9111
+/// §4.2.3 computes it, with saturating arithmetic (a clock that went backwards
+/// gives 0 for that term, never a wrap).
+///
+/// `resp` is the stored head: its Date (or `times.response_time` when it has no
+/// valid one) and its Age (0 when absent or not delta-seconds).
+pub fn current_age(resp: &[Header<'_>], times: Stored, now: u64) -> u64 {
+    let resident_time = now.saturating_sub(times.response_time);
+    corrected_initial_age(resp, times).saturating_add(resident_time)
+}
+
+/// The instant a stored response stops being fresh: response_time + freshness
+/// lifetime − corrected_initial_age (saturating). The response is fresh while
+/// `now < expires_at`, which is the same test as lifetime > [`current_age`]; this
+/// is what the store keeps with the object.
+pub fn expires_at(resp: &[Header<'_>], times: Stored) -> u64 {
+    times
+        .response_time
+        .saturating_add(freshness_lifetime(resp, times.response_time))
+        .saturating_sub(corrected_initial_age(resp, times))
+}
+
+fn corrected_initial_age(resp: &[Header<'_>], times: Stored) -> u64 {
+    let age_value = field_values(resp, "age")
+        .next()
+        .and_then(|v| delta_seconds(v.trim_ascii()))
+        .unwrap_or(0);
+    let date_value = date_value(resp, times.response_time);
+    let apparent_age = times.response_time.saturating_sub(date_value);
+    let response_delay = times.response_time.saturating_sub(times.request_time);
+    let corrected_age_value = age_value.saturating_add(response_delay);
+    apparent_age.max(corrected_age_value)
+}
+
+/// What a stored response may do for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// Serve it as is: fresh enough for the request, or stale within the request's
+    /// max-stale where the response allows that.
+    Fresh,
+    /// Revalidate it with the origin first.
+    Stale,
+}
+
+/// Decides whether a stored response of `age` seconds with freshness `lifetime`
+/// may answer a request whose directives are `req_cc` (RFC 9111 §4.2.4, §5.2).
+///
+/// [`Serve::Stale`] when any of: request or response no-cache; age > request
+/// max-age; lifetime − age < request min-fresh; or the response is not fresh
+/// (lifetime ≤ age) and either the request has no max-stale covering age −
+/// lifetime or the response forbids serving it stale (must-revalidate, or
+/// proxy-revalidate or s-maxage, which bind shared caches: §5.2.2.2, .8, .10).
+/// Otherwise [`Serve::Fresh`]. `only-if-cached` is the caller's: it answers 504
+/// when there is nothing it may serve.
+pub fn may_serve(req_cc: &CacheControl, resp: &[Header<'_>], age: u64, lifetime: u64) -> Serve {
+    let resp_cc = CacheControl::from_response(resp);
+    if req_cc.no_cache || resp_cc.no_cache {
+        return Serve::Stale;
+    }
+    if req_cc.max_age.is_some_and(|max| age > max) {
+        return Serve::Stale;
+    }
+    if req_cc
+        .min_fresh
+        .is_some_and(|min| lifetime < age.saturating_add(min))
+    {
+        return Serve::Stale;
+    }
+    if lifetime > age {
+        return Serve::Fresh;
+    }
+    let must_revalidate =
+        resp_cc.must_revalidate || resp_cc.proxy_revalidate || resp_cc.s_maxage.is_some();
+    match req_cc.max_stale {
+        Some(max) if !must_revalidate && age.saturating_sub(lifetime) <= max => Serve::Fresh,
+        _ => Serve::Stale,
+    }
+}
+
+/// The values of every field line named `name` (ASCII case-insensitive), in order.
+pub(super) fn field_values<'h>(
+    fields: &'h [Header<'h>],
+    name: &'h str,
+) -> impl Iterator<Item = &'h [u8]> {
+    fields
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// The Date of a response, or `fallback` when it has none that parses.
+fn date_value(resp: &[Header<'_>], fallback: u64) -> u64 {
+    field_values(resp, "date")
+        .next()
+        .and_then(parse_http_date)
+        .unwrap_or(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::cache_control::DELTA_SECONDS_MAX;
+
+    /// 784111777 = Sun, 06 Nov 1994 08:49:37 GMT.
+    const T: u64 = 784_111_777;
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        list.iter()
+            .map(|&(name, value)| Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect()
+    }
+
+    fn store_get(
+        status: u16,
+        req: &[(&str, &str)],
+        resp: &[(&str, &str)],
+    ) -> Result<(), &'static str> {
+        storable(&Method::Get, status, &fields(req), &fields(resp))
+    }
+
+    fn lifetime(resp: &[(&str, &str)]) -> u64 {
+        freshness_lifetime(&fields(resp), T)
+    }
+
+    fn serve(req: &str, resp: &[(&str, &str)], age: u64, lifetime: u64) -> Serve {
+        let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
+        may_serve(&req_cc, &fields(resp), age, lifetime)
+    }
+
+    #[test]
+    fn a_plain_200_to_get_is_storable() {
+        assert_eq!(store_get(200, &[], &[]), Ok(()));
+        assert_eq!(store_get(404, &[], &[("Vary", "Accept-Encoding")]), Ok(()));
+    }
+
+    #[test]
+    fn only_get_is_stored() {
+        let none: [Header; 0] = [];
+        for method in [Method::Head, Method::Post, Method::Other("PURGE".into())] {
+            assert!(storable(&method, 200, &none, &none).is_err(), "{method:?}");
+        }
+    }
+
+    #[test]
+    fn interim_partial_and_not_modified_are_never_stored() {
+        let explicit = [("Cache-Control", "max-age=60")];
+        for status in [100, 103, 206, 304] {
+            assert!(store_get(status, &[], &explicit).is_err(), "{status}");
+        }
+    }
+
+    #[test]
+    fn other_statuses_need_explicit_freshness() {
+        assert!(store_get(302, &[], &[]).is_err());
+        assert!(store_get(500, &[], &[("Last-Modified", DATE)]).is_err());
+        assert!(store_get(302, &[], &[("Cache-Control", "max-age=60")]).is_ok());
+        assert!(store_get(307, &[], &[("Cache-Control", "s-maxage=60")]).is_ok());
+        assert!(store_get(503, &[], &[("Expires", "0")]).is_ok());
+    }
+
+    #[test]
+    fn no_store_on_either_side_private_and_vary_star_prevent_storing() {
+        assert_eq!(
+            store_get(200, &[("Cache-Control", "no-store")], &[]),
+            Err("no-store")
+        );
+        assert_eq!(
+            store_get(200, &[], &[("Cache-Control", "public, No-Store")]),
+            Err("no-store")
+        );
+        assert_eq!(
+            store_get(200, &[], &[("Cache-Control", "private=\"X\"")]),
+            Err("private")
+        );
+        assert_eq!(
+            store_get(200, &[], &[("Vary", "accept"), ("vary", "*")]),
+            Err("Vary: *")
+        );
+    }
+
+    #[test]
+    fn authorization_needs_public_s_maxage_or_must_revalidate() {
+        let auth = [("Authorization", "Basic Zm9vOmJhcg==")];
+        assert!(store_get(200, &auth, &[("Cache-Control", "max-age=60")]).is_err());
+        for cc in ["public", "s-maxage=60", "must-revalidate"] {
+            assert_eq!(
+                store_get(200, &auth, &[("Cache-Control", cc)]),
+                Ok(()),
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn set_cookie_is_never_stored_even_when_public() {
+        let resp = [
+            ("Cache-Control", "public, max-age=60"),
+            ("Set-Cookie", "a=b"),
+        ];
+        assert_eq!(store_get(200, &[], &resp), Err("Set-Cookie"));
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_beats_expires() {
+        let expires = ("Expires", "Sun, 06 Nov 1994 09:49:37 GMT");
+        let date = ("Date", DATE);
+        assert_eq!(
+            lifetime(&[("Cache-Control", "max-age=5, s-maxage=7"), expires, date]),
+            7
+        );
+        assert_eq!(
+            lifetime(&[("Cache-Control", "max-age=5"), expires, date]),
+            5
+        );
+        assert_eq!(lifetime(&[expires, date]), 3600);
+        assert_eq!(
+            lifetime(&[("Cache-Control", "max-age=0"), expires, date]),
+            0
+        );
+    }
+
+    #[test]
+    fn expires_counts_from_date_not_from_now() {
+        let resp = fields(&[("Date", DATE), ("Expires", "Sun, 06 Nov 1994 08:59:37 GMT")]);
+        // The clock and the fallback are far from Date; only Date matters.
+        assert_eq!(freshness_lifetime(&resp, T + 86_400), 600);
+        let no_date = fields(&[("Expires", "Sun, 06 Nov 1994 08:59:37 GMT")]);
+        assert_eq!(freshness_lifetime(&no_date, T), 600);
+        assert_eq!(freshness_lifetime(&no_date, T + 100), 500);
+    }
+
+    #[test]
+    fn invalid_past_or_conflicting_expires_is_stale() {
+        let date = ("Date", DATE);
+        assert_eq!(lifetime(&[date, ("Expires", "0")]), 0);
+        assert_eq!(lifetime(&[date, ("Expires", "-1")]), 0);
+        assert_eq!(lifetime(&[date, ("Expires", "")]), 0);
+        assert_eq!(
+            lifetime(&[date, ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")]),
+            0
+        );
+        let later = ("Expires", "Sun, 06 Nov 1994 09:49:37 GMT");
+        let other = ("Expires", "Sun, 06 Nov 1994 10:49:37 GMT");
+        assert_eq!(lifetime(&[date, later, other]), 0);
+        assert_eq!(lifetime(&[date, later, later]), 3600);
+        // An invalid Expires makes the response stale even with Last-Modified.
+        assert_eq!(
+            lifetime(&[
+                date,
+                ("Expires", "0"),
+                ("Last-Modified", "Thu, 01 Jan 1970 00:00:00 GMT")
+            ]),
+            0
+        );
+    }
+
+    #[test]
+    fn conflicting_max_age_is_stale() {
+        assert_eq!(lifetime(&[("Cache-Control", "max-age=60, max-age=120")]), 0);
+        assert_eq!(
+            lifetime(&[
+                ("Cache-Control", "s-maxage=60"),
+                ("Cache-Control", "s-maxage=1")
+            ]),
+            0
+        );
+    }
+
+    #[test]
+    fn heuristic_is_a_tenth_of_the_age_since_last_modified_capped_at_a_day() {
+        assert_eq!(
+            lifetime(&[
+                ("Date", DATE),
+                ("Last-Modified", "Sun, 06 Nov 1994 07:49:37 GMT")
+            ]),
+            360
+        );
+        assert_eq!(
+            lifetime(&[
+                ("Date", DATE),
+                ("Last-Modified", "Thu, 01 Jan 1970 00:00:00 GMT")
+            ]),
+            HEURISTIC_CAP
+        );
+        // Modified after its own Date: no heuristic freshness.
+        assert_eq!(
+            lifetime(&[
+                ("Date", DATE),
+                ("Last-Modified", "Sun, 06 Nov 1994 09:49:37 GMT")
+            ]),
+            0
+        );
+        assert_eq!(lifetime(&[("Last-Modified", "yesterday")]), 0);
+        assert_eq!(lifetime(&[("Date", DATE)]), 0);
+    }
+
+    #[test]
+    fn current_age_follows_rfc_9111_4_2_3() {
+        // apparent_age = 110 − 105 = 5; corrected_age_value = 3 + (110 − 100) = 13;
+        // corrected_initial_age = 13; resident_time = 200 − 110 = 90.
+        let times = Stored {
+            request_time: T + 100,
+            response_time: T + 110,
+        };
+        let resp = fields(&[("Date", "Sun, 06 Nov 1994 08:51:22 GMT"), ("Age", "3")]);
+        assert_eq!(current_age(&resp, times, T + 200), 103);
+        // A Date far in the past makes apparent_age win.
+        let old = fields(&[("Date", DATE), ("Age", "3")]);
+        assert_eq!(current_age(&old, times, T + 200), 200);
+    }
+
+    #[test]
+    fn age_without_date_or_age_is_resident_time_plus_delay() {
+        let times = Stored {
+            request_time: 1000,
+            response_time: 1002,
+        };
+        assert_eq!(current_age(&[], times, 1010), 10);
+        let junk = fields(&[("Age", "-5"), ("Date", "soon")]);
+        assert_eq!(current_age(&junk, times, 1010), 10);
+    }
+
+    #[test]
+    fn clocks_going_backwards_never_wrap() {
+        let times = Stored {
+            request_time: 2000,
+            response_time: 1000,
+        };
+        let future_date = fields(&[("Date", "Fri, 31 Dec 9999 23:59:59 GMT")]);
+        assert_eq!(current_age(&future_date, times, 0), 0);
+        assert_eq!(expires_at(&future_date, times), 1000);
+    }
+
+    #[test]
+    fn huge_ages_saturate() {
+        let times = Stored {
+            request_time: 0,
+            response_time: u64::MAX,
+        };
+        let resp = fields(&[("Age", "99999999999999999999999")]);
+        assert_eq!(current_age(&resp, times, u64::MAX), u64::MAX);
+        let resp = fields(&[("Age", "99999999999999999999999")]);
+        let times = Stored {
+            request_time: 10,
+            response_time: 10,
+        };
+        assert_eq!(current_age(&resp, times, 10), DELTA_SECONDS_MAX);
+        assert_eq!(expires_at(&resp, times), 0);
+    }
+
+    #[test]
+    fn expires_at_is_the_first_instant_current_age_reaches_the_lifetime() {
+        let resp = fields(&[
+            ("Date", "Sun, 06 Nov 1994 08:49:30 GMT"),
+            ("Age", "4"),
+            ("Cache-Control", "max-age=100"),
+        ]);
+        let times = Stored {
+            request_time: T - 2,
+            response_time: T,
+        };
+        let at = expires_at(&resp, times);
+        assert_eq!(at, T + 100 - 7);
+        for now in T..T + 200 {
+            let fresh = freshness_lifetime(&resp, T) > current_age(&resp, times, now);
+            assert_eq!(fresh, now < at, "{now}");
+        }
+    }
+
+    #[test]
+    fn fresh_until_age_reaches_lifetime() {
+        assert_eq!(serve("", &[], 59, 60), Serve::Fresh);
+        assert_eq!(serve("", &[], 60, 60), Serve::Stale);
+        assert_eq!(serve("junk=, ,,", &[], 0, 0), Serve::Stale);
+    }
+
+    #[test]
+    fn no_cache_on_either_side_always_revalidates() {
+        assert_eq!(serve("no-cache", &[], 0, 60), Serve::Stale);
+        assert_eq!(
+            serve("", &[("Cache-Control", "no-cache=\"Set-Cookie\"")], 0, 60),
+            Serve::Stale
+        );
+        let pragma = CacheControl::from_request(&fields(&[("Pragma", "no-cache")]));
+        assert_eq!(may_serve(&pragma, &[], 0, 60), Serve::Stale);
+    }
+
+    #[test]
+    fn request_max_age_and_min_fresh_tighten_freshness() {
+        assert_eq!(serve("max-age=10", &[], 10, 60), Serve::Fresh);
+        assert_eq!(serve("max-age=10", &[], 11, 60), Serve::Stale);
+        assert_eq!(serve("max-age=0", &[], 1, 60), Serve::Stale);
+        assert_eq!(serve("min-fresh=20", &[], 40, 60), Serve::Fresh);
+        assert_eq!(serve("min-fresh=20", &[], 41, 60), Serve::Stale);
+        assert_eq!(
+            serve("min-fresh=99999999999999999999", &[], 0, 60),
+            Serve::Stale
+        );
+    }
+
+    #[test]
+    fn max_stale_allows_stale_unless_the_response_forbids_it() {
+        assert_eq!(serve("max-stale=10", &[], 70, 60), Serve::Fresh);
+        assert_eq!(serve("max-stale=10", &[], 71, 60), Serve::Stale);
+        assert_eq!(serve("max-stale", &[], u64::MAX, 0), Serve::Fresh);
+        for cc in ["must-revalidate", "proxy-revalidate", "s-maxage=60"] {
+            assert_eq!(
+                serve("max-stale", &[("Cache-Control", cc)], 61, 60),
+                Serve::Stale,
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_age_and_min_fresh_win_over_max_stale() {
+        assert_eq!(serve("max-stale, max-age=5", &[], 70, 60), Serve::Stale);
+        assert_eq!(serve("max-stale, min-fresh=1", &[], 70, 60), Serve::Stale);
+        assert_eq!(serve("max-stale, no-cache", &[], 70, 60), Serve::Stale);
+    }
+}
