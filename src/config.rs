@@ -114,6 +114,17 @@ pub struct Cli {
     /// Write one line per request to this file, in Squid's native access.log format.
     #[arg(long, env = "LARDER_ACCESS_LOG", value_name = "PATH")]
     pub access_log: Option<PathBuf>,
+
+    /// Directory of the cache file, larder.cache (created if missing). The default is
+    /// $XDG_CACHE_HOME/larder, else ~/.cache/larder; larder prints the path at start-up.
+    #[arg(long, env = "LARDER_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Size of the cache file, e.g. 256M or 4G (default 256M). Disk use never exceeds
+    /// it. Given for an existing cache of another size, larder rewrites the cache at
+    /// the new size before it starts, keeping the newest objects.
+    #[arg(long, env = "LARDER_CACHE_SIZE", value_name = "SIZE", value_parser = crate::cache::size::parse)]
+    pub cache_size: Option<u64>,
 }
 
 /// Seconds as a decimal number (`15`, `0.5`), at most a day.
@@ -182,6 +193,16 @@ pub struct Config {
     pub max_conns: Option<usize>,
     pub timeouts: Timeouts,
     pub access_log: Option<PathBuf>,
+    /// `None`: run without a cache (benchmarks and library use; the binary always has one).
+    pub cache: Option<CacheSettings>,
+}
+
+/// Where the cache file lives and the size asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub dir: PathBuf,
+    /// `--cache-size` when given: a new file's size, or a new size for an existing one.
+    pub size: Option<u64>,
 }
 
 /// Every deadline larder enforces.
@@ -228,6 +249,10 @@ impl From<Cli> for Config {
                 tunnel: c.timeout_tunnel,
             },
             access_log: c.access_log,
+            cache: Some(CacheSettings {
+                dir: c.cache_dir.unwrap_or_else(crate::cache::dir::default_dir),
+                size: c.cache_size,
+            }),
         }
     }
 }
@@ -247,6 +272,7 @@ impl Config {
             max_conns: None,
             timeouts: Timeouts::default(),
             access_log: None,
+            cache: None,
         }
     }
 }

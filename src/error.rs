@@ -14,6 +14,8 @@ pub enum Error {
     Bind(SocketAddr, io::Error),
     /// A file larder must write (e.g. the access log) cannot be opened.
     File(PathBuf, io::Error),
+    /// The cache file cannot be opened (locked, foreign, newer version, I/O).
+    Cache(crate::cache::CacheError),
     /// The event loop's own machinery failed.
     Io(io::Error),
 }
@@ -24,6 +26,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "{m}"),
             Error::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             Error::File(p, e) => write!(f, "cannot open {}: {e}", p.display()),
+            Error::Cache(e) => write!(f, "cache: {e}"),
             Error::Io(e) => write!(f, "{e}"),
         }
     }

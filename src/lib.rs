@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod acl;
 pub mod buf;
+pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod dns;

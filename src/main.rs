@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         }
     };
     larder::sys::catch_stop_signals();
+    if let Some(note) = server.cache_note() {
+        eprintln!("larder: {note}");
+    }
     // Scripts and tests wait for this line (it is printed at every log level).
     eprintln!("larder: listening on {}", server.local_addr());
     match server.run() {

@@ -26,6 +26,7 @@ use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
 use crate::acl::ClientAcl;
 use crate::buf::BufPool;
+use crate::cache::{size, startup, Store};
 use crate::config::Config;
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub log: Option<AccessLog>,
     /// The listening address, to refuse requests that loop back to larder.
     pub local: SocketAddr,
+    /// The cache file, open and locked for larder's lifetime (`None` without a cache).
+    pub cache: Option<Store>,
 }
 
 pub struct Server {
@@ -77,6 +80,7 @@ pub struct Server {
     conns: Slab<Box<Conn>>,
     ups: Slab<Upstream>,
     ctx: Ctx,
+    cache_note: Option<String>,
     acl: ClientAcl,
     max_conns: usize,
     next_id: u64,
@@ -115,6 +119,17 @@ impl Server {
         let resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
             .map_err(Error::Io)?;
         let registry = poll.registry().try_clone().map_err(Error::Io)?;
+        // After the bind, so a port already in use is reported before a cache is made
+        // or resized for nothing.
+        let (cache, cache_note) = match &cfg.cache {
+            Some(settings) => {
+                let opened = startup::open_for_proxy(&settings.dir, settings.size, unix_now())
+                    .map_err(Error::Cache)?;
+                let note = cache_note(&opened);
+                (Some(opened.store), Some(note))
+            }
+            None => (None, None),
+        };
         let now = Instant::now();
         info!("listening on {local}, at most {max_conns} connections");
         Ok(Server {
@@ -135,7 +150,9 @@ impl Server {
                 blocklist,
                 log,
                 local,
+                cache,
             },
+            cache_note,
             acl,
             max_conns,
             next_id: 1,
@@ -151,6 +168,12 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.ctx.local
+    }
+
+    /// One line on the cache for the start-up message: file, size, objects, and a
+    /// resize if one happened. `None` without a cache.
+    pub fn cache_note(&self) -> Option<&str> {
+        self.cache_note.as_deref()
     }
 
     /// Runs the loop until an unrecoverable poll error, or until SIGTERM/SIGINT when
@@ -502,4 +525,34 @@ fn random_u32() -> u32 {
     );
     h.write_u32(std::process::id());
     h.finish() as u32
+}
+
+/// Seconds since the Unix epoch: the cache's clock (its records carry wall-clock
+/// times, which must mean the same after a restart; `Instant` does not).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn cache_note(opened: &startup::Opened) -> String {
+    let report = opened.store.scan_report();
+    let mut note = format!(
+        "cache {} ({}, {} objects",
+        opened.path.display(),
+        size::human(report.capacity),
+        report.objects
+    );
+    if let Some(r) = &opened.resized {
+        note.push_str(&format!(
+            "; resized from {}, {} objects did not fit",
+            size::human(r.old_capacity),
+            r.dropped
+        ));
+    }
+    if report.damaged_bytes > 0 {
+        note.push_str(&format!("; {} damaged bytes skipped", report.damaged_bytes));
+    }
+    note.push(')');
+    note
 }

@@ -46,6 +46,8 @@ pub struct Proxy {
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// The cache directory given unless the test chose its own; removed on drop.
+    _cache: TempDir,
 }
 
 impl Proxy {
@@ -59,7 +61,9 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with extra environment variables (for the `LARDER_*` twins).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proxy {
-        let mut cmd = larder_command(args);
+        let cache = TempDir::new("cache");
+        let own_cache = env.iter().any(|(k, _)| *k == "LARDER_CACHE_DIR");
+        let mut cmd = larder_command(args, (!own_cache).then_some(&cache));
         cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn larder");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -72,6 +76,7 @@ impl Proxy {
                 child,
                 addr,
                 stderr,
+                _cache: cache,
             },
             Err(_) => {
                 let _ = child.kill();
@@ -165,13 +170,20 @@ impl Drop for Proxy {
     }
 }
 
-/// The larder command line every test uses: listen on a free loopback port, no inherited
-/// `LARDER_*` configuration, stderr piped.
-fn larder_command(args: &[&str]) -> Command {
+/// The larder command line every test uses: listen on a free loopback port, a 1 MiB
+/// cache in `cache` unless the test names its own cache directory (so never the user's
+/// own cache, and never one shared by tests running at once), no inherited `LARDER_*`
+/// configuration, stderr piped.
+fn larder_command(args: &[&str], cache: Option<&TempDir>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
-    cmd.arg("--listen")
-        .arg("127.0.0.1:0")
-        .args(args)
+    cmd.arg("--listen").arg("127.0.0.1:0");
+    if let (Some(cache), false) = (cache, args.contains(&"--cache-dir")) {
+        cmd.arg("--cache-dir").arg(cache.path());
+        if !args.contains(&"--cache-size") {
+            cmd.arg("--cache-size").arg("1M");
+        }
+    }
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -200,8 +212,10 @@ fn drain_stderr(pipe: ChildStderr, sink: &Mutex<String>, mut tx: Option<mpsc::Se
             .trim_end()
             .strip_prefix("larder: listening on ")
             .and_then(|addr| addr.parse().ok());
-        if let (Some(addr), Some(sender)) = (addr, tx.take()) {
-            let _ = sender.send(addr);
+        if let Some(addr) = addr {
+            if let Some(sender) = tx.take() {
+                let _ = sender.send(addr);
+            }
         }
     }
 }
@@ -209,7 +223,10 @@ fn drain_stderr(pipe: ChildStderr, sink: &Mutex<String>, mut tx: Option<mpsc::Se
 /// Runs larder with `--listen 127.0.0.1:0` and `args` to its exit (at most 10 s, else the
 /// test fails) and returns its exit code and stderr. For start-up failures.
 pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = larder_command(args).spawn().expect("spawn larder");
+    let cache = TempDir::new("cache");
+    let mut child = larder_command(args, Some(&cache))
+        .spawn()
+        .expect("spawn larder");
     let mut pipe = child.stderr.take().expect("stderr is piped");
     // Read in a thread so a chatty child cannot block on a full pipe.
     let reader = thread::spawn(move || {
@@ -841,6 +858,33 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A directory under the system temp dir, unique to this process and call, removed with
+/// everything in it when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("larder-test-{}-{n}-{name}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

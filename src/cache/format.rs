@@ -1,0 +1,596 @@
+//! The cache file's byte layout (format version 1): encoding and decoding of the file
+//! header and of record headers, their CRCs, and the recovery walk over a data area.
+//!
+//! Pure functions over byte slices, no I/O: the store, the tool and the fuzz target all
+//! decode through here, and every decoder returns an error or `None` on any input it
+//! does not accept — it never panics and never trusts a length it has not checked.
+//!
+//! All integers are little-endian. The layout, byte by byte, is in `docs/ARCHITECTURE.md`
+//! ("The cache file").
+
+/// Bytes at the start of the file taken by the file header (so the data area is
+/// page-aligned). Only the first [`FILE_HEADER_FIELDS_LEN`] are used; the rest are zero.
+pub const FILE_HEADER_LEN: u64 = 4096;
+/// Bytes of the file header that carry fields (the rest up to [`FILE_HEADER_LEN`] is zero).
+pub const FILE_HEADER_FIELDS_LEN: usize = 48;
+/// Every record starts on a multiple of this, and every record length is one.
+pub const ALIGN: u64 = 64;
+/// Length of a record header.
+pub const RECORD_HEADER_LEN: u64 = 64;
+/// The format version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// The file's first 8 bytes.
+pub const FILE_MAGIC: [u8; 8] = *b"LARDERC\n";
+/// A record header's first 4 bytes (`"LRC1"` as little-endian bytes).
+pub const RECORD_MAGIC: u32 = 0x3143_524C;
+/// Longest stored response head.
+pub const MAX_HEAD_LEN: u64 = 65536;
+/// Longest record: `total_len` is a u32 and a multiple of [`ALIGN`].
+pub const MAX_RECORD_LEN: u64 = u32::MAX as u64 / ALIGN * ALIGN;
+/// Largest file: offsets are kept in memory as u32 counts of [`ALIGN`] units.
+pub const MAX_CAPACITY: u64 = (u32::MAX as u64 + 1) * ALIGN;
+
+/// The fields of the file header. It is written once, at creation, and never modified.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FileHeader {
+    pub version: u32,
+    /// The file's total length; the data area is `[FILE_HEADER_LEN, capacity)`.
+    pub capacity: u64,
+    /// Random, never 0. Seeds every record's header CRC, so bytes an origin controls
+    /// (a cached body) or records copied from another file never pass as headers.
+    pub file_id: u64,
+    /// Unix seconds at creation.
+    pub created: u64,
+}
+
+/// Why a file header was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FileHeaderError {
+    /// Not a larder cache: bad magic, CRC or field values, or too short.
+    NotACache,
+    /// A larder cache of a format version this code does not know (never touched).
+    Version(u32),
+}
+
+/// Kinds of record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// A stored response: key, head, body.
+    Object,
+    /// "This key is absent" (an invalidation); carries the key, no head or body.
+    Tombstone,
+    /// Dead space of `total_len` bytes (a reservation being written, an aborted one,
+    /// free space, the unusable tail before the ring wraps).
+    Pad,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Object => 1,
+            Kind::Tombstone => 2,
+            Kind::Pad => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Object),
+            2 => Some(Kind::Tombstone),
+            3 => Some(Kind::Pad),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of a record header (the magic, flags and header CRC are implied).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RecordHeader {
+    pub kind: Kind,
+    pub key_len: u16,
+    pub head_len: u32,
+    /// Length of the whole record including this header and padding; a multiple of
+    /// [`ALIGN`]. For a pad, the length of the gap it covers.
+    pub total_len: u32,
+    pub body_len: u64,
+    /// Monotonic per file, never reused; 0 for pads.
+    pub seq: u64,
+    pub requested: u64,
+    pub stored: u64,
+    /// Unix seconds at which the object turns stale, 0 = unknown.
+    pub expires: u64,
+    /// CRC32 of key ++ head ++ body (a tombstone: of its key; a pad: 0).
+    pub payload_crc: u32,
+}
+
+impl RecordHeader {
+    /// A pad covering `total_len` bytes.
+    pub fn pad(total_len: u32) -> RecordHeader {
+        RecordHeader {
+            kind: Kind::Pad,
+            key_len: 0,
+            head_len: 0,
+            total_len,
+            body_len: 0,
+            seq: 0,
+            requested: 0,
+            stored: 0,
+            expires: 0,
+            payload_crc: 0,
+        }
+    }
+
+    /// Bytes of key ++ head ++ body following the header. Cannot overflow for a header
+    /// that [`decode_record_header`] accepted (they fit in `total_len`).
+    pub fn payload_len(&self) -> u64 {
+        u64::from(self.key_len)
+            .saturating_add(u64::from(self.head_len))
+            .saturating_add(self.body_len)
+    }
+}
+
+/// Encodes the file header's 48 field bytes; bytes 48..4096 of the file are zero.
+pub fn encode_file_header(h: &FileHeader) -> [u8; 48] {
+    let mut b = [0u8; 48];
+    b[0..8].copy_from_slice(&FILE_MAGIC);
+    b[8..12].copy_from_slice(&h.version.to_le_bytes());
+    b[12..16].copy_from_slice(&(FILE_HEADER_LEN as u32).to_le_bytes());
+    b[16..24].copy_from_slice(&h.capacity.to_le_bytes());
+    b[24..32].copy_from_slice(&h.file_id.to_le_bytes());
+    b[32..40].copy_from_slice(&h.created.to_le_bytes());
+    b[40..44].copy_from_slice(&(ALIGN as u32).to_le_bytes());
+    let crc = crc32fast::hash(&b[0..44]);
+    b[44..48].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a file header from the file's first bytes (at least 48 are needed).
+///
+/// A good magic with a version above [`VERSION`] is `Version` before anything else is
+/// checked, since a newer format may lay out the rest differently. Otherwise the CRC,
+/// the header length, the alignment, a capacity that is a multiple of [`ALIGN`] with
+/// room for one record and at most [`MAX_CAPACITY`], and a non-zero file id must all
+/// hold, or it is `NotACache`.
+pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FileHeaderError> {
+    let b: &[u8; 48] = bytes
+        .get(..FILE_HEADER_FIELDS_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(FileHeaderError::NotACache)?;
+    if b[0..8] != FILE_MAGIC {
+        return Err(FileHeaderError::NotACache);
+    }
+    let version = u32_at(b, 8);
+    if version > VERSION {
+        return Err(FileHeaderError::Version(version));
+    }
+    let crc_ok = crc32fast::hash(&b[0..44]) == u32_at(b, 44);
+    let header = FileHeader {
+        version,
+        capacity: u64_at(b, 16),
+        file_id: u64_at(b, 24),
+        created: u64_at(b, 32),
+    };
+    let valid = crc_ok
+        && version == VERSION
+        && u64::from(u32_at(b, 12)) == FILE_HEADER_LEN
+        && u64::from(u32_at(b, 40)) == ALIGN
+        && header.capacity.is_multiple_of(ALIGN)
+        && header.capacity >= FILE_HEADER_LEN + RECORD_HEADER_LEN
+        && header.capacity <= MAX_CAPACITY
+        && header.file_id != 0;
+    if valid {
+        Ok(header)
+    } else {
+        Err(FileHeaderError::NotACache)
+    }
+}
+
+/// Encodes a record header, sealing it with a CRC seeded by `file_id`.
+pub fn encode_record_header(h: &RecordHeader, file_id: u64) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    b[4] = h.kind.code();
+    b[5] = 0;
+    b[6..8].copy_from_slice(&h.key_len.to_le_bytes());
+    b[8..12].copy_from_slice(&h.head_len.to_le_bytes());
+    b[12..16].copy_from_slice(&h.total_len.to_le_bytes());
+    b[16..24].copy_from_slice(&h.body_len.to_le_bytes());
+    b[24..32].copy_from_slice(&h.seq.to_le_bytes());
+    b[32..40].copy_from_slice(&h.requested.to_le_bytes());
+    b[40..48].copy_from_slice(&h.stored.to_le_bytes());
+    b[48..56].copy_from_slice(&h.expires.to_le_bytes());
+    b[56..60].copy_from_slice(&h.payload_crc.to_le_bytes());
+    let crc = header_crc(&b, file_id);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes the record header at the start of `bytes`, or `None` if these bytes are not
+/// a valid header of the file `file_id`.
+///
+/// `room`: bytes from this header's offset to the end of the data area. Accepted only
+/// if the magic, kind, zero flags and header CRC match, `total_len` is a multiple of
+/// [`ALIGN`], at least one header and at most `room`, the head is at most
+/// [`MAX_HEAD_LEN`], header + key + head + body fit in `total_len`, and the kind's
+/// unused fields are zero (a pad has no key, head, body or seq; a tombstone no head or
+/// body).
+pub fn decode_record_header(bytes: &[u8], file_id: u64, room: u64) -> Option<RecordHeader> {
+    let b: &[u8; 64] = bytes.get(..64)?.try_into().ok()?;
+    if u32_at(b, 0) != RECORD_MAGIC || b[5] != 0 || header_crc(b, file_id) != u32_at(b, 60) {
+        return None;
+    }
+    let h = RecordHeader {
+        kind: Kind::from_code(b[4])?,
+        key_len: u16::from_le_bytes([b[6], b[7]]),
+        head_len: u32_at(b, 8),
+        total_len: u32_at(b, 12),
+        body_len: u64_at(b, 16),
+        seq: u64_at(b, 24),
+        requested: u64_at(b, 32),
+        stored: u64_at(b, 40),
+        expires: u64_at(b, 48),
+        payload_crc: u32_at(b, 56),
+    };
+    let total = u64::from(h.total_len);
+    let used = RECORD_HEADER_LEN
+        .checked_add(u64::from(h.key_len))?
+        .checked_add(u64::from(h.head_len))?
+        .checked_add(h.body_len)?;
+    let shape_ok = match h.kind {
+        Kind::Object => true,
+        Kind::Tombstone => h.head_len == 0 && h.body_len == 0,
+        Kind::Pad => used == RECORD_HEADER_LEN && h.seq == 0,
+    };
+    let valid = shape_ok
+        && total.is_multiple_of(ALIGN)
+        && total >= RECORD_HEADER_LEN
+        && total <= room
+        && u64::from(h.head_len) <= MAX_HEAD_LEN
+        && used <= total;
+    valid.then_some(h)
+}
+
+/// The aligned length of a record with these payload lengths, or `None` if it overflows
+/// or exceeds [`MAX_RECORD_LEN`].
+pub fn record_len(key_len: u64, head_len: u64, body_len: u64) -> Option<u64> {
+    let used = RECORD_HEADER_LEN
+        .checked_add(key_len)?
+        .checked_add(head_len)?
+        .checked_add(body_len)?;
+    align_up(used).filter(|&len| len <= MAX_RECORD_LEN)
+}
+
+/// `n` rounded up to a multiple of [`ALIGN`], or `None` on overflow.
+pub fn align_up(n: u64) -> Option<u64> {
+    Some(n.checked_add(ALIGN - 1)? / ALIGN * ALIGN)
+}
+
+/// The recovery walk over a data area held in memory: yields `(offset within the area,
+/// header)` for every valid record header, jumping a valid record's `total_len` and
+/// resyncing by [`ALIGN`] over anything else. Offsets are relative to the slice, which
+/// must start on an [`ALIGN`] boundary of the file (the data area does).
+pub struct Walk<'a> {
+    area: &'a [u8],
+    file_id: u64,
+    pos: u64,
+    damaged: u64,
+}
+
+impl Walk<'_> {
+    /// Bytes skipped so far that were neither a valid header nor zero (all-zero blocks
+    /// are never-written space, not damage).
+    pub fn damaged_bytes(&self) -> u64 {
+        self.damaged
+    }
+}
+
+impl Iterator for Walk<'_> {
+    type Item = (u64, RecordHeader);
+
+    fn next(&mut self) -> Option<(u64, RecordHeader)> {
+        let len = self.area.len() as u64;
+        loop {
+            let room = len.checked_sub(self.pos)?;
+            let start = usize::try_from(self.pos).ok()?;
+            let block = self.area.get(start..start.checked_add(64)?)?;
+            match decode_record_header(block, self.file_id, room) {
+                Some(h) => {
+                    let at = self.pos;
+                    self.pos += u64::from(h.total_len);
+                    return Some((at, h));
+                }
+                None => {
+                    if block.iter().any(|&x| x != 0) {
+                        self.damaged += ALIGN;
+                    }
+                    self.pos += ALIGN;
+                }
+            }
+        }
+    }
+}
+
+/// Walks `area` (a data area, or any bytes) as the recovery scan does.
+pub fn walk(area: &[u8], file_id: u64) -> Walk<'_> {
+    Walk {
+        area,
+        file_id,
+        pos: 0,
+        damaged: 0,
+    }
+}
+
+/// What the fuzz target calls: decodes a file header from `data` and walks the rest as
+/// a data area (with the decoded file id, or 0); must never panic.
+pub fn fuzz_decode(data: &[u8]) {
+    let file_id = decode_file_header(data).map_or(0, |h| h.file_id);
+    let area = data.get(FILE_HEADER_LEN as usize..).unwrap_or(&[]);
+    for (off, h) in walk(area, file_id) {
+        let _ = record_len(u64::from(h.key_len), u64::from(h.head_len), h.body_len);
+        let _ = off.checked_add(u64::from(h.total_len));
+    }
+    let _ = decode_record_header(data, file_id, data.len() as u64);
+}
+
+fn header_crc(b: &[u8; 64], file_id: u64) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&file_id.to_le_bytes());
+    crc.update(&b[0..60]);
+    crc.finalize()
+}
+
+fn u32_at<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn u64_at<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny deterministic RNG for the randomized tests.
+    pub(crate) struct XorShift(pub u64);
+
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        pub(crate) fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                *b = self.next() as u8;
+            }
+        }
+    }
+
+    const ID: u64 = 0x1234_5678_9abc_def0;
+
+    fn object(total_len: u32) -> RecordHeader {
+        RecordHeader {
+            kind: Kind::Object,
+            key_len: 10,
+            head_len: 20,
+            total_len,
+            body_len: 30,
+            seq: 7,
+            requested: 100,
+            stored: 101,
+            expires: 200,
+            payload_crc: 0xdead_beef,
+        }
+    }
+
+    fn file_header() -> FileHeader {
+        FileHeader {
+            version: VERSION,
+            capacity: 1 << 20,
+            file_id: ID,
+            created: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn file_header_round_trips() {
+        let b = encode_file_header(&file_header());
+        assert_eq!(decode_file_header(&b), Ok(file_header()));
+        let mut long = vec![0u8; 4096];
+        long[..48].copy_from_slice(&b);
+        assert_eq!(decode_file_header(&long), Ok(file_header()));
+    }
+
+    #[test]
+    fn file_header_rejects_damage_short_input_and_bad_fields() {
+        let b = encode_file_header(&file_header());
+        assert_eq!(
+            decode_file_header(&b[..47]),
+            Err(FileHeaderError::NotACache)
+        );
+        // Bytes 9..12 would raise the version (see the version test); bit 0 of byte 8
+        // turns version 1 into 0, which is not ours either.
+        for i in (0..48).filter(|i| !(9..12).contains(i)) {
+            let mut d = b;
+            d[i] ^= 0x01;
+            assert_eq!(
+                decode_file_header(&d),
+                Err(FileHeaderError::NotACache),
+                "byte {i}"
+            );
+        }
+        for capacity in [0, 4096, 4096 + 63, MAX_CAPACITY + ALIGN] {
+            let h = FileHeader {
+                capacity,
+                ..file_header()
+            };
+            assert_eq!(
+                decode_file_header(&encode_file_header(&h)),
+                Err(FileHeaderError::NotACache)
+            );
+        }
+        let zero_id = FileHeader {
+            file_id: 0,
+            ..file_header()
+        };
+        assert!(decode_file_header(&encode_file_header(&zero_id)).is_err());
+    }
+
+    #[test]
+    fn newer_version_is_reported_even_with_another_layout() {
+        let mut b = encode_file_header(&FileHeader {
+            version: 2,
+            ..file_header()
+        });
+        assert_eq!(decode_file_header(&b), Err(FileHeaderError::Version(2)));
+        b[44] ^= 0xff; // a newer layout need not have its CRC where ours is
+        assert_eq!(decode_file_header(&b), Err(FileHeaderError::Version(2)));
+    }
+
+    #[test]
+    fn record_header_round_trips_every_kind() {
+        let tomb = RecordHeader {
+            kind: Kind::Tombstone,
+            head_len: 0,
+            body_len: 0,
+            ..object(128)
+        };
+        for h in [object(128), tomb, RecordHeader::pad(4096)] {
+            let b = encode_record_header(&h, ID);
+            assert_eq!(decode_record_header(&b, ID, 1 << 20), Some(h));
+        }
+    }
+
+    #[test]
+    fn record_header_rejects_any_flipped_bit_and_other_files() {
+        let b = encode_record_header(&object(128), ID);
+        assert_eq!(decode_record_header(&b, ID ^ 1, 1 << 20), None);
+        for i in 0..64 {
+            for bit in 0..8 {
+                let mut d = b;
+                d[i] ^= 1 << bit;
+                assert_eq!(decode_record_header(&d, ID, 1 << 20), None, "{i}/{bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn record_header_rejects_lengths_that_do_not_fit() {
+        let cases = [
+            object(64),  // payload does not fit
+            object(100), // not aligned
+            object(0),
+            RecordHeader {
+                head_len: 65537,
+                ..object(128 * 1024)
+            },
+            RecordHeader {
+                body_len: u64::MAX,
+                ..object(128)
+            },
+            RecordHeader {
+                seq: 1,
+                ..RecordHeader::pad(64)
+            },
+            RecordHeader {
+                kind: Kind::Tombstone,
+                ..object(128)
+            },
+        ];
+        for h in cases {
+            let b = encode_record_header(&h, ID);
+            assert_eq!(decode_record_header(&b, ID, 1 << 20), None, "{h:?}");
+        }
+        let b = encode_record_header(&object(128), ID);
+        assert_eq!(decode_record_header(&b, ID, 127), None);
+        assert!(decode_record_header(&b, ID, 128).is_some());
+        assert_eq!(decode_record_header(&b[..63], ID, 128), None);
+    }
+
+    #[test]
+    fn record_len_aligns_and_checks_bounds() {
+        assert_eq!(record_len(0, 0, 0), Some(64));
+        assert_eq!(record_len(1, 0, 0), Some(128));
+        assert_eq!(record_len(10, 20, 34), Some(128));
+        assert_eq!(record_len(10, 20, 35), Some(192));
+        assert_eq!(record_len(0, 0, MAX_RECORD_LEN - 64), Some(MAX_RECORD_LEN));
+        assert_eq!(record_len(0, 0, MAX_RECORD_LEN - 63), None);
+        assert_eq!(record_len(u64::MAX, 1, 1), None);
+        assert_eq!(align_up(u64::MAX), None);
+    }
+
+    #[test]
+    fn walk_finds_records_and_resyncs_over_garbage() {
+        let mut area = vec![0u8; 64 * 20];
+        let put = |area: &mut Vec<u8>, at: usize, h: RecordHeader| {
+            area[at..at + 64].copy_from_slice(&encode_record_header(&h, ID));
+        };
+        put(&mut area, 0, object(128));
+        area[128..192].fill(0xaa); // one damaged block
+        put(&mut area, 192, RecordHeader::pad(256));
+        // a foreign header (other file id) inside the pad is never looked at
+        area[256..320].copy_from_slice(&encode_record_header(&object(128), 99));
+        put(&mut area, 448, object(192));
+        // a record claiming more than the area holds is garbage
+        put(&mut area, 1152, object(256));
+        let mut w = walk(&area, ID);
+        let found: Vec<u64> = w.by_ref().map(|(off, _)| off).collect();
+        assert_eq!(found, vec![0, 192, 448]);
+        assert_eq!(w.damaged_bytes(), 128);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoders() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut buf = vec![0u8; 8192];
+        for case in 0..3000 {
+            let len = (rng.next() % 8192) as usize;
+            let data = &mut buf[..len];
+            rng.fill(data);
+            if case % 3 == 0 && len >= 48 {
+                // a valid file header in front of random records
+                data[..48].copy_from_slice(&encode_file_header(&file_header()));
+            }
+            fuzz_decode(data);
+            let room = rng.next();
+            let _ = decode_record_header(data, ID, room);
+            let _ = decode_file_header(data);
+        }
+    }
+
+    #[test]
+    fn sealed_headers_with_random_fields_decode_only_when_consistent() {
+        let mut rng = XorShift(42);
+        for _ in 0..5000 {
+            let h = RecordHeader {
+                kind: [Kind::Object, Kind::Tombstone, Kind::Pad][(rng.next() % 3) as usize],
+                key_len: rng.next() as u16 % 300,
+                head_len: (rng.next() % 70_000) as u32,
+                total_len: (rng.next() % 200_000) as u32 & !7,
+                body_len: rng.next() % 100_000,
+                seq: rng.next() % 2,
+                requested: rng.next(),
+                stored: rng.next(),
+                expires: rng.next(),
+                payload_crc: rng.next() as u32,
+            };
+            let room = rng.next() % 300_000;
+            let b = encode_record_header(&h, ID);
+            if let Some(d) = decode_record_header(&b, ID, room) {
+                assert_eq!(d, h);
+                let total = u64::from(d.total_len);
+                assert!(total.is_multiple_of(ALIGN) && total >= 64 && total <= room);
+                assert!(64 + d.payload_len() <= total);
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The on-disk cache: one file, append-only, ring-shaped, memory-mapped, crash-safe.
+//!
+//! # Lifecycle
+//! 1. [`Store::open`] creates `<dir>/larder.cache` at its capacity if it is missing
+//!    (under a temporary name, then linked into place), takes the file's exclusive lock,
+//!    maps it read-only once, and rebuilds the index by scanning every record header.
+//! 2. Lookups read through the map; a record found by the scan has its payload CRC
+//!    checked before it is first returned.
+//! 3. A response is streamed in as a [`Fill`]: [`Store::begin`] reserves room at the
+//!    ring's write cursor (evicting, or copying forward what was used since it was
+//!    written), [`Store::write`] appends, [`Store::commit`] writes the record header last,
+//!    which makes the object visible, or [`Store::abort`] leaves the room dead.
+//! 4. Dropping the `Store` releases the lock. There is no shutdown step: `kill -9` at
+//!    any instant leaves a file the next open recovers.
+//!
+//! # Invariants
+//! - The file never changes length and the file header is never written after creation.
+//!   Writes are positional; the map is never written through, grown or remapped.
+//! - A record header is trusted (its lengths used) only when its CRC, seeded with the
+//!   file's secret id, passes; no origin-supplied byte can pass as a header.
+//! - A record becomes visible only by its header, written after its payload; until
+//!   then a pad covers its room, so a crash leaves a skippable gap, never a torn object.
+//! - Bytes are returned only from a record whose payload CRC passed in this process.
+//! - Records are never modified in place; the highest sequence number per key wins;
+//!   sequence numbers follow the ring's write order.
+//! - A pinned record and an unfinished fill's room are never overwritten.
+//! - The index holds at most `max_entries` entries of 16 bytes (plus table overhead).
+//!
+//! The on-disk format is in the `format` module and, byte by byte, in
+//! `docs/ARCHITECTURE.md`.
+
+pub mod compact;
+pub mod dir;
+pub mod format;
+pub mod size;
+pub mod startup;
+
+mod file;
+mod index;
+mod store;
+
+pub use file::{OpenMode, FILE_NAME, MIN_CAPACITY};
+pub use store::{
+    Fill, Meta, ObjectInfo, ObjectRef, Options, ScanReport, Stats, Store, VerifyError,
+};
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a cache operation failed. Opening errors name the file; the rest are per call and
+/// leave the store usable.
+#[derive(Debug)]
+pub enum CacheError {
+    /// Reading or writing the file failed (a write error also pauses storing).
+    Io(PathBuf, io::Error),
+    /// There is no cache file (and the caller asked not to create one).
+    Missing(PathBuf),
+    /// Another process (larder or the tool) has the file open.
+    Locked(PathBuf),
+    /// The file is not a larder cache (bad magic, header CRC or header fields).
+    NotACache(PathBuf),
+    /// The file was written by a newer larder; it is left untouched.
+    Version {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// The file is shorter than the capacity its header records.
+    Truncated(PathBuf),
+    /// A new cache file cannot have this capacity (bytes).
+    Capacity(u64),
+    /// The object is larger than the store accepts.
+    TooLarge,
+    /// No room can be reserved now (the way is blocked by objects being served or
+    /// written), or a growing fill was overtaken by another.
+    Busy,
+    /// Storing is paused after a write error; lookups still work.
+    Disabled,
+    /// The body written differs from the length announced at [`Store::begin`].
+    Incomplete { expected: u64, written: u64 },
+    /// The stored object a refresh refers to is no longer intact.
+    Gone,
+    /// A newer object for the key was stored while this one was being written.
+    Superseded,
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Io(p, e) => write!(f, "cache file {}: {e}", p.display()),
+            CacheError::Missing(p) => write!(f, "there is no cache file at {}", p.display()),
+            CacheError::Locked(p) => write!(
+                f,
+                "the cache {} is in use by another process (is larder running?)",
+                p.display()
+            ),
+            CacheError::NotACache(p) => write!(f, "{} is not a larder cache file", p.display()),
+            CacheError::Version {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} is a cache of format version {found}, written by a newer larder \
+                 (this one reads version {supported}); it was left untouched",
+                path.display()
+            ),
+            CacheError::Truncated(p) => write!(
+                f,
+                "the cache file {} is shorter than its header says (truncated?)",
+                p.display()
+            ),
+            CacheError::Capacity(c) => write!(
+                f,
+                "a cache of {} is not possible: the size must be between {} and {}",
+                size::human(*c),
+                size::human(MIN_CAPACITY),
+                size::human(format::MAX_CAPACITY)
+            ),
+            CacheError::TooLarge => write!(f, "the object is too large to cache"),
+            CacheError::Busy => write!(f, "no cache space can be reserved right now"),
+            CacheError::Disabled => write!(f, "storing is paused after a cache write error"),
+            CacheError::Incomplete { expected, written } => write!(
+                f,
+                "the object's body was {written} bytes, not the announced {expected}"
+            ),
+            CacheError::Gone => write!(f, "the stored object is no longer in the cache"),
+            CacheError::Superseded => write!(f, "a newer copy of the object was stored meanwhile"),
+        }
+    }
+}
+
+impl std::error::Error for CacheError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CacheError::Io(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}

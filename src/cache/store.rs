@@ -1,0 +1,2266 @@
+//! [`Store`]: the cache file as a ring of records, with recovery, lookup, pinning,
+//! streaming fills, eviction with second chance, tombstones, refresh, stats.
+//!
+//! # The ring
+//! The data area `[A, E)` (A = 4096, E = capacity) is one circular log. The write
+//! cursor `c` and the horizon `h` (c ≤ h ≤ E) delimit the free space `[c, h)`; the
+//! records from `h` to `E` and then from `A` to `c` are, in this order, oldest to newest.
+//! On the first lap `h = E`. Reserving `L` bytes:
+//! 1. if `c + L > E`, the horizon is walked to `E`, a pad covers `[c, E)`, and
+//!    `c = h = A` (wrap);
+//! 2. while `h < c + L`, the record at `h` is looked at: bytes that are not a valid header
+//!    are skipped by [`ALIGN`]; a dead record (replaced, a pad, a tombstone) is skipped; a
+//!    pinned record or an unfinished fill is jumped over — a pad covers `[c, h)` and
+//!    `c = h =` its end (a pinned record that is dead gets a pad header in place of its
+//!    own, since it now lies after its replacement; readers use only its payload); a
+//!    live record used since it was written gets a second chance
+//!    (kept where it is if `c == h`, otherwise copied forward to `c` with a new sequence
+//!    number), within a copy budget of `max(4 L, 8 MiB)` per reservation; any other live
+//!    record is evicted;
+//! 3. a pad header at `c` covers the reservation and another at `c + L` covers the rest
+//!    of the free space, so evicted records there cannot reappear after a crash, and
+//!    `c += L`.
+//!
+//! The payload is written into the reservation as it arrives; the real header is
+//! written last, replacing the pad, so the object appears atomically. Sequence numbers
+//! are taken in reservation order, so they follow the ring (except that a record kept
+//! in place keeps its number).
+//!
+//! # Recovery
+//! Open walks every header from `A`: a header counts only if its CRC passes; anything
+//! else is skipped by [`ALIGN`] (never by a length it claims). Per key the highest
+//! sequence number wins, a tombstone meaning absent. The cursor resumes after the record
+//! with the highest sequence number; payload CRCs are checked lazily, before each
+//! recovered object is first returned.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use super::file::{CacheFile, OpenMode, FILE_NAME, PAD_CHUNK};
+use super::format::{
+    self, decode_record_header, encode_record_header, record_len, Kind, RecordHeader, ALIGN,
+    FILE_HEADER_LEN, MAX_HEAD_LEN, RECORD_HEADER_LEN,
+};
+use super::index::{Entry, Index, TOMBSTONE, USED, VERIFIED};
+use super::CacheError;
+
+/// First reservation for a body of unknown length, and the step it grows by.
+const UNKNOWN_LEN_STEP: u64 = 1 << 20;
+/// Least a reservation may copy forward before it evicts instead.
+const MIN_COPY_BUDGET: u64 = 8 << 20;
+/// How long storing pauses after a write error.
+const BACKOFF_SECS: u64 = 30;
+/// Bytes copied per read/write when moving a record or a body.
+const COPY_CHUNK: u64 = 256 * 1024;
+
+/// How a store is sized. Only `capacity` is fixed at creation; the others apply to every
+/// open.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Options {
+    /// Bytes of a new cache file (rounded down to [`ALIGN`]); an existing file keeps its
+    /// own, and 0 here means "no preference" (no mismatch is reported).
+    pub capacity: u64,
+    /// Largest body stored. A record is also never more than a quarter of the data area.
+    pub max_object: u64,
+    /// Largest number of objects indexed (at least 1).
+    pub max_entries: usize,
+}
+
+impl Options {
+    /// The defaults for a cache of `capacity` bytes: bodies up to an eighth of it, one
+    /// index entry per 2 KiB but at least 1024.
+    pub fn for_capacity(capacity: u64) -> Options {
+        Options {
+            capacity,
+            max_object: capacity / 8,
+            max_entries: usize::try_from(capacity / 2048)
+                .unwrap_or(usize::MAX)
+                .max(1024),
+        }
+    }
+}
+
+/// The times stored with an object (unix seconds).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Meta {
+    /// When the request was sent upstream.
+    pub requested: u64,
+    /// When the response arrived.
+    pub stored: u64,
+    /// When the object turns stale; 0 = unknown.
+    pub expires: u64,
+}
+
+/// A stored object: where its record and its bytes are (file offsets, for
+/// [`Store::bytes`]). Valid while the record is not overwritten: pin it to keep it so.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ObjectRef {
+    /// The record's offset.
+    pub off: u64,
+    /// The record's sequence number (unique within the file).
+    pub seq: u64,
+    /// The stored response head.
+    pub head: Range<u64>,
+    /// The body.
+    pub body: Range<u64>,
+    pub meta: Meta,
+}
+
+/// A reservation being written by [`Store::write`]. End it with [`Store::commit`] or
+/// [`Store::abort`]: a dropped fill keeps its room reserved until the store is reopened.
+#[must_use = "a fill must be committed or aborted"]
+pub struct Fill {
+    start: u64,
+    /// Bytes reserved from `start` (the record header included).
+    reserved: u64,
+    seq: u64,
+    hash: u64,
+    key_len: u16,
+    head_len: u32,
+    body_len: Option<u64>,
+    written: u64,
+    crc: crc32fast::Hasher,
+    meta: Meta,
+    /// A write failed: the fill can only be aborted.
+    failed: bool,
+}
+
+impl fmt::Debug for Fill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fill")
+            .field("start", &self.start)
+            .field("reserved", &self.reserved)
+            .field("seq", &self.seq)
+            .field("body_len", &self.body_len)
+            .field("written", &self.written)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+/// A snapshot of the store, for `larder-cache stats` and the status page.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Stats {
+    pub objects: u64,
+    /// Bytes of the records of indexed objects.
+    pub live_bytes: u64,
+    /// Bytes of the data area that are neither live nor free (replaced, evicted but not
+    /// yet reached, pads, tombstones, fills in progress).
+    pub dead_bytes: u64,
+    /// Bytes between the cursor and the horizon.
+    pub free_bytes: u64,
+    /// The file's length.
+    pub capacity: u64,
+    /// The write cursor and the horizon (file offsets).
+    pub cursor: u64,
+    pub horizon: u64,
+    /// Smallest and largest stored time among the objects (`None` when empty).
+    pub oldest: Option<u64>,
+    pub newest: Option<u64>,
+    /// Records pinned, fills in progress.
+    pub pinned: u64,
+    pub filling: u64,
+    /// Since open: objects evicted, second chances given (kept in place or copied),
+    /// bytes copied forward, objects dropped for a bad payload CRC, write errors, bytes
+    /// written.
+    pub evictions: u64,
+    pub second_chances: u64,
+    pub copied_bytes: u64,
+    pub dropped_corrupt: u64,
+    pub write_errors: u64,
+    pub bytes_written: u64,
+    /// Heap bytes of the index table (an estimate from its capacity).
+    pub index_bytes: u64,
+    /// Storing is paused until this time (unix seconds) after a write error; 0 if never.
+    pub disabled_until: u64,
+}
+
+/// What the start-up scan found.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ScanReport {
+    /// The file did not exist and was created.
+    pub created: bool,
+    /// The file's capacity, and the capacity asked for when it differs (the file's own
+    /// wins; `larder-cache compact --capacity` changes it).
+    pub capacity: u64,
+    pub requested_capacity: Option<u64>,
+    /// Valid record headers of any kind.
+    pub records: u64,
+    /// Objects indexed.
+    pub objects: u64,
+    /// Tombstones found (valid ones).
+    pub tombstones: u64,
+    /// Records that lost to a newer one for the same key.
+    pub superseded: u64,
+    /// Bytes that were neither a valid record nor zero (torn writes, damage), plus
+    /// tombstones whose key failed its CRC.
+    pub damaged_bytes: u64,
+    /// Oldest objects left out because there were more than `max_entries`.
+    pub over_limit: u64,
+}
+
+/// One indexed object, as [`Store::objects`] lists it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ObjectInfo<'a> {
+    pub key: &'a [u8],
+    pub off: u64,
+    pub seq: u64,
+    pub head_len: u64,
+    pub body_len: u64,
+    /// The record's length on disk.
+    pub total_len: u64,
+    pub meta: Meta,
+    /// Its payload CRC was checked in this process.
+    pub verified: bool,
+}
+
+/// What is wrong with a record, as [`Store::verify`] reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VerifyError {
+    /// The indexed record's header no longer decodes.
+    Header,
+    /// The payload does not match its CRC.
+    Payload { stored: u32, computed: u32 },
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyError::Header => write!(f, "record header damaged"),
+            VerifyError::Payload { stored, computed } => write!(
+                f,
+                "payload CRC mismatch (stored {stored:08x}, computed {computed:08x})"
+            ),
+        }
+    }
+}
+
+/// How the horizon may treat what it meets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// A new reservation: jump protected records, give used ones a second chance.
+    Reserve,
+    /// Growing the newest fill in place: anything protected in the way is `Busy`, and
+    /// nothing may be copied to the cursor.
+    Extend,
+    /// Making an index entry free: jump protected records, evict the first live one.
+    Evict,
+}
+
+/// Counters since open (see [`Stats`]).
+#[derive(Default)]
+struct Counters {
+    evictions: u64,
+    second_chances: u64,
+    copied_bytes: u64,
+    dropped_corrupt: u64,
+    write_errors: u64,
+}
+
+/// An open cache file. See the module docs for the ring and the recovery rules.
+///
+/// Calls never block on anything but the page cache. Methods that write return
+/// [`CacheError::Io`] on a write error, after which storing pauses for 30 s
+/// ([`CacheError::Disabled`]); lookups keep working.
+pub struct Store {
+    file: CacheFile,
+    index: Index,
+    /// The end of the data area (= the capacity); it starts at `FILE_HEADER_LEN`.
+    area_end: u64,
+    cursor: u64,
+    horizon: u64,
+    next_seq: u64,
+    /// Pinned records: offset → (end, pin count).
+    pins: BTreeMap<u64, (u64, u32)>,
+    /// Unfinished fills: start → end of their room.
+    fills: BTreeMap<u64, u64>,
+    opts: Options,
+    /// Largest record: a quarter of the area, at most one pad chunk.
+    max_record: u64,
+    /// The latest time seen (open's `now`, `meta.stored` of fills): the back-off clock.
+    clock: u64,
+    disabled_until: u64,
+    report: ScanReport,
+    counters: Counters,
+    /// Scratch for assembling and copying bytes.
+    buf: Vec<u8>,
+}
+
+impl Store {
+    /// Opens `dir/larder.cache`, creating it at `opts.capacity` if it is absent; takes
+    /// the exclusive lock ([`CacheError::Locked`] when another process holds it); maps
+    /// it; scans it. An existing file keeps its own capacity (a mismatch is in the
+    /// [`ScanReport`]). Never writes to an existing file.
+    pub fn open(dir: &Path, opts: Options, now: u64) -> Result<Store, CacheError> {
+        Store::open_file(&dir.join(FILE_NAME), opts, now)
+    }
+
+    /// [`Store::open`] with an explicit file path.
+    pub fn open_file(path: &Path, opts: Options, now: u64) -> Result<Store, CacheError> {
+        Store::open_mode(path, opts, now, OpenMode::Create)
+    }
+
+    /// [`Store::open_file`] that never creates: a missing file is
+    /// [`CacheError::Missing`] (the tool uses this).
+    pub fn open_existing(path: &Path, opts: Options, now: u64) -> Result<Store, CacheError> {
+        Store::open_mode(path, opts, now, OpenMode::Existing)
+    }
+
+    fn open_mode(
+        path: &Path,
+        opts: Options,
+        now: u64,
+        mode: OpenMode,
+    ) -> Result<Store, CacheError> {
+        let (file, created) = CacheFile::open(path, mode, opts.capacity, now)?;
+        let capacity = file.header().capacity;
+        let area_len = capacity - FILE_HEADER_LEN;
+        let wanted = opts.capacity / ALIGN * ALIGN;
+        let mut store = Store {
+            file,
+            index: Index::new(),
+            area_end: capacity,
+            cursor: FILE_HEADER_LEN,
+            horizon: capacity,
+            next_seq: 1,
+            pins: BTreeMap::new(),
+            fills: BTreeMap::new(),
+            opts: Options {
+                max_entries: opts.max_entries.max(1),
+                ..opts
+            },
+            max_record: (area_len / 4 / ALIGN * ALIGN).min(PAD_CHUNK),
+            clock: now,
+            disabled_until: 0,
+            report: ScanReport {
+                created,
+                capacity,
+                requested_capacity: (wanted != 0 && wanted != capacity).then_some(opts.capacity),
+                ..ScanReport::default()
+            },
+            counters: Counters::default(),
+            buf: Vec::new(),
+        };
+        store.scan();
+        Ok(store)
+    }
+
+    /// What the start-up scan found.
+    pub fn scan_report(&self) -> &ScanReport {
+        &self.report
+    }
+
+    /// Rebuilds the index and the ring position from the file (see the module docs).
+    fn scan(&mut self) {
+        self.file.advise(true);
+        let file_id = self.file.header().file_id;
+        let area_end = self.area_end;
+        let area_len = area_end - FILE_HEADER_LEN;
+        let Some(area) = self.file.get(FILE_HEADER_LEN, area_len) else {
+            return;
+        };
+        let index = &mut self.index;
+        let report = &mut self.report;
+        let mut max_seq = 0;
+        let mut cursor = FILE_HEADER_LEN;
+        let mut last = None;
+        let mut walk = format::walk(area, file_id);
+        for (rel, h) in walk.by_ref() {
+            report.records += 1;
+            let off = FILE_HEADER_LEN + rel;
+            let key_start = rel + RECORD_HEADER_LEN;
+            let key = match (h.kind, slice(area, key_start, u64::from(h.key_len))) {
+                (Kind::Pad, _) | (_, None) => continue,
+                (_, Some(key)) => key,
+            };
+            if h.kind == Kind::Tombstone {
+                // Tombstones are tiny and a torn one must not delete another key.
+                if crc32fast::hash(key) != h.payload_crc {
+                    report.damaged_bytes += u64::from(h.total_len);
+                    continue;
+                }
+                report.tombstones += 1;
+            }
+            if h.seq > max_seq {
+                max_seq = h.seq;
+                cursor = off + u64::from(h.total_len);
+            }
+            last = Some(off);
+            let hash = index.hash(key);
+            if let Some(old) = index.get(hash) {
+                report.superseded += 1;
+                let old_seq = slice(area, old.off() - FILE_HEADER_LEN, RECORD_HEADER_LEN)
+                    .and_then(|b| decode_record_header(b, file_id, area_end - old.off()))
+                    .map_or(0, |o| o.seq);
+                if old_seq > h.seq {
+                    continue;
+                }
+            }
+            let flags = if h.kind == Kind::Tombstone {
+                TOMBSTONE
+            } else {
+                0
+            };
+            index.insert(hash, Entry::new(off, h.stored, h.expires, flags));
+        }
+        report.damaged_bytes += walk.damaged_bytes();
+        index.retain(|e| !e.has(TOMBSTONE));
+        if max_seq > 0 {
+            self.next_seq = max_seq.saturating_add(1);
+            self.cursor = cursor;
+            // Records past the cursor are the previous lap's; none means a first lap.
+            self.horizon = match last {
+                Some(l) if l >= cursor => cursor,
+                _ => self.area_end,
+            };
+        }
+        self.trim_to_max_entries();
+        self.report.objects = self.index.len() as u64;
+        self.file.advise(false);
+    }
+
+    /// Drops the oldest entries beyond `max_entries` (the option may have shrunk).
+    fn trim_to_max_entries(&mut self) {
+        let excess = self.index.len().saturating_sub(self.opts.max_entries);
+        if excess == 0 {
+            return;
+        }
+        let mut by_age: Vec<(u64, u64)> = self
+            .index
+            .iter()
+            .map(|(hash, e)| (self.header_at(e.off()).map_or(0, |h| h.seq), hash))
+            .collect();
+        by_age.sort_unstable();
+        for &(_, hash) in by_age.iter().take(excess) {
+            self.index.remove(hash);
+        }
+        self.report.over_limit = excess as u64;
+    }
+
+    /// Finds `key`. The key bytes are compared with the record's; a recovered record's
+    /// payload CRC is checked the first time (a bad one is dropped from the index and
+    /// counted in [`Stats::dropped_corrupt`]). Marks the object used (second chance).
+    pub fn lookup(&mut self, key: &[u8]) -> Option<ObjectRef> {
+        let hash = self.index.hash(key);
+        let entry = self.index.get(hash)?;
+        let off = entry.off();
+        let Some(h) = self.header_at(off).filter(|h| h.kind == Kind::Object) else {
+            self.drop_corrupt(hash);
+            return None;
+        };
+        if self.key_at(off, &h)? != key {
+            return None;
+        }
+        if !entry.has(VERIFIED) && !self.payload_ok(off, &h) {
+            self.drop_corrupt(hash);
+            return None;
+        }
+        if let Some(e) = self.index.get_mut(hash) {
+            e.flags |= USED | VERIFIED;
+        }
+        Some(object_ref(off, &h))
+    }
+
+    /// The file's bytes in `range` (from an [`ObjectRef`]); empty if the range is not
+    /// within the file. The bytes stay valid while the record is pinned.
+    pub fn bytes(&self, range: Range<u64>) -> &[u8] {
+        range
+            .end
+            .checked_sub(range.start)
+            .and_then(|len| self.file.get(range.start, len))
+            .unwrap_or(&[])
+    }
+
+    /// Keeps `obj`'s record from being overwritten (even if it is replaced or
+    /// invalidated meanwhile) until a matching [`Store::unpin`]. Pins nest.
+    pub fn pin(&mut self, obj: &ObjectRef) {
+        let Some(end) = format::align_up(obj.body.end) else {
+            return;
+        };
+        if obj.off < FILE_HEADER_LEN || end > self.area_end || end <= obj.off {
+            return;
+        }
+        let pin = self.pins.entry(obj.off).or_insert((end, 0));
+        pin.0 = pin.0.max(end);
+        pin.1 = pin.1.saturating_add(1);
+    }
+
+    /// Undoes one [`Store::pin`] of `obj`; does nothing if it is not pinned.
+    pub fn unpin(&mut self, obj: &ObjectRef) {
+        if let Some(pin) = self.pins.get_mut(&obj.off) {
+            pin.1 -= 1;
+            if pin.1 == 0 {
+                self.pins.remove(&obj.off);
+            }
+        }
+    }
+
+    /// Starts storing an object: reserves room for `key`, `head` and a body of
+    /// `body_len` bytes (`None`: unknown, the room grows while this is the newest fill)
+    /// and writes the key and head. The object is invisible until [`Store::commit`].
+    ///
+    /// `meta.stored` is taken as the current time for the write back-off. Errors:
+    /// `TooLarge` (key over 65535 bytes, head over 64 KiB, body over `max_object`, or the
+    /// record over a quarter of the area), `Disabled`, `Busy`, `Io`.
+    pub fn begin(
+        &mut self,
+        key: &[u8],
+        head: &[u8],
+        meta: Meta,
+        body_len: Option<u64>,
+    ) -> Result<Fill, CacheError> {
+        self.clock = self.clock.max(meta.stored);
+        self.check_enabled()?;
+        let key_len = u16::try_from(key.len()).map_err(|_| CacheError::TooLarge)?;
+        let head_len = u32::try_from(head.len())
+            .ok()
+            .filter(|&l| u64::from(l) <= MAX_HEAD_LEN)
+            .ok_or(CacheError::TooLarge)?;
+        let (k, hl) = (u64::from(key_len), u64::from(head_len));
+        let len = match body_len {
+            Some(b) if b > self.opts.max_object => return Err(CacheError::TooLarge),
+            Some(b) => record_len(k, hl, b).filter(|&l| l <= self.max_record),
+            None => record_len(k, hl, UNKNOWN_LEN_STEP.min(self.opts.max_object))
+                .map(|l| l.min(self.max_record))
+                .filter(|&l| record_len(k, hl, 0).is_some_and(|min| min <= l)),
+        }
+        .ok_or(CacheError::TooLarge)?;
+        self.make_room(len, Walk::Reserve)?;
+        let start = self.cursor;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&self.pad(len));
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(head);
+        let written = self.put(start, &buf);
+        self.buf = buf;
+        written?;
+        self.hide_free_space(start + len)?;
+        self.cursor = start + len;
+        self.fills.insert(start, start + len);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(key);
+        crc.update(head);
+        Ok(Fill {
+            start,
+            reserved: len,
+            seq: self.take_seq(),
+            hash: self.index.hash(key),
+            key_len,
+            head_len,
+            body_len,
+            written: 0,
+            crc,
+            meta,
+            failed: false,
+        })
+    }
+
+    /// Appends body bytes to `fill`. Errors: `TooLarge` (past the announced length or
+    /// `max_object`), `Busy` (an unknown-length fill cannot grow: another reservation
+    /// came after it, or something pinned is in the way), `Io`. After an error the fill
+    /// can only be aborted (commit fails).
+    pub fn write(&mut self, fill: &mut Fill, bytes: &[u8]) -> Result<(), CacheError> {
+        if fill.failed {
+            return Err(CacheError::Busy);
+        }
+        let result = self.append(fill, bytes);
+        fill.failed = result.is_err();
+        result
+    }
+
+    fn append(&mut self, fill: &mut Fill, bytes: &[u8]) -> Result<(), CacheError> {
+        if !self.owns(fill) {
+            return Err(CacheError::Busy);
+        }
+        let written = fill
+            .written
+            .checked_add(bytes.len() as u64)
+            .filter(|&w| w <= self.opts.max_object && fill.body_len.is_none_or(|b| w <= b))
+            .ok_or(CacheError::TooLarge)?;
+        let (k, hl) = (u64::from(fill.key_len), u64::from(fill.head_len));
+        let need = record_len(k, hl, written).ok_or(CacheError::TooLarge)?;
+        if need > fill.reserved {
+            self.grow(fill, need)?;
+        }
+        self.put(
+            fill.start + RECORD_HEADER_LEN + k + hl + fill.written,
+            bytes,
+        )?;
+        fill.crc.update(bytes);
+        fill.written = written;
+        Ok(())
+    }
+
+    /// Extends the room of `fill`, which must end at the cursor, to at least `need`.
+    fn grow(&mut self, fill: &mut Fill, need: u64) -> Result<(), CacheError> {
+        if need > self.max_record {
+            return Err(CacheError::TooLarge);
+        }
+        if fill.start + fill.reserved != self.cursor {
+            return Err(CacheError::Busy);
+        }
+        let len = need
+            .max(fill.reserved.saturating_add(UNKNOWN_LEN_STEP))
+            .min(self.max_record);
+        self.make_room(len - fill.reserved, Walk::Extend)?;
+        let end = fill.start + len;
+        self.hide_free_space(end)?;
+        self.put(fill.start, &self.pad(len))?;
+        self.cursor = end;
+        self.fills.insert(fill.start, end);
+        fill.reserved = len;
+        Ok(())
+    }
+
+    /// Finishes `fill`: checks the body length against the announced one, gives back or
+    /// pads the unused room, and writes the record header, which makes the object
+    /// visible and points the index at it. Errors: `Incomplete`, `Busy` (the fill failed
+    /// earlier), `Superseded` (a fill for the key begun later committed first), `Io`; the
+    /// room is released on any error.
+    pub fn commit(&mut self, fill: Fill) -> Result<ObjectRef, CacheError> {
+        if !self.owns(&fill) {
+            return Err(CacheError::Busy);
+        }
+        if fill.failed {
+            self.release(fill.start);
+            return Err(CacheError::Busy);
+        }
+        if let Some(expected) = fill.body_len.filter(|&b| b != fill.written) {
+            self.release(fill.start);
+            return Err(CacheError::Incomplete {
+                expected,
+                written: fill.written,
+            });
+        }
+        // A record left behind its replacement could win again after a restart once the
+        // replacement is overwritten: it never gets a header.
+        if let Some(newer) = self.index.get(fill.hash) {
+            if self
+                .header_at(newer.off())
+                .is_some_and(|h| h.seq > fill.seq)
+            {
+                self.release(fill.start);
+                return Err(CacheError::Superseded);
+            }
+        }
+        match self.seal(&fill) {
+            Ok(header) => {
+                let inserted = self.insert(fill.hash, fill.start, &header);
+                self.fills.remove(&fill.start);
+                inserted.map(|()| object_ref(fill.start, &header))
+            }
+            Err(e) => {
+                self.release(fill.start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes a committed fill's tail pad (or gives the tail back) and then its header.
+    fn seal(&mut self, fill: &Fill) -> Result<RecordHeader, CacheError> {
+        let (k, hl) = (u64::from(fill.key_len), u64::from(fill.head_len));
+        let total = record_len(k, hl, fill.written).ok_or(CacheError::TooLarge)?;
+        let end = fill.start + fill.reserved;
+        let used_end = fill.start + total;
+        if used_end < end {
+            if end == self.cursor {
+                self.hide_free_space(used_end)?;
+                self.cursor = used_end;
+            } else {
+                self.write_pads(used_end, end)?;
+            }
+            self.fills.insert(fill.start, used_end);
+        }
+        let header = RecordHeader {
+            kind: Kind::Object,
+            key_len: fill.key_len,
+            head_len: fill.head_len,
+            // total ≤ max_record ≤ PAD_CHUNK
+            total_len: total as u32,
+            body_len: fill.written,
+            seq: fill.seq,
+            requested: fill.meta.requested,
+            stored: fill.meta.stored,
+            expires: fill.meta.expires,
+            payload_crc: fill.crc.clone().finalize(),
+        };
+        self.put(fill.start, &encode_record_header(&header, self.file_id()))?;
+        Ok(header)
+    }
+
+    /// Points the index at a just-written record, evicting the oldest object first if
+    /// the key is new and the index is full.
+    fn insert(&mut self, hash: u64, off: u64, h: &RecordHeader) -> Result<(), CacheError> {
+        if self.index.get(hash).is_none() && self.index.len() >= self.opts.max_entries {
+            self.evict_oldest()?;
+        }
+        self.index
+            .insert(hash, Entry::new(off, h.stored, h.expires, VERIFIED));
+        Ok(())
+    }
+
+    /// Abandons `fill`: its room stays dead (or is given back if nothing came after it).
+    pub fn abort(&mut self, fill: Fill) {
+        if self.owns(&fill) {
+            self.release(fill.start);
+        }
+    }
+
+    /// Forgets the fill at `start`; if its room ends at the cursor, the cursor returns
+    /// to `start`. Its pad header already covers the room otherwise.
+    fn release(&mut self, start: u64) {
+        let Some(end) = self.fills.remove(&start) else {
+            return;
+        };
+        if end == self.cursor && self.hide_free_space(start).is_ok() {
+            self.cursor = start;
+        }
+    }
+
+    /// Stores a new record for `key` with a new head and meta and the body of `old` (a
+    /// 304 refresh); `old` stays untouched. `Gone` if `old`'s record was overwritten or
+    /// fails its CRC; otherwise the errors of [`Store::begin`]. The new object counts as
+    /// used.
+    pub fn refresh(
+        &mut self,
+        old: &ObjectRef,
+        key: &[u8],
+        head: &[u8],
+        meta: Meta,
+    ) -> Result<ObjectRef, CacheError> {
+        let intact = self.header_at(old.off).filter(|h| {
+            h.kind == Kind::Object && h.seq == old.seq && object_ref(old.off, h).body == old.body
+        });
+        let Some(h) = intact else {
+            return Err(CacheError::Gone);
+        };
+        if !self.payload_ok(old.off, &h) {
+            if let Some(hash) = self.key_at(old.off, &h).map(|k| self.index.hash(k)) {
+                if self.index.get(hash).is_some_and(|e| e.off() == old.off) {
+                    self.drop_corrupt(hash);
+                }
+            }
+            return Err(CacheError::Gone);
+        }
+        self.pin(old);
+        let result = self.store_copy(old.body.clone(), key, head, meta);
+        self.unpin(old);
+        let new = result?;
+        if let Some(e) = self.index.get_mut(self.index.hash(key)) {
+            if e.off() == new.off {
+                e.flags |= USED;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Stores `key`/`head`/`meta` with a body copied from `body` (a pinned range).
+    fn store_copy(
+        &mut self,
+        body: Range<u64>,
+        key: &[u8],
+        head: &[u8],
+        meta: Meta,
+    ) -> Result<ObjectRef, CacheError> {
+        let len = body.end - body.start;
+        let mut fill = self.begin(key, head, meta, Some(len))?;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(COPY_CHUNK);
+            let mut chunk = std::mem::take(&mut self.buf);
+            chunk.clear();
+            chunk.extend_from_slice(self.bytes(body.start + done..body.start + done + n));
+            let written = self.write(&mut fill, &chunk);
+            self.buf = chunk;
+            if let Err(e) = written {
+                self.abort(fill);
+                return Err(e);
+            }
+            done += n;
+        }
+        self.commit(fill)
+    }
+
+    /// Removes `key` and appends a tombstone so it stays removed after a restart.
+    /// `Ok(false)` if the key is not indexed. The key leaves the index even when the
+    /// tombstone cannot be written (`Disabled`, `Busy`, `Io`; then a restart may bring it
+    /// back). A fill for the key begun before this call still commits.
+    pub fn invalidate(&mut self, key: &[u8]) -> Result<bool, CacheError> {
+        let hash = self.index.hash(key);
+        let Some(entry) = self.index.get(hash) else {
+            return Ok(false);
+        };
+        let off = entry.off();
+        let stored_key = self.header_at(off).and_then(|h| self.key_at(off, &h));
+        if stored_key != Some(key) {
+            return Ok(false);
+        }
+        self.index.remove(hash);
+        self.check_enabled()?;
+        let key_len = u16::try_from(key.len()).map_err(|_| CacheError::TooLarge)?;
+        let len = record_len(u64::from(key_len), 0, 0).ok_or(CacheError::TooLarge)?;
+        self.make_room(len, Walk::Reserve)?;
+        let start = self.cursor;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&self.pad(len));
+        buf.extend_from_slice(key);
+        let written = self.put(start, &buf);
+        self.buf = buf;
+        written?;
+        self.hide_free_space(start + len)?;
+        let tombstone = RecordHeader {
+            kind: Kind::Tombstone,
+            key_len,
+            // len ≤ 64 + 65535 rounded up
+            total_len: len as u32,
+            seq: self.take_seq(),
+            payload_crc: crc32fast::hash(key),
+            ..RecordHeader::pad(0)
+        };
+        self.put(start, &encode_record_header(&tombstone, self.file_id()))?;
+        self.cursor = start + len;
+        Ok(true)
+    }
+
+    /// Flushes written records to the disk (the tool calls it after a purge; larder does
+    /// not need to: a crash only loses recent objects).
+    pub fn sync(&self) -> Result<(), CacheError> {
+        self.file.sync()
+    }
+
+    /// Counts and positions; O(objects) (each record header is read).
+    pub fn stats(&self) -> Stats {
+        let mut live_bytes = 0u64;
+        let mut oldest: Option<u64> = None;
+        let mut newest: Option<u64> = None;
+        for (_, e) in self.index.iter() {
+            if let Some(h) = self.header_at(e.off()) {
+                live_bytes += u64::from(h.total_len);
+            }
+            oldest = Some(oldest.map_or(e.stored(), |t| t.min(e.stored())));
+            newest = Some(newest.map_or(e.stored(), |t| t.max(e.stored())));
+        }
+        let area_len = self.area_end - FILE_HEADER_LEN;
+        let free_bytes = self.horizon - self.cursor;
+        Stats {
+            objects: self.index.len() as u64,
+            live_bytes,
+            dead_bytes: area_len
+                .saturating_sub(free_bytes)
+                .saturating_sub(live_bytes),
+            free_bytes,
+            capacity: self.area_end,
+            cursor: self.cursor,
+            horizon: self.horizon,
+            oldest,
+            newest,
+            pinned: self.pins.len() as u64,
+            filling: self.fills.len() as u64,
+            evictions: self.counters.evictions,
+            second_chances: self.counters.second_chances,
+            copied_bytes: self.counters.copied_bytes,
+            dropped_corrupt: self.counters.dropped_corrupt,
+            write_errors: self.counters.write_errors,
+            bytes_written: self.file.bytes_written,
+            index_bytes: self.index.memory_bytes() as u64,
+            disabled_until: self.disabled_until,
+        }
+    }
+
+    /// Every indexed object, in no particular order (payloads not checked).
+    pub fn objects(&self) -> impl Iterator<Item = ObjectInfo<'_>> + '_ {
+        self.index.iter().filter_map(move |(_, e)| {
+            let off = e.off();
+            let h = self.header_at(off).filter(|h| h.kind == Kind::Object)?;
+            Some(ObjectInfo {
+                key: self.key_at(off, &h)?,
+                off,
+                seq: h.seq,
+                head_len: u64::from(h.head_len),
+                body_len: h.body_len,
+                total_len: u64::from(h.total_len),
+                meta: meta_of(&h),
+                verified: e.has(VERIFIED),
+            })
+        })
+    }
+
+    /// Checks every indexed object's header and payload CRC; returns the bad ones by
+    /// offset. Reads every byte of every object.
+    pub fn verify(&self) -> Vec<(u64, VerifyError)> {
+        let mut bad: Vec<(u64, VerifyError)> = self
+            .index
+            .iter()
+            .filter_map(|(_, e)| {
+                let off = e.off();
+                let Some(h) = self.header_at(off).filter(|h| h.kind == Kind::Object) else {
+                    return Some((off, VerifyError::Header));
+                };
+                let computed = self
+                    .file
+                    .get(off + RECORD_HEADER_LEN, h.payload_len())
+                    .map(crc32fast::hash);
+                match computed {
+                    None => Some((off, VerifyError::Header)),
+                    Some(c) if c != h.payload_crc => Some((
+                        off,
+                        VerifyError::Payload {
+                            stored: h.payload_crc,
+                            computed: c,
+                        },
+                    )),
+                    Some(_) => None,
+                }
+            })
+            .collect();
+        bad.sort_unstable_by_key(|&(off, _)| off);
+        bad
+    }
+
+    // ---- the ring ----
+
+    /// Moves the horizon (and, for jumps and second chances, the cursor) until `len`
+    /// bytes are free at the cursor. `Walk::Extend` may not move the cursor.
+    fn make_room(&mut self, len: u64, walk: Walk) -> Result<(), CacheError> {
+        let budget = len.saturating_mul(4).max(MIN_COPY_BUDGET);
+        let mut spent = 0;
+        // Two laps without finding room: everything in the way is pinned or filling.
+        let limit = (self.area_end - FILE_HEADER_LEN).saturating_mul(2);
+        let mut walked = 0u64;
+        loop {
+            let end = self.cursor.saturating_add(len);
+            if end > self.area_end {
+                if walk == Walk::Extend {
+                    return Err(CacheError::Busy);
+                }
+                if self.horizon >= self.area_end {
+                    self.wrap()?;
+                    continue;
+                }
+            } else if self.horizon >= end {
+                return Ok(());
+            }
+            if walked > limit {
+                return Err(CacheError::Busy);
+            }
+            walked += self.advance_horizon(walk, budget, &mut spent)?;
+        }
+    }
+
+    /// Frees one index entry by evicting the oldest live object.
+    fn evict_oldest(&mut self) -> Result<(), CacheError> {
+        let before = self.index.len();
+        let limit = (self.area_end - FILE_HEADER_LEN).saturating_mul(2);
+        let mut walked = 0u64;
+        while self.index.len() >= before {
+            if walked > limit {
+                return Err(CacheError::Busy);
+            }
+            if self.horizon >= self.area_end {
+                self.wrap()?;
+            }
+            walked += self.advance_horizon(Walk::Evict, 0, &mut 0)?;
+        }
+        self.hide_free_space(self.cursor)
+    }
+
+    /// With the horizon at the end of the area: a pad over `[c, E)`, then `c = h = A`.
+    fn wrap(&mut self) -> Result<(), CacheError> {
+        self.write_pads(self.cursor, self.area_end)?;
+        self.cursor = FILE_HEADER_LEN;
+        self.horizon = FILE_HEADER_LEN;
+        Ok(())
+    }
+
+    /// Deals with the record at the horizon (see the module docs); returns how far the
+    /// horizon moved. `budget`/`spent`: bytes of second chances allowed/given.
+    fn advance_horizon(
+        &mut self,
+        walk: Walk,
+        budget: u64,
+        spent: &mut u64,
+    ) -> Result<u64, CacheError> {
+        let h = self.horizon;
+        let protected = self.protected_from(h);
+        if let Some((start, end)) = protected.filter(|&(start, _)| start <= h) {
+            if walk == Walk::Extend {
+                return Err(CacheError::Busy);
+            }
+            // A dead record jumped over ends up after its replacement in ring order, and
+            // would win again after a crash once the replacement is overwritten. Readers
+            // of a pinned record use only its payload, so its header can become a pad.
+            if start == h {
+                if let Some(r) = self.header_at(h).filter(|r| self.is_dead_object(h, r)) {
+                    let len = u64::from(r.total_len);
+                    if len <= PAD_CHUNK {
+                        self.put(h, &self.pad(len))?;
+                    }
+                }
+            }
+            self.write_pads(self.cursor, h)?;
+            self.cursor = end;
+            self.horizon = end;
+            return Ok(end - h);
+        }
+        let Some(header) = self.header_at(h) else {
+            self.horizon = h + ALIGN;
+            return Ok(ALIGN);
+        };
+        let total = u64::from(header.total_len);
+        let live = self.live_at(h, &header);
+        if let Some((start, _)) = protected.filter(|&(start, _)| start < h + total) {
+            // A record over a protected one: only a stale header can claim that. Stop
+            // at the protected record rather than trust this length.
+            if let Some((hash, _)) = live {
+                self.index.remove(hash);
+                self.counters.evictions += 1;
+            }
+            self.horizon = start;
+            return Ok(start - h);
+        }
+        let Some((hash, entry)) = live else {
+            self.horizon = h + total;
+            return Ok(total);
+        };
+        if walk == Walk::Reserve && entry.has(USED) && *spent + total <= budget {
+            *spent += total;
+            self.counters.second_chances += 1;
+            if self.cursor == h {
+                if let Some(e) = self.index.get_mut(hash) {
+                    e.flags &= !USED;
+                }
+                self.cursor = h + total;
+                self.horizon = h + total;
+            } else {
+                self.copy_forward(h, &header, hash, entry)?;
+            }
+        } else {
+            self.index.remove(hash);
+            self.counters.evictions += 1;
+            self.horizon = h + total;
+        }
+        Ok(total)
+    }
+
+    /// Moves the live record at `src` (= the horizon) to the cursor, which lies before
+    /// it: a pad first, the payload front to back (safe when the two overlap: each chunk
+    /// is read before anything at or after it is written), the header last.
+    fn copy_forward(
+        &mut self,
+        src: u64,
+        header: &RecordHeader,
+        hash: u64,
+        entry: Entry,
+    ) -> Result<(), CacheError> {
+        let dst = self.cursor;
+        let total = u64::from(header.total_len);
+        let seq = self.take_seq();
+        let result = self.copy_record(src, dst, header, seq);
+        self.horizon = src + total;
+        if let Err(e) = result {
+            // The source may be partly overwritten already.
+            self.index.remove(hash);
+            self.counters.evictions += 1;
+            return Err(e);
+        }
+        let mut moved = entry.moved_to(dst);
+        moved.flags &= !USED;
+        self.index.insert(hash, moved);
+        self.cursor = dst + total;
+        self.counters.copied_bytes += total;
+        Ok(())
+    }
+
+    fn copy_record(
+        &mut self,
+        src: u64,
+        dst: u64,
+        header: &RecordHeader,
+        seq: u64,
+    ) -> Result<(), CacheError> {
+        self.put(dst, &self.pad(u64::from(header.total_len)))?;
+        let payload = header.payload_len();
+        let mut done = 0;
+        while done < payload {
+            let n = (payload - done).min(COPY_CHUNK);
+            let mut chunk = std::mem::take(&mut self.buf);
+            chunk.clear();
+            chunk.extend_from_slice(
+                self.bytes(src + RECORD_HEADER_LEN + done..src + RECORD_HEADER_LEN + done + n),
+            );
+            let written = self.put(dst + RECORD_HEADER_LEN + done, &chunk);
+            self.buf = chunk;
+            written?;
+            done += n;
+        }
+        let moved = RecordHeader { seq, ..*header };
+        self.put(dst, &encode_record_header(&moved, self.file_id()))
+    }
+
+    /// The first pinned record or fill that ends after `h`, as (start, end).
+    fn protected_from(&self, h: u64) -> Option<(u64, u64)> {
+        let pin = first_region(&self.pins, h, |&(end, _)| end);
+        let fill = first_region(&self.fills, h, |&end| end);
+        match (pin, fill) {
+            (Some(p), Some(f)) => Some(p.min(f)),
+            (p, f) => p.or(f),
+        }
+    }
+
+    /// Pads over `[from, horizon)` so records evicted there stay hidden after a crash;
+    /// in a first lap over more than `PAD_CHUNK`, only up to the next chunk boundary,
+    /// where the pads written at creation take over.
+    fn hide_free_space(&mut self, from: u64) -> Result<(), CacheError> {
+        let chunk = (from - FILE_HEADER_LEN) / PAD_CHUNK + 1;
+        let boundary = FILE_HEADER_LEN.saturating_add(chunk.saturating_mul(PAD_CHUNK));
+        self.write_pads(from, self.horizon.min(boundary))
+    }
+
+    /// Covers `[from, to)` with pads of at most `PAD_CHUNK` bytes each.
+    fn write_pads(&mut self, mut from: u64, to: u64) -> Result<(), CacheError> {
+        while from < to {
+            let len = (to - from).min(PAD_CHUNK);
+            self.put(from, &self.pad(len))?;
+            from += len;
+        }
+        Ok(())
+    }
+
+    // ---- helpers ----
+
+    /// A sealed pad header of `len` bytes (callers keep `len ≤ PAD_CHUNK`).
+    fn pad(&self, len: u64) -> [u8; 64] {
+        // PAD_CHUNK = 2^31 fits a u32
+        let pad = RecordHeader::pad(len.min(PAD_CHUNK) as u32);
+        encode_record_header(&pad, self.file_id())
+    }
+
+    /// A positional write; an error pauses storing.
+    fn put(&mut self, off: u64, bytes: &[u8]) -> Result<(), CacheError> {
+        self.file.write_at(off, bytes).map_err(|e| {
+            self.counters.write_errors += 1;
+            self.disabled_until = self.clock.saturating_add(BACKOFF_SECS);
+            CacheError::Io(self.file.path().to_path_buf(), e)
+        })
+    }
+
+    fn check_enabled(&self) -> Result<(), CacheError> {
+        if self.clock < self.disabled_until {
+            Err(CacheError::Disabled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.saturating_add(1);
+        seq
+    }
+
+    fn file_id(&self) -> u64 {
+        self.file.header().file_id
+    }
+
+    fn owns(&self, fill: &Fill) -> bool {
+        self.fills.get(&fill.start) == Some(&(fill.start + fill.reserved))
+    }
+
+    /// The valid record header at file offset `off`, if any.
+    fn header_at(&self, off: u64) -> Option<RecordHeader> {
+        if off < FILE_HEADER_LEN {
+            return None;
+        }
+        let room = self.area_end.checked_sub(off)?;
+        decode_record_header(self.file.get(off, RECORD_HEADER_LEN)?, self.file_id(), room)
+    }
+
+    fn key_at(&self, off: u64, h: &RecordHeader) -> Option<&[u8]> {
+        self.file.get(off + RECORD_HEADER_LEN, u64::from(h.key_len))
+    }
+
+    /// The key hash and entry if the record at `off` is its key's live object.
+    fn live_at(&self, off: u64, h: &RecordHeader) -> Option<(u64, Entry)> {
+        if h.kind != Kind::Object {
+            return None;
+        }
+        let hash = self.index.hash(self.key_at(off, h)?);
+        let entry = self.index.get(hash)?;
+        (entry.off() == off).then_some((hash, entry))
+    }
+
+    /// The record at `off` is an object but not its key's live one.
+    fn is_dead_object(&self, off: u64, h: &RecordHeader) -> bool {
+        h.kind == Kind::Object && self.live_at(off, h).is_none()
+    }
+
+    fn payload_ok(&self, off: u64, h: &RecordHeader) -> bool {
+        self.file
+            .get(off + RECORD_HEADER_LEN, h.payload_len())
+            .is_some_and(|p| crc32fast::hash(p) == h.payload_crc)
+    }
+
+    fn drop_corrupt(&mut self, hash: u64) {
+        self.index.remove(hash);
+        self.counters.dropped_corrupt += 1;
+    }
+}
+
+/// The first region of `map` (start → value with an end) that ends after `h`. Regions
+/// do not overlap, so it is the last one starting at or before `h` if it reaches past
+/// `h`, else the first one starting after it.
+fn first_region<V>(
+    map: &BTreeMap<u64, V>,
+    h: u64,
+    end_of: impl Fn(&V) -> u64,
+) -> Option<(u64, u64)> {
+    if let Some((&start, v)) = map.range(..=h).next_back() {
+        if end_of(v) > h {
+            return Some((start, end_of(v)));
+        }
+    }
+    map.range(h.saturating_add(1)..)
+        .next()
+        .map(|(&start, v)| (start, end_of(v)))
+}
+
+fn object_ref(off: u64, h: &RecordHeader) -> ObjectRef {
+    let head_start = off + RECORD_HEADER_LEN + u64::from(h.key_len);
+    let body_start = head_start + u64::from(h.head_len);
+    ObjectRef {
+        off,
+        seq: h.seq,
+        head: head_start..body_start,
+        body: body_start..body_start + h.body_len,
+        meta: meta_of(h),
+    }
+}
+
+fn meta_of(h: &RecordHeader) -> Meta {
+    Meta {
+        requested: h.requested,
+        stored: h.stored,
+        expires: h.expires,
+    }
+}
+
+/// `len` bytes of `area` at `at`, if they are all there.
+fn slice(area: &[u8], at: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(at).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    area.get(start..end)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cache::format::tests::XorShift;
+    use crate::cache::format::{encode_file_header, FileHeader};
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A directory under the system temp dir, removed when dropped.
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(name: &str) -> TempDir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("larder-test-{name}-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join(FILE_NAME)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+
+    fn opts(capacity: u64) -> Options {
+        Options {
+            capacity,
+            max_object: capacity / 4,
+            max_entries: 100_000,
+        }
+    }
+
+    fn open(dir: &TempDir, capacity: u64) -> Store {
+        Store::open(dir.path(), opts(capacity), 1000).unwrap()
+    }
+
+    /// Body bytes derived from the key, so any survivor can be checked.
+    fn body_for(key: &[u8], len: usize) -> Vec<u8> {
+        let seed = key
+            .iter()
+            .fold(0x9e37_79b9_u64, |a, &b| a.rotate_left(5) ^ u64::from(b))
+            | 1;
+        let mut rng = XorShift(seed);
+        let mut body = vec![0u8; len];
+        rng.fill(&mut body);
+        body
+    }
+
+    fn meta(t: u64) -> Meta {
+        Meta {
+            requested: t,
+            stored: t + 1,
+            expires: t + 100,
+        }
+    }
+
+    /// Stores an object in 4 KiB writes.
+    fn put(store: &mut Store, key: &[u8], head: &[u8], body: &[u8], len: Option<u64>) -> ObjectRef {
+        try_put(store, key, head, body, len).unwrap()
+    }
+
+    fn try_put(
+        store: &mut Store,
+        key: &[u8],
+        head: &[u8],
+        body: &[u8],
+        len: Option<u64>,
+    ) -> Result<ObjectRef, CacheError> {
+        let mut fill = store.begin(key, head, meta(1000), len)?;
+        for chunk in body.chunks(4096) {
+            if let Err(e) = store.write(&mut fill, chunk) {
+                store.abort(fill);
+                return Err(e);
+            }
+        }
+        store.commit(fill)
+    }
+
+    fn put_keyed(store: &mut Store, key: &str, len: usize) -> ObjectRef {
+        let body = body_for(key.as_bytes(), len);
+        put(
+            store,
+            key.as_bytes(),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            &body,
+            Some(len as u64),
+        )
+    }
+
+    fn get(store: &mut Store, key: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let obj = store.lookup(key)?;
+        Some((
+            store.bytes(obj.head).to_vec(),
+            store.bytes(obj.body).to_vec(),
+        ))
+    }
+
+    /// The object under `key` is absent, or exactly what put_keyed stored.
+    fn check_keyed(store: &mut Store, key: &str, len: usize) -> bool {
+        match get(store, key.as_bytes()) {
+            None => false,
+            Some((head, body)) => {
+                assert_eq!(head, b"HTTP/1.1 200 OK\r\n\r\n");
+                assert_eq!(body, body_for(key.as_bytes(), len), "{key}");
+                true
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_small_and_large_objects() {
+        let dir = TempDir::new("round-trip");
+        let mut store = open(&dir, 4 * MIB);
+        assert!(store.scan_report().created);
+        let sizes = [0usize, 1, 63, 64, 65, 4096, 100 * 1024, 900 * 1024];
+        let mut refs = Vec::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            let key = format!("http://example.com/{i}");
+            let body = body_for(key.as_bytes(), len);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+            refs.push(put(
+                &mut store,
+                key.as_bytes(),
+                head.as_bytes(),
+                &body,
+                Some(len as u64),
+            ));
+        }
+        for (i, &len) in sizes.iter().enumerate() {
+            let key = format!("http://example.com/{i}");
+            let obj = store.lookup(key.as_bytes()).unwrap();
+            assert_eq!(obj, refs[i]);
+            assert_eq!(obj.meta, meta(1000));
+            assert_eq!(
+                store.bytes(obj.body.clone()),
+                &body_for(key.as_bytes(), len)[..]
+            );
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+            assert_eq!(store.bytes(obj.head), head.as_bytes());
+        }
+        assert!(refs.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(store.lookup(b"http://example.com/none"), None);
+        assert_eq!(store.bytes(u64::MAX - 1..u64::MAX), &[] as &[u8]);
+        let (start, end) = (10, 5);
+        assert_eq!(store.bytes(start..end), &[] as &[u8]);
+        assert!(store.verify().is_empty());
+        let stats = store.stats();
+        assert_eq!(stats.objects, sizes.len() as u64);
+        assert_eq!(
+            stats.live_bytes + stats.dead_bytes + stats.free_bytes,
+            4 * MIB - FILE_HEADER_LEN
+        );
+    }
+
+    #[test]
+    fn unknown_length_fill_grows_and_gives_back_its_tail() {
+        let dir = TempDir::new("grow");
+        let mut store = Store::open(
+            dir.path(),
+            Options {
+                capacity: 16 * MIB,
+                max_object: 3 * MIB + 100,
+                max_entries: 1000,
+            },
+            0,
+        )
+        .unwrap();
+        let len = 3 * MIB as usize + 5;
+        let body = body_for(b"big", len);
+        let obj = put(&mut store, b"big", b"head", &body, None);
+        assert_eq!(store.bytes(obj.body.clone()), &body[..]);
+        let end = obj.off + record_len(3, 4, len as u64).unwrap();
+        assert_eq!(store.stats().cursor, end, "the unused tail was given back");
+        let next = put_keyed(&mut store, "next", 10);
+        assert_eq!(next.off, end);
+        // one byte more than max_object fails
+        let too_big = body_for(b"x", 3 * MIB as usize + 101);
+        let e = try_put(&mut store, b"x", b"", &too_big, None).unwrap_err();
+        assert!(matches!(e, CacheError::TooLarge), "{e}");
+        assert_eq!(store.lookup(b"x"), None);
+        drop(store);
+        let mut store = Store::open(dir.path(), opts(16 * MIB), 0).unwrap();
+        assert_eq!(get(&mut store, b"big").unwrap().1, body);
+    }
+
+    #[test]
+    fn a_growing_fill_overtaken_by_another_fails_and_the_other_commits() {
+        let dir = TempDir::new("overtaken");
+        let mut store = open(&dir, 16 * MIB);
+        let mut a = store.begin(b"a", b"", meta(1), None).unwrap();
+        let mut b = store.begin(b"b", b"", meta(1), Some(3)).unwrap();
+        // its first 1 MiB room is full: growing it would need the room b took
+        store
+            .write(&mut a, &vec![1u8; MIB as usize + 100])
+            .unwrap_err();
+        assert!(matches!(store.write(&mut a, b"x"), Err(CacheError::Busy)));
+        assert!(matches!(store.commit(a), Err(CacheError::Busy)));
+        store.write(&mut b, b"abc").unwrap();
+        store.commit(b).unwrap();
+        assert_eq!(get(&mut store, b"b").unwrap().1, b"abc");
+        assert_eq!(store.lookup(b"a"), None);
+        assert_eq!(store.stats().filling, 0);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let dir = TempDir::new("limits");
+        let mut store = open(&dir, MIB);
+        let too_long_key = vec![b'k'; 65536];
+        let too_long_head = vec![b'h'; 65537];
+        assert!(matches!(
+            store.begin(&too_long_key, b"", meta(1), Some(0)),
+            Err(CacheError::TooLarge)
+        ));
+        assert!(matches!(
+            store.begin(b"k", &too_long_head, meta(1), Some(0)),
+            Err(CacheError::TooLarge)
+        ));
+        assert!(matches!(
+            store.begin(b"k", b"", meta(1), Some(MIB)),
+            Err(CacheError::TooLarge)
+        ));
+        let mut fill = store.begin(b"k", b"", meta(1), Some(10)).unwrap();
+        assert!(matches!(
+            store.write(&mut fill, &[0; 11]),
+            Err(CacheError::TooLarge)
+        ));
+        store.abort(fill);
+        let mut fill = store.begin(b"k", b"", meta(1), Some(10)).unwrap();
+        store.write(&mut fill, &[0; 5]).unwrap();
+        assert!(matches!(
+            store.commit(fill),
+            Err(CacheError::Incomplete {
+                expected: 10,
+                written: 5
+            })
+        ));
+        assert_eq!(store.lookup(b"k"), None);
+        assert_eq!(store.stats().filling, 0);
+    }
+
+    #[test]
+    fn an_aborted_fill_is_never_visible() {
+        let dir = TempDir::new("abort");
+        let mut store = open(&dir, MIB);
+        put_keyed(&mut store, "before", 100);
+        let cursor = store.stats().cursor;
+        let mut fill = store.begin(b"aborted", b"h", meta(1), Some(5000)).unwrap();
+        store.write(&mut fill, &[7; 3000]).unwrap();
+        store.abort(fill);
+        assert_eq!(store.stats().cursor, cursor, "the room was given back");
+        assert_eq!(store.lookup(b"aborted"), None);
+        // not at the tip: the room stays a pad
+        let mut a = store.begin(b"aborted", b"h", meta(1), Some(5000)).unwrap();
+        store.write(&mut a, &[7; 3000]).unwrap();
+        put_keyed(&mut store, "after", 100);
+        store.abort(a);
+        drop(store);
+        let mut store = open(&dir, MIB);
+        assert_eq!(store.lookup(b"aborted"), None);
+        assert!(check_keyed(&mut store, "before", 100));
+        assert!(check_keyed(&mut store, "after", 100));
+        assert_eq!(store.scan_report().damaged_bytes, 0);
+    }
+
+    #[test]
+    fn wrap_around_evicts_the_oldest() {
+        let dir = TempDir::new("wrap");
+        let mut store = open(&dir, 256 * KIB);
+        for i in 0..60 {
+            put_keyed(&mut store, &format!("k{i}"), 10 * 1024);
+        }
+        let stats = store.stats();
+        assert!(stats.evictions >= 30, "{stats:?}");
+        assert!(stats.cursor < 128 * KIB, "wrapped: {stats:?}");
+        let present: Vec<bool> = (0..60)
+            .map(|i| check_keyed(&mut store, &format!("k{i}"), 10240))
+            .collect();
+        assert!(!present[0] && !present[30]);
+        assert!(present[50..].iter().all(|&p| p), "{present:?}");
+        // survivors are a suffix: the ring evicts in write order
+        let first = present.iter().position(|&p| p).unwrap();
+        assert!(present[first..].iter().all(|&p| p));
+    }
+
+    #[test]
+    fn second_chance_keeps_a_hot_set_alive() {
+        let dir = TempDir::new("second-chance");
+        let mut store = open(&dir, MIB);
+        let hot: Vec<String> = (0..8).map(|i| format!("hot{i}")).collect();
+        for k in &hot {
+            put_keyed(&mut store, k, 16 * 1024);
+        }
+        for i in 0..640 {
+            put_keyed(&mut store, &format!("cold{i}"), 16 * 1024);
+            if i % 8 == 0 {
+                for k in &hot {
+                    assert!(check_keyed(&mut store, k, 16 * 1024), "{k} lost at {i}");
+                }
+            }
+        }
+        let stats = store.stats();
+        assert!(
+            stats.second_chances > 0 && stats.evictions > 500,
+            "{stats:?}"
+        );
+        assert!(!check_keyed(&mut store, "cold0", 16 * 1024));
+    }
+
+    #[test]
+    fn a_pinned_record_survives_the_cursor_even_when_replaced() {
+        let dir = TempDir::new("pin");
+        let mut store = open(&dir, 256 * KIB);
+        put_keyed(&mut store, "pinned", 20 * 1024);
+        let x = store.lookup(b"pinned").unwrap();
+        store.pin(&x);
+        store.pin(&x);
+        let old_y = put_keyed(&mut store, "replaced", 20 * 1024);
+        store.pin(&old_y);
+        put(&mut store, b"replaced", b"new", b"new body", Some(8));
+        let body_x = body_for(b"pinned", 20 * 1024);
+        let body_y = body_for(b"replaced", 20 * 1024);
+        for i in 0..80 {
+            put_keyed(&mut store, &format!("filler{i}"), 9 * 1024);
+            assert_eq!(store.bytes(x.body.clone()), &body_x[..]);
+            assert_eq!(store.bytes(old_y.body.clone()), &body_y[..]);
+        }
+        assert_eq!(store.stats().pinned, 2);
+        store.unpin(&x);
+        assert_eq!(store.stats().pinned, 2, "pins nest");
+        store.unpin(&x);
+        store.unpin(&old_y);
+        store.unpin(&old_y); // not pinned any more: no effect
+        assert_eq!(store.stats().pinned, 0);
+        for i in 0..80 {
+            put_keyed(&mut store, &format!("more{i}"), 9 * 1024);
+        }
+        assert_eq!(store.lookup(b"pinned"), None, "evicted once unpinned");
+    }
+
+    #[test]
+    fn an_unfinished_fill_survives_laps_of_other_writes() {
+        let dir = TempDir::new("slow-fill");
+        let mut store = open(&dir, 256 * KIB);
+        let body = body_for(b"slow", 30 * 1024);
+        let mut fill = store
+            .begin(b"slow", b"h", meta(1), Some(body.len() as u64))
+            .unwrap();
+        store.write(&mut fill, &body[..10 * 1024]).unwrap();
+        for i in 0..100 {
+            put_keyed(&mut store, &format!("other{i}"), 8 * 1024);
+        }
+        store.write(&mut fill, &body[10 * 1024..]).unwrap();
+        store.commit(fill).unwrap();
+        assert_eq!(get(&mut store, b"slow").unwrap().1, body);
+        drop(store);
+        let mut store = open(&dir, 256 * KIB);
+        assert_eq!(get(&mut store, b"slow").unwrap().1, body);
+    }
+
+    #[test]
+    fn disk_usage_never_exceeds_capacity_after_writing_ten_times_it() {
+        let dir = TempDir::new("bounded");
+        let capacity = 256 * KIB;
+        let mut store = open(&dir, capacity);
+        let mut rng = XorShift(7);
+        let mut written = 0u64;
+        let mut i = 0;
+        let mut open_fill: Option<Fill> = None;
+        while written < 10 * capacity {
+            let len = (rng.next() % (20 * KIB)) as usize;
+            let key = format!("k{i}");
+            i += 1;
+            match rng.next() % 10 {
+                0 => {
+                    let _ = store.lookup(format!("k{}", i / 2).as_bytes());
+                }
+                1 => {
+                    if let Some(f) = open_fill.take() {
+                        store.abort(f);
+                    } else {
+                        open_fill = Some(store.begin(b"open", b"", meta(1), Some(100)).unwrap());
+                    }
+                }
+                _ => {}
+            }
+            put_keyed(&mut store, &key, len);
+            written += len as u64;
+            assert_eq!(fs::metadata(dir.file()).unwrap().len(), capacity);
+            assert!(store.file.max_write_end <= capacity);
+            let s = store.stats();
+            assert!(s.cursor <= s.horizon && s.horizon <= capacity, "{s:?}");
+            assert_eq!(
+                s.live_bytes + s.dead_bytes + s.free_bytes,
+                capacity - FILE_HEADER_LEN
+            );
+            assert!(s.live_bytes <= capacity - FILE_HEADER_LEN);
+        }
+        if let Some(f) = open_fill {
+            store.abort(f);
+        }
+        assert!(store.stats().bytes_written >= 10 * capacity);
+    }
+
+    #[test]
+    fn reopen_finds_everything() {
+        let dir = TempDir::new("reopen");
+        let mut store = open(&dir, MIB);
+        let mut rng = XorShift(99);
+        let sizes: Vec<usize> = (0..50).map(|_| (rng.next() % 10_000) as usize).collect();
+        for (i, &len) in sizes.iter().enumerate() {
+            put_keyed(&mut store, &format!("k{i}"), len);
+        }
+        let before = store.stats();
+        drop(store);
+        let mut store = open(&dir, MIB);
+        let report = store.scan_report().clone();
+        assert!(!report.created);
+        assert_eq!(report.objects, 50);
+        assert_eq!(report.damaged_bytes, 0);
+        assert_eq!(store.stats().cursor, before.cursor);
+        assert!(store.objects().all(|o| !o.verified));
+        for (i, &len) in sizes.iter().enumerate() {
+            assert!(check_keyed(&mut store, &format!("k{i}"), len));
+        }
+        assert!(store.objects().all(|o| o.verified));
+        // new writes go after the old ones, not over them
+        put_keyed(&mut store, "new", 100);
+        for (i, &len) in sizes.iter().enumerate() {
+            assert!(check_keyed(&mut store, &format!("k{i}"), len));
+        }
+    }
+
+    #[test]
+    fn reopen_after_wrapping_resumes_the_ring() {
+        let dir = TempDir::new("reopen-wrapped");
+        let mut store = open(&dir, 256 * KIB);
+        for i in 0..50 {
+            put_keyed(&mut store, &format!("k{i}"), 9 * 1024);
+        }
+        let before = store.stats();
+        let live: Vec<usize> = (0..50)
+            .filter(|i| store.objects().any(|o| o.key == format!("k{i}").as_bytes()))
+            .collect();
+        drop(store);
+        let mut store = open(&dir, 256 * KIB);
+        let after = store.stats();
+        assert_eq!(
+            (after.cursor, after.horizon),
+            (before.cursor, before.cursor)
+        );
+        assert_eq!(after.objects, live.len() as u64);
+        for i in 50..60 {
+            put_keyed(&mut store, &format!("k{i}"), 9 * 1024);
+        }
+        // the newest survive, the oldest went first
+        for i in 45..60 {
+            assert!(check_keyed(&mut store, &format!("k{i}"), 9 * 1024), "k{i}");
+        }
+    }
+
+    /// Overwrites bytes of the closed cache file.
+    fn damage(dir: &TempDir, off: u64, bytes: &[u8]) {
+        let f = fs::OpenOptions::new().write(true).open(dir.file()).unwrap();
+        f.write_all_at(bytes, off).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_loses_only_the_last_record() {
+        for zero_header in [true, false] {
+            let dir = TempDir::new("torn");
+            let mut store = open(&dir, MIB);
+            for i in 0..5 {
+                put_keyed(&mut store, &format!("k{i}"), 5000);
+            }
+            let last = put_keyed(&mut store, "last", 5000);
+            drop(store);
+            if zero_header {
+                damage(&dir, last.off, &[0; 64]);
+            } else {
+                // the tail of the body never reached the disk
+                damage(&dir, last.body.end - 700, &[0; 700]);
+            }
+            let mut store = open(&dir, MIB);
+            assert_eq!(store.lookup(b"last"), None);
+            for i in 0..5 {
+                assert!(check_keyed(&mut store, &format!("k{i}"), 5000));
+            }
+            let stats = store.stats();
+            assert_eq!(stats.dropped_corrupt, u64::from(!zero_header));
+            assert_eq!(stats.objects, 5);
+            // the store carries on
+            put_keyed(&mut store, "last", 5000);
+            assert!(check_keyed(&mut store, "last", 5000));
+        }
+    }
+
+    #[test]
+    fn a_flipped_body_byte_drops_the_object_at_first_lookup_only() {
+        let dir = TempDir::new("flip");
+        let mut store = open(&dir, MIB);
+        put_keyed(&mut store, "a", 3000);
+        let b = put_keyed(&mut store, "b", 3000);
+        put_keyed(&mut store, "c", 3000);
+        drop(store);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.file())
+            .unwrap();
+        let mut byte = [0u8];
+        f.read_exact_at(&mut byte, b.body.start + 1234).unwrap();
+        f.write_all_at(&[byte[0] ^ 0x10], b.body.start + 1234)
+            .unwrap();
+        drop(f);
+        let mut store = open(&dir, MIB);
+        assert_eq!(store.verify().len(), 1);
+        assert!(matches!(store.verify()[0], (off, VerifyError::Payload { .. }) if off == b.off));
+        assert!(check_keyed(&mut store, "a", 3000));
+        assert_eq!(store.lookup(b"b"), None);
+        assert!(check_keyed(&mut store, "c", 3000));
+        assert_eq!(store.stats().dropped_corrupt, 1);
+        assert_eq!(store.stats().objects, 2);
+        assert!(store.verify().is_empty());
+    }
+
+    #[test]
+    fn a_tombstone_survives_reopen() {
+        let dir = TempDir::new("tombstone");
+        let mut store = open(&dir, MIB);
+        put_keyed(&mut store, "gone", 100);
+        put_keyed(&mut store, "kept", 100);
+        assert!(store.invalidate(b"gone").unwrap());
+        assert!(!store.invalidate(b"gone").unwrap());
+        assert!(!store.invalidate(b"never").unwrap());
+        assert_eq!(store.lookup(b"gone"), None);
+        drop(store);
+        let mut store = open(&dir, MIB);
+        assert_eq!(store.scan_report().tombstones, 1);
+        assert_eq!(store.lookup(b"gone"), None);
+        assert!(check_keyed(&mut store, "kept", 100));
+        // storing it again wins over the tombstone, also after a restart
+        put_keyed(&mut store, "gone", 100);
+        drop(store);
+        let mut store = open(&dir, MIB);
+        assert!(check_keyed(&mut store, "gone", 100));
+    }
+
+    #[test]
+    fn duplicate_keys_resolve_to_the_highest_seq() {
+        let dir = TempDir::new("dups");
+        let mut store = open(&dir, MIB);
+        put(&mut store, b"k", b"h1", b"first", Some(5));
+        put(&mut store, b"k", b"h2", b"second", Some(6));
+        assert_eq!(
+            get(&mut store, b"k").unwrap(),
+            (b"h2".to_vec(), b"second".to_vec())
+        );
+        // two fills for one key: the later reservation wins whichever commits last
+        let mut older = store.begin(b"k", b"h3", meta(1), Some(5)).unwrap();
+        let mut newer = store.begin(b"k", b"h4", meta(1), Some(5)).unwrap();
+        store.write(&mut newer, b"newer").unwrap();
+        store.commit(newer).unwrap();
+        store.write(&mut older, b"older").unwrap();
+        assert!(matches!(store.commit(older), Err(CacheError::Superseded)));
+        assert_eq!(get(&mut store, b"k").unwrap().1, b"newer");
+        drop(store);
+        let mut store = open(&dir, MIB);
+        assert_eq!(store.scan_report().superseded, 2);
+        assert_eq!(store.scan_report().objects, 1);
+        assert_eq!(get(&mut store, b"k").unwrap().1, b"newer");
+    }
+
+    #[test]
+    fn refresh_stores_a_new_head_with_the_same_body() {
+        let dir = TempDir::new("refresh");
+        let mut store = open(&dir, MIB);
+        put_keyed(&mut store, "r", 50_000);
+        let old = store.lookup(b"r").unwrap();
+        let new_meta = meta(5000);
+        let new = store
+            .refresh(&old, b"r", b"HTTP/1.1 200 OK\r\nAge: 0\r\n\r\n", new_meta)
+            .unwrap();
+        assert!(new.seq > old.seq);
+        let got = store.lookup(b"r").unwrap();
+        assert_eq!(got, new);
+        assert_eq!(got.meta, new_meta);
+        assert_eq!(
+            store.bytes(got.head.clone()),
+            b"HTTP/1.1 200 OK\r\nAge: 0\r\n\r\n"
+        );
+        assert_eq!(store.bytes(got.body.clone()), &body_for(b"r", 50_000)[..]);
+        drop(store);
+        let mut store = open(&dir, MIB);
+        let got = store.lookup(b"r").unwrap();
+        assert_eq!((got.seq, got.meta), (new.seq, new_meta));
+        assert_eq!(store.bytes(got.body.clone()), &body_for(b"r", 50_000)[..]);
+        // a reference to an overwritten record is refused
+        let mut stale = got.clone();
+        stale.seq += 1;
+        assert!(matches!(
+            store.refresh(&stale, b"r", b"", meta(1)),
+            Err(CacheError::Gone)
+        ));
+    }
+
+    #[test]
+    fn the_index_never_holds_more_than_max_entries() {
+        let dir = TempDir::new("max-entries");
+        let small = Options {
+            max_entries: 10,
+            ..opts(MIB)
+        };
+        let mut store = Store::open(dir.path(), small, 0).unwrap();
+        for i in 0..50 {
+            put_keyed(&mut store, &format!("k{i}"), 100);
+            assert!(store.stats().objects <= 10);
+        }
+        for i in 40..50 {
+            assert!(check_keyed(&mut store, &format!("k{i}"), 100), "k{i}");
+        }
+        drop(store);
+        let mut store = Store::open(
+            dir.path(),
+            Options {
+                max_entries: 4,
+                ..small
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(store.scan_report().over_limit, 6);
+        for i in 46..50 {
+            assert!(check_keyed(&mut store, &format!("k{i}"), 100), "k{i}");
+        }
+    }
+
+    #[test]
+    fn write_errors_pause_storing_but_not_lookups() {
+        let dir = TempDir::new("write-errors");
+        let mut store = open(&dir, MIB);
+        put_keyed(&mut store, "a", 100);
+        let mut fill = store.begin(b"b", b"", meta(2000), Some(10)).unwrap();
+        store.file.writes_left = 0;
+        assert!(matches!(
+            store.write(&mut fill, b"0123456789"),
+            Err(CacheError::Io(..))
+        ));
+        assert!(store.commit(fill).is_err());
+        assert!(matches!(
+            store.begin(b"c", b"", meta(2000), Some(1)),
+            Err(CacheError::Disabled)
+        ));
+        store.file.writes_left = u64::MAX;
+        assert!(matches!(
+            store.begin(b"c", b"", meta(2010), Some(1)),
+            Err(CacheError::Disabled)
+        ));
+        assert!(check_keyed(&mut store, "a", 100));
+        assert!(matches!(store.invalidate(b"a"), Err(CacheError::Disabled)));
+        assert_eq!(store.lookup(b"a"), None, "removed in memory all the same");
+        let stats = store.stats();
+        // the write, and the commit's attempt to give the room back
+        assert_eq!((stats.write_errors, stats.disabled_until), (2, 2031));
+        let mut fill = store.begin(b"c", b"", meta(2031), Some(1)).unwrap();
+        store.write(&mut fill, b"x").unwrap();
+        store.commit(fill).unwrap();
+        assert_eq!(get(&mut store, b"c").unwrap().1, b"x");
+    }
+
+    #[test]
+    fn an_existing_file_keeps_its_capacity() {
+        let dir = TempDir::new("capacity");
+        drop(open(&dir, MIB));
+        let store = open(&dir, 2 * MIB);
+        assert_eq!(store.stats().capacity, MIB);
+        assert_eq!(store.scan_report().requested_capacity, Some(2 * MIB));
+        drop(store);
+        let store = Store::open_existing(&dir.file(), Options::for_capacity(0), 0).unwrap();
+        assert_eq!(store.scan_report().requested_capacity, None);
+        let missing = dir.path().join("nothing");
+        assert!(matches!(
+            Store::open_existing(&missing, opts(MIB), 0),
+            Err(CacheError::Missing(p)) if p == missing
+        ));
+    }
+
+    #[test]
+    fn a_held_lock_is_reported() {
+        let dir = TempDir::new("locked");
+        let _first = open(&dir, MIB);
+        let e = Store::open(dir.path(), opts(MIB), 0).err().unwrap();
+        assert!(matches!(e, CacheError::Locked(_)));
+        assert!(e.to_string().contains("is larder running?"));
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_and_left_untouched() {
+        let dir = TempDir::new("version");
+        drop(open(&dir, MIB));
+        let header = FileHeader {
+            version: 2,
+            capacity: MIB,
+            file_id: 5,
+            created: 0,
+        };
+        damage(&dir, 0, &encode_file_header(&header));
+        let before = fs::read(dir.file()).unwrap();
+        let e = Store::open(dir.path(), opts(MIB), 0).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                CacheError::Version {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(fs::read(dir.file()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_truncated_file_is_reported() {
+        let dir = TempDir::new("truncated");
+        drop(open(&dir, MIB));
+        fs::OpenOptions::new()
+            .write(true)
+            .open(dir.file())
+            .unwrap()
+            .set_len(MIB - 64)
+            .unwrap();
+        let e = Store::open(dir.path(), opts(MIB), 0).err().unwrap();
+        assert!(matches!(e, CacheError::Truncated(_)), "{e}");
+    }
+
+    #[test]
+    fn garbage_files_are_not_a_cache_and_never_panic() {
+        let dir = TempDir::new("garbage");
+        let mut rng = XorShift(1234);
+        for len in [0usize, 1, 47, 48, 64, 4096, 5000, 70_000] {
+            let mut bytes = vec![0u8; len];
+            rng.fill(&mut bytes);
+            fs::write(dir.file(), &bytes).unwrap();
+            let e = Store::open(dir.path(), opts(MIB), 0).err().unwrap();
+            assert!(matches!(e, CacheError::NotACache(_)), "{len}: {e}");
+            assert_eq!(fs::read(dir.file()).unwrap(), bytes, "left untouched");
+        }
+    }
+
+    #[test]
+    fn a_valid_header_over_random_records_never_panics() {
+        let dir = TempDir::new("random-area");
+        let mut rng = XorShift(77);
+        for round in 0..20 {
+            let mut bytes = vec![0u8; 256 * 1024];
+            rng.fill(&mut bytes);
+            let header = FileHeader {
+                version: 1,
+                capacity: 256 * 1024,
+                file_id: 0x42,
+                created: 0,
+            };
+            bytes[..48].copy_from_slice(&encode_file_header(&header));
+            // sprinkle valid headers with random fields among the garbage
+            for _ in 0..50 {
+                let at = 4096 + (rng.next() % (252 * 1024 / 64)) * 64;
+                let h = RecordHeader {
+                    kind: [Kind::Object, Kind::Tombstone, Kind::Pad][(rng.next() % 3) as usize],
+                    key_len: (rng.next() % 100) as u16,
+                    head_len: 0,
+                    total_len: (1 + rng.next() % 64) as u32 * 64,
+                    body_len: 0,
+                    seq: if round % 2 == 0 {
+                        rng.next()
+                    } else {
+                        rng.next() % 50
+                    },
+                    requested: 0,
+                    stored: 0,
+                    expires: 0,
+                    payload_crc: rng.next() as u32,
+                };
+                let h = if h.kind == Kind::Pad {
+                    RecordHeader {
+                        seq: 0,
+                        key_len: 0,
+                        ..h
+                    }
+                } else {
+                    h
+                };
+                let at = at as usize;
+                bytes[at..at + 64].copy_from_slice(&encode_record_header(&h, 0x42));
+            }
+            fs::write(dir.file(), &bytes).unwrap();
+            let mut store = open(&dir, 256 * KIB);
+            let keys: Vec<Vec<u8>> = store.objects().map(|o| o.key.to_vec()).collect();
+            for k in &keys {
+                // random payloads fail their CRC: nothing corrupt comes back
+                assert_eq!(store.lookup(k), None);
+            }
+            for i in 0..40 {
+                put_keyed(&mut store, &format!("k{i}"), 7000);
+            }
+            for i in 35..40 {
+                assert!(check_keyed(&mut store, &format!("k{i}"), 7000));
+            }
+            drop(store);
+            let mut store = open(&dir, 256 * KIB);
+            for i in 35..40 {
+                assert!(
+                    check_keyed(&mut store, &format!("k{i}"), 7000),
+                    "round {round} k{i}"
+                );
+            }
+        }
+    }
+
+    /// Random operations against a model: a lookup returns nothing or exactly the
+    /// latest version stored; an invalidated key stays absent; across reopens and
+    /// crashes with pinned records too.
+    #[test]
+    fn random_operations_never_return_stale_or_corrupt_bytes() {
+        let dir = TempDir::new("model");
+        let capacity = 256 * KIB;
+        let mut store = open(&dir, capacity);
+        // key → latest (head, body), None once invalidated
+        type Model = HashMap<u32, Option<(Vec<u8>, Vec<u8>)>>;
+        let mut model = Model::new();
+        let mut rng = XorShift(2024);
+        let mut pins: Vec<(ObjectRef, Vec<u8>)> = Vec::new();
+        let mut evictions = 0;
+        for step in 0..20_000 {
+            let k = (rng.next() % 64) as u32;
+            let key = format!("http://h/{k}").into_bytes();
+            match rng.next() % 20 {
+                0..=7 => {
+                    let len = (rng.next() % 12_000) as usize;
+                    let mut body = vec![0u8; len];
+                    rng.fill(&mut body);
+                    let head = format!("v{step}").into_bytes();
+                    let known = (rng.next().is_multiple_of(2)).then_some(len as u64);
+                    match try_put(&mut store, &key, &head, &body, known) {
+                        Ok(_) => {
+                            model.insert(k, Some((head, body)));
+                        }
+                        // pins in the way: the previous version stays
+                        Err(CacheError::Busy) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                8..=14 => {
+                    if let Some(obj) = store.lookup(&key) {
+                        let want = model.get(&k).cloned().flatten();
+                        let got = (
+                            store.bytes(obj.head.clone()).to_vec(),
+                            store.bytes(obj.body.clone()).to_vec(),
+                        );
+                        let head = String::from_utf8_lossy(&got.0).into_owned();
+                        assert!(
+                            Some(&got) == want.as_ref(),
+                            "step {step} key {k}: got {head}, want {:?}",
+                            want.as_ref()
+                                .map(|w| String::from_utf8_lossy(&w.0).into_owned())
+                        );
+                        if rng.next().is_multiple_of(4) && pins.len() < 3 {
+                            store.pin(&obj);
+                            pins.push((obj, got.1));
+                        }
+                    }
+                }
+                15 => {
+                    let _ = store.invalidate(&key).unwrap();
+                    model.insert(k, None);
+                }
+                16 => {
+                    if let Some(obj) = store.lookup(&key) {
+                        let head = format!("refreshed{step}").into_bytes();
+                        let new = store.refresh(&obj, &key, &head, meta(step)).unwrap();
+                        let body = store.bytes(new.body).to_vec();
+                        model.insert(k, Some((head, body)));
+                    }
+                }
+                17 => {
+                    if let Some((obj, _)) = pins.pop() {
+                        store.unpin(&obj);
+                    }
+                }
+                18 if rng.next().is_multiple_of(4) => {
+                    // a clean reopen, or a crash with pins held
+                    if rng.next().is_multiple_of(2) {
+                        for (obj, _) in pins.drain(..) {
+                            store.unpin(&obj);
+                        }
+                    }
+                    pins.clear();
+                    evictions += store.stats().evictions;
+                    drop(store);
+                    store = open(&dir, capacity);
+                }
+                _ => {}
+            }
+            for (obj, body) in &pins {
+                assert_eq!(
+                    store.bytes(obj.body.clone()),
+                    &body[..],
+                    "pinned, step {step}"
+                );
+            }
+            if step % 500 == 0 {
+                assert!(store.verify().is_empty());
+            }
+        }
+        assert!(evictions + store.stats().evictions > 100);
+    }
+
+    /// Crashes (every write failing from a random point on, the failing one torn) in
+    /// the middle of random operations, then reopens: every object found is exactly one
+    /// of the versions stored for its key, and the store keeps working.
+    #[test]
+    fn crashes_at_any_write_never_expose_corrupt_bytes() {
+        let dir = TempDir::new("crash-model");
+        let capacity = 128 * KIB;
+        let mut rng = XorShift(31337);
+        let version = |key: &[u8], n: u64, len: usize| {
+            body_for(
+                format!("{n}/{}", String::from_utf8_lossy(key)).as_bytes(),
+                len,
+            )
+        };
+        let mut next = 0u64;
+        let mut found = 0;
+        for round in 0..300 {
+            let mut store = open(&dir, capacity);
+            // everything indexed after the crash is a complete version
+            for k in 0..32 {
+                let key = format!("http://h/{k}").into_bytes();
+                if let Some((head, body)) = get(&mut store, &key) {
+                    let head = String::from_utf8(head).unwrap();
+                    let (n, len) = head.split_once(' ').unwrap();
+                    let (n, len): (u64, usize) = (n.parse().unwrap(), len.parse().unwrap());
+                    assert_eq!(body, version(&key, n, len), "round {round} key {k}");
+                    found += 1;
+                }
+            }
+            store.file.writes_left = rng.next() % 300;
+            let mut pinned = Vec::new();
+            let mut open_fill = None;
+            for _ in 0..200 {
+                let key = format!("http://h/{}", rng.next() % 32).into_bytes();
+                let result = match rng.next() % 10 {
+                    0 => store.invalidate(&key).map(|_| ()),
+                    1 => {
+                        if let Some(obj) = store.lookup(&key) {
+                            store.pin(&obj);
+                            pinned.push(obj);
+                        }
+                        Ok(())
+                    }
+                    2 if open_fill.is_none() => store
+                        .begin(b"http://h/open", b"x", meta(1), None)
+                        .map(|f| open_fill = Some(f)),
+                    _ => {
+                        let len = (rng.next() % 9000) as usize;
+                        next += 1;
+                        let head = format!("{next} {len}");
+                        let body = version(&key, next, len);
+                        let known = (rng.next().is_multiple_of(2)).then_some(len as u64);
+                        try_put(&mut store, &key, head.as_bytes(), &body, known).map(|_| ())
+                    }
+                };
+                match result {
+                    Err(CacheError::Io(..)) | Err(CacheError::Disabled) => break,
+                    Err(CacheError::Busy) => {}
+                    Err(e) => panic!("{e}"),
+                    Ok(()) => {}
+                }
+                if pinned.len() > 2 {
+                    let obj = pinned.remove(0);
+                    store.unpin(&obj);
+                }
+            }
+            // the crash: no unpin, no abort, no more writes
+            drop((open_fill, store));
+        }
+        assert!(found > 300, "{found}");
+    }
+}
