@@ -16,14 +16,16 @@ use super::{CacheError, Meta, Options, Store};
 /// What [`compact`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compacted {
-    /// Capacity of the file before and after.
+    /// The file's capacity before.
     pub old_capacity: u64,
+    /// The file's capacity after.
     pub new_capacity: u64,
-    /// Objects copied, and the bytes of their bodies.
+    /// Objects copied.
     pub kept: u64,
+    /// The bytes of their bodies.
     pub kept_bytes: u64,
-    /// Objects left out because the newer ones filled the new capacity (or its entry
-    /// bound).
+    /// Objects left out because newer ones filled the new capacity (or its entry bound),
+    /// or because they are too large for the new file.
     pub dropped: u64,
     /// Objects left out because their payload CRC failed: corrupt bytes are not copied.
     pub damaged: u64,

@@ -11,6 +11,7 @@ pub mod chunked;
 pub mod conditional;
 pub mod date;
 pub mod freshness;
+pub mod fuzz;
 pub mod page;
 pub mod request;
 pub mod response;

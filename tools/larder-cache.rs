@@ -1,0 +1,517 @@
+//! `larder-cache`: inspect and maintain larder's cache file while larder is stopped.
+//!
+//! It finds the cache exactly as larder does (`--cache-dir`, else [`dir::default_dir`])
+//! and opens it through the same [`Store`], so there is one reader of the format. The
+//! store's exclusive lock keeps it from running beside larder.
+//!
+//! Exit status: 0 done; 1 `verify` found damage, or `get`/`purge` found nothing; 2 bad
+//! usage or a cache that cannot be opened (missing, in use, foreign, newer version).
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+
+use larder::cache::compact::{compact, Compacted};
+use larder::cache::{dir, size, Meta, ObjectInfo, Options, Store};
+
+/// larder-cache — inspect and maintain larder's cache (stop larder first).
+#[derive(Debug, Parser)]
+#[command(
+    name = "larder-cache",
+    version,
+    about = "Inspect and maintain larder's cache file (stop larder first: the file is locked while it runs)",
+    long_about = None
+)]
+struct Cli {
+    /// The cache directory, as given to larder. Default: $XDG_CACHE_HOME/larder, else
+    /// $HOME/.cache/larder, else ./larder-cache.
+    #[arg(long, global = true, env = "LARDER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Objects, live and dead bytes, capacity, write cursor, oldest and newest object.
+    Stats,
+    /// Check every object's payload CRC; exit 1 naming the damaged records' offsets.
+    Verify,
+    /// List the stored objects: URL, size, stored and expiry times (UTC).
+    Ls,
+    /// Write a stored body to stdout (with --json: its metadata and head instead).
+    Get {
+        /// The URL, exactly as larder stored it.
+        url: String,
+        /// Write the stored response head instead of the body.
+        #[arg(long)]
+        head: bool,
+    },
+    /// Remove a URL from the cache, or every expired object.
+    Purge {
+        /// The URL, exactly as larder stored it.
+        #[arg(required_unless_present = "expired", conflicts_with = "expired")]
+        url: Option<String>,
+        /// Remove every object whose expiry time has passed.
+        #[arg(long)]
+        expired: bool,
+    },
+    /// Rewrite the cache file with only its live objects, optionally at a new capacity.
+    ///
+    /// Writes a new file next to the old one, syncs it and renames it over the old one.
+    /// Shrinking keeps the newest objects that fit.
+    Compact {
+        /// The new capacity, e.g. 512M or 2G. Default: the current one.
+        #[arg(long, value_name = "SIZE", value_parser = size::parse)]
+        capacity: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = cli.cache_dir.clone().unwrap_or_else(dir::default_dir);
+    match run(&cli, &dir::file_path(&dir), now()) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Exit1(msg)) => {
+            eprintln!("larder-cache: {msg}");
+            ExitCode::from(1)
+        }
+        Err(msg) => {
+            eprintln!("larder-cache: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How a command that ran to its end ended.
+enum Outcome {
+    Done,
+    /// Exit 1 with this message: `verify` found damage, or there was nothing to get or
+    /// purge.
+    Exit1(String),
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How the tool opens a cache: it writes no objects and must see every one the file
+/// holds, so no object limit and no entry limit (the store would otherwise leave the
+/// oldest out of its index).
+fn options() -> Options {
+    Options {
+        capacity: 0,
+        max_object: u64::MAX,
+        max_entries: usize::MAX,
+    }
+}
+
+fn run(cli: &Cli, path: &Path, now: u64) -> Result<Outcome, String> {
+    // open_existing, not open: the tool must not create a cache where a path was mistyped.
+    let open = || Store::open_existing(path, options(), now).map_err(|e| e.to_string());
+    match &cli.command {
+        Command::Stats => print(&stats_text(&open()?, cli.json)),
+        Command::Verify => verify(&open()?, cli.json),
+        Command::Ls => print(&ls_text(&open()?, cli.json)),
+        Command::Get { url, head } => get(&mut open()?, url, *head, cli.json),
+        Command::Purge { url, .. } => purge(&mut open()?, url.as_deref(), now, cli.json),
+        Command::Compact { capacity } => {
+            let report = compact(path, *capacity, now).map_err(|e| e.to_string())?;
+            print(&compact_text(&report, cli.json))
+        }
+    }
+}
+
+/// Writes `text` to stdout.
+fn print(text: &str) -> Result<Outcome, String> {
+    write_stdout(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) ends the output quietly.
+fn write_stdout(bytes: &[u8]) -> Result<Outcome, String> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(Outcome::Done),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Outcome::Done),
+        Err(e) => Err(format!("cannot write to stdout: {e}")),
+    }
+}
+
+/// An object's expiry time, `None` when unknown (stored as 0).
+fn expiry(meta: &Meta) -> Option<u64> {
+    Some(meta.expires).filter(|&t| t != 0)
+}
+
+/// A time that may be absent: `-` in text.
+fn time_text(secs: Option<u64>) -> String {
+    secs.map_or_else(|| "-".to_owned(), utc)
+}
+
+/// A time that may be absent: `null` in JSON.
+fn time_json(secs: Option<u64>) -> Json {
+    secs.map_or(Json::Null, |t| Json::Str(utc(t)))
+}
+
+fn stats_text(store: &Store, json: bool) -> String {
+    let s = store.stats();
+    let damaged = store.scan_report().damaged_bytes;
+    if json {
+        let obj = Json::Obj(vec![
+            ("objects", Json::Num(s.objects)),
+            ("live_bytes", Json::Num(s.live_bytes)),
+            ("dead_bytes", Json::Num(s.dead_bytes)),
+            ("free_bytes", Json::Num(s.free_bytes)),
+            ("capacity", Json::Num(s.capacity)),
+            ("cursor", Json::Num(s.cursor)),
+            ("oldest", time_json(s.oldest)),
+            ("newest", time_json(s.newest)),
+            ("damaged_bytes", Json::Num(damaged)),
+        ]);
+        return format!("{obj}\n");
+    }
+    let lines = [
+        ("objects", s.objects.to_string()),
+        ("live", size::human(s.live_bytes)),
+        ("dead", size::human(s.dead_bytes)),
+        ("free", size::human(s.free_bytes)),
+        ("capacity", size::human(s.capacity)),
+        ("cursor", s.cursor.to_string()),
+        ("oldest", time_text(s.oldest)),
+        ("newest", time_text(s.newest)),
+        ("damaged", size::human(damaged)),
+    ];
+    lines
+        .iter()
+        .map(|(name, value)| format!("{name:<10}{value}\n"))
+        .collect()
+}
+
+fn verify(store: &Store, json: bool) -> Result<Outcome, String> {
+    let bad = store.verify();
+    let objects = store.stats().objects;
+    let damaged = store.scan_report().damaged_bytes;
+    let text = if json {
+        let list = bad
+            .iter()
+            .map(|(off, e)| {
+                Json::Obj(vec![
+                    ("offset", Json::Num(*off)),
+                    ("error", Json::Str(e.to_string())),
+                ])
+            })
+            .collect();
+        let obj = Json::Obj(vec![
+            ("ok", Json::Bool(bad.is_empty())),
+            ("objects", Json::Num(objects)),
+            ("bad", Json::Arr(list)),
+            ("damaged_bytes", Json::Num(damaged)),
+        ]);
+        format!("{obj}\n")
+    } else {
+        let mut text: String = bad
+            .iter()
+            .map(|(off, e)| format!("bad object at offset {off}: {e}\n"))
+            .collect();
+        text += &format!("checked {objects} object(s): {} bad\n", bad.len());
+        if damaged > 0 {
+            // Not an error by itself: a power cut can leave bytes that were never a
+            // complete record; the scan skips them and they are overwritten in turn.
+            text += &format!(
+                "the scan skipped {} that were not valid records\n",
+                size::human(damaged)
+            );
+        }
+        text
+    };
+    print(&text)?;
+    Ok(match bad.first() {
+        None => Outcome::Done,
+        Some((off, _)) => Outcome::Exit1(format!(
+            "{} damaged object(s), the first at offset {off}",
+            bad.len()
+        )),
+    })
+}
+
+fn ls_text(store: &Store, json: bool) -> String {
+    let mut objects: Vec<ObjectInfo<'_>> = store.objects().collect();
+    objects.sort_unstable_by_key(|o| o.seq);
+    if json {
+        let list = objects
+            .iter()
+            .map(|o| {
+                Json::Obj(vec![
+                    (
+                        "url",
+                        Json::Str(String::from_utf8_lossy(o.key).into_owned()),
+                    ),
+                    ("size", Json::Num(o.body_len)),
+                    ("stored", time_json(Some(o.meta.stored))),
+                    ("expires", time_json(expiry(&o.meta))),
+                ])
+            })
+            .collect();
+        return format!("{}\n", Json::Arr(list));
+    }
+    objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{:>10}  {}  {:<20}  {}\n",
+                size::human(o.body_len),
+                utc(o.meta.stored),
+                time_text(expiry(&o.meta)),
+                String::from_utf8_lossy(o.key)
+            )
+        })
+        .collect()
+}
+
+fn get(store: &mut Store, url: &str, head: bool, json: bool) -> Result<Outcome, String> {
+    // lookup checks the payload CRC: a damaged body is never written out.
+    let Some(obj) = store.lookup(url.as_bytes()) else {
+        return Ok(Outcome::Exit1(format!("not in the cache: {url}")));
+    };
+    if json {
+        let stored_head = String::from_utf8_lossy(store.bytes(obj.head.clone()));
+        let size = store.bytes(obj.body.clone()).len() as u64;
+        let obj = Json::Obj(vec![
+            ("url", Json::Str(url.to_owned())),
+            ("size", Json::Num(size)),
+            ("stored", time_json(Some(obj.meta.stored))),
+            ("expires", time_json(expiry(&obj.meta))),
+            ("head", Json::Str(stored_head.into_owned())),
+        ]);
+        return print(&format!("{obj}\n"));
+    }
+    let range = if head { obj.head } else { obj.body };
+    write_stdout(store.bytes(range))
+}
+
+/// Purges `url`, or (`None`, i.e. `--expired`) every object expired at `now`.
+fn purge(store: &mut Store, url: Option<&str>, now: u64, json: bool) -> Result<Outcome, String> {
+    let keys: Vec<Vec<u8>> = match url {
+        Some(url) => vec![url.as_bytes().to_vec()],
+        None => store
+            .objects()
+            .filter(|o| expiry(&o.meta).is_some_and(|t| t <= now))
+            .map(|o| o.key.to_vec())
+            .collect(),
+    };
+    let mut purged = 0u64;
+    for key in &keys {
+        if store.invalidate(key).map_err(|e| e.to_string())? {
+            purged += 1;
+        }
+    }
+    // The tombstones must reach the disk before we say they are gone.
+    store.sync().map_err(|e| e.to_string())?;
+    let text = if json {
+        format!("{}\n", Json::Obj(vec![("purged", Json::Num(purged))]))
+    } else {
+        format!("purged {purged} object(s)\n")
+    };
+    print(&text)?;
+    Ok(match (purged, url) {
+        (0, Some(url)) => Outcome::Exit1(format!("not in the cache: {url}")),
+        (0, None) => Outcome::Exit1("no expired objects".to_owned()),
+        _ => Outcome::Done,
+    })
+}
+
+fn compact_text(r: &Compacted, json: bool) -> String {
+    if json {
+        let obj = Json::Obj(vec![
+            ("old_capacity", Json::Num(r.old_capacity)),
+            ("new_capacity", Json::Num(r.new_capacity)),
+            ("kept", Json::Num(r.kept)),
+            ("kept_bytes", Json::Num(r.kept_bytes)),
+            ("dropped", Json::Num(r.dropped)),
+            ("damaged", Json::Num(r.damaged)),
+        ]);
+        return format!("{obj}\n");
+    }
+    format!(
+        "compacted {} into {}: kept {} object(s) ({}), left out {} that did not fit \
+         and {} damaged\n",
+        size::human(r.old_capacity),
+        size::human(r.new_capacity),
+        r.kept,
+        size::human(r.kept_bytes),
+        r.dropped,
+        r.damaged
+    )
+}
+
+/// A JSON value for `--json` output (RFC 8259), written by hand to keep the tool's
+/// dependencies those of larder. Numbers are only the unsigned integers the cache has.
+enum Json {
+    Null,
+    Bool(bool),
+    Num(u64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(&'static str, Json)>),
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Num(n) => write!(f, "{n}"),
+            Json::Str(s) => write_json_str(f, s),
+            Json::Arr(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Json::Obj(fields) => {
+                f.write_str("{")?;
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write_json_str(f, name)?;
+                    write!(f, ":{value}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+/// `s` as a JSON string: quotes, backslashes and control characters escaped (RFC 8259
+/// §7); everything else, non-ASCII included, is valid as it is.
+fn write_json_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            '\u{8}' => f.write_str("\\b")?,
+            '\u{c}' => f.write_str("\\f")?,
+            c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+/// Unix seconds as UTC ISO-8601 (`2024-01-31T13:05:09Z`).
+fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, unsigned because cache times are never before the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_quotes_backslashes_and_controls() {
+        let s = Json::Str("a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}é€😀\u{7f}".into());
+        assert_eq!(
+            s.to_string(),
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\b\\f\\u0001\\u001fé€😀\u{7f}\""
+        );
+    }
+
+    #[test]
+    fn json_nests_objects_and_arrays() {
+        let v = Json::Obj(vec![
+            ("n", Json::Num(u64::MAX)),
+            ("s", Json::Str("x".into())),
+            ("none", Json::Null),
+            ("ok", Json::Bool(true)),
+            ("list", Json::Arr(vec![Json::Num(1), Json::Arr(vec![])])),
+            ("empty", Json::Obj(vec![])),
+        ]);
+        assert_eq!(
+            v.to_string(),
+            r#"{"n":18446744073709551615,"s":"x","none":null,"ok":true,"list":[1,[]],"empty":{}}"#
+        );
+    }
+
+    #[test]
+    fn utc_dates_match_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_709_210_096), "2024-02-29T12:34:56Z");
+        assert_eq!(utc(1_735_689_599), "2024-12-31T23:59:59Z");
+        assert_eq!(utc(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(utc(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn utc_agrees_with_a_day_by_day_count() {
+        let mut date = (1970, 1, 1);
+        for days in 0..200_000u64 {
+            assert_eq!(civil_from_days(days), date, "day {days}");
+            date = next_day(date);
+        }
+    }
+
+    #[test]
+    fn utc_never_panics_on_the_largest_times() {
+        for secs in [u64::MAX, u64::MAX - 86_399, u64::MAX / 2] {
+            assert!(utc(secs).ends_with('Z'));
+        }
+    }
+
+    fn next_day((y, m, d): (u64, u64, u64)) -> (u64, u64, u64) {
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let len = match m {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        match (d < len, m < 12) {
+            (true, _) => (y, m, d + 1),
+            (false, true) => (y, m + 1, 1),
+            (false, false) => (y + 1, 1, 1),
+        }
+    }
+}
