@@ -38,10 +38,15 @@ pub(crate) struct CacheFile {
     /// Tests: the end of the furthest write, to prove nothing lands past the capacity.
     #[cfg(test)]
     pub(crate) max_write_end: u64,
-    /// Tests: writes allowed before every write fails as a full disk would (the failing
-    /// write lands half of its bytes first, as a torn write at a crash would).
+    /// Tests: writes allowed before every write fails as a full disk would. The failing
+    /// write lands as `kill -9` can leave it: a long write cut part-way (the kernel
+    /// stops between pages), a header (64 aligned bytes, inside one page) whole or not
+    /// at all — see `torn_headers` for what a power cut can do.
     #[cfg(test)]
     pub(crate) writes_left: u64,
+    /// Tests: let the failing write tear headers too (half of its bytes land).
+    #[cfg(test)]
+    pub(crate) torn_headers: bool,
 }
 
 /// Whether opening may create a missing file (see `Store::open_file`, `Store::open_existing`).
@@ -147,6 +152,8 @@ impl CacheFile {
             max_write_end: 0,
             #[cfg(test)]
             writes_left: u64::MAX,
+            #[cfg(test)]
+            torn_headers: false,
         })
     }
 
@@ -197,8 +204,10 @@ impl CacheFile {
         #[cfg(test)]
         {
             if self.writes_left == 0 {
-                let half = &bytes[..bytes.len() / 2];
-                let _ = self.file.write_all_at(half, off);
+                if bytes.len() > 64 || self.torn_headers {
+                    let half = &bytes[..bytes.len() / 2];
+                    let _ = self.file.write_all_at(half, off);
+                }
                 return Err(io::Error::other("injected write failure"));
             }
             self.writes_left -= 1;
