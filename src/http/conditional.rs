@@ -5,24 +5,13 @@
 
 use super::date::parse_http_date;
 use super::freshness::field_values;
-use super::request::{list_elements, valid_value, write_field};
+use super::request::{is_hop_by_hop, list_elements, valid_value, write_field};
 use httparse::Header;
 
-/// Fields of a 304 that never replace the stored ones: the stored body's framing
-/// and range (RFC 9111 §3.2 keeps Content-Length; Transfer-Encoding and
-/// Content-Range describe the 304's own message) and hop-by-hop fields
-/// (RFC 9110 §7.6.1), which are not stored.
-const NOT_REFRESHED: [&str; 9] = [
-    "content-length",
-    "transfer-encoding",
-    "content-range",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// Fields of a 304 that never replace the stored ones besides hop-by-hop fields
+/// (which are not stored): the stored body's framing and range (RFC 9111 §3.2 keeps
+/// Content-Length; Transfer-Encoding and Content-Range describe the 304's own message).
+const NOT_REFRESHED: [&str; 3] = ["content-length", "transfer-encoding", "content-range"];
 
 /// True when larder should answer the client 304 Not Modified from the stored
 /// response `stored` rather than send it. The caller asks only for GET and HEAD,
@@ -100,9 +89,7 @@ pub fn refresh_head(stored_head: &[u8], not_modified: &[Header<'_>], out: &mut V
         .collect();
     let refreshes = |h: &Header<'_>| {
         !NOT_REFRESHED.iter().any(|n| n.eq_ignore_ascii_case(h.name))
-            && !connection
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(h.name.as_bytes()))
+            && !is_hop_by_hop(h.name, &connection)
             && valid_value(h.value)
     };
     let replaced = |name: &[u8]| {
@@ -173,16 +160,7 @@ impl<'a> Iterator for EntityTags<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::testing::mutate;
-
-    fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
-        list.iter()
-            .map(|&(name, value)| Header {
-                name,
-                value: value.as_bytes(),
-            })
-            .collect()
-    }
+    use crate::http::testing::{fields, mutate};
 
     fn conditional(req: &[(&str, &str)], stored: &[(&str, &str)]) -> bool {
         client_conditional(&fields(req), &fields(stored))

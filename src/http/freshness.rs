@@ -222,19 +222,11 @@ fn date_value(resp: &[Header<'_>], fallback: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::http::cache_control::DELTA_SECONDS_MAX;
+    use crate::http::testing::fields;
 
     /// 784111777 = Sun, 06 Nov 1994 08:49:37 GMT.
     const T: u64 = 784_111_777;
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
-
-    fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
-        list.iter()
-            .map(|&(name, value)| Header {
-                name,
-                value: value.as_bytes(),
-            })
-            .collect()
-    }
 
     fn store_get(
         status: u16,

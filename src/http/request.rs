@@ -348,17 +348,30 @@ pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
-/// Fields a proxy never forwards (RFC 9110 §7.6.1): hop-by-hop ones, the Host that
-/// is rebuilt from the target, Proxy-Authorization meant for us, and the framing
-/// fields larder writes itself.
-const NOT_FORWARDED: [&str; 10] = [
-    "host",
+/// Fields that describe one connection only (RFC 9110 §7.6.1), besides those the
+/// Connection field names: never forwarded, never stored.
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
+];
+
+/// Is `name` hop-by-hop, given the option names listed in Connection?
+pub(super) fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name))
+        || connection
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Fields a proxy never forwards besides the hop-by-hop ones: the Host that is
+/// rebuilt from the target, Proxy-Authorization meant for us, and the framing
+/// fields larder writes itself.
+const NOT_FORWARDED: [&str; 4] = [
+    "host",
     "proxy-authorization",
     "transfer-encoding",
     "content-length",
@@ -366,10 +379,7 @@ const NOT_FORWARDED: [&str; 10] = [
 
 /// Is the field `name` forwarded, given the option names listed in Connection?
 pub(super) fn is_end_to_end(name: &str, connection: &[&[u8]]) -> bool {
-    !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name))
-        && !connection
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) && !is_hop_by_hop(name, connection)
 }
 
 /// Writes `Name: value\r\n`, the value without surrounding whitespace.

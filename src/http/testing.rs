@@ -27,3 +27,13 @@ pub fn mutate(input: &mut Vec<u8>, rng: &mut u64, alphabet: &[u8]) {
         }
     }
 }
+
+/// A field list as httparse gives it, from `(name, value)` pairs.
+pub fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
+    list.iter()
+        .map(|&(name, value)| httparse::Header {
+            name,
+            value: value.as_bytes(),
+        })
+        .collect()
+}
