@@ -29,6 +29,7 @@
 //! The on-disk format is in the `format` module and, byte by byte, in
 //! `docs/ARCHITECTURE.md`.
 
+pub mod admission;
 pub mod compact;
 pub mod dir;
 pub mod format;
