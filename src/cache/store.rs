@@ -419,6 +419,7 @@ impl Store {
         self.trim_to_max_entries();
         self.report.objects = self.index.len() as u64;
         self.file.advise(false);
+        self.file.release_pages();
     }
 
     /// Drops the oldest entries beyond `max_entries` (the option may have shrunk).
