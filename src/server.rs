@@ -26,7 +26,7 @@ use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
 use crate::acl::ClientAcl;
 use crate::buf::BufPool;
-use crate::cache::{size, startup, Store};
+use crate::cache::{size, startup, unix_now, Store};
 use crate::config::Config;
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
@@ -525,14 +525,6 @@ fn random_u32() -> u32 {
     );
     h.write_u32(std::process::id());
     h.finish() as u32
-}
-
-/// Seconds since the Unix epoch: the cache's clock (its records carry wall-clock
-/// times, which must mean the same after a restart; `Instant` does not).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn cache_note(opened: &startup::Opened) -> String {

@@ -293,13 +293,8 @@ fn one_file_origin() -> (TempDir, Vec<u8>, Origin) {
 // ---------------------------------------------------------------------------------------
 // curl and wget
 
-#[test]
-fn curl_with_proxy_flag_gets_the_exact_file() {
-    let curl = require("curl", "curl");
-    let (_root, body, origin) = one_file_origin();
-    let proxy = Proxy::start(&[]);
-    let out = TempDir::new("clients-curl");
-    let file = out.path().join("file.bin");
+/// `curl` told to use `proxy` with `-x`, quiet but failing loudly, bounded in time.
+fn curl_through(curl: &Path, proxy: &Proxy) -> Command {
     let mut cmd = Command::new(curl);
     // -q first: no ~/.curlrc.
     cmd.args([
@@ -309,12 +304,21 @@ fn curl_with_proxy_flag_gets_the_exact_file() {
         "--fail",
         "--max-time",
         "20",
+        "-x",
     ])
-    .arg("-x")
-    .arg(format!("http://{}", proxy.addr()))
-    .arg("-o")
-    .arg(&file)
-    .arg(origin.url("/file.bin"));
+    .arg(format!("http://{}", proxy.addr()));
+    cmd
+}
+
+#[test]
+fn curl_with_proxy_flag_gets_the_exact_file() {
+    let curl = require("curl", "curl");
+    let (_root, body, origin) = one_file_origin();
+    let proxy = Proxy::start(&[]);
+    let out = TempDir::new("clients-curl");
+    let file = out.path().join("file.bin");
+    let mut cmd = curl_through(&curl, &proxy);
+    cmd.arg("-o").arg(&file).arg(origin.url("/file.bin"));
     run(cmd).assert_success("curl -x");
     let got = fs::read(&file).expect("read curl's file");
     assert!(got == body, "curl got {} bytes, not the file", got.len());
@@ -328,19 +332,8 @@ fn curl_head_with_proxy_flag_gets_the_headers_only() {
     let curl = require("curl", "curl");
     let (_root, body, origin) = one_file_origin();
     let proxy = Proxy::start(&[]);
-    let mut cmd = Command::new(curl);
-    cmd.args([
-        "-q",
-        "--silent",
-        "--show-error",
-        "--fail",
-        "--max-time",
-        "20",
-        "-I",
-    ])
-    .arg("-x")
-    .arg(format!("http://{}", proxy.addr()))
-    .arg(origin.url("/file.bin"));
+    let mut cmd = curl_through(&curl, &proxy);
+    cmd.arg("-I").arg(origin.url("/file.bin"));
     let result = run(cmd);
     result.assert_success("curl -x -I");
     let text = String::from_utf8_lossy(&result.stdout);

@@ -11,12 +11,12 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 
 use larder::cache::compact::{compact, Compacted};
-use larder::cache::{dir, size, Meta, ObjectInfo, Options, Store};
+use larder::cache::{dir, size, unix_now, Meta, ObjectInfo, Options, Store};
+use larder::http::date::civil_from_days;
 
 /// larder-cache — inspect and maintain larder's cache (stop larder first).
 #[derive(Debug, Parser)]
@@ -79,7 +79,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = cli.cache_dir.clone().unwrap_or_else(dir::default_dir);
-    match run(&cli, &dir::file_path(&dir), now()) {
+    match run(&cli, &dir::file_path(&dir), unix_now()) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Exit1(msg)) => {
             eprintln!("larder-cache: {msg}");
@@ -98,12 +98,6 @@ enum Outcome {
     /// Exit 1 with this message: `verify` found damage, or there was nothing to get or
     /// purge.
     Exit1(String),
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// How the tool opens a cache: it writes no objects and must see every one the file
@@ -421,28 +415,13 @@ fn write_json_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
 fn utc(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
+    let month = month + 1;
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, unsigned because cache times are never before the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -488,7 +467,8 @@ mod tests {
     fn utc_agrees_with_a_day_by_day_count() {
         let mut date = (1970, 1, 1);
         for days in 0..200_000u64 {
-            assert_eq!(civil_from_days(days), date, "day {days}");
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!((y, m as u64 + 1, d), date, "day {days}");
             date = next_day(date);
         }
     }

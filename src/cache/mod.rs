@@ -49,6 +49,15 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// Seconds since the Unix epoch: the cache's clock, for larder and the tool alike (its
+/// records carry wall-clock times, which must mean the same after a restart; `Instant`
+/// does not). The store itself never reads a clock: callers pass `now` in.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Why a cache operation failed. Opening errors name the file; the rest are per call and
 /// leave the store usable.
 #[derive(Debug)]
