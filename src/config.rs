@@ -125,6 +125,37 @@ pub struct Cli {
     /// the new size before it starts, keeping the newest objects.
     #[arg(long, env = "LARDER_CACHE_SIZE", value_name = "SIZE", value_parser = crate::cache::size::parse)]
     pub cache_size: Option<u64>,
+
+    /// Store a response only once its URL was requested more than N times, each request
+    /// within --admit-window of the one before (0: store on first sight). Keeps one-off
+    /// downloads from pushing popular objects out.
+    #[arg(
+        long,
+        env = "LARDER_ADMIT_AFTER",
+        value_name = "N",
+        default_value = "1"
+    )]
+    pub admit_after: u32,
+
+    /// Seconds (whole, at least 1) within which requests for a URL count towards
+    /// --admit-after.
+    #[arg(long, env = "LARDER_ADMIT_WINDOW", value_name = "SECS", default_value = "600", value_parser = parse_whole_secs)]
+    pub admit_window: u64,
+
+    /// Largest body stored, e.g. 8M (default: an eighth of the cache size). Larger
+    /// responses are relayed but not stored.
+    #[arg(long, env = "LARDER_CACHE_MAX_OBJECT", value_name = "SIZE", value_parser = crate::cache::size::parse)]
+    pub cache_max_object: Option<u64>,
+}
+
+/// Whole seconds, 1 to 30 days.
+fn parse_whole_secs(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=30 * 86_400).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a whole number of seconds from 1 to 2592000"
+        )),
+    }
 }
 
 /// Seconds as a decimal number (`15`, `0.5`), at most a day.
@@ -203,6 +234,11 @@ pub struct CacheSettings {
     pub dir: PathBuf,
     /// `--cache-size` when given: a new file's size, or a new size for an existing one.
     pub size: Option<u64>,
+    /// `--cache-max-object`; `None`: an eighth of the cache.
+    pub max_object: Option<u64>,
+    /// `--admit-after` and `--admit-window`.
+    pub admit_after: u32,
+    pub admit_window: u64,
 }
 
 /// Every deadline larder enforces.
@@ -252,6 +288,9 @@ impl From<Cli> for Config {
             cache: Some(CacheSettings {
                 dir: c.cache_dir.unwrap_or_else(crate::cache::dir::default_dir),
                 size: c.cache_size,
+                max_object: c.cache_max_object,
+                admit_after: c.admit_after,
+                admit_window: c.admit_window,
             }),
         }
     }

@@ -26,8 +26,9 @@ use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
 use crate::acl::ClientAcl;
 use crate::buf::BufPool;
-use crate::cache::{size, startup, unix_now, Store};
+use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
+use crate::conn::cache::Cache;
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{step, tunnel, Conn, Cx, Resp, State, Step};
@@ -69,8 +70,8 @@ pub struct Ctx {
     pub log: Option<AccessLog>,
     /// The listening address, to refuse requests that loop back to larder.
     pub local: SocketAddr,
-    /// The cache file, open and locked for larder's lifetime (`None` without a cache).
-    pub cache: Option<Store>,
+    /// The cache, its file open and locked for larder's lifetime (`None` without one).
+    pub cache: Option<Cache>,
 }
 
 pub struct Server {
@@ -123,10 +124,16 @@ impl Server {
         // or resized for nothing.
         let (cache, cache_note) = match &cfg.cache {
             Some(settings) => {
-                let opened = startup::open_for_proxy(&settings.dir, settings.size, unix_now())
-                    .map_err(Error::Cache)?;
+                let opened = startup::open_for_proxy(
+                    &settings.dir,
+                    settings.size,
+                    settings.max_object,
+                    unix_now(),
+                )
+                .map_err(Error::Cache)?;
                 let note = cache_note(&opened);
-                (Some(opened.store), Some(note))
+                let cache = Cache::new(opened.store, settings.admit_after, settings.admit_window);
+                (Some(cache), Some(note))
             }
             None => (None, None),
         };
@@ -261,6 +268,7 @@ impl Server {
         for &key in &batch {
             self.step_conn(key);
         }
+        self.wake_waiters();
         // Keep the allocation of the batch vector for the next turn.
         let mut batch = batch;
         batch.clear();
@@ -273,8 +281,25 @@ impl Server {
         for key in std::mem::take(&mut self.closing) {
             self.close_conn(key);
         }
+        self.wake_waiters();
         self.accept();
         Ok(())
+    }
+
+    /// Queues the connections whose awaited fetch ended this turn (request
+    /// collapsing); they run on the next turn, which polls without sleeping.
+    fn wake_waiters(&mut self) {
+        let Some(cache) = self.ctx.cache.as_mut() else {
+            return;
+        };
+        for (key, id) in cache.wake.drain(..) {
+            if let Some(c) = self.conns.get_mut(key) {
+                if c.id == id && c.state == State::Waiting && !c.queued {
+                    c.queued = true;
+                    self.ready.push(key);
+                }
+            }
+        }
     }
 
     fn cx(&mut self, key: usize) -> Option<Cx<'_>> {
@@ -363,6 +388,9 @@ impl Server {
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
         }
+        if let Some(cache) = self.ctx.cache.as_mut() {
+            cache.sweep(unix_now());
+        }
         if now >= self.next_reload {
             self.next_reload = now + RELOAD_EVERY;
             let n = self.ctx.blocklist.reload_changed();
@@ -392,6 +420,14 @@ impl Server {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
                 cx.conn.state = State::Closed;
             }
+            State::Waiting => {
+                let secs = timeouts.response.as_secs_f64();
+                fail(
+                    &mut cx,
+                    504,
+                    &format!("the upstream server sent no response within {secs} s"),
+                );
+            }
             State::Resolving | State::Connecting => {
                 let secs = timeouts.connect.as_secs_f64();
                 fail(
@@ -417,6 +453,10 @@ impl Server {
                     debug!("conn {id}: body transfer stalled");
                     abort(&mut cx);
                 }
+            }
+            State::Serve => {
+                debug!("conn {id}: client stopped reading a cached response");
+                abort(&mut cx);
             }
             State::Tunnel => {
                 debug!("conn {id}: tunnel idle");

@@ -317,13 +317,21 @@ fn curl_with_proxy_flag_gets_the_exact_file() {
     let proxy = Proxy::start(&[]);
     let out = TempDir::new("clients-curl");
     let file = out.path().join("file.bin");
-    let mut cmd = curl_through(&curl, &proxy);
-    cmd.arg("-o").arg(&file).arg(origin.url("/file.bin"));
-    run(cmd).assert_success("curl -x");
-    let got = fs::read(&file).expect("read curl's file");
-    assert!(got == body, "curl got {} bytes, not the file", got.len());
-    // Today every fetch reaches the origin.
-    assert_eq!(requests_for(&origin, "file.bin"), 1);
+    // With the default admission the first fetch is not stored, the second is, and the
+    // third is a hit: the origin sees two.
+    for round in 1..=3 {
+        let _ = fs::remove_file(&file);
+        let mut cmd = curl_through(&curl, &proxy);
+        cmd.arg("-o").arg(&file).arg(origin.url("/file.bin"));
+        run(cmd).assert_success("curl -x");
+        let got = fs::read(&file).expect("read curl's file");
+        assert!(got == body, "curl got {} bytes, not the file", got.len());
+        assert_eq!(
+            requests_for(&origin, "file.bin"),
+            round.min(2),
+            "round {round}"
+        );
+    }
     assert_all_through_larder(&origin);
 }
 
@@ -374,26 +382,30 @@ fn curl_head_with_proxy_flag_gets_the_headers_only() {
 fn wget_with_http_proxy_variable_gets_the_exact_file() {
     let wget = require("wget", "wget");
     let (_root, body, origin) = one_file_origin();
-    let proxy = Proxy::start(&[]);
+    let proxy = Proxy::start(&["--admit-after", "0"]);
     let out = TempDir::new("clients-wget");
     let file = out.path().join("file.bin");
-    let mut cmd = Command::new(wget);
-    // No ~/.wgetrc, no HSTS database written to $HOME.
-    cmd.args([
-        "--no-config",
-        "--no-hsts",
-        "--quiet",
-        "--tries=1",
-        "--timeout=20",
-    ])
-    .args(["-e", "use_proxy=yes", "-O"])
-    .arg(&file)
-    .arg(origin.url("/file.bin"))
-    .env("http_proxy", format!("http://{}/", proxy.addr()))
-    .current_dir(out.path());
-    run(cmd).assert_success("wget with http_proxy");
-    let got = fs::read(&file).expect("read wget's file");
-    assert!(got == body, "wget got {} bytes, not the file", got.len());
+    for _ in 0..2 {
+        let _ = fs::remove_file(&file);
+        let mut cmd = Command::new(&wget);
+        // No ~/.wgetrc, no HSTS database written to $HOME.
+        cmd.args([
+            "--no-config",
+            "--no-hsts",
+            "--quiet",
+            "--tries=1",
+            "--timeout=20",
+        ])
+        .args(["-e", "use_proxy=yes", "-O"])
+        .arg(&file)
+        .arg(origin.url("/file.bin"))
+        .env("http_proxy", format!("http://{}/", proxy.addr()))
+        .current_dir(out.path());
+        run(cmd).assert_success("wget with http_proxy");
+        let got = fs::read(&file).expect("read wget's file");
+        assert!(got == body, "wget got {} bytes, not the file", got.len());
+    }
+    // Stored on first sight: the second fetch came from the cache.
     assert_eq!(requests_for(&origin, "file.bin"), 1);
     assert_all_through_larder(&origin);
 }
@@ -542,13 +554,14 @@ impl Apt {
 }
 
 #[test]
-fn apt_update_twice_and_download_reach_the_origin_through_larder() {
+fn apt_update_and_download_are_served_from_larder_the_second_time() {
     let work = TempDir::new("clients-apt");
     let repo = work.path().join("repo");
     fs::create_dir_all(&repo).expect("create repo dir");
     let debs = build_repository(&work.path().join("build"), &repo);
     let origin = file_server(&repo);
-    let proxy = Proxy::start(&[]);
+    // Stored on first sight, so one round of each command fills the cache.
+    let proxy = Proxy::start(&["--admit-after", "0"]);
     // apt names the source without the trailing slash in its progress lines.
     let base = origin.url("");
     let apt = Apt::new(
@@ -573,9 +586,9 @@ fn apt_update_twice_and_download_reach_the_origin_through_larder() {
     assert_eq!(requests_for(&origin, "Packages"), 1);
     let after_first = origin.seen().len();
 
-    // The second update revalidates Release (If-Modified-Since → 304) and, Release being
-    // unchanged, does not ask for Packages again. Today that revalidation reaches the
-    // origin; with the cache (issue 4) larder answers it.
+    // apt asks for its index files with `Cache-Control: max-age=0`, so larder must check
+    // Release with the origin: one conditional request, answered 304, and the stored
+    // Release is what apt gets. Release being unchanged, apt does not ask for Packages.
     apt.get(&["update"]);
     let second: Vec<String> = origin
         .seen()
@@ -593,9 +606,25 @@ fn apt_update_twice_and_download_reach_the_origin_through_larder() {
         1,
         "second update: {second:?}"
     );
+    let revalidation = origin
+        .seen()
+        .into_iter()
+        .skip(after_first)
+        .find(|r| r.target.ends_with("/Release"))
+        .expect("the second update asked for Release");
+    assert_eq!(
+        revalidation.header("if-modified-since"),
+        Some("Mon, 01 Jan 2024 00:00:00 GMT"),
+        "larder revalidates with the stored Last-Modified"
+    );
 
     let mut args = vec!["download"];
     args.extend(PACKAGES);
+    apt.get(&args);
+    // The second download is served by larder alone.
+    for deb in &debs {
+        fs::remove_file(apt.download_dir().join(deb)).expect("remove a downloaded package");
+    }
     apt.get(&args);
     for deb in &debs {
         let built = fs::read(repo.join(deb)).expect("read the built package");

@@ -246,10 +246,7 @@ fn ls_text(store: &Store, json: bool) -> String {
             .iter()
             .map(|o| {
                 Json::Obj(vec![
-                    (
-                        "url",
-                        Json::Str(String::from_utf8_lossy(o.key).into_owned()),
-                    ),
+                    ("url", Json::Str(display_key(o.key))),
                     ("size", Json::Num(o.body_len)),
                     ("stored", time_json(Some(o.meta.stored))),
                     ("expires", time_json(expiry(&o.meta))),
@@ -266,10 +263,28 @@ fn ls_text(store: &Store, json: bool) -> String {
                 size::human(o.body_len),
                 utc(o.meta.stored),
                 time_text(expiry(&o.meta)),
-                String::from_utf8_lossy(o.key)
+                display_key(o.key)
             )
         })
         .collect()
+}
+
+/// A key as text: the URL, and for a variant of a response with Vary (key
+/// `URL NUL name:value LF ...`) the request fields that select it, in brackets.
+fn display_key(key: &[u8]) -> String {
+    let mut parts = key.split(|&b| b == 0);
+    let url = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    match parts.next() {
+        None => url,
+        Some(vary) => {
+            let fields: Vec<String> = vary
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            format!("{url} [{}]", fields.join("; "))
+        }
+    }
 }
 
 fn get(store: &mut Store, url: &str, head: bool, json: bool) -> Result<Outcome, String> {

@@ -190,9 +190,8 @@ impl CacheFile {
     pub(crate) fn release_pages(&self) {
         // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only drops page
         // table entries; the next read refaults the same bytes from the file (it is
-        // the private and anonymous mappings whose contents it would discard). Nothing
-        // holds a reference into the map across this call: it runs at the end of the
-        // scan, before any slice of the map is handed out.
+        // the private and anonymous mappings whose contents it would discard), so a
+        // slice of the map read after this call sees the same bytes as before it.
         let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
     }
 

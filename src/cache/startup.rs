@@ -21,12 +21,18 @@ pub struct Opened {
     pub resized: Option<Compacted>,
 }
 
-/// Opens `<dir>/larder.cache` for the proxy; `size` is `--cache-size` if given.
+/// Opens `<dir>/larder.cache` for the proxy; `size` is `--cache-size` and `max_object`
+/// `--cache-max-object` if given.
 ///
 /// Errors are those of [`Store::open`] (locked, not a cache, newer version, I/O) and of
 /// [`compact`] when a resize was needed; larder refuses to start on any of them rather
 /// than run without the cache the user configured or overwrite a file it cannot read.
-pub fn open_for_proxy(dir: &Path, size: Option<u64>, now: u64) -> Result<Opened, CacheError> {
+pub fn open_for_proxy(
+    dir: &Path,
+    size: Option<u64>,
+    max_object: Option<u64>,
+    now: u64,
+) -> Result<Opened, CacheError> {
     dir::create(dir)?;
     let path = dir::file_path(dir);
     // New files are made at a multiple of ALIGN, so compare what a new file would get.
@@ -40,7 +46,11 @@ pub fn open_for_proxy(dir: &Path, size: Option<u64>, now: u64) -> Result<Opened,
         (Some(have), _) => have,
         (None, want) => want.unwrap_or(DEFAULT_CACHE_SIZE),
     };
-    let store = Store::open(dir, Options::for_capacity(capacity), now)?;
+    let mut opts = Options::for_capacity(capacity);
+    if let Some(max) = max_object {
+        opts.max_object = max;
+    }
+    let store = Store::open(dir, opts, now)?;
     Ok(Opened {
         store,
         path,
@@ -93,7 +103,7 @@ mod tests {
     fn creates_the_directory_and_a_file_of_the_asked_size() {
         let tmp = TempDir::new("create");
         let dir = tmp.0.join("nested").join("cache");
-        let opened = open_for_proxy(&dir, Some(1 << 20), 0).expect("open");
+        let opened = open_for_proxy(&dir, Some(1 << 20), None, 0).expect("open");
         assert_eq!(opened.store.stats().capacity, 1 << 20);
         assert!(opened.resized.is_none());
         assert_eq!(
@@ -105,10 +115,10 @@ mod tests {
     #[test]
     fn existing_file_keeps_its_size_when_no_size_is_asked_for() {
         let tmp = TempDir::new("keep");
-        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), 0).expect("open");
+        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), None, 0).expect("open");
         put(&mut first.store, b"http://a/kept");
         drop(first);
-        let mut again = open_for_proxy(&tmp.0, None, 0).expect("reopen");
+        let mut again = open_for_proxy(&tmp.0, None, None, 0).expect("reopen");
         assert_eq!(again.store.stats().capacity, 2 << 20);
         assert!(again.resized.is_none());
         assert!(again.store.lookup(b"http://a/kept").is_some());
@@ -117,24 +127,24 @@ mod tests {
     #[test]
     fn a_new_size_rewrites_the_file_and_keeps_objects() {
         let tmp = TempDir::new("resize");
-        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), 0).expect("open");
+        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), None, 0).expect("open");
         put(&mut first.store, b"http://a/moved");
         drop(first);
-        let mut bigger = open_for_proxy(&tmp.0, Some(3 << 20), 0).expect("resize");
+        let mut bigger = open_for_proxy(&tmp.0, Some(3 << 20), None, 0).expect("resize");
         assert_eq!(bigger.store.stats().capacity, 3 << 20);
         assert_eq!(bigger.resized.as_ref().map(|r| r.kept), Some(1));
         assert!(bigger.store.lookup(b"http://a/moved").is_some());
         drop(bigger);
         // The same size again (even unaligned, rounding to the same file) is no resize.
-        let same = open_for_proxy(&tmp.0, Some((3 << 20) + 7), 0).expect("reopen");
+        let same = open_for_proxy(&tmp.0, Some((3 << 20) + 7), None, 0).expect("reopen");
         assert!(same.resized.is_none());
     }
 
     #[test]
     fn a_held_lock_is_an_error_not_a_second_writer() {
         let tmp = TempDir::new("locked");
-        let _first = open_for_proxy(&tmp.0, Some(1 << 20), 0).expect("open");
-        match open_for_proxy(&tmp.0, Some(1 << 20), 0) {
+        let _first = open_for_proxy(&tmp.0, Some(1 << 20), None, 0).expect("open");
+        match open_for_proxy(&tmp.0, Some(1 << 20), None, 0) {
             Err(CacheError::Locked(_)) => {}
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("two openers of one cache"),

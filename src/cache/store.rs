@@ -474,6 +474,13 @@ impl Store {
             .unwrap_or(&[])
     }
 
+    /// Drops the map's page-table entries (the pages stay in the kernel's page cache):
+    /// pages read through the map count in the process's RSS until then. Slices from
+    /// [`Store::bytes`] stay valid; reading them again refaults the same bytes.
+    pub fn release_pages(&self) {
+        self.file.release_pages();
+    }
+
     /// Keeps `obj`'s record from being overwritten (even if it is replaced or
     /// invalidated meanwhile) until a matching [`Store::unpin`]. Pins nest.
     pub fn pin(&mut self, obj: &ObjectRef) {

@@ -9,6 +9,7 @@
 
 use log::debug;
 
+use super::cache::{body_complete, body_failed, release, response_head, OnResponse, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
 use super::{read_into, write_two, Cx, Exchange, Io, Resp, State};
@@ -188,11 +189,14 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     debug!("conn {}: upstream read: {}", conn.id, e);
                     up.eof = true;
                     ex.reusable = false;
+                    // A reset is not an end: whatever the framing, nothing is stored.
+                    body_failed(cx.ctx.cache.as_mut(), &mut ex.cache);
                     progress = true;
                 }
             }
         }
     }
+    let mut refreshed = None;
     while ex.resp == Resp::Head && !up.inbuf.is_empty() {
         match parse_response(up.inbuf.data(), &limits, &ex.method, &cx.ctx.via) {
             Ok(None) => break,
@@ -221,8 +225,18 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                 if cx.ctx.log.is_some() {
                     ex.content_type = content_type(&r.client_head);
                 }
+                let cache_status =
+                    match response_head(cx.ctx.cache.as_mut(), ex, &mut conn.out, conn.eof, &r) {
+                        OnResponse::Relay(line) => line,
+                        OnResponse::Serve => {
+                            // A 304 refreshed the entry; the answer comes from the cache.
+                            refreshed = Some(r.reusable);
+                            break;
+                        }
+                    };
                 conn.out.push_vec(r.client_head);
                 conn.out.push(framing);
+                conn.out.push(&cache_status);
                 if close {
                     conn.out.push(b"Connection: close\r\n");
                 } else if ex.client_version == Version::Http10 {
@@ -241,6 +255,20 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                 return true;
             }
         }
+    }
+    if let Some(reusable) = refreshed {
+        let sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
+        let reuse = reusable && sent && !up.eof && up.inbuf.is_empty();
+        ex.resp = Resp::Done;
+        conn.ready.w = true;
+        if reuse {
+            release_to_pool(cx, idx);
+        } else {
+            drop_upstream(cx);
+        }
+        cx.conn.state = State::Serve;
+        cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+        return true;
     }
     if ex.resp == Resp::Head && up.eof {
         if may_retry(ex, up) {
@@ -261,16 +289,21 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
             return progress;
         };
         if !tracker.is_done() && ex.resp_pending < up.inbuf.len() {
+            let mut sink = Sink::new(cx.ctx.cache.as_mut(), &mut ex.cache);
             let res = if ex.dechunk {
                 let data = up.inbuf.data();
                 let out = &mut conn.out;
                 tracker
-                    .feed(data, |r| out.push(data.get(r).unwrap_or(&[])))
+                    .feed(data, |r| {
+                        let bytes = data.get(r).unwrap_or(&[]);
+                        sink.put(bytes);
+                        out.push(bytes);
+                    })
                     .inspect(|p| up.inbuf.consume(p.consumed))
             } else {
                 let fresh = up.inbuf.data().get(ex.resp_pending..).unwrap_or(&[]);
                 tracker
-                    .feed(fresh, |_| {})
+                    .feed(fresh, |r| sink.put(fresh.get(r).unwrap_or(&[])))
                     .inspect(|p| ex.resp_pending += p.consumed)
             };
             if let Err(e) = res {
@@ -283,6 +316,11 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
         if tracker.is_done() && up.inbuf.len() > ex.resp_pending {
             // Bytes after the end of the response: the connection is out of step.
             ex.reusable = false;
+        }
+        // The body is complete and checked (a clean FIN ends a close-delimited one; a
+        // reset already dropped the fill): the stored object may become visible.
+        if tracker.is_done() || (up.eof && tracker.eof_completes()) {
+            body_complete(cx.ctx.cache.as_mut(), &mut ex.cache);
         }
         if up.eof && !tracker.is_done() && !tracker.eof_completes() {
             debug!("conn {}: upstream closed mid-body", conn.id);
@@ -351,10 +389,12 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
     let request_sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
     let reuse = request_sent && ex.reusable && !by_eof && !up.eof && up.inbuf.is_empty();
     let close_client = ex.close_after || !ex.client_keep_alive || conn.eof || !request_sent;
-    let Some(ex) = cx.conn.ex.take() else {
+    let Some(mut ex) = cx.conn.ex.take() else {
         return true;
     };
-    log_exchange(cx, &ex, "TCP_MISS");
+    release(cx.ctx.cache.as_mut(), &mut ex);
+    let result = ex.cache.as_ref().map_or("TCP_MISS", |c| c.result);
+    log_exchange(cx, &ex, result);
     if reuse {
         release_to_pool(cx, idx);
     } else {
@@ -433,7 +473,7 @@ fn retry_fresh(cx: &mut Cx) {
 }
 
 /// The Content-Type value in a serialized head, for the access log.
-fn content_type(head: &[u8]) -> Option<Box<str>> {
+pub(super) fn content_type(head: &[u8]) -> Option<Box<str>> {
     head.split(|&b| b == b'\n').find_map(|line| {
         let (name, value) = line.split_at(line.iter().position(|&b| b == b':')?);
         if !name.eq_ignore_ascii_case(b"content-type") {

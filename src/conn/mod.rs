@@ -8,15 +8,18 @@
 //!              ▼
 //!   ┌────────► Head ──── bad head / denied / blocked ──► (error page) ─┐
 //!   │          │ request head parsed                                   │
-//!   │          ├── pooled upstream for host:port ──────────┐           │
-//!   │          ▼                                           │           │
-//!   │      Resolving ── DNS answer (waker) ──► Connecting  │           │
-//!   │                                           │          │           │
-//!   │                      CONNECT ◄────────────┤          │           │
-//!   │                         │                 ▼          ▼           │
-//!   │                       Tunnel           Forward ◄─────┘           │
-//!   │                         │                 │                      │
-//!   └── keep-alive ───────────┼─────────────────┘                      │
+//!   │          ├── fresh in the cache ──────────────► Serve ──┐        │
+//!   │          ├── another client is fetching it ─► Waiting   │        │
+//!   │          │        (its fetch ends: look up again) ◄─┘   │        │
+//!   │          ├── pooled upstream for host:port ──────────┐  │        │
+//!   │          ▼                                           │  │        │
+//!   │      Resolving ── DNS answer (waker) ──► Connecting  │  │        │
+//!   │                                           │          │  │        │
+//!   │                      CONNECT ◄────────────┤          │  │        │
+//!   │                         │                 ▼          ▼  │        │
+//!   │                       Tunnel           Forward ◄─────┘  │        │
+//!   │                         │                 │ 304 ──► Serve        │
+//!   └── keep-alive ───────────┼─────────────────┴─────────────┘        │
 //!                             ▼                                        ▼
 //!                          Closing (flush, half-close, drain) ──► closed
 //! ```
@@ -28,6 +31,10 @@
 //! * `Forward`: the request (head, then body bytes straight from `inbuf`) goes up
 //!   while the response comes down; the two halves progress independently, so an
 //!   origin may answer before it has read the whole body (then both sides close).
+//! * `Serve`: a response from the cache: the head in `out`, the body from the map
+//!   (see `serve.rs`; the cache path is described in `cache.rs`).
+//! * `Waiting`: the request waits for another connection's fetch of the same URL
+//!   (request collapsing); woken when that fetch ends.
 //! * `Tunnel`: bytes are copied both ways; each direction half-closes on its own.
 //! * `Closing`: flush `out`, `shutdown(Write)`, read and discard until EOF or a short
 //!   deadline, so the client reads our last response instead of a reset.
@@ -36,8 +43,10 @@
 //! it (see `server.rs`), and every DNS answer carries the connection id, because a
 //! slab key may be reused by a newer connection.
 
+pub mod cache;
 pub mod forward;
 pub mod request;
+pub mod serve;
 pub mod tunnel;
 pub mod upstream;
 
@@ -84,6 +93,10 @@ pub enum State {
     Resolving,
     Connecting,
     Forward,
+    /// Writing a response from the cache.
+    Serve,
+    /// Waiting for another connection's fetch of the same URL (request collapsing).
+    Waiting,
     Tunnel,
     Closing,
     /// Finished; the server closes it after the current batch.
@@ -179,6 +192,9 @@ pub struct Exchange {
     /// (client → upstream, upstream → client), and the bytes each has moved.
     pub pipes: [Option<crate::sys::Pipe>; 2],
     pub moved: [u64; 2],
+    /// The cache's part: lookup result, fill, pinned objects (`None` without a cache
+    /// and for CONNECT).
+    pub cache: Option<cache::CacheEx>,
 }
 
 impl Exchange {
@@ -358,8 +374,10 @@ pub fn step(cx: &mut Cx) -> Step {
         let progress = match cx.conn.state {
             State::Head => request::head_step(cx),
             State::Resolving => false,
+            State::Waiting => request::waiting_step(cx),
             State::Connecting => request::connect_step(cx),
             State::Forward => forward::step(cx, &mut budget),
+            State::Serve => serve::step(cx, &mut budget),
             State::Tunnel => tunnel::step(cx, &mut budget),
             State::Closing => closing_step(cx),
             State::Closed => return Step::Close,
@@ -389,7 +407,7 @@ fn awaiting_upstream(conn: &Conn) -> bool {
         return false;
     }
     match conn.state {
-        State::Resolving | State::Connecting => true,
+        State::Resolving | State::Connecting | State::Waiting => true,
         State::Forward => ex.req_done && ex.resp == Resp::Head,
         _ => false,
     }

@@ -10,6 +10,7 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::cache::{consult, release, Consulted};
 use super::upstream::Upstream;
 use super::{flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
 use crate::access_log::Entry;
@@ -174,7 +175,34 @@ fn begin(cx: &mut Cx, req: Request) {
         shut_client: false,
         pipes: [None, None],
         moved: [0, 0],
+        cache: None,
     }));
+    route(cx, false);
+}
+
+/// Answers the current exchange from the cache, or makes it wait for another's
+/// fetch, or sends it upstream. `resumed`: it waited and its flight ended.
+fn route(cx: &mut Cx, resumed: bool) {
+    if let Some(cache) = cx.ctx.cache.as_mut() {
+        let log = cx.ctx.log.is_some();
+        match consult(cache, cx.conn, cx.key, log, resumed) {
+            Consulted::Forward => {}
+            Consulted::Serve => {
+                cx.conn.state = State::Serve;
+                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+                return;
+            }
+            Consulted::OnlyIfCached => {
+                fail(cx, 504, "only-if-cached: the response is not in the cache");
+                return;
+            }
+            Consulted::Wait => {
+                cx.conn.state = State::Waiting;
+                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.response);
+                return;
+            }
+        }
+    }
     let Some(ex) = cx.conn.ex.as_deref() else {
         return;
     };
@@ -194,6 +222,26 @@ fn begin(cx: &mut Cx, req: Request) {
     }
     let host = ex.target.host().to_owned();
     resolve(cx, &host);
+}
+
+/// `Waiting` state: once the flight this request waits for has ended (the server
+/// steps it when woken), look it up again: a hit now, or a fetch of its own.
+pub fn waiting_step(cx: &mut Cx) -> bool {
+    let url = cx
+        .conn
+        .ex
+        .as_ref()
+        .and_then(|ex| ex.cache.as_ref())
+        .map(|c| c.url.clone());
+    let (Some(cache), Some(url)) = (cx.ctx.cache.as_ref(), url) else {
+        cx.conn.state = State::Closed;
+        return true;
+    };
+    if cache.waits(&url, (cx.key, cx.conn.id)) {
+        return false;
+    }
+    route(cx, true);
+    true
 }
 
 /// Starts (or re-starts, for a retry) the DNS step for the current exchange.
@@ -429,7 +477,10 @@ fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
         .ex
         .as_ref()
         .is_some_and(|ex| ex.req_done && ex.req_pending == 0 && ex.client_keep_alive);
-    let ex = cx.conn.ex.take();
+    let mut ex = cx.conn.ex.take();
+    if let Some(ex) = ex.as_deref_mut() {
+        release(cx.ctx.cache.as_mut(), ex);
+    }
     answer(cx, status, detail, !keep, ex.as_deref(), result);
 }
 
@@ -437,8 +488,13 @@ fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
 /// log it as aborted and close.
 pub fn abort(cx: &mut Cx) {
     drop_upstream(cx);
-    if let Some(ex) = cx.conn.ex.take() {
-        log_exchange(cx, &ex, "TCP_MISS_ABORTED");
+    if let Some(mut ex) = cx.conn.ex.take() {
+        release(cx.ctx.cache.as_mut(), &mut ex);
+        let result = match ex.cache.as_ref().map(|c| c.result) {
+            Some("TCP_HIT") | Some("TCP_IMS_HIT") => "TCP_HIT_ABORTED",
+            _ => "TCP_MISS_ABORTED",
+        };
+        log_exchange(cx, &ex, result);
     }
     cx.conn.state = State::Closed;
 }

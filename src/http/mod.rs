@@ -7,12 +7,14 @@
 
 pub mod body;
 pub mod cache_control;
+pub mod cached;
 pub mod chunked;
 pub mod conditional;
 pub mod date;
 pub mod freshness;
 pub mod fuzz;
 pub mod page;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod target;

@@ -1,0 +1,896 @@
+//! The cache as the connections use it: looking a request up, planning a hit,
+//! revalidating a stale entry, storing a response while it is relayed, and
+//! invalidating after unsafe methods.
+//!
+//! # One request's way through the cache
+//! ```text
+//!  request head ──► consult ──┬─ fresh entry ─────────────► Serve (from the map)
+//!                             ├─ only-if-cached, nothing ──► 504
+//!                             ├─ stale entry ──► Forward with validators
+//!                             │                    ├─ 304 ──► refresh ──► Serve
+//!                             │                    └─ other ──► relay (+ store)
+//!                             └─ miss ──► Forward ──► relay (+ store if admitted)
+//! ```
+//! Storing: at the response head, [`response_head`] decides and begins a fill; every
+//! body byte relayed is also written to it ([`Sink`]); when the body is complete the
+//! fill is committed, and only then can a lookup find it. Any failure on the way
+//! (truncated, reset, over-size, the client leaving) aborts the fill: see
+//! [`release`], which every path that ends an exchange goes through.
+//!
+//! Heads and keys: the store key is the URL as larder logs it; when a response
+//! carries Vary, a variants marker is stored under the URL and the response under
+//! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::ops::Range;
+
+use httparse::Header;
+use log::debug;
+
+use super::{Conn, Exchange, OutBuf};
+use crate::cache::admission::Admission;
+use crate::cache::{unix_now, CacheError, Fill, Meta, ObjectRef, Store};
+use crate::http::cache_control::CacheControl;
+use crate::http::cached::{
+    judge, marker_vary, push_served_head, same_vary, stored_head, variants_marker,
+    with_request_fields, with_response_fields,
+};
+use crate::http::conditional::{client_conditional, refresh_head, revalidation_fields};
+use crate::http::date::push_http_date;
+use crate::http::freshness::{expires_at, storable, Serve, Stored};
+use crate::http::range::{push_content_range, range_answer, RangeAnswer};
+use crate::http::response::Response;
+use crate::http::target::parse_absolute;
+use crate::http::vary::vary_key;
+use crate::http::{push_decimal, BodyKind, Method, Version};
+
+/// URLs the admission table remembers: 16 bytes each, so 1 MiB.
+const ADMISSION_SLOTS: usize = 65_536;
+
+/// Body bytes served from the map between two releases of its pages (see
+/// [`Cache::note_served`]).
+const RELEASE_AFTER: u64 = 64 << 20;
+
+/// The proxy's cache: the store, the admission table, and the accounting that
+/// keeps the map's pages from piling up in larder's RSS.
+pub struct Cache {
+    pub store: Store,
+    admission: Admission,
+    hasher: RandomState,
+    /// Bytes served from the map since its pages were last released.
+    served: u64,
+    /// Misses being fetched to be stored, by URL: later requests for the URL wait
+    /// for the object instead of fetching it again (request collapsing).
+    flights: HashMap<Vec<u8>, Vec<Waiter>>,
+    /// Waiting connections whose flight ended: the server steps them next.
+    pub wake: Vec<Waiter>,
+}
+
+/// A connection waiting for a flight: slab key and connection id (a key may be
+/// reused by a newer connection meanwhile).
+pub type Waiter = (usize, u64);
+
+impl Cache {
+    pub fn new(store: Store, admit_after: u32, admit_window: u64) -> Cache {
+        Cache {
+            store,
+            admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
+            hasher: RandomState::new(),
+            served: 0,
+            flights: HashMap::new(),
+            wake: Vec::new(),
+        }
+    }
+
+    /// Counts body bytes written to clients from the map. Every page a hit touches
+    /// stays mapped into larder (and counted in its RSS) until released, so after
+    /// [`RELEASE_AFTER`] bytes the map's page-table entries are dropped; the pages
+    /// stay in the kernel's page cache, so the next hit costs a minor fault, not I/O.
+    pub fn note_served(&mut self, n: u64) {
+        self.served += n;
+        if self.served >= RELEASE_AFTER {
+            self.served = 0;
+            self.store.release_pages();
+        }
+    }
+
+    /// Whether `waiter` still waits for a flight for `url` (one that began later is
+    /// not the one it waited for).
+    pub fn waits(&self, url: &[u8], waiter: Waiter) -> bool {
+        self.flights.get(url).is_some_and(|w| w.contains(&waiter))
+    }
+
+    /// Ends the flight `c` leads, if any: its waiters are woken to consult again.
+    fn land(&mut self, c: &mut CacheEx) {
+        if std::mem::take(&mut c.leads) {
+            if let Some(waiters) = self.flights.remove(&c.url) {
+                self.wake.extend(waiters);
+            }
+        }
+    }
+
+    /// Forgets old request history (called on the loop's tick).
+    pub fn sweep(&mut self, now: u64) {
+        self.admission.sweep(now);
+    }
+}
+
+/// What the cache knows about one exchange.
+#[derive(Debug)]
+pub struct CacheEx {
+    /// The URL, the primary key.
+    pub url: Vec<u8>,
+    /// The key of the entry this exchange reads or writes (the URL, or a variant's).
+    pub key: Vec<u8>,
+    /// Admission allows storing the response.
+    admit: bool,
+    /// The stale entry being revalidated (pinned).
+    stale: Option<ObjectRef>,
+    /// While revalidating: the request head as the client's request made it (the one
+    /// sent carries larder's validators instead of the client's conditionals).
+    client_head: Option<Vec<u8>>,
+    /// RFC 9211 `fwd` value: why the request went upstream.
+    fwd: &'static str,
+    /// Unix time the request was sent upstream (RFC 9111's request_time).
+    requested: u64,
+    fill: Option<Fill>,
+    /// The response is being stored: a fill of known length was begun (Cache-Status
+    /// says `stored`; a later failure, such as a truncated body, is only logged).
+    stored: bool,
+    /// An unsafe method: invalidate the URL on a non-error response.
+    unsafe_method: bool,
+    /// Serving from the map: the object (pinned) and the body bytes left.
+    pub serve: Option<Serving>,
+    /// Squid result code for the access log.
+    pub result: &'static str,
+    /// This exchange's fetch is a flight others may wait for.
+    leads: bool,
+    /// This request waited for another's fetch (Cache-Status `collapsed`).
+    collapsed: bool,
+}
+
+/// A response being written from the map.
+#[derive(Debug)]
+pub struct Serving {
+    pub obj: ObjectRef,
+    /// File offsets of the body bytes still to write.
+    pub pos: u64,
+    pub end: u64,
+}
+
+impl CacheEx {
+    fn new(url: Vec<u8>, fwd: &'static str) -> CacheEx {
+        CacheEx {
+            key: url.clone(),
+            url,
+            admit: false,
+            stale: None,
+            client_head: None,
+            fwd,
+            requested: 0,
+            fill: None,
+            stored: false,
+            unsafe_method: false,
+            serve: None,
+            result: "TCP_MISS",
+            leads: false,
+            collapsed: false,
+        }
+    }
+}
+
+/// What a lookup found for a request.
+enum Found {
+    Hit(Plan, ObjectRef),
+    Revalidate {
+        obj: ObjectRef,
+        key: Vec<u8>,
+        upstream_head: Vec<u8>,
+        fwd: &'static str,
+    },
+    Miss {
+        key: Vec<u8>,
+        fwd: &'static str,
+    },
+    OnlyIfCached,
+}
+
+/// A response planned from a stored one: the head for the client (no blank line,
+/// no Cache-Status or Connection yet) and the body bytes to send.
+struct Plan {
+    head: Vec<u8>,
+    status: u16,
+    /// Body range relative to the stored body.
+    body: Range<u64>,
+    result: &'static str,
+    ttl: u64,
+}
+
+/// Looks the current request up. Returns true when it was answered from the cache
+/// (the head is queued in `out` and the connection must go to `Serve`) or refused
+/// (only-if-cached: a 504 is queued); false to go upstream, with `ex.cache` set for
+/// [`response_head`].
+///
+/// `resumed`: the request waited for another's fetch (see [`Consulted::Wait`]); it
+/// is not counted for admission again and does not wait a second time.
+/// `key` is the connection's slab key, to wake it when it has to wait.
+pub fn consult(
+    cache: &mut Cache,
+    conn: &mut Conn,
+    key: usize,
+    log: bool,
+    resumed: bool,
+) -> Consulted {
+    let waiter = (key, conn.id);
+    let Some(ex) = conn.ex.as_deref_mut() else {
+        return Consulted::Forward;
+    };
+    if ex.method == Method::Connect {
+        return Consulted::Forward;
+    }
+    let url = ex.target.display_url().into_bytes();
+    let now = unix_now();
+    if !matches!(ex.method, Method::Get | Method::Head) || ex.request_has_body {
+        let mut c = CacheEx::new(url, "method");
+        c.unsafe_method = !matches!(
+            ex.method,
+            Method::Get | Method::Head | Method::Options | Method::Trace
+        );
+        ex.cache = Some(c);
+        return Consulted::Forward;
+    }
+    let admit = ex.method == Method::Get
+        && (resumed || cache.admission.record(cache.hasher.hash_one(&url), now));
+    let method = ex.method.clone();
+    let found = with_request_fields(&ex.upstream_head, |req| {
+        look(cache, &url, req, &method, &ex.upstream_head, now)
+    })
+    .unwrap_or(Found::Miss {
+        key: url.clone(),
+        fwd: "miss",
+    });
+    let mut c = CacheEx::new(url, "miss");
+    c.admit = admit;
+    c.requested = now;
+    c.collapsed = resumed;
+    match found {
+        Found::Hit(plan, obj) => {
+            cache.store.pin(&obj);
+            let status = if resumed {
+                b"Cache-Status: larder; fwd=miss; collapsed\r\n".to_vec()
+            } else {
+                hit_status(plan.ttl)
+            };
+            c.result = plan.result;
+            c.serve = Some(Serving {
+                pos: obj.body.start + plan.body.start,
+                end: obj.body.start + plan.body.end,
+                obj,
+            });
+            ex.status = plan.status;
+            if log {
+                ex.content_type = super::forward::content_type(&plan.head);
+            }
+            ex.cache = Some(c);
+            queue_head(ex, &mut conn.out, conn.eof, plan.head, &status);
+            conn.ready.w = true;
+            Consulted::Serve
+        }
+        Found::Revalidate {
+            obj,
+            key,
+            upstream_head,
+            fwd,
+        } => {
+            cache.store.pin(&obj);
+            c.stale = Some(obj);
+            c.key = key;
+            c.fwd = fwd;
+            c.result = if fwd == "request" {
+                "TCP_CLIENT_REFRESH_MISS"
+            } else {
+                "TCP_REFRESH_MODIFIED"
+            };
+            c.client_head = Some(std::mem::replace(&mut ex.upstream_head, upstream_head));
+            ex.cache = Some(c);
+            Consulted::Forward
+        }
+        Found::Miss { key, fwd } => {
+            c.key = key;
+            c.fwd = fwd;
+            if fwd == "request" {
+                c.result = "TCP_CLIENT_REFRESH_MISS";
+            }
+            if admit {
+                // A client's If-Modified-Since on a miss would bring a 304, which
+                // cannot be stored: ask for the whole response (a 200 is a valid
+                // answer to a conditional request).
+                let mut up = Vec::with_capacity(ex.upstream_head.len());
+                upstream_request(&ex.upstream_head, None, &mut up);
+                c.client_head = Some(std::mem::replace(&mut ex.upstream_head, up));
+            }
+            // Only fetches that will be stored are worth waiting for; a resumed
+            // request fetches on its own (the flight it waited for stored nothing).
+            if admit && !resumed {
+                if let Some(waiters) = cache.flights.get_mut(&c.url) {
+                    waiters.push(waiter);
+                    ex.cache = Some(c);
+                    return Consulted::Wait;
+                }
+                cache.flights.insert(c.url.clone(), Vec::new());
+                c.leads = true;
+            }
+            ex.cache = Some(c);
+            Consulted::Forward
+        }
+        Found::OnlyIfCached => {
+            ex.cache = Some(c);
+            Consulted::OnlyIfCached
+        }
+    }
+}
+
+/// The outcome of [`consult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consulted {
+    /// Go upstream (`ex.cache` says how the response is to be treated).
+    Forward,
+    /// A head is queued and the body comes from the map: go to `Serve`.
+    Serve,
+    /// Nothing usable and the client forbade going upstream: answer 504.
+    OnlyIfCached,
+    /// Another request is fetching the URL to store it: wait (state `Waiting`) until
+    /// its flight ends, then consult again with `resumed`.
+    Wait,
+}
+
+fn look(
+    cache: &mut Cache,
+    url: &[u8],
+    req: &[Header<'_>],
+    method: &Method,
+    upstream_head: &[u8],
+    now: u64,
+) -> Found {
+    let mut cc = CacheControl::from_request(req);
+    // A browser's reload sends max-age=0. Ages are whole seconds, so an entry stored
+    // this second would pass it; the user asked for a check, so it is one.
+    if cc.max_age == Some(0) {
+        cc.no_cache = true;
+    }
+    let client_refresh = cc.no_cache;
+    let mut key = url.to_vec();
+    let mut obj = cache.store.lookup(url);
+    let mut vary_miss = false;
+    let marker = obj
+        .as_ref()
+        .and_then(|o| marker_vary(cache.store.bytes(o.head.clone())).map(<[u8]>::to_vec));
+    if let Some(vary) = marker {
+        key.push(0);
+        let names = [Header {
+            name: "Vary",
+            value: &vary,
+        }];
+        if vary_key(&names, req, &mut key).is_err() {
+            return Found::Miss { key, fwd: "miss" };
+        }
+        obj = cache.store.lookup(&key);
+        vary_miss = obj.is_none();
+    }
+    let Some(obj) = obj else {
+        if cc.only_if_cached {
+            return Found::OnlyIfCached;
+        }
+        let fwd = if client_refresh {
+            "request"
+        } else if vary_miss {
+            "vary-miss"
+        } else {
+            "miss"
+        };
+        return Found::Miss { key, fwd };
+    };
+    let head = cache.store.bytes(obj.head.clone());
+    let times = Stored {
+        request_time: obj.meta.requested,
+        response_time: obj.meta.stored,
+    };
+    let body_len = obj.body.end - obj.body.start;
+    let found = with_response_fields(head, |status, stored| {
+        let j = judge(&cc, stored, times, now);
+        match j.serve {
+            Serve::Fresh => Some(plan(
+                req, head, status, stored, body_len, j.age, j.ttl, method,
+            )),
+            Serve::Stale if cc.only_if_cached => None,
+            Serve::Stale => {
+                let mut up = Vec::with_capacity(upstream_head.len() + 128);
+                // A HEAD is not revalidated: its answer could not refresh the body.
+                let validators = (*method != Method::Head).then_some(stored);
+                upstream_request(upstream_head, validators, &mut up);
+                Some(Err(up))
+            }
+        }
+    });
+    match found {
+        Some(Some(Ok(plan))) => Found::Hit(plan, obj),
+        Some(Some(Err(upstream_head))) => Found::Revalidate {
+            obj,
+            key,
+            upstream_head,
+            fwd: if client_refresh { "request" } else { "stale" },
+        },
+        Some(None) => Found::OnlyIfCached,
+        // A stored head larder cannot read: treat it as absent; the response replaces it.
+        None => Found::Miss { key, fwd: "miss" },
+    }
+}
+
+/// Plans the answer to `req` from a stored response: 304 for a client's own
+/// matching conditional, 206/416 for a Range (GET only), else the whole response;
+/// HEAD gets the head alone.
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    req: &[Header<'_>],
+    stored_head: &[u8],
+    status: u16,
+    stored: &[Header<'_>],
+    len: u64,
+    age: u64,
+    ttl: u64,
+    method: &Method,
+) -> Result<Plan, Vec<u8>> {
+    let mut head = Vec::with_capacity(stored_head.len() + 96);
+    let head_only = *method == Method::Head;
+    if status == 200 && client_conditional(req, stored) {
+        push_served_head(
+            &mut head,
+            stored_head,
+            Some(b"HTTP/1.1 304 Not Modified"),
+            age,
+        );
+        return Ok(Plan {
+            head,
+            status: 304,
+            body: 0..0,
+            result: "TCP_IMS_HIT",
+            ttl,
+        });
+    }
+    let range = if status == 200 && !head_only {
+        range_answer(req, stored, len)
+    } else {
+        RangeAnswer::Full
+    };
+    let (line, body, status): (Option<&[u8]>, Range<u64>, u16) = match range {
+        RangeAnswer::Full => (None, 0..len, status),
+        RangeAnswer::Partial { start, end } => {
+            (Some(b"HTTP/1.1 206 Partial Content"), start..end, 206)
+        }
+        RangeAnswer::Unsatisfiable => (Some(b"HTTP/1.1 416 Range Not Satisfiable"), 0..0, 416),
+    };
+    push_served_head(&mut head, stored_head, line, age);
+    push_content_range(&mut head, &range, len);
+    head.extend_from_slice(b"Content-Length: ");
+    push_decimal(&mut head, body.end - body.start);
+    head.extend_from_slice(b"\r\n");
+    Ok(Plan {
+        head,
+        status,
+        body: if head_only { 0..0 } else { body },
+        result: "TCP_HIT",
+        ttl,
+    })
+}
+
+/// The request for revalidating `stored` (`Some`), or for fetching a miss to store
+/// it (`None`): the request as forwarded minus the client's own conditionals (larder
+/// needs the whole response, and answers those itself); for a revalidation also
+/// minus Range, plus the stored validators.
+fn upstream_request(upstream_head: &[u8], stored: Option<&[Header<'_>]>, out: &mut Vec<u8>) {
+    const CONDITIONALS: [&[u8]; 4] = [
+        b"if-modified-since",
+        b"if-none-match",
+        b"if-match",
+        b"if-unmodified-since",
+    ];
+    const RANGE: [&[u8]; 2] = [b"if-range", b"range"];
+    let end = upstream_head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(upstream_head.len(), |p| p + 2);
+    let lines = upstream_head
+        .get(..end)
+        .unwrap_or_default()
+        .split_inclusive(|&b| b == b'\n');
+    for (i, line) in lines.enumerate() {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let dropped = CONDITIONALS.iter().any(|d| d.eq_ignore_ascii_case(name))
+            || (stored.is_some() && RANGE.iter().any(|d| d.eq_ignore_ascii_case(name)));
+        if i == 0 || !dropped {
+            out.extend_from_slice(line);
+        }
+    }
+    if let Some(stored) = stored {
+        revalidation_fields(stored, out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a planned head for the client (`eof`: the client half-closed): the head,
+/// Cache-Status, Connection and the blank line. The caller marks the client
+/// writable, so the head goes out in the same step.
+fn queue_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head: Vec<u8>, cache_status: &[u8]) {
+    let close = !ex.client_keep_alive || eof;
+    ex.close_after = close;
+    out.push_vec(head);
+    out.push(cache_status);
+    if close {
+        out.push(b"Connection: close\r\n");
+    } else if ex.client_version == Version::Http10 {
+        out.push(b"Connection: keep-alive\r\n");
+    }
+    out.push(b"\r\n");
+}
+
+/// `Cache-Status` for a hit with `ttl` seconds of freshness left.
+fn hit_status(ttl: u64) -> Vec<u8> {
+    let mut s = b"Cache-Status: larder; hit; ttl=".to_vec();
+    push_decimal(&mut s, ttl);
+    s.extend_from_slice(b"\r\n");
+    s
+}
+
+/// `Cache-Status` for a forwarded response.
+fn forwarded_status(c: &CacheEx, fwd_status: Option<u16>) -> Vec<u8> {
+    let mut s = b"Cache-Status: larder; fwd=".to_vec();
+    s.extend_from_slice(c.fwd.as_bytes());
+    if let Some(status) = fwd_status {
+        s.extend_from_slice(b"; fwd-status=");
+        push_decimal(&mut s, u64::from(status));
+    }
+    if c.stored {
+        s.extend_from_slice(b"; stored");
+    }
+    s.extend_from_slice(b"\r\n");
+    s
+}
+
+/// What to do with a final response head from upstream.
+pub enum OnResponse {
+    /// Relay it; append this Cache-Status line to the head (empty without a cache).
+    Relay(Vec<u8>),
+    /// A 304 refreshed the stale entry: the head for the client is queued and the body
+    /// comes from the map (`ex.cache.serve`).
+    Serve,
+}
+
+/// Decides what the cache does with the final response `r` to the exchange: on a 304
+/// for a revalidation, refresh the entry and plan the answer from it; otherwise
+/// invalidate (unsafe methods), or begin storing it (admitted, storable), and give
+/// the Cache-Status line to relay with it.
+///
+/// `out` and `eof` are the client connection's output buffer and half-close flag.
+pub fn response_head(
+    cache: Option<&mut Cache>,
+    ex: &mut Exchange,
+    out: &mut OutBuf,
+    eof: bool,
+    r: &Response,
+) -> OnResponse {
+    let Some(cache) = cache else {
+        return OnResponse::Relay(Vec::new());
+    };
+    let Some(c) = ex.cache.as_mut() else {
+        return OnResponse::Relay(Vec::new());
+    };
+    let now = unix_now();
+    if c.unsafe_method {
+        if (200..400).contains(&r.status) {
+            invalidate(cache, c, &ex.target.display_url(), &r.client_head);
+        }
+        return OnResponse::Relay(forwarded_status(c, None));
+    }
+    let client_head = c.client_head.take();
+    let req_head = client_head.as_deref().unwrap_or(&ex.upstream_head);
+    if r.status == 304 && c.stale.is_some() {
+        if let Some(plan) = refresh(cache, c, req_head, &ex.method, r, now) {
+            let mut status = b"Cache-Status: larder; fwd=".to_vec();
+            status.extend_from_slice(c.fwd.as_bytes());
+            status.extend_from_slice(b"; fwd-status=304\r\n");
+            ex.status = plan.status;
+            c.result = if c.fwd == "request" {
+                "TCP_CLIENT_REFRESH_MISS"
+            } else {
+                "TCP_REFRESH_UNMODIFIED"
+            };
+            queue_head(ex, out, eof, plan.head, &status);
+            return OnResponse::Serve;
+        }
+    }
+    let fwd_status = c.stale.is_some().then_some(r.status);
+    if let Some(old) = c.stale.take() {
+        cache.store.unpin(&old);
+    }
+    if c.admit {
+        c.stored =
+            with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now)).unwrap_or(false);
+    }
+    if c.fill.is_none() {
+        // Nothing will be stored: those waiting fetch on their own now.
+        cache.land(c);
+    }
+    OnResponse::Relay(forwarded_status(c, fwd_status))
+}
+
+/// Merges a 304 into the stale entry (RFC 9111 §4.3.4), stores the result, and plans
+/// the answer to the client from it. `None` when the stored head cannot be read
+/// (the 304 is then relayed as is).
+fn refresh(
+    cache: &mut Cache,
+    c: &mut CacheEx,
+    upstream_head: &[u8],
+    method: &Method,
+    r: &Response,
+    now: u64,
+) -> Option<Plan> {
+    let old = c.stale.clone()?;
+    let old_head = cache.store.bytes(old.head.clone()).to_vec();
+    let mut not_modified = r.client_head.clone();
+    // Without a Date of its own the 304 would leave the old one, and the entry would
+    // come back as old as it was (RFC 9110 §6.6.1: a recipient adds Date).
+    let has_date = with_response_fields(&with_blank_line(&not_modified), |_, f| {
+        f.iter().any(|h| h.name.eq_ignore_ascii_case("date"))
+    })?;
+    if !has_date {
+        not_modified.extend_from_slice(b"Date: ");
+        push_http_date(&mut not_modified, now);
+        not_modified.extend_from_slice(b"\r\n");
+    }
+    let mut new_head = Vec::with_capacity(old_head.len() + 64);
+    with_response_fields(&with_blank_line(&not_modified), |_, f| {
+        refresh_head(&old_head, f, &mut new_head)
+    })?;
+    let times = Stored {
+        request_time: c.requested,
+        response_time: now,
+    };
+    let expires = with_response_fields(&new_head, |_, f| expires_at(f, times))?;
+    let meta = Meta {
+        requested: c.requested,
+        stored: now,
+        expires,
+    };
+    let obj = match cache.store.refresh(&old, &c.key, &new_head, meta) {
+        Ok(new) => {
+            cache.store.unpin(&old);
+            cache.store.pin(&new);
+            c.stale = None;
+            new
+        }
+        Err(e) => {
+            // Serve the old body with the new head anyway; the entry stays as it was.
+            debug!("refresh of a cached entry not stored: {e}");
+            c.stale = None;
+            old
+        }
+    };
+    let len = obj.body.end - obj.body.start;
+    let plan = with_request_fields(upstream_head, |req| {
+        with_response_fields(&new_head, |status, stored| {
+            let age = crate::http::freshness::current_age(stored, times, now);
+            let j = judge(&CacheControl::default(), stored, times, now);
+            plan(req, &new_head, status, stored, len, age, j.ttl, method)
+        })
+    })
+    .flatten()
+    .and_then(Result::ok);
+    let Some(plan) = plan else {
+        cache.store.unpin(&obj);
+        return None;
+    };
+    c.serve = Some(Serving {
+        pos: obj.body.start + plan.body.start,
+        end: obj.body.start + plan.body.end,
+        obj,
+    });
+    Some(plan)
+}
+
+fn with_blank_line(head: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(head.len() + 2);
+    h.extend_from_slice(head);
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+/// Begins storing `r` if RFC 9111 allows it; true if a fill was begun.
+fn begin_fill(
+    cache: &mut Cache,
+    c: &mut CacheEx,
+    req: &[Header<'_>],
+    r: &Response,
+    now: u64,
+) -> bool {
+    let head = stored_head(&r.client_head);
+    let body_len = match r.body {
+        BodyKind::Length(n) => Some(n),
+        BodyKind::None => Some(0),
+        BodyKind::Chunked | BodyKind::Close => None,
+    };
+    let begun = with_response_fields(&head, |status, resp| {
+        if let Err(why) = storable(&Method::Get, status, req, resp) {
+            debug!("not stored: {why}");
+            return None;
+        }
+        let times = Stored {
+            request_time: c.requested,
+            response_time: now,
+        };
+        let meta = Meta {
+            requested: c.requested,
+            stored: now,
+            expires: expires_at(resp, times),
+        };
+        let mut key = c.url.clone();
+        if let Some(marker) = variants_marker(resp) {
+            key.push(0);
+            vary_key(resp, req, &mut key).ok()?;
+            put_marker(cache, &c.url, resp, &marker, meta).ok()?;
+        }
+        match cache.store.begin(&key, &head, meta, body_len) {
+            Ok(fill) => Some((key, fill)),
+            Err(e) => {
+                debug!("not stored: {e}");
+                None
+            }
+        }
+    })
+    .flatten();
+    match begun {
+        Some((key, fill)) => {
+            c.key = key;
+            c.fill = Some(fill);
+            // Only a body of known length is known to fit: a chunked or close-delimited
+            // one may still turn out too large, so its head does not claim `stored`.
+            body_len.is_some()
+        }
+        None => false,
+    }
+}
+
+/// Stores the variants marker under the URL unless the one there names the same
+/// fields already.
+fn put_marker(
+    cache: &mut Cache,
+    url: &[u8],
+    resp: &[Header<'_>],
+    marker: &[u8],
+    meta: Meta,
+) -> Result<(), CacheError> {
+    if let Some(obj) = cache.store.lookup(url) {
+        let head = cache.store.bytes(obj.head);
+        if marker_vary(head).is_some_and(|v| same_vary(resp, v)) {
+            return Ok(());
+        }
+    }
+    let fill = cache.store.begin(url, marker, meta, Some(0))?;
+    cache.store.commit(fill).map(|_| ())
+}
+
+/// Removes the entries an unsafe request may have changed (RFC 9111 §4.4): its URL,
+/// and the Location and Content-Location URLs of the response when on the same host.
+fn invalidate(cache: &mut Cache, c: &CacheEx, url: &str, client_head: &[u8]) {
+    let _ = cache.store.invalidate(&c.url);
+    let Ok(base) = parse_absolute(url) else {
+        return;
+    };
+    let head = with_blank_line(client_head);
+    let others: Vec<Vec<u8>> = with_response_fields(&head, |_, fields| {
+        fields
+            .iter()
+            .filter(|h| {
+                h.name.eq_ignore_ascii_case("location")
+                    || h.name.eq_ignore_ascii_case("content-location")
+            })
+            .filter_map(|h| std::str::from_utf8(h.value.trim_ascii()).ok())
+            .filter_map(|v| {
+                if v.starts_with('/') && !v.starts_with("//") {
+                    Some(format!("http://{}{v}", base.host_header()).into_bytes())
+                } else {
+                    let t = parse_absolute(v).ok()?;
+                    (t.host_header() == base.host_header()).then(|| t.display_url().into_bytes())
+                }
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    for other in others {
+        let _ = cache.store.invalidate(&other);
+    }
+}
+
+/// Writes relayed body bytes into the exchange's fill, if any; a failure drops the
+/// fill (the response is still relayed whole).
+pub struct Sink<'a> {
+    store: Option<&'a mut Store>,
+    fill: Option<&'a mut Option<Fill>>,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(cache: Option<&'a mut Cache>, ex: &'a mut Option<CacheEx>) -> Sink<'a> {
+        match (cache, ex.as_mut()) {
+            (Some(cache), Some(c)) if c.fill.is_some() => Sink {
+                store: Some(&mut cache.store),
+                fill: Some(&mut c.fill),
+            },
+            _ => Sink {
+                store: None,
+                fill: None,
+            },
+        }
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) {
+        let (Some(store), Some(slot)) = (self.store.as_deref_mut(), self.fill.as_deref_mut())
+        else {
+            return;
+        };
+        let Some(fill) = slot.as_mut() else {
+            return;
+        };
+        if let Err(e) = store.write(fill, bytes) {
+            debug!("fill dropped: {e}");
+            if let Some(fill) = slot.take() {
+                store.abort(fill);
+            }
+        }
+    }
+}
+
+/// The response body is complete: commit the fill, which makes the object visible.
+pub fn body_complete(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
+    let (Some(cache), Some(c)) = (cache, ex.as_mut()) else {
+        return;
+    };
+    if let Some(fill) = c.fill.take() {
+        if let Err(e) = cache.store.commit(fill) {
+            debug!("fill not committed: {e}");
+        }
+    }
+    cache.land(c);
+}
+
+/// The response will not complete (reset, truncated): drop the fill now.
+pub fn body_failed(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
+    let (Some(cache), Some(c)) = (cache, ex.as_mut()) else {
+        return;
+    };
+    if let Some(fill) = c.fill.take() {
+        cache.store.abort(fill);
+    }
+    cache.land(c);
+}
+
+/// Ends the exchange's use of the cache: aborts an unfinished fill, unpins what it
+/// pinned. Every path that drops an exchange calls this first.
+pub fn release(cache: Option<&mut Cache>, ex: &mut Exchange) {
+    let Some(c) = ex.cache.as_mut() else {
+        return;
+    };
+    let Some(cache) = cache else {
+        return;
+    };
+    if let Some(fill) = c.fill.take() {
+        cache.store.abort(fill);
+    }
+    if let Some(old) = c.stale.take() {
+        cache.store.unpin(&old);
+    }
+    if let Some(s) = c.serve.take() {
+        cache.store.unpin(&s.obj);
+    }
+    cache.land(c);
+}

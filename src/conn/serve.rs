@@ -1,0 +1,77 @@
+//! `Serve` state: a response written from the cache. The head is in `out`; the body
+//! goes from the memory map straight into the socket (one `writev` of head and map
+//! bytes, no copy into a buffer of ours), with the object pinned so the ring cannot
+//! overwrite it meanwhile. The same keep-alive and back-pressure rules as `Forward`:
+//! nothing is read from the client until the response is written, and a client that
+//! stops reading stops the writes (the deadline then ends it).
+
+use super::cache::release;
+use super::request::{abort, log_exchange};
+use super::{write_two, Cx, Io, State};
+
+pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
+    let conn = &mut *cx.conn;
+    let (Some(cache), Some(ex)) = (cx.ctx.cache.as_mut(), conn.ex.as_deref_mut()) else {
+        conn.state = State::Closed;
+        return true;
+    };
+    let Some(s) = ex.cache.as_mut().and_then(|c| c.serve.as_mut()) else {
+        conn.state = State::Closed;
+        return true;
+    };
+    let want = (s.end - s.pos).min(*budget as u64);
+    let body = cache.store.bytes(s.pos..s.pos + want);
+    if body.len() as u64 != want {
+        // The pinned range is outside the file: cannot happen for a record the store
+        // returned; never send a short body under a Content-Length.
+        abort(cx);
+        return true;
+    }
+    let out = conn.out.pending();
+    if out.is_empty() && body.is_empty() {
+        complete(cx);
+        return true;
+    }
+    if !conn.ready.w {
+        return false;
+    }
+    match write_two(&mut conn.sock, &mut conn.ready, out, body) {
+        Io::Done(n) => {
+            let o = n.min(out.len());
+            conn.out.advance(o);
+            let b = (n - o) as u64;
+            s.pos += b;
+            ex.bytes += n as u64;
+            cache.note_served(b);
+            *budget = budget.saturating_sub(n);
+            conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            true
+        }
+        Io::Blocked => false,
+        Io::Eof | Io::Failed(_) => {
+            abort(cx);
+            true
+        }
+    }
+}
+
+/// The whole response is written: log it, unpin, and read the next request or close.
+fn complete(cx: &mut Cx) {
+    let Some(mut ex) = cx.conn.ex.take() else {
+        cx.conn.state = State::Closed;
+        return;
+    };
+    release(cx.ctx.cache.as_mut(), &mut ex);
+    let result = ex.cache.as_ref().map_or("TCP_HIT", |c| c.result);
+    log_exchange(cx, &ex, result);
+    let conn = &mut *cx.conn;
+    if ex.close_after || conn.eof {
+        conn.state = State::Closing;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+    } else {
+        conn.state = State::Head;
+        conn.served += 1;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
+        conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
+    }
+}
