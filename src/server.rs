@@ -292,9 +292,10 @@ impl Server {
         let Some(cache) = self.ctx.cache.as_mut() else {
             return;
         };
-        for (key, id) in cache.wake.drain(..) {
+        for (key, id) in cache.flights.wake.drain(..) {
             if let Some(c) = self.conns.get_mut(key) {
-                if c.id == id && c.state == State::Waiting && !c.queued {
+                let waits = matches!(c.state, State::Waiting | State::Serve);
+                if c.id == id && waits && !c.queued {
                     c.queued = true;
                     self.ready.push(key);
                 }

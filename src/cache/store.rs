@@ -127,6 +127,21 @@ pub struct Fill {
     failed: bool,
 }
 
+impl Fill {
+    /// The file offset of the body's first byte: bytes written so far are at
+    /// `body_start()..body_start() + written()`, readable through [`Store::bytes`] while
+    /// the fill is open (the store never hands its room to anyone else), and the
+    /// committed object's body starts there too.
+    pub fn body_start(&self) -> u64 {
+        self.start + RECORD_HEADER_LEN + u64::from(self.key_len) + u64::from(self.head_len)
+    }
+
+    /// Body bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
 impl fmt::Debug for Fill {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fill")

@@ -22,13 +22,13 @@
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::ops::Range;
 
 use httparse::Header;
 use log::debug;
 
+use super::collapse::{Flights, Member};
 use super::{Conn, Exchange, OutBuf};
 use crate::cache::admission::Admission;
 use crate::cache::{unix_now, CacheError, Fill, Meta, ObjectRef, Store};
@@ -61,16 +61,10 @@ pub struct Cache {
     hasher: RandomState,
     /// Bytes served from the map since its pages were last released.
     served: u64,
-    /// Misses being fetched to be stored, by URL: later requests for the URL wait
-    /// for the object instead of fetching it again (request collapsing).
-    flights: HashMap<Vec<u8>, Vec<Waiter>>,
-    /// Waiting connections whose flight ended: the server steps them next.
-    pub wake: Vec<Waiter>,
+    /// Misses being fetched to be stored: later requests for the URL wait for the
+    /// fetch instead of making their own (request collapsing).
+    pub flights: Flights,
 }
-
-/// A connection waiting for a flight: slab key and connection id (a key may be
-/// reused by a newer connection meanwhile).
-pub type Waiter = (usize, u64);
 
 impl Cache {
     pub fn new(store: Store, admit_after: u32, admit_window: u64) -> Cache {
@@ -79,8 +73,7 @@ impl Cache {
             admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
             hasher: RandomState::new(),
             served: 0,
-            flights: HashMap::new(),
-            wake: Vec::new(),
+            flights: Flights::default(),
         }
     }
 
@@ -96,18 +89,18 @@ impl Cache {
         }
     }
 
-    /// Whether `waiter` still waits for a flight for `url` (one that began later is
-    /// not the one it waited for).
-    pub fn waits(&self, url: &[u8], waiter: Waiter) -> bool {
-        self.flights.get(url).is_some_and(|w| w.contains(&waiter))
+    /// Whether others wait for the fetch `ex` leads (so it should go on without its
+    /// own client).
+    pub fn others_wait(&self, ex: &Exchange) -> bool {
+        ex.cache
+            .as_ref()
+            .is_some_and(|c| c.leads && c.fill.is_some() && self.flights.has_members(&c.url))
     }
 
-    /// Ends the flight `c` leads, if any: its waiters are woken to consult again.
-    fn land(&mut self, c: &mut CacheEx) {
+    /// Ends the flight `c` leads, if any, with the object it stored if any.
+    fn land(&mut self, c: &mut CacheEx, stored: Option<&ObjectRef>) {
         if std::mem::take(&mut c.leads) {
-            if let Some(waiters) = self.flights.remove(&c.url) {
-                self.wake.extend(waiters);
-            }
+            self.flights.land(&c.url, stored, &mut self.store);
         }
     }
 
@@ -147,14 +140,20 @@ pub struct CacheEx {
     pub result: &'static str,
     /// This exchange's fetch is a flight others may wait for.
     leads: bool,
+    /// This connection, as flights name it.
+    pub me: Member,
     /// This request waited for another's fetch (Cache-Status `collapsed`).
     collapsed: bool,
+    /// The head a fill was begun with, until waiters are told about it.
+    stored_head: Option<Vec<u8>>,
 }
 
 /// A response being written from the map.
 #[derive(Debug)]
 pub struct Serving {
-    pub obj: ObjectRef,
+    /// The object, pinned; `None` while reading a body another exchange is storing
+    /// (see [`super::collapse`]), until the object lands.
+    pub obj: Option<ObjectRef>,
     /// File offsets of the body bytes still to write.
     pub pos: u64,
     pub end: u64,
@@ -176,7 +175,9 @@ impl CacheEx {
             serve: None,
             result: "TCP_MISS",
             leads: false,
+            me: (0, 0),
             collapsed: false,
+            stored_head: None,
         }
     }
 }
@@ -255,6 +256,7 @@ pub fn consult(
     c.admit = admit;
     c.requested = now;
     c.collapsed = resumed;
+    c.me = waiter;
     match found {
         Found::Hit(plan, obj) => {
             cache.store.pin(&obj);
@@ -267,7 +269,7 @@ pub fn consult(
             c.serve = Some(Serving {
                 pos: obj.body.start + plan.body.start,
                 end: obj.body.start + plan.body.end,
-                obj,
+                obj: Some(obj),
             });
             ex.status = plan.status;
             if log {
@@ -314,12 +316,11 @@ pub fn consult(
             // Only fetches that will be stored are worth waiting for; a resumed
             // request fetches on its own (the flight it waited for stored nothing).
             if admit && !resumed {
-                if let Some(waiters) = cache.flights.get_mut(&c.url) {
-                    waiters.push(waiter);
+                if !cache.flights.open(&c.url) {
+                    cache.flights.join(&c.url, waiter);
                     ex.cache = Some(c);
                     return Consulted::Wait;
                 }
-                cache.flights.insert(c.url.clone(), Vec::new());
                 c.leads = true;
             }
             ex.cache = Some(c);
@@ -535,6 +536,17 @@ fn queue_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head: Vec<u8>, cac
     out.push(b"\r\n");
 }
 
+/// Queues the head for a request that reads another's fetch as it arrives.
+pub fn queue_collapsed_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head: Vec<u8>) {
+    queue_head(
+        ex,
+        out,
+        eof,
+        head,
+        b"Cache-Status: larder; fwd=miss; collapsed\r\n",
+    );
+}
+
 /// `Cache-Status` for a hit with `ttl` seconds of freshness left.
 fn hit_status(ttl: u64) -> Vec<u8> {
     let mut s = b"Cache-Status: larder; hit; ttl=".to_vec();
@@ -618,9 +630,17 @@ pub fn response_head(
         c.stored =
             with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now)).unwrap_or(false);
     }
-    if c.fill.is_none() {
+    match c.fill.as_ref() {
         // Nothing will be stored: those waiting fetch on their own now.
-        cache.land(c);
+        None => cache.land(c, None),
+        Some(fill) if c.leads && c.key == c.url => {
+            if let (BodyKind::Length(len), Some(head)) = (r.body, c.stored_head.take()) {
+                cache
+                    .flights
+                    .streaming(&c.url, &head, fill.body_start(), len);
+            }
+        }
+        Some(_) => {}
     }
     OnResponse::Relay(forwarded_status(c, fwd_status))
 }
@@ -694,7 +714,7 @@ fn refresh(
     c.serve = Some(Serving {
         pos: obj.body.start + plan.body.start,
         end: obj.body.start + plan.body.end,
-        obj,
+        obj: Some(obj),
     });
     Some(plan)
 }
@@ -741,7 +761,7 @@ fn begin_fill(
             put_marker(cache, &c.url, resp, &marker, meta).ok()?;
         }
         match cache.store.begin(&key, &head, meta, body_len) {
-            Ok(fill) => Some((key, fill)),
+            Ok(fill) => Some((key, fill, head.clone())),
             Err(e) => {
                 debug!("not stored: {e}");
                 None
@@ -750,9 +770,10 @@ fn begin_fill(
     })
     .flatten();
     match begun {
-        Some((key, fill)) => {
+        Some((key, fill, head)) => {
             c.key = key;
             c.fill = Some(fill);
+            c.stored_head = Some(head);
             // Only a body of known length is known to fit: a chunked or close-delimited
             // one may still turn out too large, so its head does not claim `stored`.
             body_len.is_some()
@@ -813,38 +834,42 @@ fn invalidate(cache: &mut Cache, c: &CacheEx, url: &str, client_head: &[u8]) {
 }
 
 /// Writes relayed body bytes into the exchange's fill, if any; a failure drops the
-/// fill (the response is still relayed whole).
+/// fill (the response is still relayed whole). Readers of the flight are told.
 pub struct Sink<'a> {
-    store: Option<&'a mut Store>,
-    fill: Option<&'a mut Option<Fill>>,
+    cache: Option<&'a mut Cache>,
+    c: Option<&'a mut CacheEx>,
 }
 
 impl<'a> Sink<'a> {
     pub fn new(cache: Option<&'a mut Cache>, ex: &'a mut Option<CacheEx>) -> Sink<'a> {
         match (cache, ex.as_mut()) {
             (Some(cache), Some(c)) if c.fill.is_some() => Sink {
-                store: Some(&mut cache.store),
-                fill: Some(&mut c.fill),
+                cache: Some(cache),
+                c: Some(c),
             },
             _ => Sink {
-                store: None,
-                fill: None,
+                cache: None,
+                c: None,
             },
         }
     }
 
     pub fn put(&mut self, bytes: &[u8]) {
-        let (Some(store), Some(slot)) = (self.store.as_deref_mut(), self.fill.as_deref_mut())
-        else {
+        let (Some(cache), Some(c)) = (self.cache.as_deref_mut(), self.c.as_deref_mut()) else {
             return;
         };
-        let Some(fill) = slot.as_mut() else {
+        let Some(fill) = c.fill.as_mut() else {
             return;
         };
-        if let Err(e) = store.write(fill, bytes) {
-            debug!("fill dropped: {e}");
-            if let Some(fill) = slot.take() {
-                store.abort(fill);
+        match cache.store.write(fill, bytes) {
+            Ok(()) if c.leads => cache.flights.progress(&c.url, fill.written()),
+            Ok(()) => {}
+            Err(e) => {
+                debug!("fill dropped: {e}");
+                if let Some(fill) = c.fill.take() {
+                    cache.store.abort(fill);
+                }
+                cache.land(c, None);
             }
         }
     }
@@ -855,12 +880,14 @@ pub fn body_complete(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
     let (Some(cache), Some(c)) = (cache, ex.as_mut()) else {
         return;
     };
+    let mut stored = None;
     if let Some(fill) = c.fill.take() {
-        if let Err(e) = cache.store.commit(fill) {
-            debug!("fill not committed: {e}");
+        match cache.store.commit(fill) {
+            Ok(obj) => stored = Some(obj),
+            Err(e) => debug!("fill not committed: {e}"),
         }
     }
-    cache.land(c);
+    cache.land(c, stored.as_ref());
 }
 
 /// The response will not complete (reset, truncated): drop the fill now.
@@ -871,7 +898,7 @@ pub fn body_failed(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
     if let Some(fill) = c.fill.take() {
         cache.store.abort(fill);
     }
-    cache.land(c);
+    cache.land(c, None);
 }
 
 /// Ends the exchange's use of the cache: aborts an unfinished fill, unpins what it
@@ -889,8 +916,41 @@ pub fn release(cache: Option<&mut Cache>, ex: &mut Exchange) {
     if let Some(old) = c.stale.take() {
         cache.store.unpin(&old);
     }
-    if let Some(s) = c.serve.take() {
-        cache.store.unpin(&s.obj);
+    if let Some(obj) = c.serve.take().and_then(|s| s.obj) {
+        cache.store.unpin(&obj);
     }
-    cache.land(c);
+    cache.flights.leave(&c.url, c.me, &mut cache.store);
+    cache.land(c, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_request;
+    use crate::http::testing::fields;
+
+    const HEAD: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"c\"\r\nRange: bytes=0-1\r\nif-modified-since: x\r\nAccept: */*\r\n\r\n";
+
+    #[test]
+    fn a_miss_to_store_drops_the_clients_conditionals_but_keeps_range() {
+        let mut out = Vec::new();
+        upstream_request(HEAD, None, &mut out);
+        assert_eq!(
+            out,
+            b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nAccept: */*\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_revalidation_sends_the_stored_validators_only() {
+        let stored = fields(&[
+            ("ETag", "\"s\""),
+            ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ]);
+        let mut out = Vec::new();
+        upstream_request(HEAD, Some(&stored), &mut out);
+        assert_eq!(
+            out,
+            &b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nIf-Modified-Since: Mon, 01 Jan 2024 00:00:00 GMT\r\nIf-None-Match: \"s\"\r\n\r\n"[..]
+        );
+    }
 }

@@ -337,6 +337,14 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
         return false;
     };
+    if ex.detached {
+        // Nobody to write to: drop what the client would have got (it is stored).
+        let n = ex.resp_pending;
+        up.inbuf.consume(n);
+        ex.resp_pending = 0;
+        conn.out.advance(conn.out.pending().len());
+        return n > 0;
+    }
     let body = if ex.resp == Resp::Body && !ex.dechunk {
         up.inbuf.data().get(..ex.resp_pending).unwrap_or(&[])
     } else {
@@ -362,6 +370,11 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
         }
         Io::Blocked => false,
         Io::Eof | Io::Failed(_) => {
+            if cx.ctx.cache.as_ref().is_some_and(|c| c.others_wait(ex)) {
+                debug!("conn {}: client left; fetching on for others", conn.id);
+                ex.detached = true;
+                return true;
+            }
             abort(cx);
             true
         }
@@ -388,12 +401,17 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
     ex.resp = Resp::Done;
     let request_sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
     let reuse = request_sent && ex.reusable && !by_eof && !up.eof && up.inbuf.is_empty();
-    let close_client = ex.close_after || !ex.client_keep_alive || conn.eof || !request_sent;
+    let close_client =
+        ex.close_after || !ex.client_keep_alive || conn.eof || !request_sent || ex.detached;
     let Some(mut ex) = cx.conn.ex.take() else {
         return true;
     };
     release(cx.ctx.cache.as_mut(), &mut ex);
-    let result = ex.cache.as_ref().map_or("TCP_MISS", |c| c.result);
+    let result = match ex.cache.as_ref() {
+        _ if ex.detached => "TCP_MISS_ABORTED",
+        Some(c) => c.result,
+        None => "TCP_MISS",
+    };
     log_exchange(cx, &ex, result);
     if reuse {
         release_to_pool(cx, idx);
@@ -401,7 +419,9 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
         drop_upstream(cx);
     }
     let conn = &mut *cx.conn;
-    if close_client {
+    if ex.detached {
+        conn.state = State::Closed;
+    } else if close_client {
         conn.state = State::Closing;
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
     } else {

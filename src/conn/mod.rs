@@ -44,6 +44,7 @@
 //! slab key may be reused by a newer connection.
 
 pub mod cache;
+pub mod collapse;
 pub mod forward;
 pub mod request;
 pub mod serve;
@@ -195,6 +196,9 @@ pub struct Exchange {
     /// The cache's part: lookup result, fill, pinned objects (`None` without a cache
     /// and for CONNECT).
     pub cache: Option<cache::CacheEx>,
+    /// The client left while others wait for this response: it is still fetched and
+    /// stored for them, and its bytes for the client are dropped.
+    pub detached: bool,
 }
 
 impl Exchange {

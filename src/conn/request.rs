@@ -10,13 +10,16 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
-use super::cache::{consult, release, Consulted};
+use super::cache::{consult, queue_collapsed_head, release, Cache, Consulted, Serving};
+use super::collapse::Member;
 use super::upstream::Upstream;
 use super::{flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
 use crate::access_log::Entry;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
+use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
 use crate::http::page::error_response;
+use crate::http::push_decimal;
 use crate::http::request::{parse_request, Request};
 use crate::http::target::Target;
 use crate::http::{BodyKind, Method};
@@ -176,6 +179,7 @@ fn begin(cx: &mut Cx, req: Request) {
         pipes: [None, None],
         moved: [0, 0],
         cache: None,
+        detached: false,
     }));
     route(cx, false);
 }
@@ -224,24 +228,70 @@ fn route(cx: &mut Cx, resumed: bool) {
     resolve(cx, &host);
 }
 
-/// `Waiting` state: once the flight this request waits for has ended (the server
-/// steps it when woken), look it up again: a hit now, or a fetch of its own.
+/// `Waiting` state: the fetch this request waits for (request collapsing) has a
+/// body to read as it arrives, or it has ended (the server steps us when woken).
+/// Read it, or look the URL up again: a hit now, or a fetch of its own.
 pub fn waiting_step(cx: &mut Cx) -> bool {
-    let url = cx
-        .conn
-        .ex
-        .as_ref()
-        .and_then(|ex| ex.cache.as_ref())
-        .map(|c| c.url.clone());
-    let (Some(cache), Some(url)) = (cx.ctx.cache.as_ref(), url) else {
+    let me = (cx.key, cx.conn.id);
+    let Some(cache) = cx.ctx.cache.as_mut() else {
         cx.conn.state = State::Closed;
         return true;
     };
-    if cache.waits(&url, (cx.key, cx.conn.id)) {
-        return false;
+    match collapsed_read(cache, cx.conn, me) {
+        Some(true) => {
+            cx.conn.state = State::Serve;
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            true
+        }
+        Some(false) => false,
+        None => {
+            route(cx, true);
+            true
+        }
     }
-    route(cx, true);
-    true
+}
+
+/// For a waiting request: `Some(true)` if it now reads the flight's stream (its head
+/// is queued), `Some(false)` to go on waiting, `None` if the flight is over.
+fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool> {
+    let ex = conn.ex.as_deref_mut()?;
+    let c = ex.cache.as_mut()?;
+    if !cache.flights.waits(&c.url, me) {
+        return None;
+    }
+    let Some(stream) = cache.flights.stream(&c.url) else {
+        return Some(false);
+    };
+    // Only a plain GET is answered from the stream; a Range or a conditional waits for
+    // the object, whose answer can then be planned properly.
+    let plain = with_request_fields(&ex.upstream_head, |req| {
+        !req.iter().any(|h| {
+            ["range", "if-none-match", "if-modified-since"]
+                .iter()
+                .any(|n| h.name.eq_ignore_ascii_case(n))
+        })
+    });
+    if plain != Some(true) {
+        return Some(false);
+    }
+    let mut head = Vec::with_capacity(stream.head.len() + 96);
+    push_served_head(&mut head, &stream.head, None, 0);
+    head.extend_from_slice(b"Content-Length: ");
+    push_decimal(&mut head, stream.len);
+    head.extend_from_slice(b"\r\n");
+    let (pos, end) = (stream.body_start, stream.body_start + stream.len);
+    let status = with_response_fields(&stream.head, |status, _| status).unwrap_or(200);
+    cache.flights.read(&c.url, me);
+    c.serve = Some(Serving {
+        obj: None,
+        pos,
+        end,
+    });
+    c.result = "TCP_MISS";
+    ex.status = status;
+    queue_collapsed_head(ex, &mut conn.out, conn.eof, head);
+    conn.ready.w = true;
+    Some(true)
 }
 
 /// Starts (or re-starts, for a retry) the DNS step for the current exchange.

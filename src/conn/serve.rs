@@ -4,6 +4,9 @@
 //! overwrite it meanwhile. The same keep-alive and back-pressure rules as `Forward`:
 //! nothing is read from the client until the response is written, and a client that
 //! stops reading stops the writes (the deadline then ends it).
+//!
+//! A request that waited for another's fetch (`collapse.rs`) may read the body from
+//! the fill while it is being written, up to the bytes written so far.
 
 use super::cache::release;
 use super::request::{abort, log_exchange};
@@ -15,11 +18,29 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
         conn.state = State::Closed;
         return true;
     };
-    let Some(s) = ex.cache.as_mut().and_then(|c| c.serve.as_mut()) else {
+    let Some(c) = ex.cache.as_mut() else {
         conn.state = State::Closed;
         return true;
     };
-    let want = (s.end - s.pos).min(*budget as u64);
+    let Some(s) = c.serve.as_mut() else {
+        conn.state = State::Closed;
+        return true;
+    };
+    // Reading a body another exchange is storing: up to what it has written, until the
+    // object lands (then it is pinned for us) or the flight fails (then we cannot
+    // finish a response whose head is sent).
+    let mut end = s.end;
+    if s.obj.is_none() {
+        if let Some(obj) = cache.flights.adopt(c.me) {
+            s.obj = Some(obj);
+        } else if let Some(written_end) = cache.flights.readable_end(&c.url, c.me) {
+            end = end.min(written_end);
+        } else {
+            abort(cx);
+            return true;
+        }
+    }
+    let want = end.saturating_sub(s.pos).min(*budget as u64);
     let body = cache.store.bytes(s.pos..s.pos + want);
     if body.len() as u64 != want {
         // The pinned range is outside the file: cannot happen for a record the store
@@ -29,6 +50,10 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     }
     let out = conn.out.pending();
     if out.is_empty() && body.is_empty() {
+        if s.pos < s.end {
+            // Waiting for the flight's next bytes (it wakes us).
+            return false;
+        }
         complete(cx);
         return true;
     }

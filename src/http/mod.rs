@@ -21,7 +21,7 @@ pub mod target;
 pub mod vary;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod decimal_tests {
