@@ -50,8 +50,9 @@ use crate::http::{push_decimal, BodyKind, Method, Version};
 const ADMISSION_SLOTS: usize = 65_536;
 
 /// Body bytes served from the map between two releases of its pages (see
-/// [`Cache::note_served`]).
-const RELEASE_AFTER: u64 = 64 << 20;
+/// [`Cache::note_served`]): bounds what hits add to larder's RSS, at the cost of a
+/// `madvise` per 8 MiB served.
+const RELEASE_AFTER: u64 = 8 << 20;
 
 /// The proxy's cache: the store, the admission table, and the accounting that
 /// keeps the map's pages from piling up in larder's RSS.
@@ -290,6 +291,9 @@ pub fn consult(
             c.stale = Some(obj);
             c.key = key;
             c.fwd = fwd;
+            // It was admitted once: its replacement need not earn admission again.
+            // (A HEAD's answer has no body: it never replaces the stored GET.)
+            c.admit = ex.method == Method::Get;
             c.result = if fwd == "request" {
                 "TCP_CLIENT_REFRESH_MISS"
             } else {
