@@ -6,12 +6,13 @@
 //! upstream errors, timeouts, the connection limit, the access log, start-up, real
 //! clients (curl, wget, apt-get against a local repository), and the
 //! cache file with its tool (`cache`; its one ignored test is the crash test's child
-//! process, run only by that test).
+//! process, run only by that test), and caching through the proxy (`caching`).
 
 mod support;
 
 mod access;
 mod cache;
+mod caching;
 mod cli;
 mod clients;
 mod connect;

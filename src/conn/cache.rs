@@ -478,9 +478,12 @@ fn plan(
     };
     push_served_head(&mut head, stored_head, line, age);
     push_content_range(&mut head, &range, len);
-    head.extend_from_slice(b"Content-Length: ");
-    push_decimal(&mut head, body.end - body.start);
-    head.extend_from_slice(b"\r\n");
+    // RFC 9110 §8.6: never a Content-Length in a 204 (its body is empty anyway).
+    if status != 204 {
+        head.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut head, body.end - body.start);
+        head.extend_from_slice(b"\r\n");
+    }
     Ok(Plan {
         head,
         status,

@@ -12,9 +12,12 @@ use log::debug;
 use super::cache::{body_complete, body_failed, release, response_head, OnResponse, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
-use super::{read_into, write_two, Cx, Exchange, Io, Resp, State};
+use super::{after_response, read_into, write_two, Cx, Exchange, Io, Resp, State};
 use crate::buf::BUF_SIZE;
+use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
+use crate::http::cached::has_field;
+use crate::http::date::push_http_date;
 use crate::http::response::parse_response;
 use crate::http::{BodyKind, Version};
 
@@ -225,6 +228,14 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                 if cx.ctx.log.is_some() {
                     ex.content_type = content_type(&r.client_head);
                 }
+                let mut r = r;
+                if !has_field(&r.client_head, b"date") {
+                    // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
+                    // left out; the cache then ages the response from it.
+                    r.client_head.extend_from_slice(b"Date: ");
+                    push_http_date(&mut r.client_head, unix_now());
+                    r.client_head.extend_from_slice(b"\r\n");
+                }
                 let cache_status =
                     match response_head(cx.ctx.cache.as_mut(), ex, &mut conn.out, conn.eof, &r) {
                         OnResponse::Relay(line) => line,
@@ -418,17 +429,10 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
     } else {
         drop_upstream(cx);
     }
-    let conn = &mut *cx.conn;
     if ex.detached {
-        conn.state = State::Closed;
-    } else if close_client {
-        conn.state = State::Closing;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+        cx.conn.state = State::Closed;
     } else {
-        conn.state = State::Head;
-        conn.served += 1;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
-        conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
+        after_response(cx, close_client);
     }
     true
 }

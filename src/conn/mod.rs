@@ -436,6 +436,21 @@ pub fn flush_out(conn: &mut Conn) -> bool {
     }
 }
 
+/// A response is done: read the next request (keep-alive) or close after flushing
+/// `out` and lingering (`close`).
+pub fn after_response(cx: &mut Cx, close: bool) {
+    let conn = &mut *cx.conn;
+    if close {
+        conn.state = State::Closing;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+    } else {
+        conn.state = State::Head;
+        conn.served += 1;
+        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
+        conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
+    }
+}
+
 /// Longest we linger after our last response to let the client read it.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes discarded while lingering.

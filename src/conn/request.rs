@@ -13,7 +13,7 @@ use mio::Interest;
 use super::cache::{consult, queue_collapsed_head, release, Cache, Consulted, Serving};
 use super::collapse::Member;
 use super::upstream::Upstream;
-use super::{flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
+use super::{after_response, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
 use crate::access_log::Entry;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
@@ -606,16 +606,9 @@ fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
     let conn = &mut *cx.conn;
     conn.out.push(&page);
     conn.ex = None;
-    if close {
-        conn.state = State::Closing;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-    } else {
-        conn.state = State::Head;
-        conn.served += 1;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
-    }
     // The answer is written by the Head/Closing steps; make sure they try now.
     conn.ready.w = true;
+    after_response(cx, close);
 }
 
 /// Writes the access-log line for a finished exchange.

@@ -10,7 +10,7 @@
 
 use super::cache::release;
 use super::request::{abort, log_exchange};
-use super::{write_two, Cx, Io, State};
+use super::{after_response, write_two, Cx, Io, State};
 
 pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
@@ -89,14 +89,6 @@ fn complete(cx: &mut Cx) {
     release(cx.ctx.cache.as_mut(), &mut ex);
     let result = ex.cache.as_ref().map_or("TCP_HIT", |c| c.result);
     log_exchange(cx, &ex, result);
-    let conn = &mut *cx.conn;
-    if ex.close_after || conn.eof {
-        conn.state = State::Closing;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-    } else {
-        conn.state = State::Head;
-        conn.served += 1;
-        conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
-        conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
-    }
+    let close = ex.close_after || cx.conn.eof;
+    after_response(cx, close);
 }

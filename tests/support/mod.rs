@@ -912,7 +912,14 @@ impl Wire {
     /// Reads once from the socket into the buffer; returns how many bytes came (0 = EOF).
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
+        // A read with a timeout can come back EINTR after the process was stopped and
+        // resumed, with no signal handler involved: that is not the peer's doing.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }

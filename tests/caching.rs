@@ -1,0 +1,1929 @@
+//! The HTTP cache seen from a client's socket: what gets stored (admission, storability,
+//! complete bodies only), how stored responses are served (hits, HEAD, ranges, client
+//! conditionals, request directives), revalidated, replaced and invalidated, how
+//! concurrent misses share one upstream fetch, what survives a restart, and what the
+//! `Cache-Status` field and the access log say about each answer.
+//!
+//! Every claim about "not contacting the origin" is checked by counting the requests the
+//! scripted origin received. Most tests pass `--admit-after 0` so the first response is
+//! stored; the admission tests themselves use the default or other values.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::{Client, Origin, Proxy, Reply, Request, Response, TempDir, TempFile};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// The Last-Modified value of most stored responses (IMF-fixdate, long past).
+const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+
+/// Request or response fields as (name, value) pairs.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+/// Unix seconds now.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds as an IMF-fixdate, with larder's own formatter (as `clients.rs` does).
+fn http_date(secs: u64) -> String {
+    let mut out = Vec::new();
+    larder::http::date::push_http_date(&mut out, secs);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response with status line `HTTP/1.1 {status}`, `fields`, a `Date` of now unless
+/// `fields` has one, and `body` with its Content-Length.
+fn response(status: &str, fields: Fields, body: &[u8]) -> Vec<u8> {
+    let mut out = head(status, fields);
+    // Replace the empty line by Content-Length and a new one.
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A response head with `Date` added as in [`response`], and no framing field.
+fn head(status: &str, fields: Fields) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    if !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
+        out.push_str(&format!("Date: {}\r\n", http_date(now_secs())));
+    }
+    for (name, value) in fields {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// A 200 that is fresh for a minute.
+fn fresh(body: &[u8]) -> Vec<u8> {
+    response("200 OK", &[("Cache-Control", "max-age=60")], body)
+}
+
+/// A request with `fields` after its Host (taken from `url`) and no body.
+fn request(method: &str, url: &str, fields: Fields) -> String {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let mut out = format!("{method} {url} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (name, value) in fields {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// Sends one request on a new connection and reads its response.
+fn fetch(proxy: &Proxy, method: &str, url: &str, fields: Fields) -> Response {
+    let mut client = proxy.client();
+    client.send(request(method, url, fields).as_bytes());
+    client.read_response_for(method)
+}
+
+/// The members of larder's `Cache-Status` entry after its name, trimmed
+/// (`larder; hit; ttl=5` → `["hit", "ttl=5"]`); empty if there is no such entry.
+fn cache_status(response: &Response) -> Vec<String> {
+    response
+        .header_all("cache-status")
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(|entry| {
+            entry
+                .split(';')
+                .map(|member| member.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .find(|members| members.first().is_some_and(|name| name == "larder"))
+        .map(|members| members.into_iter().skip(1).collect())
+        .unwrap_or_default()
+}
+
+/// The response head as text, for failure messages.
+fn head_text(response: &Response) -> String {
+    let raw = String::from_utf8_lossy(&response.raw);
+    raw.split("\r\n\r\n").next().unwrap_or("").to_owned()
+}
+
+/// Panics unless larder's Cache-Status entry has every member of `present` and none of
+/// `absent`.
+#[track_caller]
+fn assert_cache_status(response: &Response, present: &[&str], absent: &[&str]) {
+    let members = cache_status(response);
+    for token in present {
+        assert!(
+            members.iter().any(|m| m == token),
+            "Cache-Status lacks {token:?}; head:\n{}",
+            head_text(response)
+        );
+    }
+    for token in absent {
+        assert!(
+            !members.iter().any(|m| m == token),
+            "Cache-Status has {token:?}; head:\n{}",
+            head_text(response)
+        );
+    }
+}
+
+/// The `ttl=` member of larder's Cache-Status entry.
+#[track_caller]
+fn ttl(response: &Response) -> i64 {
+    cache_status(response)
+        .iter()
+        .find_map(|m| m.strip_prefix("ttl="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ttl in Cache-Status; head:\n{}", head_text(response)))
+}
+
+/// The `Age` field as a number.
+#[track_caller]
+fn age(response: &Response) -> u64 {
+    response
+        .header("age")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no numeric Age; head:\n{}", head_text(response)))
+}
+
+/// Requests the origin received whose target is `target`.
+fn requests_for(origin: &Origin, target: &str) -> Vec<Request> {
+    origin
+        .seen()
+        .into_iter()
+        .filter(|request| request.target == target)
+        .collect()
+}
+
+/// The log's non-empty lines once it has at least `n`, polling for up to 5 s.
+fn wait_for_lines(log: &TempFile, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `RESULT/STATUS METHOD URL` of a Squid-format log line (fields 4, 6 and 7).
+fn outcome(line: &str) -> String {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    match (fields.get(3), fields.get(5), fields.get(6)) {
+        (Some(result), Some(method), Some(url)) => format!("{result} {method} {url}"),
+        _ => panic!("not a Squid log line: {line}"),
+    }
+}
+
+/// `len` bytes of every value 0..=255 in turn.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..=255u8).cycle().take(len).collect()
+}
+
+/// `body` in chunked framing, `chunk` bytes a chunk, with the terminating zero chunk.
+fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(chunk) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Starts `langs.len()` clients that send one GET for `url` at the same moment, each
+/// with its `Accept-Language` (none for ""), and returns their responses in that order.
+fn concurrent_gets(proxy: &Proxy, url: &str, langs: &[&str]) -> Vec<Response> {
+    let start = Arc::new(Barrier::new(langs.len()));
+    let clients: Vec<_> = langs
+        .iter()
+        .map(|lang| {
+            let (start, addr) = (Arc::clone(&start), proxy.addr());
+            let (url, lang) = (url.to_owned(), lang.to_string());
+            thread::spawn(move || {
+                let field = [("Accept-Language", lang.as_str())];
+                let fields = if lang.is_empty() { &[][..] } else { &field[..] };
+                let mut client = Client::connect(addr);
+                start.wait();
+                client.send(request("GET", &url, fields).as_bytes());
+                client.read_response()
+            })
+        })
+        .collect();
+    clients
+        .into_iter()
+        .map(|c| {
+            c.join()
+                .expect("a client thread failed; see its panic above")
+        })
+        .collect()
+}
+
+/// `struct linger` (Linux).
+#[repr(C)]
+struct Linger {
+    onoff: i32,
+    seconds: i32,
+}
+
+extern "C" {
+    fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+}
+
+/// Makes closing `stream` send a reset instead of a FIN (SO_LINGER with a zero timeout),
+/// which std cannot do.
+fn set_reset_on_close(stream: &TcpStream) {
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    const LEN: u32 = std::mem::size_of::<Linger>() as u32;
+    let linger = Linger {
+        onoff: 1,
+        seconds: 0,
+    };
+    // SAFETY: `linger` is a valid struct linger of LEN bytes that outlives the call, and
+    // the descriptor belongs to `stream`.
+    let done = unsafe { setsockopt(stream.as_raw_fd(), SOL_SOCKET, SO_LINGER, &linger, LEN) };
+    assert_eq!(done, 0, "SO_LINGER: {}", io::Error::last_os_error());
+}
+
+// ---------------------------------------------------------------------------------------
+// Admission
+
+/// With the default `--admit-after 1` a one-off download never displaces anything: only
+/// the second request within the window stores, and the third is served by larder.
+#[test]
+fn default_admission_stores_the_second_request_and_serves_the_third() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"popular")));
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/popular");
+
+    let first = proxy.get(&url);
+    assert_eq!(first.text(), "popular");
+    assert_cache_status(&first, &["fwd=miss"], &["stored", "hit"]);
+    let second = proxy.get(&url);
+    assert_eq!(second.text(), "popular");
+    assert_cache_status(&second, &["fwd=miss", "stored"], &["hit"]);
+    let third = proxy.get(&url);
+    assert_eq!(third.status, 200);
+    assert_eq!(third.text(), "popular");
+    assert_cache_status(&third, &["hit"], &["fwd=miss"]);
+    assert_eq!(origin.requests(), 2, "the third GET reached the origin");
+}
+
+#[test]
+fn admit_after_zero_stores_on_first_sight() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"first sight")));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/once");
+    assert_cache_status(&proxy.get(&url), &["fwd=miss", "stored"], &[]);
+    let hit = proxy.get(&url);
+    assert_eq!(hit.text(), "first sight");
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[test]
+fn admit_after_two_stores_the_third_request() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"third time")));
+    let proxy = Proxy::start(&["--admit-after", "2"]);
+    let url = origin.url("/thrice");
+    for n in 1..=2 {
+        let miss = proxy.get(&url);
+        assert_cache_status(&miss, &["fwd=miss"], &["stored"]);
+        assert_eq!(origin.requests(), n);
+    }
+    assert_cache_status(&proxy.get(&url), &["fwd=miss", "stored"], &[]);
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.text(), "third time");
+    assert_eq!(origin.requests(), 3);
+}
+
+/// A request that comes longer than the window after the previous one does not count
+/// towards admission with it: the run starts again.
+#[test]
+fn a_request_after_the_admission_window_starts_the_count_again() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"windowed")));
+    // The window is whole seconds (the table keeps unix seconds): a gap of more than two
+    // seconds is past a one-second window wherever the clock's second boundaries fall.
+    let proxy = Proxy::start(&["--admit-window", "1"]);
+    let url = origin.url("/windowed");
+    assert_cache_status(&proxy.get(&url), &["fwd=miss"], &["stored"]);
+    thread::sleep(Duration::from_millis(2100));
+    let late = proxy.get(&url);
+    assert_cache_status(&late, &["fwd=miss"], &["stored"]);
+    // Within the window of the late one: now it counts.
+    assert_cache_status(&proxy.get(&url), &["fwd=miss", "stored"], &[]);
+    assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+    assert_eq!(origin.requests(), 3);
+}
+
+#[test]
+fn admission_and_object_size_flags_have_environment_twins() {
+    let small = b"small".to_vec();
+    let large = pattern(2000);
+    let large_reply = fresh(&large);
+    let origin = Origin::start(move |request| {
+        Reply::Send(match request.target.as_str() {
+            "/large" => large_reply.clone(),
+            _ => fresh(&small),
+        })
+    });
+    let proxy = Proxy::start_with_env(
+        &[],
+        &[
+            ("LARDER_ADMIT_AFTER", "0"),
+            ("LARDER_ADMIT_WINDOW", "5"),
+            ("LARDER_CACHE_MAX_OBJECT", "1K"),
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(proxy.get(&origin.url("/small")).text(), "small");
+        assert!(proxy.get(&origin.url("/large")).body == large);
+    }
+    assert_eq!(requests_for(&origin, "/small").len(), 1);
+    assert_eq!(requests_for(&origin, "/large").len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Hits and freshness
+
+/// A hit is the stored response as the origin sent it (Date included, never rewritten),
+/// with an Age that grows and a ttl that shrinks.
+#[test]
+fn a_hit_serves_the_stored_head_with_age_and_ttl() {
+    let body = pattern(3000);
+    let reply = response(
+        "200 OK",
+        &[
+            ("Cache-Control", "max-age=60"),
+            ("X-Custom", "kept  as sent"),
+            ("Content-Type", "application/x-test"),
+            ("Connection", "X-Origin-Private"),
+            ("X-Origin-Private", "1"),
+            ("Keep-Alive", "timeout=5"),
+        ],
+        &body,
+    );
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/aged");
+    let miss = proxy.get(&url);
+    assert!(miss.body == body);
+    let date = miss
+        .header("date")
+        .expect("the origin sent a Date")
+        .to_owned();
+
+    // Age is in whole seconds; wait for it to reach at least 1.
+    thread::sleep(Duration::from_millis(1100));
+    let hit = proxy.get(&url);
+    assert_eq!(hit.status, 200);
+    assert!(hit.body == body, "the hit's body differs");
+    assert_cache_status(&hit, &["hit"], &["fwd=miss"]);
+    assert_eq!(
+        hit.header("date"),
+        Some(date.as_str()),
+        "Date was rewritten"
+    );
+    assert_eq!(hit.header("x-custom"), Some("kept  as sent"));
+    assert_eq!(hit.header("content-type"), Some("application/x-test"));
+    assert_eq!(hit.header("content-length"), Some("3000"));
+    // RFC 9111 §3.1: the origin's hop-by-hop fields are not part of the stored response.
+    for name in ["x-origin-private", "keep-alive"] {
+        assert_eq!(hit.header(name), None, "{name} served from the store");
+    }
+    let (age, ttl) = (age(&hit), ttl(&hit));
+    assert!((1..=5).contains(&age), "Age {age} after ~1.1 s");
+    assert!(
+        (55..=59).contains(&ttl),
+        "ttl {ttl} for max-age=60 at age {age}"
+    );
+    assert_eq!(origin.requests(), 1);
+}
+
+/// RFC 9111 §4.2.3: an Age the origin (or a cache before it) sent counts too.
+#[test]
+fn an_age_from_upstream_counts_towards_the_hit_age() {
+    let origin = Origin::start(|_| {
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("Age", "30")],
+            b"aged upstream",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/upstream-age");
+    proxy.get(&url);
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    let (age, ttl) = (age(&hit), ttl(&hit));
+    assert!((30..=35).contains(&age), "Age {age}, upstream said 30");
+    assert!((25..=30).contains(&ttl), "ttl {ttl}, 60 - age 30");
+}
+
+/// Each source of freshness gives hits with the lifetime it implies, and an Expires that
+/// is past or invalid gives none. The heuristic is 10% of Date − Last-Modified, at most
+/// a day.
+#[test]
+fn freshness_comes_from_s_maxage_max_age_expires_or_last_modified() {
+    let origin = Origin::start(|request| {
+        let now = now_secs();
+        let date = http_date(now);
+        let ago = |days: u64| http_date(now - days * 86_400);
+        let (in_a_minute, a_minute_ago) = (http_date(now + 60), http_date(now - 60));
+        let (one_day, ten_days, hundred_days) = (ago(1), ago(10), ago(100));
+        let field: (&str, &str) = match request.target.as_str() {
+            "/s-maxage" => ("Cache-Control", "max-age=0, s-maxage=60"),
+            "/expires" => ("Expires", &in_a_minute),
+            "/heuristic" => ("Last-Modified", &ten_days),
+            "/heuristic-short" => ("Last-Modified", &one_day),
+            "/heuristic-capped" => ("Last-Modified", &hundred_days),
+            "/expired" => ("Expires", &a_minute_ago),
+            "/invalid-expires" => ("Expires", "0"),
+            _ => ("Cache-Control", "max-age=60"),
+        };
+        Reply::Send(response("200 OK", &[field, ("Date", &date)], b"freshness"))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    // (path, ttl range of the hit; None: the second request must reach the origin)
+    let cases: [(&str, Option<(i64, i64)>); 8] = [
+        ("/max-age", Some((55, 60))),
+        ("/s-maxage", Some((55, 60))),
+        ("/expires", Some((55, 60))),
+        ("/heuristic", Some((86_390, 86_400))),
+        ("/heuristic-short", Some((8_630, 8_640))),
+        ("/heuristic-capped", Some((86_390, 86_400))),
+        ("/expired", None),
+        ("/invalid-expires", None),
+    ];
+    for (path, ttl_range) in cases {
+        let url = origin.url(path);
+        assert_eq!(proxy.get(&url).text(), "freshness");
+        let second = proxy.get(&url);
+        assert_eq!(second.text(), "freshness");
+        let fetches = if ttl_range.is_some() { 1 } else { 2 };
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            fetches,
+            "{path}: origin requests; second response head:\n{}",
+            head_text(&second)
+        );
+        match ttl_range {
+            Some((low, high)) => {
+                assert_cache_status(&second, &["hit"], &[]);
+                let ttl = ttl(&second);
+                assert!((low..=high).contains(&ttl), "{path}: ttl {ttl}");
+            }
+            None => assert_cache_status(&second, &[], &["hit"]),
+        }
+    }
+}
+
+#[test]
+fn urls_differing_only_in_the_query_are_different_entries() {
+    let origin = Origin::start(|request| Reply::Send(fresh(request.target.as_bytes())));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for _ in 0..2 {
+        assert_eq!(proxy.get(&origin.url("/q?x=1")).text(), "/q?x=1");
+        assert_eq!(proxy.get(&origin.url("/q?x=2")).text(), "/q?x=2");
+        assert_eq!(proxy.get(&origin.url("/q")).text(), "/q");
+    }
+    assert_eq!(origin.requests(), 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// What is never stored
+
+/// RFC 9111 §3 and the contract's additions: each of these is fetched from the origin
+/// every time, while the controls (a heuristically fresh 404; Authorization with public,
+/// s-maxage or must-revalidate) are stored.
+#[test]
+fn responses_that_may_not_be_stored_reach_the_origin_every_time() {
+    const FRESH: (&str, &str) = ("Cache-Control", "max-age=60");
+    let origin = Origin::start(|request| {
+        let ten_days_ago = http_date(now_secs() - 10 * 86_400);
+        let old = ("Last-Modified", ten_days_ago.as_str());
+        let cc = |value| ("Cache-Control", value);
+        let (status, fields) = match request.target.as_str() {
+            "/set-cookie" => ("200 OK", vec![FRESH, ("Set-Cookie", "id=1")]),
+            "/no-store" => ("200 OK", vec![cc("no-store, max-age=60")]),
+            "/private" => ("200 OK", vec![cc("private, max-age=60")]),
+            "/vary-star" => ("200 OK", vec![FRESH, ("Vary", "*")]),
+            "/partial" => (
+                "206 Partial Content",
+                vec![FRESH, ("Content-Range", "bytes 0-7/100")],
+            ),
+            "/error-500" => ("500 Internal Server Error", vec![old]),
+            "/not-found" => ("404 Not Found", vec![old]),
+            "/auth-public" => ("200 OK", vec![cc("public, max-age=60")]),
+            "/auth-s-maxage" => ("200 OK", vec![cc("s-maxage=60")]),
+            "/auth-must-revalidate" => ("200 OK", vec![cc("max-age=60, must-revalidate")]),
+            _ => ("200 OK", vec![FRESH]),
+        };
+        Reply::Send(response(status, &fields, request.target.as_bytes()))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let auth = ("Authorization", "Basic dXNlcjpwYXNz");
+    let request_no_store = ("Cache-Control", "no-store");
+    let cases = [
+        ("/set-cookie", None, 2),
+        ("/no-store", None, 2),
+        ("/private", None, 2),
+        ("/vary-star", None, 2),
+        ("/partial", None, 2),
+        ("/error-500", None, 2),
+        ("/auth", Some(auth), 2),
+        ("/request-no-store", Some(request_no_store), 2),
+        ("/not-found", None, 1),
+        ("/auth-public", Some(auth), 1),
+        ("/auth-s-maxage", Some(auth), 1),
+        ("/auth-must-revalidate", Some(auth), 1),
+    ];
+    for (path, field, fetches) in cases {
+        let url = origin.url(path);
+        let fields: Vec<(&str, &str)> = field.into_iter().collect();
+        let first = fetch(&proxy, "GET", &url, &fields);
+        if fetches == 2 {
+            assert_cache_status(&first, &[], &["stored"]);
+        }
+        let second = fetch(&proxy, "GET", &url, &fields);
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            fetches,
+            "{path}: origin requests; first response head:\n{}",
+            head_text(&first)
+        );
+        assert_eq!(second.text(), path);
+    }
+}
+
+/// Bodiless and redirect statuses are stored like any other and come back as they were:
+/// a 204 still without a body or Content-Length, a 301 with its Location.
+#[test]
+fn a_stored_204_and_301_are_served_as_they_came() {
+    let origin = Origin::start(|request| {
+        Reply::Send(match request.target.as_str() {
+            "/moved" => response(
+                "301 Moved Permanently",
+                &[("Cache-Control", "max-age=60"), ("Location", "/new-home")],
+                b"moved",
+            ),
+            _ => head("204 No Content", &[("Cache-Control", "max-age=60")]),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let (empty, moved) = (origin.url("/empty"), origin.url("/moved"));
+    proxy.get(&empty);
+    proxy.get(&moved);
+    // One connection: a stray body after the 204 would break the 301 after it.
+    let mut client = proxy.client();
+    client.send(
+        format!(
+            "{}{}",
+            request("GET", &empty, &[]),
+            request("GET", &moved, &[])
+        )
+        .as_bytes(),
+    );
+    let no_content = client.read_response();
+    let redirect = client.read_response();
+    assert_eq!(redirect.status, 301);
+    assert_cache_status(&redirect, &["hit"], &[]);
+    assert_eq!(redirect.header("location"), Some("/new-home"));
+    assert_eq!(redirect.text(), "moved");
+    assert_eq!(origin.requests(), 2);
+    assert_eq!(no_content.status, 204);
+    assert_cache_status(&no_content, &["hit"], &[]);
+    assert_eq!(
+        no_content.header("content-length"),
+        None,
+        "RFC 9110 §8.6: no Content-Length in a 204"
+    );
+}
+
+/// Set-Cookie is per client: a stored one would hand one user's session to the next.
+#[test]
+fn a_set_cookie_response_is_never_served_to_another_client() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    let origin = Origin::start(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let cookie = format!("session={n}");
+        Reply::Send(response(
+            "200 OK",
+            &[
+                ("Cache-Control", "public, max-age=60"),
+                ("Set-Cookie", &cookie),
+            ],
+            b"welcome",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/login");
+    let first = proxy.get(&url);
+    let second = proxy.get(&url);
+    assert_eq!(first.header("set-cookie"), Some("session=0"));
+    assert_eq!(second.header("set-cookie"), Some("session=1"));
+    assert_cache_status(&second, &[], &["hit"]);
+    assert_eq!(origin.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Complete bodies only
+
+/// An origin that closes before Content-Length bytes have come sent a broken object;
+/// storing it would serve the breakage to everyone after.
+#[test]
+fn a_body_cut_short_by_the_origin_is_not_stored() {
+    let full = pattern(100);
+    let served = Arc::new(AtomicUsize::new(0));
+    let (counter, body) = (Arc::clone(&served), full.clone());
+    let origin = Origin::start(move |request| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        if n > 0 {
+            return Reply::Send(fresh(&body));
+        }
+        if request.target == "/chunked" {
+            // The last chunk and the terminating zero chunk never come.
+            let mut cut = head(
+                "200 OK",
+                &[
+                    ("Cache-Control", "max-age=60"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+            );
+            cut.extend_from_slice(b"32\r\n");
+            cut.extend_from_slice(&body[..50]);
+            cut.extend_from_slice(b"\r\n");
+            return Reply::SendClose(cut);
+        }
+        let mut cut = fresh(&body);
+        cut.truncate(cut.len() - 50);
+        Reply::SendClose(cut)
+    });
+    for path in ["/length", "/chunked"] {
+        served.store(0, Ordering::SeqCst);
+        let proxy = Proxy::start(&["--admit-after", "0"]);
+        let url = origin.url(path);
+        let mut client = proxy.client();
+        client.send(request("GET", &url, &[]).as_bytes());
+        let cut = client.read_head();
+        assert_eq!(cut.status, 200, "{path}");
+        let rest = client.read_to_close();
+        assert!(rest.len() < 100, "{path}: {} bytes relayed", rest.len());
+
+        let again = proxy.get(&url);
+        assert!(again.body == full, "{path}: second fetch body");
+        assert_cache_status(&again, &["fwd=miss", "stored"], &["hit"]);
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            2,
+            "{path}: cut body stored"
+        );
+        let hit = proxy.get(&url);
+        assert!(hit.body == full, "{path}: hit body");
+        assert_eq!(requests_for(&origin, path).len(), 2, "{path}");
+    }
+}
+
+/// Without a length, only the origin's clean FIN says the body is complete.
+#[test]
+fn a_close_delimited_body_ended_by_a_clean_fin_is_stored() {
+    let body = pattern(5000);
+    let mut reply = head("200 OK", &[("Cache-Control", "max-age=60")]);
+    reply.extend_from_slice(&body);
+    let origin = Origin::start(move |_| Reply::SendClose(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/until-close");
+    assert!(proxy.get(&url).body == body);
+    let hit = proxy.get(&url);
+    assert!(hit.body == body, "the hit's body differs");
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.header("content-length"), Some("5000"));
+    assert_eq!(origin.requests(), 1);
+}
+
+/// A close-delimited body ends at the origin's FIN; after a reset it may have been cut
+/// anywhere, so it must not be stored.
+#[test]
+fn a_close_delimited_body_ended_by_a_reset_is_not_stored() {
+    let body = pattern(5000);
+    let mut reply = head("200 OK", &[("Cache-Control", "max-age=60")]);
+    reply.extend_from_slice(&body);
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    let origin = Origin::start(move |_| {
+        let reply = reply.clone();
+        if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Reply::SendClose(reply);
+        }
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            stream.write_all(&reply)?;
+            // Time for larder to read every byte, so only the ending differs.
+            thread::sleep(Duration::from_millis(100));
+            set_reset_on_close(stream);
+            Err(io::Error::other("end the connection with a reset"))
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/reset");
+    let mut client = proxy.client();
+    client.send(request("GET", &url, &[]).as_bytes());
+    assert_eq!(client.read_head().status, 200);
+    client.read_to_close();
+
+    let again = proxy.get(&url);
+    assert!(again.body == body, "second fetch body");
+    assert_eq!(origin.requests(), 2, "the body ended by a reset was stored");
+    assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+    assert_eq!(origin.requests(), 2);
+}
+
+/// A client that goes away mid-body ends the fill; the partial object must not be
+/// stored, and the access log says the transfer was aborted.
+#[test]
+fn a_fill_abandoned_by_its_client_is_not_stored() {
+    let body = pattern(100_000);
+    let served = Arc::new(AtomicUsize::new(0));
+    let (counter, full) = (Arc::clone(&served), body.clone());
+    let origin = Origin::start(move |_| {
+        let reply = fresh(&full);
+        if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Reply::Send(reply);
+        }
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            let split = reply.len() - 90_000;
+            stream.write_all(&reply[..split])?;
+            thread::sleep(Duration::from_millis(300));
+            stream.write_all(&reply[split..])
+        }))
+    });
+    let log = TempFile::new("abandoned.log");
+    let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
+    let url = origin.url("/abandoned");
+    let mut client = proxy.client();
+    client.send(request("GET", &url, &[]).as_bytes());
+    assert_eq!(client.read_head().status, 200);
+    drop(client);
+    // Past the origin's pause, so a fill that went on regardless would have finished.
+    thread::sleep(Duration::from_millis(500));
+
+    let again = proxy.get(&url);
+    assert!(again.body == body, "second fetch body");
+    assert_eq!(
+        origin.requests(),
+        2,
+        "the abandoned partial body was stored"
+    );
+    let hit = proxy.get(&url);
+    assert!(hit.body == body);
+    assert_eq!(origin.requests(), 2);
+
+    let lines = wait_for_lines(&log, 3);
+    let outcomes: Vec<String> = lines.iter().map(|l| outcome(l)).collect();
+    assert_eq!(
+        outcomes.first().map(String::as_str),
+        Some(format!("TCP_MISS_ABORTED/200 GET {url}").as_str()),
+        "log:\n{lines:#?}"
+    );
+}
+
+#[test]
+fn bodies_over_cache_max_object_are_relayed_but_not_stored() {
+    let big = pattern(2000);
+    let (big_reply, small_reply) = (fresh(&big), fresh(b"small enough"));
+    let mut chunked_reply = head(
+        "200 OK",
+        &[
+            ("Cache-Control", "max-age=60"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    chunked_reply.extend_from_slice(&chunked_body(&big, 300));
+    let origin = Origin::start(move |request| {
+        Reply::Send(match request.target.as_str() {
+            "/big" => big_reply.clone(),
+            "/big-chunked" => chunked_reply.clone(),
+            "/exactly-1k" => fresh(&pattern(1024)),
+            _ => small_reply.clone(),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0", "--cache-max-object", "1K"]);
+    for _ in 0..2 {
+        for path in ["/big", "/big-chunked"] {
+            let got = proxy.get(&origin.url(path));
+            assert!(got.body == big, "{path}: body differs");
+            assert_cache_status(&got, &[], &["stored", "hit"]);
+        }
+        assert_eq!(proxy.get(&origin.url("/small")).text(), "small enough");
+        assert_eq!(proxy.get(&origin.url("/exactly-1k")).body.len(), 1024);
+    }
+    assert_eq!(requests_for(&origin, "/big").len(), 2);
+    assert_eq!(requests_for(&origin, "/big-chunked").len(), 2);
+    assert_eq!(requests_for(&origin, "/small").len(), 1);
+    // The limit itself is not "larger".
+    assert_eq!(requests_for(&origin, "/exactly-1k").len(), 1);
+}
+
+/// Without the flag the limit is an eighth of the cache (128 KiB of the tests' 1 MiB).
+#[test]
+fn the_default_object_limit_is_an_eighth_of_the_cache() {
+    let big = pattern(200_000);
+    let reply = fresh(&big);
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/over-an-eighth");
+    for _ in 0..2 {
+        assert!(proxy.get(&url).body == big);
+    }
+    assert_eq!(origin.requests(), 2);
+}
+
+#[test]
+fn a_chunked_response_is_stored_and_served_with_content_length() {
+    let body = pattern(10_000);
+    let mut reply = head(
+        "200 OK",
+        &[
+            ("Cache-Control", "max-age=60"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    reply.extend_from_slice(&chunked_body(&body, 777));
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/chunked");
+    assert!(proxy.get(&url).body == body);
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert!(hit.body == body, "the hit's body differs");
+    assert_eq!(hit.header("content-length"), Some("10000"));
+    assert_eq!(hit.header("transfer-encoding"), None);
+    assert_eq!(origin.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Revalidation
+
+/// A stale entry goes upstream with the stored validators, exactly as stored; a 304
+/// refreshes the stored head (except Content-Length, which a 304 may get wrong) and the
+/// client gets the stored body.
+#[test]
+fn a_stale_entry_is_revalidated_and_a_304_refreshes_its_head() {
+    // asctime, so a larder that reformats the date instead of copying it fails.
+    const ASCTIME: &str = "Tue Nov 14 22:13:20 2023";
+    let origin = Origin::start(|request| {
+        Reply::Send(if request.header("if-none-match").is_some() {
+            head(
+                "304 Not Modified",
+                &[
+                    ("ETag", "\"v1\""),
+                    ("Cache-Control", "max-age=60"),
+                    ("X-Version", "2"),
+                    ("Content-Length", "0"),
+                ],
+            )
+        } else {
+            response(
+                "200 OK",
+                &[
+                    ("Cache-Control", "max-age=0"),
+                    ("ETag", "\"v1\""),
+                    ("Last-Modified", ASCTIME),
+                    ("X-Version", "1"),
+                ],
+                b"stored body",
+            )
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/revalidated");
+    let first = proxy.get(&url);
+    assert_cache_status(&first, &["fwd=miss", "stored"], &[]);
+    assert_eq!(first.header("x-version"), Some("1"));
+
+    let refreshed = proxy.get(&url);
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(refreshed.text(), "stored body");
+    assert_eq!(refreshed.header("content-length"), Some("11"));
+    assert_eq!(refreshed.header("x-version"), Some("2"));
+    assert_cache_status(&refreshed, &["fwd=stale", "fwd-status=304"], &["hit"]);
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    let revalidation = &seen[1];
+    assert_eq!(revalidation.method, "GET");
+    assert_eq!(revalidation.header("if-none-match"), Some("\"v1\""));
+    assert_eq!(
+        revalidation.header("if-modified-since"),
+        Some(ASCTIME),
+        "Last-Modified not sent verbatim; head:\n{}",
+        String::from_utf8_lossy(&revalidation.head)
+    );
+
+    // The 304's max-age=60 made the entry fresh again.
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.text(), "stored body");
+    assert_eq!(hit.header("x-version"), Some("2"));
+    assert_eq!(origin.requests(), 2);
+}
+
+/// A revalidation is larder's request, not the client's: only the stored validators go
+/// up, never the client's own conditionals or Range.
+#[test]
+fn a_revalidation_carries_only_the_stored_validators() {
+    let origin = Origin::start(|request| {
+        Reply::Send(if request.header("if-none-match") == Some("\"v1\"") {
+            head(
+                "304 Not Modified",
+                &[("ETag", "\"v1\""), ("Cache-Control", "max-age=0")],
+            )
+        } else {
+            response(
+                "200 OK",
+                &[("Cache-Control", "max-age=0"), ("ETag", "\"v1\"")],
+                b"0123456789",
+            )
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/validators");
+    proxy.get(&url);
+
+    let since = http_date(now_secs());
+    let own = fetch(
+        &proxy,
+        "GET",
+        &url,
+        &[
+            ("If-None-Match", "\"client\""),
+            ("If-Modified-Since", &since),
+        ],
+    );
+    // The client's tag does not match the entry, so it gets the whole body.
+    assert_eq!(own.status, 200);
+    assert_eq!(own.text(), "0123456789");
+    let ranged = fetch(
+        &proxy,
+        "GET",
+        &url,
+        &[("Range", "bytes=2-4"), ("If-Range", "\"v1\"")],
+    );
+    // The contract does not say whether a refreshed entry answers the Range; either
+    // answer must be right.
+    match ranged.status {
+        206 => assert_eq!(ranged.text(), "234"),
+        200 => assert_eq!(ranged.text(), "0123456789"),
+        other => panic!("status {other} to a Range on a stale entry"),
+    }
+
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 3, "each stale request revalidates once");
+    for revalidation in &seen[1..] {
+        let head = String::from_utf8_lossy(&revalidation.head);
+        assert_eq!(
+            revalidation.header_all("if-none-match"),
+            vec!["\"v1\""],
+            "{head}"
+        );
+        // Nothing was stored to send If-Modified-Since with.
+        for name in ["if-modified-since", "range", "if-range"] {
+            assert_eq!(revalidation.header(name), None, "{name} went up:\n{head}");
+        }
+    }
+}
+
+#[test]
+fn a_200_to_a_revalidation_replaces_the_entry() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    let origin = Origin::start(move |_| {
+        Reply::Send(if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            response(
+                "200 OK",
+                &[("Cache-Control", "max-age=0"), ("ETag", "\"v1\"")],
+                b"old",
+            )
+        } else {
+            response(
+                "200 OK",
+                &[("Cache-Control", "max-age=60"), ("ETag", "\"v2\"")],
+                b"new body",
+            )
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/replaced");
+    assert_eq!(proxy.get(&url).text(), "old");
+    let replaced = proxy.get(&url);
+    assert_eq!(replaced.text(), "new body");
+    assert_eq!(replaced.header("etag"), Some("\"v2\""));
+    assert_cache_status(&replaced, &["fwd=stale", "fwd-status=200", "stored"], &[]);
+    assert_eq!(origin.seen()[1].header("if-none-match"), Some("\"v1\""));
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.text(), "new body");
+    assert_eq!(hit.header("etag"), Some("\"v2\""));
+    assert_eq!(origin.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Client conditionals and request directives
+
+/// A fresh entry answers the client's own validators; If-None-Match takes precedence
+/// over If-Modified-Since (RFC 9110 §13.2.2).
+#[test]
+fn client_conditionals_on_a_fresh_entry_are_answered_by_larder() {
+    let origin = Origin::start(|_| {
+        Reply::Send(response(
+            "200 OK",
+            &[
+                ("Cache-Control", "max-age=60"),
+                ("ETag", "\"v1\""),
+                ("Last-Modified", LAST_MODIFIED),
+            ],
+            b"conditional body",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/conditional");
+    proxy.get(&url);
+
+    const LATER: &str = "Wed, 15 Nov 2023 22:13:20 GMT";
+    const EARLIER: &str = "Mon, 13 Nov 2023 22:13:20 GMT";
+    let cases: [(Fields, u16); 7] = [
+        (&[("If-None-Match", "\"v1\"")], 304),
+        (&[("If-None-Match", "\"x\", \"v1\"")], 304),
+        (&[("If-None-Match", "\"other\"")], 200),
+        (&[("If-Modified-Since", LAST_MODIFIED)], 304),
+        (&[("If-Modified-Since", LATER)], 304),
+        (&[("If-Modified-Since", EARLIER)], 200),
+        (
+            &[("If-None-Match", "\"other\""), ("If-Modified-Since", LATER)],
+            200,
+        ),
+    ];
+    for (fields, status) in cases {
+        let mut client = proxy.client();
+        client.send(request("GET", &url, fields).as_bytes());
+        let answer = client.read_response();
+        assert_eq!(
+            answer.status,
+            status,
+            "{fields:?}; head:\n{}",
+            head_text(&answer)
+        );
+        if status == 304 {
+            assert_eq!(answer.header("etag"), Some("\"v1\""), "{fields:?}");
+        } else {
+            assert_eq!(answer.text(), "conditional body", "{fields:?}");
+        }
+        // A 304 with a stray body would show up as garbage before this response.
+        client.send(request("GET", &url, &[]).as_bytes());
+        let next = client.read_response();
+        assert_eq!(next.text(), "conditional body", "after {fields:?}");
+    }
+    assert_eq!(origin.requests(), 1, "a conditional reached the origin");
+}
+
+/// A reload (`no-cache`, `max-age=0`) goes to the origin with the stored validators even
+/// though the entry is fresh.
+#[test]
+fn a_client_reload_revalidates_a_fresh_entry() {
+    let origin = Origin::start(|request| {
+        let fields = [("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")];
+        Reply::Send(if request.header("if-none-match") == Some("\"v1\"") {
+            head("304 Not Modified", &fields)
+        } else {
+            response("200 OK", &fields, b"reloaded")
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/reload");
+    proxy.get(&url);
+    for (n, directive) in ["no-cache", "max-age=0"].into_iter().enumerate() {
+        let reload = fetch(&proxy, "GET", &url, &[("Cache-Control", directive)]);
+        assert_eq!(reload.status, 200, "{directive}");
+        assert_eq!(reload.text(), "reloaded", "{directive}");
+        assert_cache_status(&reload, &["fwd=request"], &["hit"]);
+        let seen = origin.seen();
+        assert_eq!(seen.len(), n + 2, "{directive} did not reach the origin");
+        assert_eq!(
+            seen[n + 1].header("if-none-match"),
+            Some("\"v1\""),
+            "{directive}"
+        );
+    }
+    assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+    assert_eq!(origin.requests(), 3);
+}
+
+#[test]
+fn only_if_cached_never_contacts_the_origin() {
+    let origin = Origin::start(|request| {
+        Reply::Send(match request.target.as_str() {
+            "/stale" => response("200 OK", &[("Cache-Control", "max-age=0")], b"stale"),
+            _ => fresh(b"cached only"),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let only = [("Cache-Control", "only-if-cached")];
+    let absent = fetch(&proxy, "GET", &origin.url("/absent"), &only);
+    assert_eq!(absent.status, 504, "head:\n{}", head_text(&absent));
+    assert_eq!(origin.requests(), 0);
+
+    let url = origin.url("/present");
+    proxy.get(&url);
+    let present = fetch(&proxy, "GET", &url, &only);
+    assert_eq!(present.status, 200);
+    assert_eq!(present.text(), "cached only");
+    assert_eq!(origin.requests(), 1);
+
+    // A stale entry is not usable without revalidation, unless max-stale allows it.
+    let stale = origin.url("/stale");
+    proxy.get(&stale);
+    let refused = fetch(&proxy, "GET", &stale, &only);
+    assert_eq!(refused.status, 504, "head:\n{}", head_text(&refused));
+    let allowed = fetch(
+        &proxy,
+        "GET",
+        &stale,
+        &[("Cache-Control", "only-if-cached, max-stale")],
+    );
+    assert_eq!(allowed.status, 200, "head:\n{}", head_text(&allowed));
+    assert_eq!(allowed.text(), "stale");
+    assert_eq!(origin.requests(), 2);
+}
+
+/// `max-stale` lets a stale entry be served as it is, `min-fresh` asks for more freshness
+/// than a fresh entry has, a request `max-age` the entry is younger than is a hit, and
+/// directives larder does not know change nothing.
+#[test]
+fn request_freshness_directives_are_honoured() {
+    let origin = Origin::start(|request| {
+        Reply::Send(match request.target.as_str() {
+            "/stale" => response("200 OK", &[("Cache-Control", "max-age=0")], b"stale"),
+            _ => fresh(b"fresh"),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let stale = origin.url("/stale");
+    proxy.get(&stale);
+    for directive in ["max-stale", "max-stale=60"] {
+        let got = fetch(&proxy, "GET", &stale, &[("Cache-Control", directive)]);
+        assert_eq!(got.text(), "stale", "{directive}");
+        assert_eq!(
+            requests_for(&origin, "/stale").len(),
+            1,
+            "{directive} went to the origin; head:\n{}",
+            head_text(&got)
+        );
+    }
+
+    let fresh_url = origin.url("/fresh");
+    proxy.get(&fresh_url);
+    for directive in ["max-age=30", "x-unknown=\"a,b\", bogus", "max-stale=5"] {
+        let got = fetch(&proxy, "GET", &fresh_url, &[("Cache-Control", directive)]);
+        assert_cache_status(&got, &["hit"], &[]);
+        assert_eq!(requests_for(&origin, "/fresh").len(), 1, "{directive}");
+    }
+    let demanding = fetch(
+        &proxy,
+        "GET",
+        &fresh_url,
+        &[("Cache-Control", "min-fresh=120")],
+    );
+    assert_eq!(demanding.text(), "fresh");
+    assert_eq!(
+        requests_for(&origin, "/fresh").len(),
+        2,
+        "min-fresh=120 on a max-age=60 entry was served from cache"
+    );
+}
+
+/// RFC 9111 §5.2.2.4: a stored `no-cache` response is used only after revalidation,
+/// however fresh; §5.2.2.2: `must-revalidate` overrides a client's `max-stale`.
+#[test]
+fn no_cache_and_must_revalidate_responses_are_never_served_unvalidated() {
+    let origin = Origin::start(|request| {
+        let cache_control = match request.target.as_str() {
+            "/no-cache" => "no-cache, max-age=60",
+            _ => "max-age=0, must-revalidate",
+        };
+        let fields = [("Cache-Control", cache_control), ("ETag", "\"t1\"")];
+        Reply::Send(if request.header("if-none-match") == Some("\"t1\"") {
+            head("304 Not Modified", &fields)
+        } else {
+            response("200 OK", &fields, b"validated")
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for (path, fields) in [
+        ("/no-cache", &[][..]),
+        ("/must-revalidate", &[("Cache-Control", "max-stale=60")][..]),
+    ] {
+        let url = origin.url(path);
+        assert_eq!(proxy.get(&url).text(), "validated");
+        let second = fetch(&proxy, "GET", &url, fields);
+        assert_eq!(second.text(), "validated", "{path}");
+        let seen = requests_for(&origin, path);
+        assert_eq!(
+            seen.len(),
+            2,
+            "{path} served without revalidation; head:\n{}",
+            head_text(&second)
+        );
+        assert_eq!(seen[1].header("if-none-match"), Some("\"t1\""), "{path}");
+    }
+}
+
+/// If-None-Match compares weakly, If-Range strongly (RFC 9110 §13.1.2, §13.1.5): a weak
+/// tag can earn a 304 but never a 206.
+#[test]
+fn weak_etags_satisfy_if_none_match_but_never_if_range() {
+    let origin = Origin::start(|_| {
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("ETag", "W/\"w1\"")],
+            b"0123456789",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/weak");
+    proxy.get(&url);
+    for tag in ["W/\"w1\"", "\"w1\""] {
+        let answer = fetch(&proxy, "GET", &url, &[("If-None-Match", tag)]);
+        assert_eq!(answer.status, 304, "If-None-Match {tag}");
+    }
+    let ranged = fetch(
+        &proxy,
+        "GET",
+        &url,
+        &[("Range", "bytes=0-1"), ("If-Range", "W/\"w1\"")],
+    );
+    assert_eq!(ranged.status, 200, "head:\n{}", head_text(&ranged));
+    assert_eq!(ranged.text(), "0123456789");
+    assert_eq!(origin.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Vary
+
+#[test]
+fn vary_keeps_variants_apart_and_stores_each() {
+    let origin = Origin::start(|request| {
+        let lang = request.header("accept-language").unwrap_or("none");
+        let body = format!("lang={lang}");
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+            body.as_bytes(),
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/varied");
+    let get_lang = |lang: &str| fetch(&proxy, "GET", &url, &[("Accept-Language", lang)]);
+
+    let en = get_lang("en");
+    assert_eq!(en.text(), "lang=en");
+    assert_cache_status(&en, &["fwd=miss", "stored"], &[]);
+    let fr = get_lang("fr");
+    assert_eq!(fr.text(), "lang=fr", "served the other variant");
+    assert_cache_status(&fr, &["fwd=vary-miss", "stored"], &["hit"]);
+    assert_eq!(origin.requests(), 2);
+    for lang in ["en", "fr", "en", "fr"] {
+        let hit = get_lang(lang);
+        assert_eq!(hit.text(), format!("lang={lang}"));
+        assert_cache_status(&hit, &["hit"], &[]);
+    }
+    assert_eq!(origin.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Invalidation
+
+/// RFC 9111 §4.4: a successful unsafe request may change the resource, so the stored
+/// copy goes and the next GET fetches it again.
+#[test]
+fn unsafe_methods_invalidate_the_stored_entry() {
+    let origin = Origin::start(|request| {
+        Reply::Send(match request.method.as_str() {
+            "GET" => fresh(b"stored"),
+            _ => response("200 OK", &[], b"done"),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    // FROB stands for methods larder has never heard of.
+    for method in ["POST", "PUT", "DELETE", "PATCH", "FROB"] {
+        let path = format!("/invalidate-{method}");
+        let url = origin.url(&path);
+        proxy.get(&url);
+        assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+        let mut client = proxy.client();
+        let mut unsafe_request = request(method, &url, &[("Content-Length", "4")]);
+        unsafe_request.push_str("data");
+        client.send(unsafe_request.as_bytes());
+        let answer = client.read_response();
+        assert_eq!(answer.text(), "done", "{method}");
+        assert_cache_status(&answer, &["fwd=method"], &[]);
+
+        let after = proxy.get(&url);
+        assert_eq!(after.text(), "stored");
+        assert_cache_status(&after, &["fwd=miss"], &["hit"]);
+        let gets = requests_for(&origin, &path)
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count();
+        assert_eq!(gets, 2, "{method} left the entry in place");
+    }
+}
+
+/// The resource a POST created or changed (Location, Content-Location) is invalidated
+/// too, when it is on the same host.
+#[test]
+fn an_unsafe_method_invalidates_its_location_and_content_location() {
+    let origin = Origin::start(|request| {
+        let host = request.header("host").unwrap_or("");
+        let location = format!("http://{host}/by-location");
+        Reply::Send(match request.method.as_str() {
+            "POST" => response(
+                "201 Created",
+                &[
+                    ("Location", location.as_str()),
+                    ("Content-Location", "/by-content-location"),
+                ],
+                b"created",
+            ),
+            _ => fresh(request.target.as_bytes()),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let targets = ["/by-location", "/by-content-location"];
+    for path in targets {
+        proxy.get(&origin.url(path));
+        assert_cache_status(&proxy.get(&origin.url(path)), &["hit"], &[]);
+    }
+    let mut client = proxy.client();
+    client.send(request("POST", &origin.url("/form"), &[("Content-Length", "0")]).as_bytes());
+    assert_eq!(client.read_response().status, 201);
+    for path in targets {
+        assert_eq!(proxy.get(&origin.url(path)).text(), path);
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            2,
+            "{path} was not invalidated by the POST's 201"
+        );
+    }
+}
+
+/// Only a 2xx or 3xx answer invalidates: a refused POST changed nothing.
+#[test]
+fn a_failed_unsafe_request_leaves_the_entry_alone() {
+    let origin = Origin::start(|request| {
+        Reply::Send(match request.method.as_str() {
+            "GET" => fresh(b"still here"),
+            _ => response("403 Forbidden", &[], b"no"),
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/kept");
+    proxy.get(&url);
+    let mut client = proxy.client();
+    client.send(request("POST", &url, &[("Content-Length", "0")]).as_bytes());
+    assert_eq!(client.read_response().status, 403);
+    assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+    assert_eq!(origin.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// HEAD and Range from the cache
+
+#[test]
+fn head_is_answered_from_a_stored_get() {
+    let body = pattern(1234);
+    let reply = fresh(&body);
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/headed");
+    proxy.get(&url);
+
+    let mut client = proxy.client();
+    client.send(request("HEAD", &url, &[]).as_bytes());
+    let answer = client.read_response_for("HEAD");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-length"), Some("1234"));
+    assert_cache_status(&answer, &["hit"], &[]);
+    // A body after the HEAD answer would be read as the next response's head.
+    client.send(request("GET", &url, &[]).as_bytes());
+    assert!(client.read_response().body == body);
+    assert_eq!(origin.requests(), 1);
+    assert!(origin.seen().iter().all(|r| r.method == "GET"));
+}
+
+/// A HEAD, a Range or a conditional request that misses gets a bodiless, partial or 304
+/// answer from the origin; none of them may become the stored object a GET is then
+/// served from.
+#[test]
+fn head_range_and_conditional_misses_never_store_a_partial_object() {
+    const BODY: &str = "0123456789abcdefghij";
+    let origin = Origin::start(|request| {
+        let fields = [("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")];
+        Reply::Send(if request.header("if-none-match") == Some("\"v1\"") {
+            head("304 Not Modified", &fields)
+        } else if request.header("range") == Some("bytes=0-3") {
+            let mut partial = fields.to_vec();
+            partial.push(("Content-Range", "bytes 0-3/20"));
+            response("206 Partial Content", &partial, b"0123")
+        } else if request.method == "HEAD" {
+            let mut head_only = response("200 OK", &fields, BODY.as_bytes());
+            head_only.truncate(head_only.len() - BODY.len());
+            head_only
+        } else {
+            response("200 OK", &fields, BODY.as_bytes())
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let cases: [(&str, Fields, &str); 3] = [
+        ("/head-first", &[], "HEAD"),
+        ("/range-first", &[("Range", "bytes=0-3")], "GET"),
+        ("/conditional-first", &[("If-None-Match", "\"v1\"")], "GET"),
+    ];
+    for (path, fields, method) in cases {
+        let url = origin.url(path);
+        let first = fetch(&proxy, method, &url, fields);
+        match first.status {
+            200 if method == "HEAD" => assert!(first.body.is_empty()),
+            200 => assert_eq!(first.text(), BODY, "{path}"),
+            206 => assert_eq!(first.text(), "0123", "{path}"),
+            304 => {}
+            other => panic!("{path}: status {other}"),
+        }
+        let full = proxy.get(&url);
+        assert_eq!(full.status, 200, "{path}; head:\n{}", head_text(&full));
+        assert_eq!(full.text(), BODY, "{path}: a GET got the partial answer");
+    }
+}
+
+/// An HTTP/1.0 client without keep-alive learns the end of a hit from the close, as it
+/// would from a forwarded response.
+#[test]
+fn a_hit_to_an_http_1_0_client_ends_with_the_connection() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"for an old client")));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/old-client");
+    proxy.get(&url);
+    let mut client = proxy.client();
+    client.send(format!("GET {url} HTTP/1.0\r\n\r\n").as_bytes());
+    let hit = client.read_response();
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.text(), "for an old client");
+    assert_cache_status(&hit, &["hit"], &[]);
+    client.expect_closed();
+    assert_eq!(origin.requests(), 1);
+}
+
+#[test]
+fn ranges_are_served_from_a_stored_object() {
+    const BODY: &str = "0123456789abcdefghij";
+    let origin = Origin::start(|_| {
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")],
+            BODY.as_bytes(),
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/ranged");
+    proxy.get(&url);
+
+    // (Range, If-Range, status, Content-Range, body)
+    let cases = [
+        ("bytes=2-5", None, 206, Some("bytes 2-5/20"), "2345"),
+        ("bytes=15-", None, 206, Some("bytes 15-19/20"), "fghij"),
+        ("bytes=-3", None, 206, Some("bytes 17-19/20"), "hij"),
+        (
+            "bytes=5-100",
+            None,
+            206,
+            Some("bytes 5-19/20"),
+            "56789abcdefghij",
+        ),
+        ("bytes=0-0", None, 206, Some("bytes 0-0/20"), "0"),
+        ("bytes=20-30", None, 416, Some("bytes */20"), ""),
+        ("bytes=0-1,4-5", None, 200, None, BODY),
+        ("bytes=2-5", Some("\"other\""), 200, None, BODY),
+        (
+            "bytes=2-5",
+            Some("\"v1\""),
+            206,
+            Some("bytes 2-5/20"),
+            "2345",
+        ),
+        // The entry has no Last-Modified for a date to match.
+        ("bytes=2-5", Some(LAST_MODIFIED), 200, None, BODY),
+        // RFC 9110 §14.1.3: a zero-length suffix is unsatisfiable.
+        ("bytes=-0", None, 416, Some("bytes */20"), ""),
+        // §14.2: an unknown range unit is ignored.
+        ("items=0-1", None, 200, None, BODY),
+    ];
+    // One connection for all: wrong framing of one answer breaks the next.
+    let mut client = proxy.client();
+    for (range, if_range, status, content_range, body) in cases {
+        let mut fields = vec![("Range", range)];
+        fields.extend(if_range.map(|v| ("If-Range", v)));
+        client.send(request("GET", &url, &fields).as_bytes());
+        let answer = client.read_response();
+        let what = format!(
+            "{range} If-Range {if_range:?}; head:\n{}",
+            head_text(&answer)
+        );
+        assert_eq!(answer.status, status, "{what}");
+        if status != 416 {
+            assert_eq!(answer.text(), body, "{what}");
+            assert_eq!(
+                answer.header("content-length"),
+                Some(body.len().to_string().as_str()),
+                "{what}"
+            );
+        }
+        assert_eq!(answer.header("content-range"), content_range, "{what}");
+        assert_cache_status(&answer, &["hit"], &[]);
+    }
+    assert_eq!(origin.requests(), 1, "a Range request reached the origin");
+}
+
+/// Hits are ready at once and misses wait for the origin, but a pipelining client must
+/// get its answers in request order.
+#[test]
+fn pipelined_hits_and_misses_are_answered_in_order() {
+    let origin = Origin::start(|request| {
+        if request.target == "/hit" {
+            return Reply::Send(fresh(b"hit"));
+        }
+        let reply = response("200 OK", &[("Cache-Control", "no-store")], b"slow");
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(200));
+            stream.write_all(&reply)
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let (hit, slow) = (origin.url("/hit"), origin.url("/slow"));
+    proxy.get(&hit);
+
+    let mut client = proxy.client();
+    let order = [
+        ("GET", &hit),
+        ("GET", &slow),
+        ("GET", &hit),
+        ("HEAD", &hit),
+        ("GET", &slow),
+        ("GET", &hit),
+    ];
+    let pipeline: String = order
+        .iter()
+        .map(|(method, url)| request(method, url, &[]))
+        .collect();
+    client.send(pipeline.as_bytes());
+    for (i, (method, url)) in order.iter().enumerate() {
+        let answer = client.read_response_for(method);
+        assert_eq!(answer.status, 200, "answer {i}");
+        let want = if *method == "HEAD" {
+            ""
+        } else if *url == &hit {
+            "hit"
+        } else {
+            "slow"
+        };
+        assert_eq!(answer.text(), want, "answer {i} ({method} {url})");
+    }
+    assert_eq!(requests_for(&origin, "/hit").len(), 1);
+}
+
+/// A hit bigger than the socket buffers is written as the client drains it: a client
+/// that stops reading for a while gets every byte afterwards, and holds up nobody.
+#[test]
+fn a_large_hit_reaches_a_slow_reader_intact() {
+    let body = pattern(120_000);
+    let reply = fresh(&body);
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/large-hit");
+    proxy.get(&url);
+
+    let mut slow = proxy.client();
+    slow.send(request("GET", &url, &[]).as_bytes());
+    let hit = slow.read_head();
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.header("content-length"), Some("120000"));
+    // Meanwhile another client is served in full.
+    assert!(proxy.get(&url).body == body, "the other client's hit");
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        slow.read_exact(body.len()) == body,
+        "the slow reader's body"
+    );
+    assert_eq!(origin.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Collapsed misses
+
+/// Eight clients asking for one URL at once cost the origin one request, and every
+/// client gets the whole body, the ones that joined mid-fetch included.
+#[test]
+fn concurrent_misses_share_one_upstream_fetch() {
+    const CLIENTS: usize = 8;
+    let body = pattern(100_000);
+    let reply = fresh(&body);
+    let origin = Origin::start(move |_| {
+        let reply = reply.clone();
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(300));
+            let half = reply.len() / 2;
+            stream.write_all(&reply[..half])?;
+            thread::sleep(Duration::from_millis(100));
+            stream.write_all(&reply[half..])
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let answers = concurrent_gets(&proxy, &origin.url("/popular-release"), &[""; CLIENTS]);
+
+    assert_eq!(origin.requests(), 1, "the misses were not collapsed");
+    let mut collapsed = 0;
+    let mut leaders = 0;
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+        assert!(answer.body == body, "a client got a wrong body");
+        let members = cache_status(answer);
+        if members.iter().any(|m| m == "collapsed") {
+            collapsed += 1;
+        } else if members.iter().any(|m| m == "stored") {
+            leaders += 1;
+        } else {
+            // One that only arrived once the fill was done is a plain hit.
+            assert_cache_status(answer, &["hit"], &[]);
+        }
+    }
+    assert_eq!(
+        leaders,
+        1,
+        "{:#?}",
+        answers.iter().map(head_text).collect::<Vec<_>>()
+    );
+    assert!(collapsed >= 1, "no follower says collapsed");
+}
+
+/// A response that may not be stored is not shared either: a shared Set-Cookie would
+/// log every waiting client in as the first one.
+#[test]
+fn concurrent_misses_for_a_set_cookie_response_are_not_shared() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    let origin = Origin::start(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let cookie = format!("session={n}");
+        let reply = response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("Set-Cookie", &cookie)],
+            b"welcome",
+        );
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(300));
+            stream.write_all(&reply)
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let answers = concurrent_gets(&proxy, &origin.url("/session"), &["", "", "", ""]);
+    let mut cookies: Vec<&str> = answers
+        .iter()
+        .map(|a| a.header("set-cookie").unwrap_or("none"))
+        .collect();
+    cookies.sort_unstable();
+    cookies.dedup();
+    assert_eq!(
+        cookies.len(),
+        4,
+        "clients shared a Set-Cookie: {:#?}",
+        answers.iter().map(head_text).collect::<Vec<_>>()
+    );
+}
+
+/// Before the response names its Vary fields larder cannot know that requests for one
+/// URL differ, so requests made at once must still each get their own variant.
+#[test]
+fn concurrent_requests_for_different_variants_never_mix() {
+    let origin = Origin::start(|request| {
+        let lang = request.header("accept-language").unwrap_or("none");
+        let reply = response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+            format!("lang={lang}").as_bytes(),
+        );
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(300));
+            stream.write_all(&reply)
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let langs = ["en", "fr", "de", "en", "fr", "de"];
+    let answers = concurrent_gets(&proxy, &origin.url("/negotiated"), &langs);
+    for (lang, answer) in langs.iter().zip(&answers) {
+        assert_eq!(
+            answer.text(),
+            format!("lang={lang}"),
+            "head:\n{}",
+            head_text(answer)
+        );
+    }
+    assert!(origin.requests() >= 3, "three variants from fewer fetches");
+}
+
+/// The client whose request started a shared fetch may give up; the clients that joined
+/// it still get the whole body (from that fetch or a new one), never a cut one.
+#[test]
+fn followers_get_the_whole_body_when_the_first_client_leaves() {
+    let body = pattern(100_000);
+    let served = Arc::new(AtomicUsize::new(0));
+    let (counter, full) = (Arc::clone(&served), body.clone());
+    let origin = Origin::start(move |_| {
+        let reply = fresh(&full);
+        if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Reply::Send(reply);
+        }
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            let split = reply.len() - 90_000;
+            stream.write_all(&reply[..split])?;
+            thread::sleep(Duration::from_millis(400));
+            stream.write_all(&reply[split..])
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/leader-leaves");
+    let mut leader = proxy.client();
+    leader.send(request("GET", &url, &[]).as_bytes());
+    assert_eq!(leader.read_head().status, 200);
+
+    let followers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = proxy.client();
+            client.send(request("GET", &url, &[]).as_bytes());
+            client
+        })
+        .collect();
+    // Let larder attach them to the fetch before the leader goes.
+    thread::sleep(Duration::from_millis(100));
+    drop(leader);
+    for (i, mut follower) in followers.into_iter().enumerate() {
+        let answer = follower.read_response();
+        assert_eq!(answer.status, 200, "follower {i}");
+        assert!(answer.body == body, "follower {i} got a wrong body");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Restart and the cache tool
+
+#[test]
+fn a_stored_object_survives_a_restart_and_shows_in_larder_cache() {
+    let body = pattern(4000);
+    let reply = fresh(&body);
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let dir = TempDir::new("restart");
+    let dir_arg = dir.path().to_str().expect("temp paths are UTF-8");
+    let args = [
+        "--cache-dir",
+        dir_arg,
+        "--cache-size",
+        "1M",
+        "--admit-after",
+        "0",
+    ];
+    let url = origin.url("/kept-over-restart");
+
+    let mut proxy = Proxy::start(&args);
+    proxy.get(&url);
+    assert_cache_status(&proxy.get(&url), &["hit"], &[]);
+    assert_eq!(proxy.stop(), Some(0), "stderr:\n{}", proxy.stderr());
+    drop(proxy);
+
+    let tool = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder-cache"));
+        cmd.arg("--cache-dir").arg(dir.path()).args(args);
+        cmd.stdin(Stdio::null());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("LARDER_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.output().expect("run larder-cache")
+    };
+    let ls = tool(&["ls"]);
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success(), "ls: {ls:?}");
+    assert!(
+        listing
+            .lines()
+            .any(|line| line.ends_with(&format!("  {url}"))),
+        "{url} not listed:\n{listing}"
+    );
+    let got = tool(&["get", &url]);
+    assert!(got.status.success(), "get: {got:?}");
+    assert!(got.stdout == body, "larder-cache get printed another body");
+
+    let proxy = Proxy::start(&args);
+    let hit = proxy.get(&url);
+    assert!(hit.body == body);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(origin.requests(), 1, "the restart lost the object");
+}
+
+// ---------------------------------------------------------------------------------------
+// The access log
+
+/// Log tools count hits and misses from field 4; each way of answering has its code.
+#[test]
+fn access_log_names_each_cache_outcome() {
+    let origin = Origin::start(|request| {
+        let validators = [("ETag", "\"v1\""), ("Last-Modified", LAST_MODIFIED)];
+        let revalidating = request.header("if-none-match") == Some("\"v1\"");
+        let max_age = if request.target == "/fresh" {
+            "max-age=60"
+        } else {
+            "max-age=0"
+        };
+        let mut fields = vec![("Cache-Control", max_age)];
+        fields.extend(validators);
+        Reply::Send(match request.target.as_str() {
+            "/modified" => response("200 OK", &fields, b"changed"),
+            _ if revalidating => head("304 Not Modified", &fields),
+            _ => response("200 OK", &fields, b"logged"),
+        })
+    });
+    let log = TempFile::new("caching.log");
+    let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
+    let (fresh_url, unmodified, modified) = (
+        origin.url("/fresh"),
+        origin.url("/unmodified"),
+        origin.url("/modified"),
+    );
+    let steps: [(&str, &str, Fields, u16, &str); 10] = [
+        ("GET", &fresh_url, &[], 200, "TCP_MISS/200"),
+        ("GET", &fresh_url, &[], 200, "TCP_HIT/200"),
+        ("HEAD", &fresh_url, &[], 200, "TCP_HIT/200"),
+        (
+            "GET",
+            &fresh_url,
+            &[("Range", "bytes=0-1")],
+            206,
+            "TCP_HIT/206",
+        ),
+        (
+            "GET",
+            &fresh_url,
+            &[("If-None-Match", "\"v1\"")],
+            304,
+            "TCP_IMS_HIT/304",
+        ),
+        (
+            "GET",
+            &fresh_url,
+            &[("Cache-Control", "no-cache")],
+            200,
+            "TCP_CLIENT_REFRESH_MISS/200",
+        ),
+        ("GET", &unmodified, &[], 200, "TCP_MISS/200"),
+        ("GET", &unmodified, &[], 200, "TCP_REFRESH_UNMODIFIED/200"),
+        ("GET", &modified, &[], 200, "TCP_MISS/200"),
+        ("GET", &modified, &[], 200, "TCP_REFRESH_MODIFIED/200"),
+    ];
+    let mut expected = Vec::new();
+    for (method, url, fields, status, code) in steps {
+        let answer = fetch(&proxy, method, url, fields);
+        assert_eq!(answer.status, status, "{method} {url} {fields:?}");
+        expected.push(format!("{code} {method} {url}"));
+    }
+    let lines = wait_for_lines(&log, steps.len());
+    let got: Vec<String> = lines.iter().map(|l| outcome(l)).collect();
+    assert_eq!(got, expected, "log:\n{lines:#?}");
+    assert_eq!(origin.requests(), 6);
+}
