@@ -15,9 +15,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::support::{Client, Origin, Proxy, Reply, Request, Response, TempDir, TempFile};
+use crate::support::{
+    request, wait_for_log_lines, Client, Origin, Proxy, Reply, Request, Response, TempDir, TempFile,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -71,20 +73,23 @@ fn fresh(body: &[u8]) -> Vec<u8> {
     response("200 OK", &[("Cache-Control", "max-age=60")], body)
 }
 
-/// A request with `fields` after its Host (taken from `url`) and no body.
-fn request(method: &str, url: &str, fields: Fields) -> String {
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let mut out = format!("{method} {url} HTTP/1.1\r\nHost: {authority}\r\n");
-    for (name, value) in fields {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str("\r\n");
-    out
+/// An origin whose first answer is `fresh(body)` with all but its last 90,000 bytes
+/// sent at once and the rest after `pause`; later answers are sent whole.
+fn stalling_origin(body: &[u8], pause: Duration) -> Origin {
+    let served = Arc::new(AtomicUsize::new(0));
+    let full = body.to_vec();
+    Origin::start(move |_| {
+        let reply = fresh(&full);
+        if served.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Reply::Send(reply);
+        }
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            let split = reply.len() - 90_000;
+            stream.write_all(&reply[..split])?;
+            thread::sleep(pause);
+            stream.write_all(&reply[split..])
+        }))
+    })
 }
 
 /// Sends one request on a new connection and reads its response.
@@ -165,23 +170,6 @@ fn requests_for(origin: &Origin, target: &str) -> Vec<Request> {
         .into_iter()
         .filter(|request| request.target == target)
         .collect()
-}
-
-/// The log's non-empty lines once it has at least `n`, polling for up to 5 s.
-fn wait_for_lines(log: &TempFile, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `RESULT/STATUS METHOD URL` of a Squid-format log line (fields 4, 6 and 7).
@@ -764,20 +752,7 @@ fn a_close_delimited_body_ended_by_a_reset_is_not_stored() {
 #[test]
 fn a_fill_abandoned_by_its_client_is_not_stored() {
     let body = pattern(100_000);
-    let served = Arc::new(AtomicUsize::new(0));
-    let (counter, full) = (Arc::clone(&served), body.clone());
-    let origin = Origin::start(move |_| {
-        let reply = fresh(&full);
-        if counter.fetch_add(1, Ordering::SeqCst) > 0 {
-            return Reply::Send(reply);
-        }
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            let split = reply.len() - 90_000;
-            stream.write_all(&reply[..split])?;
-            thread::sleep(Duration::from_millis(300));
-            stream.write_all(&reply[split..])
-        }))
-    });
+    let origin = stalling_origin(&body, Duration::from_millis(300));
     let log = TempFile::new("abandoned.log");
     let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
     let url = origin.url("/abandoned");
@@ -799,7 +774,7 @@ fn a_fill_abandoned_by_its_client_is_not_stored() {
     assert!(hit.body == body);
     assert_eq!(origin.requests(), 2);
 
-    let lines = wait_for_lines(&log, 3);
+    let lines = wait_for_log_lines(&log, 3);
     let outcomes: Vec<String> = lines.iter().map(|l| outcome(l)).collect();
     assert_eq!(
         outcomes.first().map(String::as_str),
@@ -1763,20 +1738,7 @@ fn concurrent_requests_for_different_variants_never_mix() {
 #[test]
 fn followers_get_the_whole_body_when_the_first_client_leaves() {
     let body = pattern(100_000);
-    let served = Arc::new(AtomicUsize::new(0));
-    let (counter, full) = (Arc::clone(&served), body.clone());
-    let origin = Origin::start(move |_| {
-        let reply = fresh(&full);
-        if counter.fetch_add(1, Ordering::SeqCst) > 0 {
-            return Reply::Send(reply);
-        }
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            let split = reply.len() - 90_000;
-            stream.write_all(&reply[..split])?;
-            thread::sleep(Duration::from_millis(400));
-            stream.write_all(&reply[split..])
-        }))
-    });
+    let origin = stalling_origin(&body, Duration::from_millis(400));
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/leader-leaves");
     let mut leader = proxy.client();
@@ -1922,7 +1884,7 @@ fn access_log_names_each_cache_outcome() {
         assert_eq!(answer.status, status, "{method} {url} {fields:?}");
         expected.push(format!("{code} {method} {url}"));
     }
-    let lines = wait_for_lines(&log, steps.len());
+    let lines = wait_for_log_lines(&log, steps.len());
     let got: Vec<String> = lines.iter().map(|l| outcome(l)).collect();
     assert_eq!(got, expected, "log:\n{lines:#?}");
     assert_eq!(origin.requests(), 6);

@@ -1,26 +1,8 @@
 //! The access log: one line per request in Squid's native format.
 
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::{ok, Origin, Proxy, Reply, Server, TempFile};
-
-/// The log's lines once it has at least `n`, polling for up to 5 s.
-fn wait_for_lines(log: &TempFile, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::{ok, wait_for_log_lines, Origin, Proxy, Reply, Server, TempFile};
 
 /// Checks the fields every line has: time with milliseconds (close to now), elapsed
 /// milliseconds, client address, byte count, and `-` for the user.
@@ -85,7 +67,7 @@ fn access_log_records_get_connect_and_denied_requests() {
 
     assert_eq!(proxy.get("http://blocked.test/").status, 403);
 
-    let lines = wait_for_lines(&log, 3);
+    let lines = wait_for_log_lines(&log, 3);
     assert_eq!(
         lines.len(),
         3,

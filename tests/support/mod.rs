@@ -532,13 +532,41 @@ pub fn ok(body: &[u8]) -> Vec<u8> {
 
 /// `GET url HTTP/1.1` with a Host header taken from the URL's authority.
 pub fn get(url: &str) -> String {
+    request("GET", url, &[])
+}
+
+/// `METHOD url HTTP/1.1`, a Host header taken from the URL's authority, then `fields`;
+/// no body.
+pub fn request(method: &str, url: &str, fields: &[(&str, &str)]) -> String {
     let authority = url
         .split_once("://")
         .map_or(url, |(_, rest)| rest)
         .split('/')
         .next()
         .unwrap_or("");
-    format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+    let mut out = format!("{method} {url} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (name, value) in fields {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// The access log's non-empty lines once it has at least `n`, polling for up to 5 s.
+pub fn wait_for_log_lines(log: &TempFile, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A `Via` entry written by larder (`1.1 larder-xxxxxxxx`), if any of `headers` has one.
