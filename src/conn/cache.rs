@@ -261,11 +261,14 @@ pub fn consult(
     match found {
         Found::Hit(plan, obj) => {
             cache.store.pin(&obj);
-            let status = if resumed {
-                b"Cache-Status: larder; fwd=miss; collapsed\r\n".to_vec()
+            let mut head = plan.head;
+            if resumed {
+                head.extend_from_slice(b"Cache-Status: larder; fwd=miss; collapsed\r\n");
             } else {
-                hit_status(plan.ttl)
-            };
+                head.extend_from_slice(b"Cache-Status: larder; hit; ttl=");
+                push_decimal(&mut head, plan.ttl);
+                head.extend_from_slice(b"\r\n");
+            }
             c.result = plan.result;
             c.serve = Some(Serving {
                 pos: obj.body.start + plan.body.start,
@@ -274,10 +277,10 @@ pub fn consult(
             });
             ex.status = plan.status;
             if log {
-                ex.content_type = super::forward::content_type(&plan.head);
+                ex.content_type = super::forward::content_type(&head);
             }
             ex.cache = Some(c);
-            queue_head(ex, &mut conn.out, conn.eof, plan.head, &status);
+            queue_head(ex, &mut conn.out, conn.eof, head, b"");
             conn.ready.w = true;
             Consulted::Serve
         }
@@ -447,7 +450,7 @@ fn plan(
     ttl: u64,
     method: &Method,
 ) -> Result<Plan, Vec<u8>> {
-    let mut head = Vec::with_capacity(stored_head.len() + 96);
+    let mut head = Vec::with_capacity(stored_head.len() + 160);
     let head_only = *method == Method::Head;
     if status == 200 && client_conditional(req, stored) {
         push_served_head(
@@ -552,14 +555,6 @@ pub fn queue_collapsed_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head
         head,
         b"Cache-Status: larder; fwd=miss; collapsed\r\n",
     );
-}
-
-/// `Cache-Status` for a hit with `ttl` seconds of freshness left.
-fn hit_status(ttl: u64) -> Vec<u8> {
-    let mut s = b"Cache-Status: larder; hit; ttl=".to_vec();
-    push_decimal(&mut s, ttl);
-    s.extend_from_slice(b"\r\n");
-    s
 }
 
 /// `Cache-Status` for a forwarded response.

@@ -15,8 +15,9 @@ use std::mem::MaybeUninit;
 /// carry Vary. It cannot be mistaken for a response head, which starts `HTTP/`.
 const VARIANTS_LINE: &[u8] = b"LARDER-VARIANTS\r\n";
 
-/// Fields read from a stored or forwarded head at most: the request limit, so any
-/// head larder accepted reads back whole.
+/// `header_slots` sizes for a limit that is refused when reached: a head larder
+/// accepted has fewer than [`crate::http::Limits::fields`] (256) fields, so it reads
+/// back whole, and the slots fit on the stack (no allocation per hit).
 const MAX_FIELDS: usize = 256;
 
 /// Calls `f` with the fields of the request head at the start of `head` (as larder
@@ -25,7 +26,7 @@ const MAX_FIELDS: usize = 256;
 pub fn with_request_fields<R>(head: &[u8], f: impl FnOnce(&[Header<'_>]) -> R) -> Option<R> {
     let mut stack = [const { MaybeUninit::uninit() }; STACK_SLOTS];
     let mut heap: Vec<Slot<'_>> = Vec::new();
-    let slots = header_slots(&mut stack, &mut heap, MAX_FIELDS + 1);
+    let slots = header_slots(&mut stack, &mut heap, MAX_FIELDS);
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, slots) {
         Ok(httparse::Status::Complete(_)) => Some(f(req.headers)),
@@ -38,7 +39,7 @@ pub fn with_request_fields<R>(head: &[u8], f: impl FnOnce(&[Header<'_>]) -> R) -
 pub fn with_response_fields<R>(head: &[u8], f: impl FnOnce(u16, &[Header<'_>]) -> R) -> Option<R> {
     let mut stack = [const { MaybeUninit::uninit() }; STACK_SLOTS];
     let mut heap: Vec<Slot<'_>> = Vec::new();
-    let slots = header_slots(&mut stack, &mut heap, MAX_FIELDS + 1);
+    let slots = header_slots(&mut stack, &mut heap, MAX_FIELDS);
     let mut res = httparse::Response::new(&mut []);
     match httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut res, head, slots)
