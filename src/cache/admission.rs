@@ -43,6 +43,7 @@ pub const SWEEP_SLOTS: usize = 1024;
 /// One remembered key. `count == 0` marks an empty slot (a held entry has counted at
 /// least one request), which leaves every `key` value usable.
 #[derive(Clone, Copy)]
+#[repr(C)]
 struct Slot {
     key: u64,
     last_seen: u32,
@@ -66,6 +67,20 @@ pub struct Admission {
     cursor: usize,
 }
 
+/// `n` empty slots in memory from the allocator's zeroed pages: the table's pages cost
+/// no RSS until a set in them is used (`vec![EMPTY; n]` would write all of them, a
+/// megabyte of RSS at start-up for the default table).
+fn zeroed_slots(n: usize) -> Vec<Slot> {
+    // `vec![0; n]` of a plain integer type is allocated zeroed (calloc), not written.
+    let mut words = std::mem::ManuallyDrop::new(vec![0u64; n.saturating_mul(2)]);
+    let (ptr, len, cap) = (words.as_mut_ptr(), words.len(), words.capacity());
+    // SAFETY: `Slot` is `repr(C)` {u64, u32, u32}: 16 bytes, alignment 8, no padding,
+    // valid for any bits; two u64 words have the same size and alignment, and an
+    // all-zero slot is `EMPTY`. Length and capacity are halved exactly (both even),
+    // so the allocation is freed later with the layout it was made with.
+    unsafe { Vec::from_raw_parts(ptr.cast::<Slot>(), len / 2, cap / 2) }
+}
+
 impl Admission {
     /// A table that admits a key's response once the key was requested more than `after`
     /// times in a run (each request within `window_secs` of the previous one), and
@@ -80,7 +95,7 @@ impl Admission {
         Admission {
             after,
             window_secs,
-            slots: vec![EMPTY; capacity],
+            slots: zeroed_slots(capacity),
             held: 0,
             cursor: 0,
         }
@@ -194,6 +209,8 @@ fn reuse_first(a: &Slot, b: &Slot, now: u32, window: u64) -> bool {
     let rank = |s: &Slot| (s.count != 0, !expired(s, now, window), s.last_seen, s.count);
     rank(a) < rank(b)
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 16 && std::mem::align_of::<Slot>() == 8);
 
 #[cfg(test)]
 mod tests {
