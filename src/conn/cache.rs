@@ -312,7 +312,7 @@ pub fn consult(
             if fwd == "request" {
                 c.result = "TCP_CLIENT_REFRESH_MISS";
             }
-            if admit {
+            if admit && has_conditional(&ex.upstream_head) {
                 // A client's If-Modified-Since on a miss would bring a 304, which
                 // cannot be stored: ask for the whole response (a 200 is a valid
                 // answer to a conditional request).
@@ -528,6 +528,12 @@ fn upstream_request(upstream_head: &[u8], stored: Option<&[Header<'_>]>, out: &m
         revalidation_fields(stored, out);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a request head may hold a conditional field (`If-…`): a quick scan, so
+/// that the common request is not copied to drop fields it does not have.
+fn has_conditional(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w.eq_ignore_ascii_case(b"\nif-"))
 }
 
 /// Writes a planned head for the client (`eof`: the client half-closed): the head,
@@ -931,6 +937,14 @@ mod tests {
     use crate::http::testing::fields;
 
     const HEAD: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"c\"\r\nRange: bytes=0-1\r\nif-modified-since: x\r\nAccept: */*\r\n\r\n";
+
+    #[test]
+    fn conditionals_are_spotted_by_their_prefix() {
+        assert!(super::has_conditional(HEAD));
+        assert!(!super::has_conditional(
+            b"GET /if-x HTTP/1.1\r\nHost: h\r\nX-If-None: 1\r\n\r\n"
+        ));
+    }
 
     #[test]
     fn a_miss_to_store_drops_the_clients_conditionals_but_keeps_range() {
