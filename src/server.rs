@@ -421,6 +421,12 @@ impl Server {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
                 cx.conn.state = State::Closed;
             }
+            State::Waiting if crate::conn::request::still_waiting(&cx) => {
+                // The fetch it waits for is under way (a long body that cannot be
+                // streamed, say); that fetch has deadlines of its own, and when it
+                // ends, this request is woken.
+                cx.conn.deadline = Some(cx.ctx.now + timeouts.response);
+            }
             State::Waiting => {
                 let secs = timeouts.response.as_secs_f64();
                 fail(

@@ -1733,6 +1733,41 @@ fn concurrent_requests_for_different_variants_never_mix() {
     assert!(origin.requests() >= 3, "three variants from fewer fetches");
 }
 
+/// A request waiting for a shared fetch that takes longer than `--timeout-response`
+/// (a chunked body, which cannot be read while it arrives) is not answered 504: the
+/// fetch it waits for has deadlines of its own.
+#[test]
+fn a_wait_longer_than_the_response_timeout_still_gets_the_object() {
+    let body = pattern(3000);
+    let mut reply = head(
+        "200 OK",
+        &[
+            ("Cache-Control", "max-age=60"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    reply.extend_from_slice(&chunked_body(&body, 1000));
+    let origin = Origin::start(move |_| {
+        let reply = reply.clone();
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            stream.write_all(&reply[..reply.len() / 2])?;
+            thread::sleep(Duration::from_millis(1600));
+            stream.write_all(&reply[reply.len() / 2..])
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0", "--timeout-response", "1"]);
+    let url = origin.url("/slow-chunked");
+    let mut first = proxy.client();
+    first.send(request("GET", &url, &[]).as_bytes());
+    assert_eq!(first.read_head().status, 200);
+    let mut waiting = proxy.client();
+    waiting.send(request("GET", &url, &[]).as_bytes());
+    let answer = waiting.read_response();
+    assert_eq!(answer.status, 200, "head:\n{}", head_text(&answer));
+    assert!(answer.body == body, "the waiting client got a wrong body");
+    assert_eq!(origin.requests(), 1);
+}
+
 /// The client whose request started a shared fetch may give up; the clients that joined
 /// it still get the whole body (from that fetch or a new one), never a cut one.
 #[test]
