@@ -15,7 +15,7 @@
 //! body byte relayed is also written to it ([`Sink`]); when the body is complete the
 //! fill is committed, and only then can a lookup find it. Any failure on the way
 //! (truncated, reset, over-size, the client leaving) aborts the fill: see
-//! [`release`], which every path that ends an exchange goes through.
+//! [`release`], which every path that ends an exchange reaches through `end_exchange`.
 //!
 //! Heads and keys: the store key is the URL as larder logs it; when a response
 //! carries Vary, a variants marker is stored under the URL and the response under
@@ -910,7 +910,7 @@ pub fn body_failed(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
 }
 
 /// Ends the exchange's use of the cache: aborts an unfinished fill, unpins what it
-/// pinned. Every path that drops an exchange calls this first.
+/// pinned, leaves its flight. Called through [`super::end_exchange`].
 pub fn release(cache: Option<&mut Cache>, ex: &mut Exchange) {
     let Some(c) = ex.cache.as_mut() else {
         return;

@@ -9,10 +9,10 @@
 
 use log::debug;
 
-use super::cache::{body_complete, body_failed, release, response_head, OnResponse, Sink};
+use super::cache::{body_complete, body_failed, response_head, OnResponse, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
-use super::{after_response, read_into, write_two, Cx, Exchange, Io, Resp, State};
+use super::{after_response, end_exchange, read_into, write_two, Cx, Exchange, Io, Resp, State};
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
@@ -414,10 +414,9 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
     let reuse = request_sent && ex.reusable && !by_eof && !up.eof && up.inbuf.is_empty();
     let close_client =
         ex.close_after || !ex.client_keep_alive || conn.eof || !request_sent || ex.detached;
-    let Some(mut ex) = cx.conn.ex.take() else {
+    let Some(ex) = end_exchange(cx) else {
         return true;
     };
-    release(cx.ctx.cache.as_mut(), &mut ex);
     let result = match ex.cache.as_ref() {
         _ if ex.detached => "TCP_MISS_ABORTED",
         Some(c) => c.result,

@@ -436,6 +436,15 @@ pub fn flush_out(conn: &mut Conn) -> bool {
     }
 }
 
+/// Ends the current exchange: takes it from the connection and gives back what it
+/// holds in the cache (an unfinished fill is aborted, pinned objects unpinned). Every
+/// path that ends an exchange goes through here, so none can leak a pin or a fill.
+pub fn end_exchange(cx: &mut Cx) -> Option<Box<Exchange>> {
+    let mut ex = cx.conn.ex.take()?;
+    cache::release(cx.ctx.cache.as_mut(), &mut ex);
+    Some(ex)
+}
+
 /// A response is done: read the next request (keep-alive) or close after flushing
 /// `out` and lingering (`close`).
 pub fn after_response(cx: &mut Cx, close: bool) {

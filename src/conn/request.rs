@@ -10,10 +10,12 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
-use super::cache::{consult, queue_collapsed_head, release, Cache, Consulted, Serving};
+use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
 use super::collapse::Member;
 use super::upstream::Upstream;
-use super::{after_response, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State};
+use super::{
+    after_response, end_exchange, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State,
+};
 use crate::access_log::Entry;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
@@ -541,10 +543,7 @@ fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
         .ex
         .as_ref()
         .is_some_and(|ex| ex.req_done && ex.req_pending == 0 && ex.client_keep_alive);
-    let mut ex = cx.conn.ex.take();
-    if let Some(ex) = ex.as_deref_mut() {
-        release(cx.ctx.cache.as_mut(), ex);
-    }
+    let ex = end_exchange(cx);
     answer(cx, status, detail, !keep, ex.as_deref(), result);
 }
 
@@ -552,8 +551,7 @@ fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
 /// log it as aborted and close.
 pub fn abort(cx: &mut Cx) {
     drop_upstream(cx);
-    if let Some(mut ex) = cx.conn.ex.take() {
-        release(cx.ctx.cache.as_mut(), &mut ex);
+    if let Some(ex) = end_exchange(cx) {
         let result = match ex.cache.as_ref().map(|c| c.result) {
             Some("TCP_HIT") | Some("TCP_IMS_HIT") => "TCP_HIT_ABORTED",
             _ => "TCP_MISS_ABORTED",

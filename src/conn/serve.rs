@@ -8,9 +8,8 @@
 //! A request that waited for another's fetch (`collapse.rs`) may read the body from
 //! the fill while it is being written, up to the bytes written so far.
 
-use super::cache::release;
 use super::request::{abort, log_exchange};
-use super::{after_response, write_two, Cx, Io, State};
+use super::{after_response, end_exchange, write_two, Cx, Io, State};
 
 pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
@@ -82,11 +81,10 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 
 /// The whole response is written: log it, unpin, and read the next request or close.
 fn complete(cx: &mut Cx) {
-    let Some(mut ex) = cx.conn.ex.take() else {
+    let Some(ex) = end_exchange(cx) else {
         cx.conn.state = State::Closed;
         return;
     };
-    release(cx.ctx.cache.as_mut(), &mut ex);
     let result = ex.cache.as_ref().map_or("TCP_HIT", |c| c.result);
     log_exchange(cx, &ex, result);
     let close = ex.close_after || cx.conn.eof;

@@ -241,7 +241,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 
 /// Logs the tunnel and closes both sides.
 pub fn end(cx: &mut Cx) {
-    if let Some(ex) = cx.conn.ex.take() {
+    if let Some(ex) = super::end_exchange(cx) {
         log_exchange(cx, &ex, "TCP_TUNNEL");
     }
     drop_upstream(cx);
