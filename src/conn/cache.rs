@@ -80,7 +80,7 @@ impl Cache {
 
     /// Counts body bytes written to clients from the map. Every page a hit touches
     /// stays mapped into larder (and counted in its RSS) until released, so after
-    /// [`RELEASE_AFTER`] bytes the map's page-table entries are dropped; the pages
+    /// `RELEASE_AFTER` bytes the map's page-table entries are dropped; the pages
     /// stay in the kernel's page cache, so the next hit costs a minor fault, not I/O.
     pub fn note_served(&mut self, n: u64) {
         self.served += n;

@@ -177,7 +177,7 @@ fn days_from_civil(year: u64, month: usize, day: u64) -> u64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The inverse of [`days_from_civil`]: the proleptic Gregorian date `days` after
+/// The inverse of `days_from_civil`: the proleptic Gregorian date `days` after
 /// 1970-01-01 as (year, month 0 = January, day of month). Also `larder-cache`'s
 /// UTC times.
 pub fn civil_from_days(days: u64) -> (u64, usize, u64) {

@@ -76,7 +76,7 @@ pub fn reason(status: u16) -> &'static str {
 /// Content-Length, Cache-Control: no-store, via.field_line(), "Connection: close" if close else
 /// "Connection: keep-alive", then the body:
 /// `<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1><p>{detail}</p><hr><address>larder</address></body></html>\n`
-/// with detail HTML-escaped. (Browsers show it; curl users see the <p> line.)
+/// with detail HTML-escaped. (Browsers show it; curl users see the `<p>` line.)
 pub fn error_response(status: u16, detail: &str, via: &ViaName, close: bool) -> Vec<u8> {
     let reason = reason(status);
     let body = format!(

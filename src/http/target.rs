@@ -57,7 +57,7 @@ impl Target {
         }
     }
 
-    /// For logs: "http://host[:port]/path" or "host:port".
+    /// For logs: `http://host[:port]/path` or `host:port`.
     pub fn display_url(&self) -> String {
         match self {
             Target::Absolute { path_and_query, .. } => {
