@@ -38,7 +38,6 @@ use crate::http::cached::{
     with_request_fields, with_response_fields,
 };
 use crate::http::conditional::{client_conditional, refresh_head, revalidation_fields};
-use crate::http::date::push_http_date;
 use crate::http::freshness::{expires_at, storable, Serve, Stored};
 use crate::http::range::{push_content_range, range_answer, RangeAnswer};
 use crate::http::response::Response;
@@ -143,10 +142,6 @@ pub struct CacheEx {
     leads: bool,
     /// This connection, as flights name it.
     pub me: Member,
-    /// This request waited for another's fetch (Cache-Status `collapsed`).
-    collapsed: bool,
-    /// The head a fill was begun with, until waiters are told about it.
-    stored_head: Option<Vec<u8>>,
 }
 
 /// A response being written from the map.
@@ -177,8 +172,6 @@ impl CacheEx {
             result: "TCP_MISS",
             leads: false,
             me: (0, 0),
-            collapsed: false,
-            stored_head: None,
         }
     }
 }
@@ -256,7 +249,6 @@ pub fn consult(
     let mut c = CacheEx::new(url, "miss");
     c.admit = admit;
     c.requested = now;
-    c.collapsed = resumed;
     c.me = waiter;
     match found {
         Found::Hit(plan, obj) => {
@@ -638,17 +630,9 @@ pub fn response_head(
         c.stored =
             with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now)).unwrap_or(false);
     }
-    match c.fill.as_ref() {
+    if c.fill.is_none() {
         // Nothing will be stored: those waiting fetch on their own now.
-        None => cache.land(c, None),
-        Some(fill) if c.leads && c.key == c.url => {
-            if let (BodyKind::Length(len), Some(head)) = (r.body, c.stored_head.take()) {
-                cache
-                    .flights
-                    .streaming(&c.url, &head, fill.body_start(), len);
-            }
-        }
-        Some(_) => {}
+        cache.land(c, None);
     }
     OnResponse::Relay(forwarded_status(c, fwd_status))
 }
@@ -666,19 +650,11 @@ fn refresh(
 ) -> Option<Plan> {
     let old = c.stale.clone()?;
     let old_head = cache.store.bytes(old.head.clone()).to_vec();
-    let mut not_modified = r.client_head.clone();
-    // Without a Date of its own the 304 would leave the old one, and the entry would
-    // come back as old as it was (RFC 9110 §6.6.1: a recipient adds Date).
-    let has_date = with_response_fields(&with_blank_line(&not_modified), |_, f| {
-        f.iter().any(|h| h.name.eq_ignore_ascii_case("date"))
-    })?;
-    if !has_date {
-        not_modified.extend_from_slice(b"Date: ");
-        push_http_date(&mut not_modified, now);
-        not_modified.extend_from_slice(b"\r\n");
-    }
+    // The 304 has a Date: forwarding adds one when the origin left it out, so the
+    // refreshed entry ages from the revalidation, not from the old Date.
+    let not_modified = &r.client_head;
     let mut new_head = Vec::with_capacity(old_head.len() + 64);
-    with_response_fields(&with_blank_line(&not_modified), |_, f| {
+    with_response_fields(&with_blank_line(not_modified), |_, f| {
         refresh_head(&old_head, f, &mut new_head)
     })?;
     let times = Stored {
@@ -769,7 +745,7 @@ fn begin_fill(
             put_marker(cache, &c.url, resp, &marker, meta).ok()?;
         }
         match cache.store.begin(&key, &head, meta, body_len) {
-            Ok(fill) => Some((key, fill, head.clone())),
+            Ok(fill) => Some((key, fill)),
             Err(e) => {
                 debug!("not stored: {e}");
                 None
@@ -778,10 +754,16 @@ fn begin_fill(
     })
     .flatten();
     match begun {
-        Some((key, fill, head)) => {
+        Some((key, fill)) => {
+            // Waiters can read a body of known length as it arrives, unless Vary
+            // may give them another variant.
+            if let (true, BodyKind::Length(len)) = (c.leads && key == c.url, r.body) {
+                cache
+                    .flights
+                    .streaming(&c.url, &head, fill.body_start(), len);
+            }
             c.key = key;
             c.fill = Some(fill);
-            c.stored_head = Some(head);
             // Only a body of known length is known to fit: a chunked or close-delimited
             // one may still turn out too large, so its head does not claim `stored`.
             body_len.is_some()
