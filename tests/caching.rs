@@ -410,6 +410,30 @@ fn a_hit_serves_the_stored_head_with_age_and_ttl() {
 }
 
 /// RFC 9111 §4.2.3: an Age the origin (or a cache before it) sent counts too.
+/// RFC 9110 §6.6.1: a response without Date gets one on its way through larder, and
+/// the stored copy keeps that Date rather than a new one per hit.
+#[test]
+fn a_response_without_date_gets_one_and_keeps_it_when_stored() {
+    let origin = Origin::start(|_| {
+        Reply::Send(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 4\r\n\r\nbody"
+                .to_vec(),
+        )
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/dateless");
+    let before = now_secs();
+    let miss = proxy.get(&url);
+    let date = miss.header("date").expect("larder adds a Date").to_owned();
+    let parsed = larder::http::date::parse_http_date(date.as_bytes()).expect("an HTTP-date");
+    assert!(parsed + 1 >= before && parsed <= now_secs() + 1, "{date}");
+    thread::sleep(Duration::from_millis(1100));
+    let hit = proxy.get(&url);
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert_eq!(hit.header("date"), Some(date.as_str()));
+    assert_eq!(origin.requests(), 1);
+}
+
 #[test]
 fn an_age_from_upstream_counts_towards_the_hit_age() {
     let origin = Origin::start(|_| {
