@@ -1727,6 +1727,100 @@ fn concurrent_misses_for_a_set_cookie_response_are_not_shared() {
     );
 }
 
+/// Counts requests the origin is answering at once, and the most seen together.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl InFlight {
+    /// A reply that counts itself in flight for `hold`, then sends `reply`.
+    fn hold(self: &Arc<Self>, hold: Duration, reply: Vec<u8>) -> Reply {
+        let me = Arc::clone(self);
+        let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
+        me.most.fetch_max(n, Ordering::SeqCst);
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(hold);
+            me.now.fetch_sub(1, Ordering::SeqCst);
+            stream.write_all(&reply)
+        }))
+    }
+}
+
+/// Regression (the harness's pass-through run lost a quarter of its rate to this):
+/// once a URL's response was not stored, requests for it fetch at once instead of
+/// queueing behind each other's fetches, which could never be shared anyway.
+#[test]
+fn requests_for_a_url_lately_not_stored_do_not_wait_for_each_other() {
+    const CLIENTS: usize = 4;
+    let inflight = Arc::new(InFlight::default());
+    let counter = Arc::clone(&inflight);
+    let origin = Origin::start(move |_| {
+        let reply = response(
+            "200 OK",
+            &[("Cache-Control", "no-store")],
+            b"fresh every time",
+        );
+        counter.hold(Duration::from_millis(400), reply)
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/no-store");
+    assert_eq!(proxy.get(&url).text(), "fresh every time");
+
+    let answers = concurrent_gets(&proxy, &url, &[""; CLIENTS]);
+    for answer in &answers {
+        assert_eq!(answer.text(), "fresh every time");
+        assert_cache_status(answer, &["fwd=miss"], &["collapsed", "stored"]);
+    }
+    // Waiting for the first fetch's head would have split them into 1 + 3.
+    assert_eq!(
+        inflight.most.load(Ordering::SeqCst),
+        CLIENTS,
+        "the requests queued behind each other"
+    );
+    assert_eq!(origin.requests(), 1 + CLIENTS);
+}
+
+/// The memo of URLs not stored ends when the URL's response is stored: after that,
+/// concurrent misses for it share one fetch again.
+#[test]
+fn a_url_whose_response_became_storable_is_collapsed_again() {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let inflight = Arc::new(InFlight::default());
+    let (counter, holder) = (Arc::clone(&gets), Arc::clone(&inflight));
+    let origin = Origin::start(move |request| {
+        if request.method == "POST" {
+            return Reply::Send(response("200 OK", &[], b"changed"));
+        }
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::Send(response("200 OK", &[("Cache-Control", "no-store")], b"v1"));
+        }
+        holder.hold(Duration::from_millis(300), fresh(b"v2"))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/changes-its-mind");
+    assert_eq!(proxy.get(&url).text(), "v1");
+    // Stored: the memo forgets the URL.
+    let stored = proxy.get(&url);
+    assert_cache_status(&stored, &["fwd=miss", "stored"], &[]);
+    // Removed again, by a POST, so that the next requests miss.
+    let mut client = proxy.client();
+    client.send(request("POST", &url, &[("Content-Length", "0")]).as_bytes());
+    assert_eq!(client.read_response().status, 200);
+
+    let answers = concurrent_gets(&proxy, &url, &["", "", "", ""]);
+    for answer in &answers {
+        assert_eq!(answer.text(), "v2");
+    }
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        3,
+        "the misses were not collapsed"
+    );
+    assert_eq!(inflight.most.load(Ordering::SeqCst), 1);
+}
+
 /// Before the response names its Vary fields larder cannot know that requests for one
 /// URL differ, so requests made at once must still each get their own variant.
 #[test]

@@ -35,6 +35,7 @@ pub mod dir;
 pub mod format;
 pub mod size;
 pub mod startup;
+pub mod uncacheable;
 
 mod file;
 mod index;

@@ -31,6 +31,7 @@ use log::debug;
 use super::collapse::{Flights, Member};
 use super::{Conn, Exchange, OutBuf};
 use crate::cache::admission::Admission;
+use crate::cache::uncacheable::Uncacheable;
 use crate::cache::{unix_now, CacheError, Fill, Meta, ObjectRef, Store};
 use crate::http::cache_control::CacheControl;
 use crate::http::cached::{
@@ -48,6 +49,9 @@ use crate::http::{push_decimal, BodyKind, Method, Version};
 /// URLs the admission table remembers: 16 bytes each, so 1 MiB.
 const ADMISSION_SLOTS: usize = 65_536;
 
+/// URLs the uncacheable memo remembers: 16 bytes each, so 64 KiB.
+const UNCACHEABLE_SLOTS: usize = 4096;
+
 /// Body bytes served from the map between two releases of its pages (see
 /// [`Cache::note_served`]): bounds what hits add to larder's RSS, at the cost of a
 /// `madvise` per 8 MiB served.
@@ -58,6 +62,9 @@ const RELEASE_AFTER: u64 = 8 << 20;
 pub struct Cache {
     pub store: Store,
     admission: Admission,
+    /// URLs whose responses were lately not stored: requests for them do not wait
+    /// for each other's fetches.
+    uncacheable: Uncacheable,
     hasher: RandomState,
     /// Bytes served from the map since its pages were last released.
     served: u64,
@@ -71,6 +78,7 @@ impl Cache {
         Cache {
             store,
             admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
+            uncacheable: Uncacheable::new(UNCACHEABLE_SLOTS),
             hasher: RandomState::new(),
             served: 0,
             flights: Flights::default(),
@@ -117,6 +125,8 @@ pub struct CacheEx {
     pub url: Vec<u8>,
     /// The key of the entry this exchange reads or writes (the URL, or a variant's).
     pub key: Vec<u8>,
+    /// The URL's hash under the cache's hasher (admission and the uncacheable memo).
+    url_hash: u64,
     /// Admission allows storing the response.
     admit: bool,
     /// The stale entry being revalidated (pinned).
@@ -160,6 +170,7 @@ impl CacheEx {
         CacheEx {
             key: url.clone(),
             url,
+            url_hash: 0,
             admit: false,
             stale: None,
             client_head: None,
@@ -225,7 +236,7 @@ pub fn consult(
     if ex.method == Method::Connect {
         return Consulted::Forward;
     }
-    let url = ex.target.display_url().into_bytes();
+    let url = ex.target.url_bytes();
     let now = unix_now();
     if !matches!(ex.method, Method::Get | Method::Head) || ex.request_has_body {
         let mut c = CacheEx::new(url, "method");
@@ -236,8 +247,8 @@ pub fn consult(
         ex.cache = Some(c);
         return Consulted::Forward;
     }
-    let admit = ex.method == Method::Get
-        && (resumed || cache.admission.record(cache.hasher.hash_one(&url), now));
+    let url_hash = cache.hasher.hash_one(&url);
+    let admit = ex.method == Method::Get && (resumed || cache.admission.record(url_hash, now));
     let method = ex.method.clone();
     let found = with_request_fields(&ex.upstream_head, |req| {
         look(cache, &url, req, &method, &ex.upstream_head, now)
@@ -247,6 +258,7 @@ pub fn consult(
         fwd: "miss",
     });
     let mut c = CacheEx::new(url, "miss");
+    c.url_hash = url_hash;
     c.admit = admit;
     c.requested = now;
     c.me = waiter;
@@ -313,8 +325,9 @@ pub fn consult(
                 c.client_head = Some(std::mem::replace(&mut ex.upstream_head, up));
             }
             // Only fetches that will be stored are worth waiting for; a resumed
-            // request fetches on its own (the flight it waited for stored nothing).
-            if admit && !resumed {
+            // request fetches on its own (the flight it waited for stored nothing),
+            // and so does one for a URL whose last response was not stored.
+            if admit && !resumed && !cache.uncacheable.marked(url_hash, now) {
                 if !cache.flights.open(&c.url) {
                     cache.flights.join(&c.url, waiter);
                     ex.cache = Some(c);
@@ -629,6 +642,11 @@ pub fn response_head(
     if c.admit {
         c.stored =
             with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now)).unwrap_or(false);
+        if c.fill.is_some() {
+            cache.uncacheable.clear(c.url_hash);
+        } else {
+            cache.uncacheable.mark(c.url_hash, now);
+        }
     }
     if c.fill.is_none() {
         // Nothing will be stored: those waiting fetch on their own now.

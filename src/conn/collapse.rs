@@ -2,6 +2,7 @@
 //!
 //! # Lifecycle of a flight
 //! ```text
+//!  admitted miss, URL in the uncacheable memo ──► no flight: fetch at once
 //!  admitted miss, no flight ──► open (this exchange leads)
 //!  admitted miss, a flight  ──► join: the request waits (state Waiting)
 //!  leader begins storing a body of known length (no Vary) ──► streaming: waiters
@@ -10,7 +11,8 @@
 //!  leader's fill commits ──► land: each reader gets the object, pinned for it
 //!      (adopted at its next step); remaining waiters look the URL up again (a hit)
 //!  leader stores nothing / fails ──► land without an object: readers that already
-//!      sent a head are aborted, waiters fetch on their own
+//!      sent a head are aborted, waiters fetch on their own; a response that
+//!      could not be stored also puts the URL in the uncacheable memo
 //! ```
 //! Connections are named by [`Member`] (slab key and connection id): woken ones are
 //! queued by the server through [`Flights::wake`], and an id that no longer matches

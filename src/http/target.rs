@@ -36,9 +36,9 @@ impl Target {
     /// "host" or "host:port" (port omitted when 80 for Absolute), IPv6 in brackets:
     /// the value for the Host header.
     pub fn host_header(&self) -> String {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.host().len() + 8);
         self.write_host_header(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        into_string(out)
     }
 
     /// Appends the `Host` value to `out` (the hot path: no temporary string).
@@ -57,15 +57,35 @@ impl Target {
         }
     }
 
-    /// For logs: `http://host[:port]/path` or `host:port`.
-    pub fn display_url(&self) -> String {
+    /// The URL as logged and as the cache's key: `http://host[:port]/path` or
+    /// `host:port` (one allocation, sized up front: this runs for every request).
+    pub fn url_bytes(&self) -> Vec<u8> {
         match self {
             Target::Absolute { path_and_query, .. } => {
-                format!("http://{}{path_and_query}", self.host_header())
+                let mut out = Vec::with_capacity(16 + self.host().len() + path_and_query.len());
+                out.extend_from_slice(b"http://");
+                self.write_host_header(&mut out);
+                out.extend_from_slice(path_and_query.as_bytes());
+                out
             }
-            Target::Authority { .. } => self.host_header(),
+            Target::Authority { .. } => {
+                let mut out = Vec::with_capacity(self.host().len() + 8);
+                self.write_host_header(&mut out);
+                out
+            }
         }
     }
+
+    /// For logs: `http://host[:port]/path` or `host:port`.
+    pub fn display_url(&self) -> String {
+        into_string(self.url_bytes())
+    }
+}
+
+/// Bytes built only from `str` pieces and digits, as a `String` (the lossy branch is
+/// never taken; it saves an `unwrap`).
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Parses an absolute-form target. Only `http://` is accepted: `https://` arrives
