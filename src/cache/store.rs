@@ -460,6 +460,23 @@ impl Store {
     /// counted in [`Stats::dropped_corrupt`]). Marks the object used (second chance).
     pub fn lookup(&mut self, key: &[u8]) -> Option<ObjectRef> {
         let hash = self.index.hash(key);
+        self.lookup_hashed(key, hash)
+    }
+
+    /// The index's hash of `key`: per-process random (SipHash), so callers may also
+    /// use it to remember keys in tables of their own.
+    pub fn key_hash(&self, key: &[u8]) -> u64 {
+        self.index.hash(key)
+    }
+
+    /// Whether the index may hold `key`, given its [`Store::key_hash`]: false means
+    /// a [`Store::lookup`] would find nothing (true may still find nothing).
+    pub fn may_hold(&self, hash: u64) -> bool {
+        self.index.get(hash).is_some()
+    }
+
+    /// [`Store::lookup`] with the key's [`Store::key_hash`] already at hand.
+    pub fn lookup_hashed(&mut self, key: &[u8], hash: u64) -> Option<ObjectRef> {
         let entry = self.index.get(hash)?;
         let off = entry.off();
         let Some(h) = self.header_at(off).filter(|h| h.kind == Kind::Object) else {

@@ -21,8 +21,6 @@
 //! carries Vary, a variants marker is stored under the URL and the response under
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::ops::Range;
 
 use httparse::Header;
@@ -65,7 +63,6 @@ pub struct Cache {
     /// URLs whose responses were lately not stored: requests for them do not wait
     /// for each other's fetches.
     uncacheable: Uncacheable,
-    hasher: RandomState,
     /// Bytes served from the map since its pages were last released.
     served: u64,
     /// Misses being fetched to be stored: later requests for the URL wait for the
@@ -79,7 +76,6 @@ impl Cache {
             store,
             admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
             uncacheable: Uncacheable::new(UNCACHEABLE_SLOTS),
-            hasher: RandomState::new(),
             served: 0,
             flights: Flights::default(),
         }
@@ -125,7 +121,8 @@ pub struct CacheEx {
     pub url: Vec<u8>,
     /// The key of the entry this exchange reads or writes (the URL, or a variant's).
     pub key: Vec<u8>,
-    /// The URL's hash under the cache's hasher (admission and the uncacheable memo).
+    /// The URL's hash, the store's ([`Store::key_hash`]): for the index, admission
+    /// and the uncacheable memo.
     url_hash: u64,
     /// Admission allows storing the response.
     admit: bool,
@@ -247,16 +244,26 @@ pub fn consult(
         ex.cache = Some(c);
         return Consulted::Forward;
     }
-    let url_hash = cache.hasher.hash_one(&url);
+    let url_hash = cache.store.key_hash(&url);
     let admit = ex.method == Method::Get && (resumed || cache.admission.record(url_hash, now));
     let method = ex.method.clone();
-    let found = with_request_fields(&ex.upstream_head, |req| {
-        look(cache, &url, req, &method, &ex.upstream_head, now)
-    })
-    .unwrap_or(Found::Miss {
+    let plain_miss = Found::Miss {
         key: url.clone(),
         fwd: "miss",
-    });
+    };
+    // Nothing stored and no directives: a plain miss, known without parsing the
+    // request's fields again (the common pass-through request).
+    let found = if !cache.store.may_hold(url_hash)
+        && !has_field_line(&ex.upstream_head, b"cache-control:")
+        && !has_field_line(&ex.upstream_head, b"pragma:")
+    {
+        plain_miss
+    } else {
+        with_request_fields(&ex.upstream_head, |req| {
+            look(cache, &url, url_hash, req, &method, &ex.upstream_head, now)
+        })
+        .unwrap_or(plain_miss)
+    };
     let mut c = CacheEx::new(url, "miss");
     c.url_hash = url_hash;
     c.admit = admit;
@@ -362,6 +369,7 @@ pub enum Consulted {
 fn look(
     cache: &mut Cache,
     url: &[u8],
+    url_hash: u64,
     req: &[Header<'_>],
     method: &Method,
     upstream_head: &[u8],
@@ -375,7 +383,7 @@ fn look(
     }
     let client_refresh = cc.no_cache;
     let mut key = url.to_vec();
-    let mut obj = cache.store.lookup(url);
+    let mut obj = cache.store.lookup_hashed(url, url_hash);
     let mut vary_miss = false;
     let marker = obj
         .as_ref()
@@ -538,7 +546,16 @@ fn upstream_request(upstream_head: &[u8], stored: Option<&[Header<'_>]>, out: &m
 /// Whether a request head may hold a conditional field (`If-…`): a quick scan, so
 /// that the common request is not copied to drop fields it does not have.
 fn has_conditional(head: &[u8]) -> bool {
-    head.windows(4).any(|w| w.eq_ignore_ascii_case(b"\nif-"))
+    has_field_line(head, b"if-")
+}
+
+/// Whether a field line of `head` starts with `prefix` (lowercase), ignoring case:
+/// a quick scan with no parsing.
+fn has_field_line(head: &[u8], prefix: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    })
 }
 
 /// Writes a planned head for the client (`eof`: the client half-closed): the head,
@@ -736,6 +753,12 @@ fn begin_fill(
     r: &Response,
     now: u64,
 ) -> bool {
+    // Most responses that cannot be stored are known so from their fields alone,
+    // checked while they were parsed: no stored head is built for them.
+    if let Some(why) = r.not_storable {
+        debug!("not stored: {why}");
+        return false;
+    }
     let head = stored_head(&r.client_head);
     let body_len = match r.body {
         BodyKind::Length(n) => Some(n),
@@ -943,6 +966,25 @@ mod tests {
         assert!(super::has_conditional(HEAD));
         assert!(!super::has_conditional(
             b"GET /if-x HTTP/1.1\r\nHost: h\r\nX-If-None: 1\r\n\r\n"
+        ));
+    }
+
+    /// The scan that lets a plain miss skip parsing the request's fields again must
+    /// see a directive field whatever its case and place, and only at a line start.
+    #[test]
+    fn directive_fields_are_spotted_at_line_starts_only() {
+        let cc = b"cache-control:";
+        assert!(super::has_field_line(
+            b"GET / HTTP/1.1\r\nHost: h\r\nCACHE-Control: no-cache\r\n\r\n",
+            cc
+        ));
+        assert!(super::has_field_line(
+            b"GET / HTTP/1.1\r\ncache-control:max-age=0\r\n\r\n",
+            cc
+        ));
+        assert!(!super::has_field_line(
+            b"GET /cache-control: HTTP/1.1\r\nX-Cache-Control: 1\r\nA: cache-control:\r\n\r\n",
+            cc
         ));
     }
 

@@ -155,6 +155,11 @@ impl Flights {
 
     /// `w` is gone (its exchange ended): forget it, and unpin an object landed for it.
     pub fn leave(&mut self, url: &[u8], w: Member, store: &mut Store) {
+        // Every exchange that used the cache leaves; most never joined anything, and
+        // with no flights there is nothing to hash for.
+        if self.landed.is_empty() && self.by_url.is_empty() {
+            return;
+        }
         if let Some(obj) = self.landed.remove(&w) {
             store.unpin(&obj);
         }

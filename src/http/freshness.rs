@@ -42,15 +42,38 @@ pub fn storable(
     if *method != Method::Get {
         return Err("only responses to GET are stored");
     }
+    let resp_cc = CacheControl::from_response(resp);
+    storable_response_with(status, resp, &resp_cc)?;
+    if CacheControl::from_request(req).no_store {
+        return Err("no-store");
+    }
+    let shareable = resp_cc.public || resp_cc.s_maxage.is_some() || resp_cc.must_revalidate;
+    if field_values(req, "authorization").next().is_some() && !shareable {
+        return Err("Authorization without public, s-maxage or must-revalidate");
+    }
+    Ok(())
+}
+
+/// The part of [`storable`] that depends on the response alone: an error here means
+/// no request could make the response storable. Forwarding asks it while the
+/// response's fields are parsed anyway, so that a response the cache may not keep
+/// costs the cache nothing more.
+pub fn storable_response(status: u16, resp: &[Header<'_>]) -> Result<(), &'static str> {
+    storable_response_with(status, resp, &CacheControl::from_response(resp))
+}
+
+fn storable_response_with(
+    status: u16,
+    resp: &[Header<'_>],
+    resp_cc: &CacheControl,
+) -> Result<(), &'static str> {
     match status {
         0..=199 => return Err("not a final response"),
         206 => return Err("partial content is never stored as a full response"),
         304 => return Err("a 304 is not a full response"),
         _ => {}
     }
-    let req_cc = CacheControl::from_request(req);
-    let resp_cc = CacheControl::from_response(resp);
-    if req_cc.no_store || resp_cc.no_store {
+    if resp_cc.no_store {
         return Err("no-store");
     }
     if resp_cc.private {
@@ -58,10 +81,6 @@ pub fn storable(
     }
     if vary_names(resp).is_err() {
         return Err("Vary: *");
-    }
-    let shareable = resp_cc.public || resp_cc.s_maxage.is_some() || resp_cc.must_revalidate;
-    if field_values(req, "authorization").next().is_some() && !shareable {
-        return Err("Authorization without public, s-maxage or must-revalidate");
     }
     if field_values(resp, "set-cookie").next().is_some() {
         return Err("Set-Cookie");
@@ -243,6 +262,43 @@ mod tests {
     fn serve(req: &str, resp: &[(&str, &str)], age: u64, lifetime: u64) -> Serve {
         let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
         may_serve(&req_cc, &fields(resp), age, lifetime)
+    }
+
+    /// The response-only check rejects nothing the whole check accepts, and what it
+    /// rejects the whole check rejects for the same reason whatever the request.
+    #[test]
+    fn the_response_check_agrees_with_the_whole_check() {
+        let responses: &[(u16, &[(&str, &str)])] = &[
+            (200, &[]),
+            (200, &[("Cache-Control", "no-store")]),
+            (200, &[("Cache-Control", "private")]),
+            (200, &[("Cache-Control", "public")]),
+            (200, &[("Vary", "*")]),
+            (200, &[("Set-Cookie", "a=b")]),
+            (302, &[]),
+            (302, &[("Expires", "0")]),
+            (206, &[("Cache-Control", "max-age=9")]),
+            (304, &[]),
+            (103, &[]),
+            (404, &[("Cache-Control", "s-maxage=9")]),
+        ];
+        let requests: &[&[(&str, &str)]] = &[
+            &[],
+            &[("Cache-Control", "no-store")],
+            &[("Authorization", "Basic eDp5")],
+        ];
+        for (status, resp) in responses {
+            let alone = storable_response(*status, &fields(resp));
+            for req in requests {
+                let whole = store_get(*status, req, resp);
+                if alone.is_err() {
+                    assert_eq!(whole, alone, "{status} {resp:?} {req:?}");
+                }
+                if whole.is_ok() {
+                    assert!(alone.is_ok(), "{status} {resp:?} {req:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! never relayed, because the client would then misread everything after it.
 
 use super::body::Framing;
+use super::freshness::storable_response;
 use super::page::reason;
 use super::request::{
     field_name_problem, header_slots, is_end_to_end, list_elements, strict_config, valid_value,
@@ -40,6 +41,9 @@ pub struct Response {
     /// No Transfer-Encoding, no Connection and no final CRLF: the caller appends those,
     /// and adds framing only for `Chunked` and `Close` bodies.
     pub client_head: Vec<u8>,
+    /// Why no cache may store this response whatever the request was
+    /// ([`super::freshness::storable_response`]); `None` when it may be storable.
+    pub not_storable: Option<&'static str>,
 }
 
 /// Parses and validates the response head at the start of `buf`, the answer to a
@@ -145,6 +149,7 @@ pub fn parse_response(
         body,
         reusable: persistent && body != BodyKind::Close,
         client_head,
+        not_storable: storable_response(status, res.headers).err(),
     }))
 }
 
