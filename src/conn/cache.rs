@@ -119,8 +119,10 @@ impl Cache {
 pub struct CacheEx {
     /// The URL, the primary key.
     pub url: Vec<u8>,
-    /// The key of the entry this exchange reads or writes (the URL, or a variant's).
-    pub key: Vec<u8>,
+    /// The key of the entry this exchange reads or writes (the URL, or a variant's);
+    /// set when a lookup finds nothing or a stale entry, or a fill begins, and read
+    /// only after that.
+    key: Vec<u8>,
     /// The URL's hash, the store's ([`Store::key_hash`]): for the index, admission
     /// and the uncacheable memo.
     url_hash: u64,
@@ -165,7 +167,7 @@ pub struct Serving {
 impl CacheEx {
     fn new(url: Vec<u8>, fwd: &'static str) -> CacheEx {
         CacheEx {
-            key: url.clone(),
+            key: Vec::new(),
             url,
             url_hash: 0,
             admit: false,
@@ -247,7 +249,7 @@ pub fn consult(
     let url_hash = cache.store.key_hash(&url);
     let admit = ex.method == Method::Get && (resumed || cache.admission.record(url_hash, now));
     let method = ex.method.clone();
-    let plain_miss = Found::Miss {
+    let plain_miss = || Found::Miss {
         key: url.clone(),
         fwd: "miss",
     };
@@ -257,12 +259,12 @@ pub fn consult(
         && !has_field_line(&ex.upstream_head, b"cache-control:")
         && !has_field_line(&ex.upstream_head, b"pragma:")
     {
-        plain_miss
+        plain_miss()
     } else {
         with_request_fields(&ex.upstream_head, |req| {
             look(cache, &url, url_hash, req, &method, &ex.upstream_head, now)
         })
-        .unwrap_or(plain_miss)
+        .unwrap_or_else(plain_miss)
     };
     let mut c = CacheEx::new(url, "miss");
     c.url_hash = url_hash;
@@ -587,7 +589,8 @@ pub fn queue_collapsed_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head
 
 /// `Cache-Status` for a forwarded response.
 fn forwarded_status(c: &CacheEx, fwd_status: Option<u16>) -> Vec<u8> {
-    let mut s = b"Cache-Status: larder; fwd=".to_vec();
+    let mut s = Vec::with_capacity(64);
+    s.extend_from_slice(b"Cache-Status: larder; fwd=");
     s.extend_from_slice(c.fwd.as_bytes());
     if let Some(status) = fwd_status {
         s.extend_from_slice(b"; fwd-status=");
