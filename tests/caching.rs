@@ -1692,6 +1692,38 @@ fn concurrent_misses_share_one_upstream_fetch() {
     assert!(collapsed >= 1, "no follower says collapsed");
 }
 
+/// A client's conditional request that waits on another's fetch is answered as it
+/// asked once the object lands: a 304 for the ETag it already has (the fetch itself
+/// went without the conditional, so that it could be stored).
+#[test]
+fn a_conditional_request_waiting_on_a_shared_fetch_gets_its_304() {
+    let reply = response(
+        "200 OK",
+        &[("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")],
+        b"the body",
+    );
+    let origin = Origin::start(move |_| {
+        let reply = reply.clone();
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(400));
+            stream.write_all(&reply)
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/etagged");
+    let mut leader = proxy.client();
+    leader.send(request("GET", &url, &[]).as_bytes());
+    thread::sleep(Duration::from_millis(100));
+    let mut waiter = proxy.client();
+    waiter.send(request("GET", &url, &[("If-None-Match", "\"v1\"")]).as_bytes());
+
+    assert_eq!(leader.read_response().text(), "the body");
+    let answer = waiter.read_response();
+    assert_eq!(answer.status, 304, "head:\n{}", head_text(&answer));
+    assert_eq!(answer.header("etag"), Some("\"v1\""));
+    assert_eq!(origin.requests(), 1);
+}
+
 /// A response that may not be stored is not shared either: a shared Set-Cookie would
 /// log every waiting client in as the first one.
 #[test]

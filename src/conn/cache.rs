@@ -232,6 +232,11 @@ pub fn consult(
     let Some(ex) = conn.ex.as_deref_mut() else {
         return Consulted::Forward;
     };
+    // A request that waited may have had its conditionals taken out for the fetch
+    // it would have made: it is looked up again as the client sent it.
+    if let Some(head) = ex.cache.as_mut().and_then(|c| c.client_head.take()) {
+        ex.upstream_head = head;
+    }
     if ex.method == Method::Connect {
         return Consulted::Forward;
     }
@@ -255,10 +260,7 @@ pub fn consult(
     };
     // Nothing stored and no directives: a plain miss, known without parsing the
     // request's fields again (the common pass-through request).
-    let found = if !cache.store.may_hold(url_hash)
-        && !has_field_line(&ex.upstream_head, b"cache-control:")
-        && !has_field_line(&ex.upstream_head, b"pragma:")
-    {
+    let found = if !cache.store.may_hold(url_hash) && !ex.req_directives {
         plain_miss()
     } else {
         with_request_fields(&ex.upstream_head, |req| {
@@ -325,7 +327,7 @@ pub fn consult(
             if fwd == "request" {
                 c.result = "TCP_CLIENT_REFRESH_MISS";
             }
-            if admit && has_conditional(&ex.upstream_head) {
+            if admit && ex.req_conditional {
                 // A client's If-Modified-Since on a miss would bring a 304, which
                 // cannot be stored: ask for the whole response (a 200 is a valid
                 // answer to a conditional request).
@@ -545,21 +547,6 @@ fn upstream_request(upstream_head: &[u8], stored: Option<&[Header<'_>]>, out: &m
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether a request head may hold a conditional field (`If-…`): a quick scan, so
-/// that the common request is not copied to drop fields it does not have.
-fn has_conditional(head: &[u8]) -> bool {
-    has_field_line(head, b"if-")
-}
-
-/// Whether a field line of `head` starts with `prefix` (lowercase), ignoring case:
-/// a quick scan with no parsing.
-fn has_field_line(head: &[u8], prefix: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').skip(1).any(|line| {
-        line.get(..prefix.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-    })
-}
-
 /// Writes a planned head for the client (`eof`: the client half-closed): the head,
 /// Cache-Status, Connection and the blank line. The caller marks the client
 /// writable, so the head goes out in the same step.
@@ -660,8 +647,17 @@ pub fn response_head(
         cache.store.unpin(&old);
     }
     if c.admit {
-        c.stored =
-            with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now)).unwrap_or(false);
+        // Most responses that cannot be stored are known so from their fields alone,
+        // checked while they were parsed: the request is not looked at again, and no
+        // stored head is built for them.
+        c.stored = match r.not_storable {
+            Some(why) => {
+                debug!("not stored: {why}");
+                false
+            }
+            None => with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now))
+                .unwrap_or(false),
+        };
         if c.fill.is_some() {
             cache.uncacheable.clear(c.url_hash);
         } else {
@@ -756,12 +752,6 @@ fn begin_fill(
     r: &Response,
     now: u64,
 ) -> bool {
-    // Most responses that cannot be stored are known so from their fields alone,
-    // checked while they were parsed: no stored head is built for them.
-    if let Some(why) = r.not_storable {
-        debug!("not stored: {why}");
-        return false;
-    }
     let head = stored_head(&r.client_head);
     let body_len = match r.body {
         BodyKind::Length(n) => Some(n),
@@ -963,33 +953,6 @@ mod tests {
     use crate::http::testing::fields;
 
     const HEAD: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"c\"\r\nRange: bytes=0-1\r\nif-modified-since: x\r\nAccept: */*\r\n\r\n";
-
-    #[test]
-    fn conditionals_are_spotted_by_their_prefix() {
-        assert!(super::has_conditional(HEAD));
-        assert!(!super::has_conditional(
-            b"GET /if-x HTTP/1.1\r\nHost: h\r\nX-If-None: 1\r\n\r\n"
-        ));
-    }
-
-    /// The scan that lets a plain miss skip parsing the request's fields again must
-    /// see a directive field whatever its case and place, and only at a line start.
-    #[test]
-    fn directive_fields_are_spotted_at_line_starts_only() {
-        let cc = b"cache-control:";
-        assert!(super::has_field_line(
-            b"GET / HTTP/1.1\r\nHost: h\r\nCACHE-Control: no-cache\r\n\r\n",
-            cc
-        ));
-        assert!(super::has_field_line(
-            b"GET / HTTP/1.1\r\ncache-control:max-age=0\r\n\r\n",
-            cc
-        ));
-        assert!(!super::has_field_line(
-            b"GET /cache-control: HTTP/1.1\r\nX-Cache-Control: 1\r\nA: cache-control:\r\n\r\n",
-            cc
-        ));
-    }
 
     #[test]
     fn a_miss_to_store_drops_the_clients_conditionals_but_keeps_range() {

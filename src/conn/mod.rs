@@ -159,6 +159,10 @@ pub struct Exchange {
     /// The re-serialized head for upstream; kept until a response arrives so a
     /// request that met a dead pooled connection can be sent again.
     pub upstream_head: Vec<u8>,
+    /// The request has Cache-Control or Pragma / an `If-…` field
+    /// ([`crate::http::request::Request`]'s `directives` and `conditional`).
+    pub req_directives: bool,
+    pub req_conditional: bool,
     pub head_sent: usize,
     pub req_body: BodyTracker,
     /// Validated body bytes at the front of `inbuf` not yet written upstream.

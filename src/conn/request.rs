@@ -160,6 +160,8 @@ fn begin(cx: &mut Cx, req: Request) {
         method: req.method,
         target: req.target,
         upstream_head: req.upstream_head,
+        req_directives: req.directives,
+        req_conditional: req.conditional,
         head_sent: 0,
         req_pending: 0,
         resp: Resp::Head,

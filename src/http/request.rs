@@ -28,6 +28,12 @@ pub struct Request {
     pub head_len: usize,
     /// Head to send upstream, complete through the final CRLF; EMPTY for CONNECT.
     pub upstream_head: Vec<u8>,
+    /// The head has a Cache-Control or Pragma field (the cache must read its
+    /// directives), and whether it has a conditional (`If-…`) field. Noted while the
+    /// fields are checked anyway, so that a request with neither needs no second
+    /// look at its head.
+    pub directives: bool,
+    pub conditional: bool,
 }
 
 /// Parses and validates the request head at the start of `buf`.
@@ -88,6 +94,7 @@ pub fn parse_request(
     let mut framing = Framing::default();
     let mut connection: Vec<&[u8]> = Vec::new();
     let mut expect_continue = false;
+    let (mut directives, mut conditional) = (false, false);
     let mut hosts = 0;
     for field in req.headers.iter() {
         if !valid_value(field.value) {
@@ -95,6 +102,12 @@ pub fn parse_request(
         }
         framing.add(field.name, field.value).map_err(bad)?;
         let name = field.name;
+        directives |=
+            name.eq_ignore_ascii_case("cache-control") || name.eq_ignore_ascii_case("pragma");
+        conditional |= name
+            .as_bytes()
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"if-"));
         if name.eq_ignore_ascii_case("connection") {
             connection.extend(list_elements(field.value));
         } else if name.eq_ignore_ascii_case("via") && via_names(field.value, &via.token) {
@@ -162,6 +175,8 @@ pub fn parse_request(
         expect_continue,
         head_len,
         upstream_head,
+        directives,
+        conditional,
     }))
 }
 
@@ -436,6 +451,35 @@ mod tests {
         Proxy-Connection: keep-alive\r\n\
         Upgrade-Insecure-Requests: 1\r\n\
         \r\n";
+
+    /// The cache skips a second look at heads with neither flag, so each must be set
+    /// by its fields in any case, and by nothing else.
+    #[test]
+    fn cache_directives_and_conditionals_are_noted() {
+        let req = ok(BROWSER);
+        assert!(!req.directives && !req.conditional);
+        for (field, directives, conditional) in [
+            ("CACHE-control: no-cache", true, false),
+            ("Pragma: no-cache", true, false),
+            ("if-None-Match: \"x\"", false, true),
+            (
+                "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+                false,
+                true,
+            ),
+            ("X-Cache-Control: no-cache", false, false),
+            ("Iff: 1", false, false),
+        ] {
+            let req = ok(&format!(
+                "GET http://a/if-x HTTP/1.1\r\nHost: a\r\n{field}\r\n\r\n"
+            ));
+            assert_eq!(
+                (req.directives, req.conditional),
+                (directives, conditional),
+                "{field}"
+            );
+        }
+    }
 
     #[test]
     fn parses_typical_browser_request() {
