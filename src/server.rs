@@ -211,6 +211,9 @@ impl Server {
             return Err(Error::Io(e));
         }
         self.ctx.now = Instant::now();
+        if let Some(cache) = self.ctx.cache.as_mut() {
+            cache.set_clock(unix_now());
+        }
         let mut dns = false;
         let mut pooled_readable = Vec::new();
         for event in self.events.iter() {

@@ -68,6 +68,9 @@ pub struct Cache {
     /// Misses being fetched to be stored: later requests for the URL wait for the
     /// fetch instead of making their own (request collapsing).
     pub flights: Flights,
+    /// Unix seconds, read once per loop turn ([`Cache::set_clock`]) rather than once
+    /// or twice per request.
+    now: u64,
 }
 
 impl Cache {
@@ -78,7 +81,13 @@ impl Cache {
             uncacheable: Uncacheable::new(UNCACHEABLE_SLOTS),
             served: 0,
             flights: Flights::default(),
+            now: unix_now(),
         }
+    }
+
+    /// Sets the cache's clock (unix seconds); the loop calls it once per turn.
+    pub fn set_clock(&mut self, unix: u64) {
+        self.now = unix;
     }
 
     /// Counts body bytes written to clients from the map. Every page a hit touches
@@ -241,7 +250,7 @@ pub fn consult(
         return Consulted::Forward;
     }
     let url = ex.target.url_bytes();
-    let now = unix_now();
+    let now = cache.now;
     if !matches!(ex.method, Method::Get | Method::Head) || ex.request_has_body {
         let mut c = CacheEx::new(url, "method");
         c.unsafe_method = !matches!(
@@ -618,7 +627,7 @@ pub fn response_head(
     let Some(c) = ex.cache.as_mut() else {
         return OnResponse::Relay(Vec::new());
     };
-    let now = unix_now();
+    let now = cache.now;
     if c.unsafe_method {
         if (200..400).contains(&r.status) {
             invalidate(cache, c, &ex.target.display_url(), &r.client_head);

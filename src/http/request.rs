@@ -6,7 +6,7 @@
 //! hold, how lists split) live here too, as `pub(super)` items.
 
 use super::body::Framing;
-use super::target::{parse_absolute, parse_authority, Target};
+use super::target::{parse_absolute, parse_authority, scheme_end, Target};
 use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
@@ -188,7 +188,7 @@ fn bad(detail: &'static str) -> HttpError {
 /// absolute-form for everything else (larder is a forward proxy).
 fn parse_target(method: &Method, target: &str) -> Result<Target, HttpError> {
     if *method == Method::Connect {
-        if target.starts_with('/') || target.contains("://") || target == "*" {
+        if target.starts_with('/') || scheme_end(target).is_some() || target == "*" {
             return Err(bad("CONNECT needs an authority-form target (host:port)"));
         }
         return parse_authority(target);
@@ -199,7 +199,7 @@ fn parse_target(method: &Method, target: &str) -> Result<Target, HttpError> {
     if target == "*" {
         return Err(bad("asterisk-form targets (OPTIONS *) are not supported"));
     }
-    if !target.contains("://") {
+    if scheme_end(target).is_none() {
         return Err(bad(
             "target must be absolute-form (http://host/path); host:port is only for CONNECT",
         ));
