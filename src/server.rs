@@ -389,6 +389,7 @@ impl Server {
         for idx in idle {
             self.close_pooled(idx);
         }
+        self.ctx.pool.sweep();
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
         }

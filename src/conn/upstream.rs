@@ -79,15 +79,27 @@ impl Pool {
 
     /// Takes an idle socket to `host:port`, if one is pooled. `ups` resolves the
     /// indices to their ports.
+    ///
+    /// An origin's list stays when it empties (until [`Pool::sweep`]): a busy origin's
+    /// sockets come and go with every request, and dropping and re-making its entry
+    /// each time would cost two allocations and two more hashes per request.
     pub fn take(&mut self, host: &str, port: u16, ports: impl Fn(usize) -> u16) -> Option<usize> {
         let list = self.by_host.get_mut(host)?;
         let pos = list.iter().rposition(|&i| ports(i) == port)?;
         let idx = list.remove(pos);
-        if list.is_empty() {
-            self.by_host.remove(host);
-        }
         self.len -= 1;
         Some(idx)
+    }
+
+    /// Drops the lists of origins with no idle socket (the loop's tick calls it), so
+    /// the table holds only origins used lately.
+    pub fn sweep(&mut self) {
+        self.by_host.retain(|_, list| !list.is_empty());
+    }
+
+    /// Origins the table holds, idle sockets or not.
+    pub fn origins(&self) -> usize {
+        self.by_host.len()
     }
 
     /// Puts an idle socket back. Returns `false` (the caller closes it) when the
@@ -117,9 +129,6 @@ impl Pool {
                 list.remove(pos);
                 self.len -= 1;
             }
-            if list.is_empty() {
-                self.by_host.remove(host);
-            }
         }
     }
 }
@@ -140,6 +149,13 @@ mod tests {
         p.remove("a", 1);
         assert!(p.is_empty());
         assert_eq!(p.take("a", 80, port), None);
+        // The emptied origin's list waits for the sweep.
+        assert_eq!(p.origins(), 1);
+        p.sweep();
+        assert_eq!(p.origins(), 0);
+        assert!(p.put("a", 4));
+        p.sweep();
+        assert_eq!((p.origins(), p.len()), (1, 1));
     }
 
     #[test]
