@@ -1692,6 +1692,47 @@ fn concurrent_misses_share_one_upstream_fetch() {
     assert!(collapsed >= 1, "no follower says collapsed");
 }
 
+/// A partial answer to a Range request says nothing about the URL's full response:
+/// it does not stop later misses for the URL from sharing one fetch.
+#[test]
+fn a_range_answer_does_not_stop_collapsing() {
+    let full_gets = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&full_gets);
+    let origin = Origin::start(move |request| {
+        if request.header("range").is_some() {
+            return Reply::Send(response(
+                "206 Partial Content",
+                &[
+                    ("Cache-Control", "max-age=60"),
+                    ("Content-Range", "bytes 0-1/8"),
+                ],
+                b"th",
+            ));
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+        let reply = fresh(b"the body");
+        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+            thread::sleep(Duration::from_millis(300));
+            stream.write_all(&reply)
+        }))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/resumable");
+    let mut client = proxy.client();
+    client.send(request("GET", &url, &[("Range", "bytes=0-1")]).as_bytes());
+    assert_eq!(client.read_response().status, 206);
+
+    let answers = concurrent_gets(&proxy, &url, &["", "", "", ""]);
+    for answer in &answers {
+        assert_eq!(answer.text(), "the body");
+    }
+    assert_eq!(
+        full_gets.load(Ordering::SeqCst),
+        1,
+        "the misses were not collapsed"
+    );
+}
+
 /// A client's conditional request that waits on another's fetch is answered as it
 /// asked once the object lands: a 304 for the ETag it already has (the fetch itself
 /// went without the conditional, so that it could be stored).

@@ -8,6 +8,8 @@
 //! objects do, larder remembers for [`PASS_SECS`] that a URL's response was not
 //! stored, and requests for a remembered URL fetch at once without waiting. They are
 //! still stored if their response turns out storable, which also forgets the URL.
+//! (A 206 or 304 is not remembered: it answers one request's Range or conditional,
+//! not the URL.)
 //!
 //! # The table
 //! A fixed array of slots, allocated zeroed (no RSS until used), direct-mapped by the

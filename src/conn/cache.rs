@@ -667,9 +667,11 @@ pub fn response_head(
             None => with_request_fields(req_head, |req| begin_fill(cache, c, req, r, now))
                 .unwrap_or(false),
         };
+        // A 206 or 304 answers this request's Range or conditional, not the URL:
+        // it says nothing about whether the URL's full response can be stored.
         if c.fill.is_some() {
             cache.uncacheable.clear(c.url_hash);
-        } else {
+        } else if !matches!(r.status, 206 | 304) {
             cache.uncacheable.mark(c.url_hash, now);
         }
     }
