@@ -99,6 +99,13 @@ impl Blocklist {
     /// trailing dot dropped here. An IP-literal host (brackets optional for IPv6) is
     /// matched exactly against the domain rules and then against the IP rules.
     pub fn blocked_host(&self, host: &str) -> Option<String> {
+        // Every request asks; with no rules at all there is nothing to parse or hash.
+        if self.flags.is_empty()
+            && self.ips.is_empty()
+            && self.lists.iter().all(|l| l.domains.is_empty())
+        {
+            return None;
+        }
         let host = host.strip_suffix('.').unwrap_or(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {

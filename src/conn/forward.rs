@@ -16,7 +16,6 @@ use super::{after_response, end_exchange, read_into, write_two, Cx, Exchange, Io
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
-use crate::http::cached::has_field;
 use crate::http::date::push_http_date;
 use crate::http::response::parse_response;
 use crate::http::{BodyKind, Version};
@@ -229,7 +228,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     ex.content_type = content_type(&r.client_head);
                 }
                 let mut r = r;
-                if !has_field(&r.client_head, b"date") {
+                if !r.has_date {
                     // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
                     // left out; the cache then ages the response from it.
                     r.client_head.extend_from_slice(b"Date: ");

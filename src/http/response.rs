@@ -41,6 +41,8 @@ pub struct Response {
     /// No Transfer-Encoding, no Connection and no final CRLF: the caller appends those,
     /// and adds framing only for `Chunked` and `Close` bodies.
     pub client_head: Vec<u8>,
+    /// `client_head` has a Date field (forwarding adds one when it has not).
+    pub has_date: bool,
     /// Why no cache may store this response whatever the request was
     /// ([`super::freshness::storable_response`]); `None` when it may be storable.
     pub not_storable: Option<&'static str>,
@@ -101,6 +103,7 @@ pub fn parse_response(
 
     let mut framing = Framing::default();
     let mut connection: Vec<&[u8]> = Vec::new();
+    let mut has_date = false;
     for field in res.headers.iter() {
         if !valid_value(field.value) {
             return Err(bad_gateway("invalid byte in a response field value"));
@@ -134,6 +137,7 @@ pub fn parse_response(
     for field in res.headers.iter() {
         if is_end_to_end(field.name, &connection) {
             write_field(&mut client_head, field.name, field.value);
+            has_date |= field.name.eq_ignore_ascii_case("date");
         }
     }
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
@@ -149,6 +153,7 @@ pub fn parse_response(
         body,
         reusable: persistent && body != BodyKind::Close,
         client_head,
+        has_date,
         not_storable: storable_response(status, res.headers).err(),
     }))
 }
@@ -219,6 +224,27 @@ mod tests {
         Keep-Alive: timeout=5\r\n\
         Cache-Control: max-age=60\r\n\
         \r\n";
+
+    /// Forwarding adds a Date exactly when the head it relays has none, so the flag
+    /// follows what is relayed, not what upstream sent.
+    #[test]
+    fn has_date_says_whether_the_relayed_head_has_one() {
+        assert!(ok(TYPICAL).has_date);
+        assert!(!ok("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").has_date);
+        let named =
+            ok("HTTP/1.1 200 OK\r\nConnection: date\r\nDATE: x\r\nContent-Length: 0\r\n\r\n");
+        assert!(!named.has_date, "{}", head(&named));
+        assert!(ok("HTTP/1.1 200 OK\r\ndate: x\r\nContent-Length: 0\r\n\r\n").has_date);
+    }
+
+    /// The response-only storability verdict is noted while parsing.
+    #[test]
+    fn not_storable_is_noted_while_parsing() {
+        assert_eq!(ok(TYPICAL).not_storable, None);
+        let no_store =
+            ok("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(no_store.not_storable, Some("no-store"));
+    }
 
     #[test]
     fn parses_typical_response() {

@@ -201,11 +201,17 @@ fn reg_name(host: &str) -> Result<String, HttpError> {
     if host.len() > 253 {
         return Err(bad("host name longer than 253 characters"));
     }
-    let valid_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-    if !host.bytes().all(valid_byte) {
-        return Err(bad("invalid character in host name"));
+    // One pass: a bad byte is reported first, wherever it is; an empty label (a
+    // leading dot, two dots in a row, or nothing at all) after.
+    let (mut after_dot, mut empty_label) = (true, false);
+    for b in host.bytes() {
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+            return Err(bad("invalid character in host name"));
+        }
+        empty_label |= after_dot && b == b'.';
+        after_dot = b == b'.';
     }
-    if host.split('.').any(str::is_empty) {
+    if empty_label || after_dot {
         return Err(bad("empty label in host name"));
     }
     Ok(host.to_ascii_lowercase())
@@ -412,6 +418,17 @@ mod tests {
         }
         let long = format!("http://{}/", "a".repeat(254));
         assert_eq!(err(parse_absolute(&long)).status, 400);
+        // Which problem is named: a bad byte wherever it is, else an empty label.
+        for (host, why) in [
+            ("a..b", "empty label in host name"),
+            ("a..", "empty label in host name"),
+            ("..!", "invalid character in host name"),
+            ("a.b..c!", "invalid character in host name"),
+        ] {
+            let e = err(parse_absolute(&format!("http://{host}/")));
+            assert_eq!(e.detail, why, "{host}");
+        }
+        assert!(parse_absolute("http://a.b./").is_ok());
         let ok = format!("http://{}/", "a".repeat(253));
         assert!(parse_absolute(&ok).is_ok());
     }
