@@ -128,10 +128,10 @@ impl Cache {
 pub struct CacheEx {
     /// The URL, the primary key.
     pub url: Vec<u8>,
-    /// The key of the entry this exchange reads or writes (the URL, or a variant's);
-    /// set when a lookup finds nothing or a stale entry, or a fill begins, and read
-    /// only after that.
-    key: Vec<u8>,
+    /// A variant's key (`URL NUL vary-key`) when the entry this exchange reads or
+    /// writes is a variant; `None` for the URL itself (so the common exchange copies
+    /// no key). See [`CacheEx::key`].
+    variant: Option<Vec<u8>>,
     /// The URL's hash, the store's ([`Store::key_hash`]): for the index, admission
     /// and the uncacheable memo.
     url_hash: u64,
@@ -174,9 +174,14 @@ pub struct Serving {
 }
 
 impl CacheEx {
+    /// The key of the entry this exchange reads or writes: the variant's, or the URL.
+    fn key(&self) -> &[u8] {
+        self.variant.as_deref().unwrap_or(&self.url)
+    }
+
     fn new(url: Vec<u8>, fwd: &'static str) -> CacheEx {
         CacheEx {
-            key: Vec::new(),
+            variant: None,
             url,
             url_hash: 0,
             admit: false,
@@ -200,12 +205,12 @@ enum Found {
     Hit(Plan, ObjectRef),
     Revalidate {
         obj: ObjectRef,
-        key: Vec<u8>,
+        variant: Option<Vec<u8>>,
         upstream_head: Vec<u8>,
         fwd: &'static str,
     },
     Miss {
-        key: Vec<u8>,
+        variant: Option<Vec<u8>>,
         fwd: &'static str,
     },
     OnlyIfCached,
@@ -264,7 +269,7 @@ pub fn consult(
     let admit = ex.method == Method::Get && (resumed || cache.admission.record(url_hash, now));
     let method = ex.method.clone();
     let plain_miss = || Found::Miss {
-        key: url.clone(),
+        variant: None,
         fwd: "miss",
     };
     // Nothing stored and no directives: a plain miss, known without parsing the
@@ -310,13 +315,13 @@ pub fn consult(
         }
         Found::Revalidate {
             obj,
-            key,
+            variant,
             upstream_head,
             fwd,
         } => {
             cache.store.pin(&obj);
             c.stale = Some(obj);
-            c.key = key;
+            c.variant = variant;
             c.fwd = fwd;
             // It was admitted once: its replacement need not earn admission again.
             // (A HEAD's answer has no body: it never replaces the stored GET.)
@@ -330,8 +335,8 @@ pub fn consult(
             ex.cache = Some(c);
             Consulted::Forward
         }
-        Found::Miss { key, fwd } => {
-            c.key = key;
+        Found::Miss { variant, fwd } => {
+            c.variant = variant;
             c.fwd = fwd;
             if fwd == "request" {
                 c.result = "TCP_CLIENT_REFRESH_MISS";
@@ -395,23 +400,28 @@ fn look(
         cc.no_cache = true;
     }
     let client_refresh = cc.no_cache;
-    let mut key = url.to_vec();
+    let mut variant = None;
     let mut obj = cache.store.lookup_hashed(url, url_hash);
     let mut vary_miss = false;
     let marker = obj
         .as_ref()
         .and_then(|o| marker_vary(cache.store.bytes(o.head.clone())).map(<[u8]>::to_vec));
     if let Some(vary) = marker {
+        let mut key = url.to_vec();
         key.push(0);
         let names = [Header {
             name: "Vary",
             value: &vary,
         }];
         if vary_key(&names, req, &mut key).is_err() {
-            return Found::Miss { key, fwd: "miss" };
+            return Found::Miss {
+                variant: Some(key),
+                fwd: "miss",
+            };
         }
         obj = cache.store.lookup(&key);
         vary_miss = obj.is_none();
+        variant = Some(key);
     }
     let Some(obj) = obj else {
         if cc.only_if_cached {
@@ -424,7 +434,7 @@ fn look(
         } else {
             "miss"
         };
-        return Found::Miss { key, fwd };
+        return Found::Miss { variant, fwd };
     };
     let head = cache.store.bytes(obj.head.clone());
     let times = Stored {
@@ -452,13 +462,16 @@ fn look(
         Some(Some(Ok(plan))) => Found::Hit(plan, obj),
         Some(Some(Err(upstream_head))) => Found::Revalidate {
             obj,
-            key,
+            variant,
             upstream_head,
             fwd: if client_refresh { "request" } else { "stale" },
         },
         Some(None) => Found::OnlyIfCached,
         // A stored head larder cannot read: treat it as absent; the response replaces it.
-        None => Found::Miss { key, fwd: "miss" },
+        None => Found::Miss {
+            variant,
+            fwd: "miss",
+        },
     }
 }
 
@@ -712,7 +725,7 @@ fn refresh(
         stored: now,
         expires,
     };
-    let obj = match cache.store.refresh(&old, &c.key, &new_head, meta) {
+    let obj = match cache.store.refresh(&old, c.key(), &new_head, meta) {
         Ok(new) => {
             cache.store.unpin(&old);
             cache.store.pin(&new);
@@ -783,14 +796,17 @@ fn begin_fill(
             stored: now,
             expires: expires_at(resp, times),
         };
-        let mut key = c.url.clone();
+        let mut variant = None;
         if let Some(marker) = variants_marker(resp) {
+            let mut key = c.url.clone();
             key.push(0);
             vary_key(resp, req, &mut key).ok()?;
             put_marker(cache, &c.url, resp, &marker, meta).ok()?;
+            variant = Some(key);
         }
-        match cache.store.begin(&key, &head, meta, body_len) {
-            Ok(fill) => Some((key, fill)),
+        let key = variant.as_deref().unwrap_or(&c.url);
+        match cache.store.begin(key, &head, meta, body_len) {
+            Ok(fill) => Some((variant, fill)),
             Err(e) => {
                 debug!("not stored: {e}");
                 None
@@ -799,15 +815,15 @@ fn begin_fill(
     })
     .flatten();
     match begun {
-        Some((key, fill)) => {
+        Some((variant, fill)) => {
             // Waiters can read a body of known length as it arrives, unless Vary
             // may give them another variant.
-            if let (true, BodyKind::Length(len)) = (c.leads && key == c.url, r.body) {
+            if let (true, BodyKind::Length(len)) = (c.leads && variant.is_none(), r.body) {
                 cache
                     .flights
                     .streaming(&c.url, &head, fill.body_start(), len);
             }
-            c.key = key;
+            c.variant = variant;
             c.fill = Some(fill);
             // Only a body of known length is known to fit: a chunked or close-delimited
             // one may still turn out too large, so its head does not claim `stored`.

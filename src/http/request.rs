@@ -92,7 +92,7 @@ pub fn parse_request(
     let target = parse_target(&method, req.path.unwrap_or_default())?;
 
     let mut framing = Framing::default();
-    let mut connection: Vec<&[u8]> = Vec::new();
+    let mut tokens = ConnectionTokens::new();
     let mut expect_continue = false;
     let (mut directives, mut conditional) = (false, false);
     let mut hosts = 0;
@@ -109,7 +109,7 @@ pub fn parse_request(
             .get(..3)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"if-"));
         if name.eq_ignore_ascii_case("connection") {
-            connection.extend(list_elements(field.value));
+            tokens.add(field.value);
         } else if name.eq_ignore_ascii_case("via") && via_names(field.value, &via.token) {
             return Err(HttpError::new(508, "loop detected"));
         } else if name.eq_ignore_ascii_case("expect") {
@@ -129,6 +129,7 @@ pub fn parse_request(
         (Method::Connect, _) => return Err(bad("CONNECT request with content")),
         (_, body) => body,
     };
+    let connection = tokens.as_slice();
     let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
     let keep_alive = !close
         && (version == Version::Http11
@@ -147,7 +148,7 @@ pub fn parse_request(
             target.write_host_header(&mut out);
             out.extend_from_slice(b"\r\n");
             for field in req.headers.iter() {
-                if is_end_to_end(field.name, &connection) {
+                if is_end_to_end(field.name, connection) {
                     write_field(&mut out, field.name, field.value);
                 }
             }
@@ -363,6 +364,52 @@ pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
+/// The option names Connection fields list. Every message is checked against them,
+/// and nearly every one has one or two (`keep-alive`, `close`), so the first eight live
+/// on the stack: a `Vec` would allocate for each message.
+pub(super) struct ConnectionTokens<'a> {
+    stack: [&'a [u8]; 8],
+    len: usize,
+    spill: Vec<&'a [u8]>,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    pub(super) fn new() -> ConnectionTokens<'a> {
+        ConnectionTokens {
+            stack: [&[]; 8],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    /// Adds the elements of one Connection field value.
+    pub(super) fn add(&mut self, value: &'a [u8]) {
+        for token in list_elements(value) {
+            match self.stack.get_mut(self.len) {
+                Some(slot) if self.spill.is_empty() => {
+                    *slot = token;
+                    self.len += 1;
+                }
+                _ => {
+                    if self.spill.is_empty() {
+                        let held = self.stack.get(..self.len).unwrap_or_default();
+                        self.spill.extend_from_slice(held);
+                    }
+                    self.spill.push(token);
+                }
+            }
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[&'a [u8]] {
+        if self.spill.is_empty() {
+            self.stack.get(..self.len).unwrap_or_default()
+        } else {
+            &self.spill
+        }
+    }
+}
+
 /// Fields that describe one connection only (RFC 9110 §7.6.1), besides those the
 /// Connection field names: never forwarded, never stored.
 const HOP_BY_HOP: [&str; 6] = [
@@ -451,6 +498,26 @@ mod tests {
         Proxy-Connection: keep-alive\r\n\
         Upgrade-Insecure-Requests: 1\r\n\
         \r\n";
+
+    /// Past the eight tokens kept on the stack, every further one still counts.
+    #[test]
+    fn connection_tokens_beyond_the_stack_are_kept_in_order() {
+        let mut t = ConnectionTokens::new();
+        t.add(b"a, b,c");
+        assert_eq!(t.as_slice(), [&b"a"[..], b"b", b"c"]);
+        t.add(b"d,e,f,g,h, i");
+        t.add(b"j");
+        let all: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h", b"i", b"j"];
+        assert_eq!(t.as_slice(), all.as_slice());
+        let head = "GET http://a/ HTTP/1.1\r\nHost: a\r\nConnection: f1, f2, f3, f4, f5\r\n\
+            Connection: f6, f7, f8, f9, f10\r\nF1: x\r\nF9: x\r\nF10: x\r\nKept: y\r\n\r\n";
+        let up = ok(head);
+        let text = std::str::from_utf8(&up.upstream_head).unwrap_or_default();
+        assert!(text.contains("Kept: y"), "{text}");
+        for gone in ["F1:", "F9:", "F10:", "Connection"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+    }
 
     /// The cache skips a second look at heads with neither flag, so each must be set
     /// by its fields in any case, and by nothing else.

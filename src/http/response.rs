@@ -8,8 +8,8 @@ use super::body::Framing;
 use super::freshness::storable_response;
 use super::page::reason;
 use super::request::{
-    field_name_problem, header_slots, is_end_to_end, list_elements, strict_config, valid_value,
-    write_field, STACK_SLOTS,
+    field_name_problem, header_slots, is_end_to_end, strict_config, valid_value, write_field,
+    ConnectionTokens, STACK_SLOTS,
 };
 use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use std::mem::MaybeUninit;
@@ -102,7 +102,7 @@ pub fn parse_response(
     }
 
     let mut framing = Framing::default();
-    let mut connection: Vec<&[u8]> = Vec::new();
+    let mut tokens = ConnectionTokens::new();
     let mut has_date = false;
     for field in res.headers.iter() {
         if !valid_value(field.value) {
@@ -110,13 +110,14 @@ pub fn parse_response(
         }
         framing.add(field.name, field.value).map_err(bad_gateway)?;
         if field.name.eq_ignore_ascii_case("connection") {
-            connection.extend(list_elements(field.value));
+            tokens.add(field.value);
         }
     }
     let framed = response_body(&framing, version)?;
     let bodiless =
         *request_method == Method::Head || status < 200 || status == 204 || status == 304;
     let body = if bodiless { BodyKind::None } else { framed };
+    let connection = tokens.as_slice();
     let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
     let persistent = !close
         && (version == Version::Http11
@@ -135,7 +136,7 @@ pub fn parse_response(
     client_head.extend_from_slice(reason_phrase.as_bytes());
     client_head.extend_from_slice(b"\r\n");
     for field in res.headers.iter() {
-        if is_end_to_end(field.name, &connection) {
+        if is_end_to_end(field.name, connection) {
             write_field(&mut client_head, field.name, field.value);
             has_date |= field.name.eq_ignore_ascii_case("date");
         }
