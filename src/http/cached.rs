@@ -66,12 +66,6 @@ pub fn stored_head(client_head: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether a head (status line and field lines, as [`stored_head`] takes it) has a
-/// field line named `name` (lowercase).
-pub fn has_field(head: &[u8], name: &[u8]) -> bool {
-    lines(head).skip(1).any(|line| is_field(line, name))
-}
-
 /// How a stored response stands against a request at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Judgement {
@@ -183,13 +177,6 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
         assert!(text.ends_with("Via: 1.1 larder-1\r\nAge: 42\r\n"), "{text}");
         assert!(!text.contains("Age: 7"));
-    }
-
-    #[test]
-    fn has_field_looks_at_field_names_only() {
-        assert!(has_field(HEAD, b"date"));
-        assert!(!has_field(HEAD, b"etag"));
-        assert!(!has_field(b"HTTP/1.1 200 date:\r\n", b"date"));
     }
 
     #[test]
