@@ -10,6 +10,42 @@
 /// small enough that a few hundred active connections stay within a small box's RAM.
 pub const BUF_SIZE: usize = 32 * 1024;
 
+/// Vectors for the heads larder builds (a request's head for upstream, a response's
+/// head for the client), kept between requests like [`BufPool`]'s buffers so that
+/// a busy loop does not go to the allocator for each head. Only small ones are kept,
+/// and only [`HeadPool::KEEP`] of them, so an idle loop holds little.
+#[derive(Debug, Default)]
+pub struct HeadPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl HeadPool {
+    pub const KEEP: usize = 64;
+    /// A head vector grown past this (a very large head) is freed, not kept.
+    pub const MAX_CAPACITY: usize = 4096;
+
+    /// An empty vector, with the capacity of an earlier head when one is kept.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Keeps `head`'s memory for a later [`HeadPool::take`], or frees it.
+    pub fn give(&mut self, mut head: Vec<u8>) {
+        if head.capacity() > 0
+            && head.capacity() <= Self::MAX_CAPACITY
+            && self.free.len() < Self::KEEP
+        {
+            head.clear();
+            self.free.push(head);
+        }
+    }
+
+    /// Vectors currently kept.
+    pub fn retained(&self) -> usize {
+        self.free.len()
+    }
+}
+
 /// Free buffers kept for reuse.
 #[derive(Debug)]
 pub struct BufPool {
@@ -162,6 +198,32 @@ impl Buf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_pool_keeps_small_vectors_only_and_only_so_many() {
+        let mut heads = HeadPool::default();
+        let mut v = heads.take();
+        assert_eq!(
+            v.capacity(),
+            0,
+            "an empty pool hands out unallocated vectors"
+        );
+        v.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let cap = v.capacity();
+        heads.give(v);
+        let again = heads.take();
+        assert!(again.is_empty(), "a kept vector comes back cleared");
+        assert_eq!(again.capacity(), cap, "with its memory");
+        // Unallocated and oversized vectors are not kept: they would hold nothing
+        // or too much.
+        heads.give(Vec::new());
+        heads.give(Vec::with_capacity(HeadPool::MAX_CAPACITY + 1));
+        assert_eq!(heads.retained(), 0);
+        for _ in 0..HeadPool::KEEP + 10 {
+            heads.give(Vec::with_capacity(64));
+        }
+        assert_eq!(heads.retained(), HeadPool::KEEP);
+    }
 
     #[test]
     fn empty_buffer_holds_no_memory_after_release() {

@@ -25,13 +25,13 @@ use slab::Slab;
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
 use crate::acl::ClientAcl;
-use crate::buf::BufPool;
+use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
 use crate::conn::cache::Cache;
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
-use crate::conn::{step, tunnel, Conn, Cx, Resp, State, Step};
+use crate::conn::{step, tunnel, Conn, Cx, Exchange, Resp, State, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
 use crate::http::{Limits, ViaName};
@@ -63,6 +63,10 @@ pub struct Ctx {
     /// The time at the start of this turn (one clock read per turn).
     pub now: Instant,
     pub bufs: BufPool,
+    /// Vectors of finished heads, for the next ones.
+    pub heads: HeadPool,
+    /// Boxes of finished exchanges, for the next ones (at most `HeadPool::KEEP`).
+    pub spare_exchanges: Vec<Box<Exchange>>,
     pub resolver: Resolver,
     pub pool: Pool,
     pub registry: Registry,
@@ -151,6 +155,8 @@ impl Server {
                 via: ViaName::new(format!("larder-{:08x}", random_u32())),
                 now,
                 bufs: BufPool::new(POOLED_BUFFERS),
+                heads: HeadPool::default(),
+                spare_exchanges: Vec::new(),
                 resolver,
                 pool: Pool::default(),
                 registry,

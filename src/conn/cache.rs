@@ -22,6 +22,7 @@
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
 use std::ops::Range;
+use std::rc::Rc;
 
 use httparse::Header;
 use log::debug;
@@ -127,7 +128,7 @@ impl Cache {
 #[derive(Debug)]
 pub struct CacheEx {
     /// The URL, the primary key.
-    pub url: Vec<u8>,
+    pub url: Rc<[u8]>,
     /// A variant's key (`URL NUL vary-key`) when the entry this exchange reads or
     /// writes is a variant; `None` for the URL itself (so the common exchange copies
     /// no key). See [`CacheEx::key`].
@@ -179,7 +180,7 @@ impl CacheEx {
         self.variant.as_deref().unwrap_or(&self.url)
     }
 
-    fn new(url: Vec<u8>, fwd: &'static str) -> CacheEx {
+    fn new(url: Rc<[u8]>, fwd: &'static str) -> CacheEx {
         CacheEx {
             variant: None,
             url,
@@ -596,26 +597,54 @@ pub fn queue_collapsed_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head
     );
 }
 
-/// `Cache-Status` for a forwarded response.
-fn forwarded_status(c: &CacheEx, fwd_status: Option<u16>) -> Vec<u8> {
-    let mut s = Vec::with_capacity(64);
-    s.extend_from_slice(b"Cache-Status: larder; fwd=");
-    s.extend_from_slice(c.fwd.as_bytes());
-    if let Some(status) = fwd_status {
-        s.extend_from_slice(b"; fwd-status=");
-        push_decimal(&mut s, u64::from(status));
+/// `Cache-Status` for a forwarded response: what goes in it, kept as plain values so
+/// that the common response allocates nothing for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedStatus {
+    fwd: &'static str,
+    fwd_status: Option<u16>,
+    stored: bool,
+}
+
+impl ForwardedStatus {
+    fn new(c: &CacheEx, fwd_status: Option<u16>) -> ForwardedStatus {
+        ForwardedStatus {
+            fwd: c.fwd,
+            fwd_status,
+            stored: c.stored,
+        }
     }
-    if c.stored {
-        s.extend_from_slice(b"; stored");
+
+    /// The field line, `Cache-Status: larder; fwd=...\r\n`.
+    pub fn write(&self, out: &mut OutBuf) {
+        let mut line = [0u8; 96];
+        let mut at = 0;
+        let mut put = |piece: &[u8]| {
+            if let Some(dst) = line.get_mut(at..at + piece.len()) {
+                dst.copy_from_slice(piece);
+                at += piece.len();
+            }
+        };
+        put(b"Cache-Status: larder; fwd=");
+        put(self.fwd.as_bytes());
+        if let Some(status) = self.fwd_status {
+            put(b"; fwd-status=");
+            let mut digits = Vec::new();
+            push_decimal(&mut digits, u64::from(status));
+            put(&digits);
+        }
+        if self.stored {
+            put(b"; stored");
+        }
+        put(b"\r\n");
+        out.push(line.get(..at).unwrap_or_default());
     }
-    s.extend_from_slice(b"\r\n");
-    s
 }
 
 /// What to do with a final response head from upstream.
 pub enum OnResponse {
-    /// Relay it; append this Cache-Status line to the head (empty without a cache).
-    Relay(Vec<u8>),
+    /// Relay it; append this Cache-Status line to the head (none without a cache).
+    Relay(Option<ForwardedStatus>),
     /// A 304 refreshed the stale entry: the head for the client is queued and the body
     /// comes from the map (`ex.cache.serve`).
     Serve,
@@ -635,17 +664,17 @@ pub fn response_head(
     r: &Response,
 ) -> OnResponse {
     let Some(cache) = cache else {
-        return OnResponse::Relay(Vec::new());
+        return OnResponse::Relay(None);
     };
     let Some(c) = ex.cache.as_mut() else {
-        return OnResponse::Relay(Vec::new());
+        return OnResponse::Relay(None);
     };
     let now = cache.now;
     if c.unsafe_method {
         if (200..400).contains(&r.status) {
             invalidate(cache, c, &ex.target.display_url(), &r.client_head);
         }
-        return OnResponse::Relay(forwarded_status(c, None));
+        return OnResponse::Relay(Some(ForwardedStatus::new(c, None)));
     }
     let client_head = c.client_head.take();
     let req_head = client_head.as_deref().unwrap_or(&ex.upstream_head);
@@ -692,7 +721,7 @@ pub fn response_head(
         // Nothing will be stored: those waiting fetch on their own now.
         cache.land(c, None);
     }
-    OnResponse::Relay(forwarded_status(c, fwd_status))
+    OnResponse::Relay(Some(ForwardedStatus::new(c, fwd_status)))
 }
 
 /// Merges a 304 into the stale entry (RFC 9111 §4.3.4), stores the result, and plans
@@ -798,7 +827,7 @@ fn begin_fill(
         };
         let mut variant = None;
         if let Some(marker) = variants_marker(resp) {
-            let mut key = c.url.clone();
+            let mut key = c.url.to_vec();
             key.push(0);
             vary_key(resp, req, &mut key).ok()?;
             put_marker(cache, &c.url, resp, &marker, meta).ok()?;

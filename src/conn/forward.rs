@@ -17,7 +17,7 @@ use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
 use crate::http::date::push_http_date;
-use crate::http::response::parse_response;
+use crate::http::response::parse_response_into;
 use crate::http::{BodyKind, Version};
 
 /// How long an idle upstream connection stays pooled. Origins commonly close idle
@@ -200,7 +200,8 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
     }
     let mut refreshed = None;
     while ex.resp == Resp::Head && !up.inbuf.is_empty() {
-        match parse_response(up.inbuf.data(), &limits, &ex.method, &cx.ctx.via) {
+        let head = cx.ctx.heads.take();
+        match parse_response_into(up.inbuf.data(), &limits, &ex.method, &cx.ctx.via, head) {
             Ok(None) => break,
             Ok(Some(r)) => {
                 progress = true;
@@ -246,7 +247,9 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     };
                 conn.out.push_vec(r.client_head);
                 conn.out.push(framing);
-                conn.out.push(&cache_status);
+                if let Some(line) = cache_status {
+                    line.write(&mut conn.out);
+                }
                 if close {
                     conn.out.push(b"Connection: close\r\n");
                 } else if ex.client_version == Version::Http10 {
@@ -367,7 +370,9 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
     match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
             let o = n.min(out.len());
-            conn.out.advance(o);
+            if let Some(sent) = conn.out.advance_keep(o) {
+                cx.ctx.heads.give(sent);
+            }
             let b = n - o;
             up.inbuf.consume(b);
             ex.resp_pending -= b;
@@ -427,7 +432,9 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
     } else {
         drop_upstream(cx);
     }
-    if ex.detached {
+    let detached = ex.detached;
+    super::recycle(cx.ctx, ex);
+    if detached {
         cx.conn.state = State::Closed;
     } else {
         after_response(cx, close_client);
@@ -490,6 +497,7 @@ fn retry_fresh(cx: &mut Cx) {
     ex.got_bytes = false;
     ex.response_deadline_set = false;
     ex.addrs = None;
+    ex.pooled_peer = None;
     let host = ex.target.host().to_owned();
     resolve(cx, &host);
 }

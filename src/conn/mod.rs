@@ -60,7 +60,7 @@ use log::debug;
 use mio::net::TcpStream;
 use slab::Slab;
 
-use crate::buf::Buf;
+use crate::buf::{Buf, HeadPool};
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
@@ -185,6 +185,9 @@ pub struct Exchange {
     pub response_deadline_set: bool,
     pub addrs: Option<Arc<[IpAddr]>>,
     pub addr_idx: usize,
+    /// The address of the pooled connection this exchange took, when no lookup gave
+    /// it `addrs` (kept apart so that taking one allocates nothing).
+    pub pooled_peer: Option<IpAddr>,
     /// Status sent to the client (0: none yet).
     pub status: u16,
     /// Bytes sent to the client for this request, heads included.
@@ -207,7 +210,10 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn peer_ip(&self) -> Option<IpAddr> {
-        self.addrs.as_ref()?.get(self.addr_idx).copied()
+        match &self.addrs {
+            Some(addrs) => addrs.get(self.addr_idx).copied(),
+            None => self.pooled_peer,
+        }
     }
 }
 
@@ -269,11 +275,18 @@ impl OutBuf {
     /// Drops `n` written bytes, freeing the memory once all are written so an idle
     /// connection holds none.
     pub fn advance(&mut self, n: usize) {
+        drop(self.advance_keep(n));
+    }
+
+    /// [`OutBuf::advance`], handing the emptied vector back (for a [`HeadPool`])
+    /// instead of freeing it.
+    pub fn advance_keep(&mut self, n: usize) -> Option<Vec<u8>> {
         self.pos += n;
         if self.pos >= self.data.len() {
             self.pos = 0;
-            self.data = Vec::new();
+            return Some(std::mem::take(&mut self.data));
         }
+        None
     }
 }
 
@@ -437,6 +450,19 @@ pub fn flush_out(conn: &mut Conn) -> bool {
             conn.state = State::Closed;
             true
         }
+    }
+}
+
+/// Keeps a finished exchange's memory (the box, and the vector of its upstream head)
+/// for the next request to reuse. What it holds besides is let go now.
+pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
+    ctx.heads.give(std::mem::take(&mut ex.upstream_head));
+    if ctx.spare_exchanges.len() < HeadPool::KEEP {
+        ex.cache = None;
+        ex.addrs = None;
+        ex.content_type = None;
+        ex.pipes = [None, None];
+        ctx.spare_exchanges.push(ex);
     }
 }
 

@@ -22,8 +22,7 @@ use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
 use crate::http::page::error_response;
 use crate::http::push_decimal;
-use crate::http::request::{parse_request, Request};
-use crate::http::target::Target;
+use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, Method};
 use crate::server::upstream_token;
 
@@ -43,7 +42,8 @@ pub fn head_step(cx: &mut Cx) -> bool {
     // client that trickles a head byte by byte costs a scan of the new bytes, not a
     // parse of the whole head each time.
     if len > 0 && (head_may_be_complete(conn) || len >= limits.request_line || len >= limits.head) {
-        match parse_request(conn.inbuf.data(), &limits, &cx.ctx.via) {
+        let head = cx.ctx.heads.take();
+        match parse_request_into(conn.inbuf.data(), &limits, &cx.ctx.via, head) {
             Ok(Some(req)) => {
                 conn.head_scan = 0;
                 begin(cx, req);
@@ -130,7 +130,8 @@ fn begin(cx: &mut Cx, req: Request) {
     }
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
-    if let Target::Authority { port, .. } = req.target {
+    if req.target.is_authority() {
+        let port = req.target.port();
         if !cx.ctx.cfg.connect_ports.contains(port) {
             let why = format!("CONNECT to port {port} is not allowed");
             answer_req(cx, &req, 403, &why, has_body, "TCP_DENIED");
@@ -150,7 +151,7 @@ fn begin(cx: &mut Cx, req: Request) {
     }
     cx.conn.inbuf.consume(req.head_len);
     let req_done = req.body == BodyKind::None;
-    cx.conn.ex = Some(Box::new(Exchange {
+    let ex = Exchange {
         started: cx.ctx.now,
         client_version: req.version,
         client_keep_alive: req.keep_alive,
@@ -175,6 +176,7 @@ fn begin(cx: &mut Cx, req: Request) {
         response_deadline_set: false,
         addrs: None,
         addr_idx: 0,
+        pooled_peer: None,
         status: 0,
         bytes: 0,
         content_type: None,
@@ -184,7 +186,15 @@ fn begin(cx: &mut Cx, req: Request) {
         moved: [0, 0],
         cache: None,
         detached: false,
-    }));
+    };
+    // A box kept from a finished exchange, if there is one: see `recycle`.
+    cx.conn.ex = Some(match cx.ctx.spare_exchanges.pop() {
+        Some(mut spare) => {
+            *spare = ex;
+            spare
+        }
+        None => Box::new(ex),
+    });
     route(cx, false);
 }
 
@@ -262,7 +272,7 @@ pub fn still_waiting(cx: &Cx) -> bool {
         .ex
         .as_ref()
         .and_then(|ex| ex.cache.as_ref())
-        .map(|c| c.url.as_slice());
+        .map(|c| &*c.url);
     match (cx.ctx.cache.as_ref(), url) {
         (Some(cache), Some(url)) => cache.flights.waits(url, (cx.key, cx.conn.id)),
         _ => false,
@@ -433,8 +443,7 @@ fn attach(cx: &mut Cx, idx: usize) {
         up.ready.w = true;
         if let Some(ex) = cx.conn.ex.as_deref_mut() {
             if ex.addrs.is_none() {
-                ex.addrs = Some(Arc::from(vec![up.addr.ip()]));
-                ex.addr_idx = 0;
+                ex.pooled_peer = Some(up.addr.ip());
             }
         }
     }

@@ -62,7 +62,9 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
             let o = n.min(out.len());
-            conn.out.advance(o);
+            if let Some(sent) = conn.out.advance_keep(o) {
+                cx.ctx.heads.give(sent);
+            }
             let b = (n - o) as u64;
             s.pos += b;
             ex.bytes += n as u64;
@@ -88,5 +90,6 @@ fn complete(cx: &mut Cx) {
     let result = ex.cache.as_ref().map_or("TCP_HIT", |c| c.result);
     log_exchange(cx, &ex, result);
     let close = ex.close_after || cx.conn.eof;
+    super::recycle(cx.ctx, ex);
     after_response(cx, close);
 }

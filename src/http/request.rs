@@ -47,6 +47,17 @@ pub fn parse_request(
     limits: &Limits,
     via: &ViaName,
 ) -> Result<Option<Request>, HttpError> {
+    parse_request_into(buf, limits, via, Vec::new())
+}
+
+/// [`parse_request`], building the upstream head in `head` (cleared first): the
+/// loop passes a vector kept from an earlier request, to spare an allocation.
+pub fn parse_request_into(
+    buf: &[u8],
+    limits: &Limits,
+    via: &ViaName,
+    mut head: Vec<u8>,
+) -> Result<Option<Request>, HttpError> {
     let (line, _) = first_line(buf);
     if line.len() > limits.request_line {
         return Err(HttpError::new(414, "request line too long"));
@@ -72,8 +83,12 @@ pub fn parse_request(
     if head_len >= limits.head {
         return Err(too_large);
     }
-    if has_bare_lf(buf.get(..head_len).unwrap_or(buf)) {
+    let scan = scan_head(buf.get(..head_len).unwrap_or(buf));
+    if scan.bare_lf {
         return Err(bad("bare LF line ending in request head (CRLF required)"));
+    }
+    if scan.control {
+        return Err(bad("invalid byte in a field value"));
     }
     let method = req
         .method
@@ -97,9 +112,6 @@ pub fn parse_request(
     let (mut directives, mut conditional) = (false, false);
     let mut hosts = 0;
     for field in req.headers.iter() {
-        if !valid_value(field.value) {
-            return Err(bad("invalid byte in a field value"));
-        }
         framing.add(field.name, field.value).map_err(bad)?;
         let name = field.name;
         directives |=
@@ -137,21 +149,27 @@ pub fn parse_request(
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
 
-    let upstream_head = match &target {
-        Target::Absolute { path_and_query, .. } => {
-            let mut out = Vec::with_capacity(head_len + 64);
+    let upstream_head = if target.is_authority() {
+        Vec::new()
+    } else {
+        {
+            let mut out = std::mem::take(&mut head);
+            out.clear();
+            out.reserve(head_len + 64);
             out.extend_from_slice(method.as_str().as_bytes());
             out.push(b' ');
-            out.extend_from_slice(path_and_query.as_bytes());
+            out.extend_from_slice(target.path_and_query().as_bytes());
             out.extend_from_slice(b" HTTP/1.1\r\n");
             out.extend_from_slice(b"Host: ");
             target.write_host_header(&mut out);
             out.extend_from_slice(b"\r\n");
+            let mut fields = FieldCopier::new(buf);
             for field in req.headers.iter() {
                 if is_end_to_end(field.name, connection) {
-                    write_field(&mut out, field.name, field.value);
+                    fields.field(&mut out, field.name, field.value);
                 }
             }
+            fields.flush(&mut out);
             match body {
                 BodyKind::Length(n) => {
                     out.extend_from_slice(b"Content-Length: ");
@@ -165,7 +183,6 @@ pub fn parse_request(
             out.extend_from_slice(b"\r\n");
             out
         }
-        Target::Authority { .. } => Vec::new(),
     };
     Ok(Some(Request {
         method,
@@ -281,13 +298,50 @@ fn first_line(buf: &[u8]) -> (&[u8], bool) {
     (line.strip_suffix(b"\r").unwrap_or(line), complete)
 }
 
-/// httparse accepts bare LF, but a server behind us might split lines differently:
-/// requests must use CRLF throughout. httparse has already rejected every CR not
-/// followed by LF, so the head has a bare LF exactly when it has more LFs than CRs
-/// (and counting vectorizes, where a pairwise scan does not).
-fn has_bare_lf(head: &[u8]) -> bool {
-    let count = |byte: u8| head.iter().filter(|&&b| b == byte).count();
-    count(b'\n') != count(b'\r')
+/// What one pass over a head that httparse accepted finds.
+pub(super) struct HeadScan {
+    /// More LFs than CRs. httparse accepts bare LF, but a server behind us might
+    /// split lines differently: requests must use CRLF throughout. httparse has
+    /// already rejected every CR not followed by LF, so the head has a bare LF
+    /// exactly when it has more LFs than CRs (and counting vectorizes, where a
+    /// pairwise scan does not).
+    pub bare_lf: bool,
+    /// A control byte other than HTAB, CR and LF, or DEL. Outside field values
+    /// httparse rejects these, and field values may hold only HTAB, SP, VCHAR and
+    /// obs-text (RFC 9110 §5.5). httparse checks that too, but the rule is ours to
+    /// keep: one pass over the head keeps it at less cost than a pass per field.
+    pub control: bool,
+}
+
+pub(super) fn scan_head(head: &[u8]) -> HeadScan {
+    let (mut cr, mut lf, mut control) = (0usize, 0usize, false);
+    // Fixed-size chunks with byte counters: the inner loop becomes a few vector
+    // compares per 32 bytes.
+    let mut chunks = head.chunks_exact(32);
+    for chunk in &mut chunks {
+        let (mut c, mut l, mut bad) = (0u8, 0u8, 0u8);
+        for &b in chunk {
+            c += u8::from(b == b'\r');
+            l += u8::from(b == b'\n');
+            bad |= u8::from(is_control(b));
+        }
+        cr += usize::from(c);
+        lf += usize::from(l);
+        control |= bad != 0;
+    }
+    for &b in chunks.remainder() {
+        cr += usize::from(b == b'\r');
+        lf += usize::from(b == b'\n');
+        control |= is_control(b);
+    }
+    HeadScan {
+        bare_lf: lf != cr,
+        control,
+    }
+}
+
+fn is_control(b: u8) -> bool {
+    (b < b' ') & (b != b'\t') & (b != b'\r') & (b != b'\n') | (b == 0x7f)
 }
 
 /// Slots httparse fills, sized so that the `fields`-th field line makes it report
@@ -411,7 +465,9 @@ impl<'a> ConnectionTokens<'a> {
 }
 
 /// Fields that describe one connection only (RFC 9110 §7.6.1), besides those the
-/// Connection field names: never forwarded, never stored.
+/// Connection field names: never forwarded, never stored. ([`classify`] is the
+/// fast form of this list and of [`NOT_FORWARDED`]; a test holds them equal.)
+#[cfg(test)]
 const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
@@ -421,17 +477,10 @@ const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
-/// Is `name` hop-by-hop, given the option names listed in Connection?
-pub(super) fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name))
-        || connection
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-}
-
 /// Fields a proxy never forwards besides the hop-by-hop ones: the Host that is
 /// rebuilt from the target, Proxy-Authorization meant for us, and the framing
 /// fields larder writes itself.
+#[cfg(test)]
 const NOT_FORWARDED: [&str; 4] = [
     "host",
     "proxy-authorization",
@@ -439,9 +488,108 @@ const NOT_FORWARDED: [&str; 4] = [
     "content-length",
 ];
 
+/// Is `name` hop-by-hop, given the option names listed in Connection?
+pub(super) fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
+    classify(name.as_bytes()) == Some(NameClass::HopByHop) || named_in(name, connection)
+}
+
 /// Is the field `name` forwarded, given the option names listed in Connection?
 pub(super) fn is_end_to_end(name: &str, connection: &[&[u8]]) -> bool {
-    !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) && !is_hop_by_hop(name, connection)
+    classify(name.as_bytes()).is_none() && !named_in(name, connection)
+}
+
+fn named_in(name: &str, connection: &[&[u8]]) -> bool {
+    connection
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameClass {
+    /// In [`HOP_BY_HOP`].
+    HopByHop,
+    /// In [`NOT_FORWARDED`].
+    NotForwarded,
+}
+
+/// Which of [`HOP_BY_HOP`] and [`NOT_FORWARDED`] holds `name`, if either does. Every
+/// field of every head comes through here, so the names are told apart by length
+/// first: most fields are let through after one compare.
+fn classify(name: &[u8]) -> Option<NameClass> {
+    use NameClass::{HopByHop, NotForwarded};
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    match name.len() {
+        2 if is("te") => Some(HopByHop),
+        4 if is("host") => Some(NotForwarded),
+        7 if is("trailer") || is("upgrade") => Some(HopByHop),
+        10 if is("connection") || is("keep-alive") => Some(HopByHop),
+        14 if is("content-length") => Some(NotForwarded),
+        16 if is("proxy-connection") => Some(HopByHop),
+        17 if is("transfer-encoding") => Some(NotForwarded),
+        19 if is("proxy-authorization") => Some(NotForwarded),
+        _ => None,
+    }
+}
+
+/// Appends the forwarded field lines of a head to `out`, copying runs of lines that
+/// are already in the form [`write_field`] writes straight from the parsed buffer:
+/// a response's fields usually go out in two or three copies, not four per field.
+/// What comes out is the same either way.
+pub(super) struct FieldCopier<'b> {
+    src: &'b [u8],
+    /// A run of lines `src[start..end]` not yet copied.
+    run: Option<(usize, usize)>,
+}
+
+impl<'b> FieldCopier<'b> {
+    /// `src`: the buffer httparse parsed, which the names and values point into.
+    pub fn new(src: &'b [u8]) -> FieldCopier<'b> {
+        FieldCopier { src, run: None }
+    }
+
+    pub fn field(&mut self, out: &mut Vec<u8>, name: &str, value: &[u8]) {
+        match self.plain_line(name, value) {
+            Some((start, end)) => match &mut self.run {
+                Some((_, run_end)) if *run_end == start => *run_end = end,
+                _ => {
+                    self.flush(out);
+                    self.run = Some((start, end));
+                }
+            },
+            None => {
+                self.flush(out);
+                write_field(out, name, value);
+            }
+        }
+    }
+
+    /// Copies the pending run; call before writing anything else to `out`.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((start, end)) = self.run.take() {
+            out.extend_from_slice(self.src.get(start..end).unwrap_or_default());
+        }
+    }
+
+    /// Where the line of this field lies in `src`, if it reads exactly
+    /// `Name: value\r\n` with the value unpadded (what `write_field` would write).
+    /// Offsets come from the slices' addresses; a slice not inside `src` fails the
+    /// bounds checks and is written field by field.
+    fn plain_line(&self, name: &str, value: &[u8]) -> Option<(usize, usize)> {
+        let base = self.src.as_ptr() as usize;
+        let start = (name.as_ptr() as usize).checked_sub(base)?;
+        let colon = start + name.len();
+        let value_start = (value.as_ptr() as usize).checked_sub(base)?;
+        let value_end = value_start + value.len();
+        if value_start != colon + 2
+            || self.src.get(colon..value_start)? != b": "
+            || self.src.get(value_end..value_end + 2)? != b"\r\n"
+            || value.first().is_some_and(u8::is_ascii_whitespace)
+            || value.last().is_some_and(u8::is_ascii_whitespace)
+        {
+            return None;
+        }
+        Some((start, value_end + 2))
+    }
 }
 
 /// Writes `Name: value\r\n`, the value without surrounding whitespace.
@@ -812,6 +960,72 @@ mod tests {
     }
 
     #[test]
+    fn classify_agrees_with_the_lists() {
+        for (list, class) in [
+            (&HOP_BY_HOP[..], NameClass::HopByHop),
+            (&NOT_FORWARDED[..], NameClass::NotForwarded),
+        ] {
+            for name in list {
+                assert_eq!(classify(name.as_bytes()), Some(class), "{name}");
+                let upper = name.to_ascii_uppercase();
+                assert_eq!(classify(upper.as_bytes()), Some(class), "{upper}");
+            }
+        }
+        // Same lengths as listed names, and near misses.
+        for name in [
+            "tf",
+            "hose",
+            "trailed",
+            "connexion",
+            "keep-alivf",
+            "content-lengtx",
+            "date",
+            "",
+        ] {
+            assert_eq!(classify(name.as_bytes()), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn field_lines_come_out_the_same_copied_or_written() {
+        // Plain lines are copied in runs; padded or unusual ones are written anew.
+        // Either way the relayed head must read as write_field would write it.
+        let text = "GET http://a/ HTTP/1.1\r\nA: 1\r\nB: 2\r\nC:3\r\nD:  4 \r\nE: \r\nF: 6\r\nHost: a\r\nG: 7\r\nH:\t8\r\n\r\n";
+        let want = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: \r\nF: 6\r\nG: 7\r\nH: 8\r\nVia: 1.1 larder-abcd1234\r\n\r\n";
+        assert_eq!(head(&ok(text)), want);
+    }
+
+    #[test]
+    fn head_scan_finds_each_byte_wherever_it_lies() {
+        // The scan works in 32-byte chunks and a tail: a byte must be found at every
+        // offset, on both sides of a chunk's edge.
+        for len in [1, 31, 32, 33, 64, 70] {
+            for at in 0..len {
+                for (byte, control) in [(0u8, true), (0x1f, true), (0x7f, true), (b'\t', false)] {
+                    let mut head = vec![b'a'; len];
+                    head[at] = byte;
+                    assert_eq!(
+                        scan_head(&head).control,
+                        control,
+                        "{byte:#x} at {at} of {len}"
+                    );
+                }
+                let mut head = vec![b'a'; len];
+                head[at] = b'\n';
+                assert!(scan_head(&head).bare_lf, "LF at {at} of {len}");
+                if at + 1 < len {
+                    head[at] = b'\r';
+                    head[at + 1] = b'\n';
+                    assert!(!scan_head(&head).bare_lf, "CRLF at {at} of {len}");
+                }
+            }
+        }
+        // 300 CRLFs: the per-chunk byte counters must not wrap.
+        let many = "\r\n".repeat(300);
+        assert!(!scan_head(many.as_bytes()).bare_lf);
+    }
+
+    #[test]
     fn rejects_bare_lf_line_endings() {
         for text in [
             "GET http://a/ HTTP/1.1\nHost: a\r\n\r\n",
@@ -1063,13 +1277,8 @@ mod tests {
     fn connect_request() {
         let req = ok("CONNECT Example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: x\r\n\r\n");
         assert_eq!(req.method, Method::Connect);
-        assert_eq!(
-            req.target,
-            Target::Authority {
-                host: "example.com".into(),
-                port: 443
-            }
-        );
+        assert!(req.target.is_authority());
+        assert_eq!((req.target.host(), req.target.port()), ("example.com", 443));
         assert_eq!(req.body, BodyKind::None);
         assert!(req.upstream_head.is_empty());
         let req = ok("CONNECT [::1]:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n");

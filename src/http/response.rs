@@ -8,8 +8,8 @@ use super::body::Framing;
 use super::freshness::storable_response;
 use super::page::reason;
 use super::request::{
-    field_name_problem, header_slots, is_end_to_end, strict_config, valid_value, write_field,
-    ConnectionTokens, STACK_SLOTS,
+    field_name_problem, header_slots, is_end_to_end, scan_head, strict_config, ConnectionTokens,
+    FieldCopier, STACK_SLOTS,
 };
 use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use std::mem::MaybeUninit;
@@ -61,6 +61,18 @@ pub fn parse_response(
     request_method: &Method,
     via: &ViaName,
 ) -> Result<Option<Response>, HttpError> {
+    parse_response_into(buf, limits, request_method, via, Vec::new())
+}
+
+/// [`parse_response`], building the client's head in `head` (cleared first): the
+/// loop passes a vector kept from an earlier response, to spare an allocation.
+pub fn parse_response_into(
+    buf: &[u8],
+    limits: &Limits,
+    request_method: &Method,
+    via: &ViaName,
+    mut client_head: Vec<u8>,
+) -> Result<Option<Response>, HttpError> {
     let too_large = bad_gateway("response head too large");
     let mut stack = [const { MaybeUninit::uninit() }; STACK_SLOTS];
     let mut heap = Vec::new();
@@ -104,10 +116,10 @@ pub fn parse_response(
     let mut framing = Framing::default();
     let mut tokens = ConnectionTokens::new();
     let mut has_date = false;
+    if scan_head(buf.get(..head_len).unwrap_or(buf)).control {
+        return Err(bad_gateway("invalid byte in a response field value"));
+    }
     for field in res.headers.iter() {
-        if !valid_value(field.value) {
-            return Err(bad_gateway("invalid byte in a response field value"));
-        }
         framing.add(field.name, field.value).map_err(bad_gateway)?;
         if field.name.eq_ignore_ascii_case("connection") {
             tokens.add(field.value);
@@ -129,18 +141,21 @@ pub fn parse_response(
         Some(r) if !r.is_empty() => r,
         _ => reason(status),
     };
-    let mut client_head = Vec::with_capacity(head_len + 64);
+    client_head.clear();
+    client_head.reserve(head_len + 64);
     client_head.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(&mut client_head, u64::from(status));
     client_head.push(b' ');
     client_head.extend_from_slice(reason_phrase.as_bytes());
     client_head.extend_from_slice(b"\r\n");
+    let mut fields = FieldCopier::new(buf);
     for field in res.headers.iter() {
         if is_end_to_end(field.name, connection) {
-            write_field(&mut client_head, field.name, field.value);
+            fields.field(&mut client_head, field.name, field.value);
             has_date |= field.name.eq_ignore_ascii_case("date");
         }
     }
+    fields.flush(&mut client_head);
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
         client_head.extend_from_slice(b"Content-Length: ");
         push_decimal(&mut client_head, n);

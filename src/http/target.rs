@@ -3,95 +3,195 @@
 //!
 //! The host is normalised here (lowercase, no trailing dot, IPv6 without brackets)
 //! so that access control, DNS and connection pooling all see one spelling.
+//!
+//! A target is kept as its URL in that normal spelling, one allocation, with the
+//! host, port and path found by offset. The cache takes the same allocation as its
+//! key (an `Rc` clone), so a request builds its URL once.
 
 use super::HttpError;
+use std::fmt;
 use std::net::Ipv6Addr;
+use std::rc::Rc;
 
 /// A validated request target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// absolute-form `http://host[:port][/path][?query]` (scheme case-insensitive, only "http")
-    Absolute {
-        host: String,
-        port: u16,
-        path_and_query: String,
-    },
-    /// authority-form `host:port` (CONNECT only; port required)
-    Authority { host: String, port: u16 },
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http://host[:port]/path?query` (absolute-form) or `host:port`
+    /// (authority-form): the host lowercased, without a trailing dot, an IPv6
+    /// literal in brackets; an absolute-form port of 80 left out. Only visible
+    /// ASCII: the request target was checked before this was built.
+    url: Rc<str>,
+    /// `url[host.0..host.1]` is the host (an IPv6 literal without its brackets).
+    host: (u32, u32),
+    /// Where the path starts; the URL's length in authority-form.
+    path: u32,
+    port: u16,
+    authority_form: bool,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.url())
+    }
 }
 
 impl Target {
     pub fn host(&self) -> &str {
-        match self {
-            Target::Absolute { host, .. } | Target::Authority { host, .. } => host,
-        }
+        self.text(self.host.0, self.host.1)
     }
 
     pub fn port(&self) -> u16 {
-        match self {
-            Target::Absolute { port, .. } | Target::Authority { port, .. } => *port,
-        }
+        self.port
     }
 
-    /// "host" or "host:port" (port omitted when 80 for Absolute), IPv6 in brackets:
-    /// the value for the Host header.
-    pub fn host_header(&self) -> String {
-        let mut out = Vec::with_capacity(self.host().len() + 8);
-        self.write_host_header(&mut out);
-        into_string(out)
+    /// authority-form (CONNECT's `host:port`), not absolute-form.
+    pub fn is_authority(&self) -> bool {
+        self.authority_form
     }
 
-    /// Appends the `Host` value to `out` (the hot path: no temporary string).
-    pub fn write_host_header(&self, out: &mut Vec<u8>) {
-        let host = self.host();
-        if host.contains(':') {
-            out.push(b'[');
-            out.extend_from_slice(host.as_bytes());
-            out.push(b']');
+    /// The origin-form target for upstream: `/path?query` (empty in authority-form).
+    pub fn path_and_query(&self) -> &str {
+        self.text(self.path, self.url.len() as u32)
+    }
+
+    /// "host" or "host:port" (port omitted when 80 for absolute-form), IPv6 in
+    /// brackets: the value for the Host header.
+    pub fn host_header(&self) -> &str {
+        if self.authority_form {
+            self.url()
         } else {
-            out.extend_from_slice(host.as_bytes());
-        }
-        if !matches!(self, Target::Absolute { port: 80, .. }) {
-            out.push(b':');
-            super::push_decimal(out, u64::from(self.port()));
+            self.text(SCHEME.len() as u32, self.path)
         }
     }
 
-    /// The URL as logged and as the cache's key: `http://host[:port]/path` or
-    /// `host:port` (one allocation, sized up front: this runs for every request).
-    pub fn url_bytes(&self) -> Vec<u8> {
-        match self {
-            Target::Absolute { path_and_query, .. } => {
-                let mut out = Vec::with_capacity(16 + self.host().len() + path_and_query.len());
-                out.extend_from_slice(b"http://");
-                self.write_host_header(&mut out);
-                out.extend_from_slice(path_and_query.as_bytes());
-                out
-            }
-            Target::Authority { .. } => {
-                let mut out = Vec::with_capacity(self.host().len() + 8);
-                self.write_host_header(&mut out);
-                out
-            }
-        }
+    /// Appends the `Host` value to `out`.
+    pub fn write_host_header(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.host_header().as_bytes());
+    }
+
+    /// The URL as the cache's key: `http://host[:port]/path` or `host:port`.
+    /// Shared, not copied.
+    pub fn url_bytes(&self) -> Rc<[u8]> {
+        Rc::clone(&self.url).into()
     }
 
     /// For logs: `http://host[:port]/path` or `host:port`.
+    pub fn url(&self) -> &str {
+        self.text(0, self.url.len() as u32)
+    }
+
+    /// For logs, owned.
     pub fn display_url(&self) -> String {
-        into_string(self.url_bytes())
+        self.url().to_string()
+    }
+
+    /// `url[from..to]`. The URL is ASCII and the offsets fall between its parts, so
+    /// the empty fallback is never taken; it saves an `unwrap`.
+    fn text(&self, from: u32, to: u32) -> &str {
+        self.url.get(from as usize..to as usize).unwrap_or("")
     }
 }
 
-/// Bytes built only from `str` pieces and digits, as a `String` (the lossy branch is
-/// never taken; it saves an `unwrap`).
-fn into_string(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+const SCHEME: &str = "http://";
+
+/// The checked pieces of an authority: the host as written (without brackets and
+/// trailing dot; not yet lowercased), whether it is an IPv6 literal, and the port.
+struct Authority<'a> {
+    host: &'a str,
+    v6: bool,
+    port: u16,
+}
+
+/// Builds a target's URL: the pieces are joined in a stack buffer (a URL that does
+/// not fit takes a temporary vector) and copied from there into the one allocation
+/// the target keeps.
+fn build(a: &Authority, absolute: bool, path: &str) -> Target {
+    let mut digits = [0u8; 6];
+    let port: &[u8] = if absolute && a.port == 80 {
+        b""
+    } else {
+        port_text(a.port, &mut digits)
+    };
+    let (open, close): (&[u8], &[u8]) = if a.v6 { (b"[", b"]") } else { (b"", b"") };
+    let scheme: &[u8] = if absolute { SCHEME.as_bytes() } else { b"" };
+    // RFC 9112 §3.2.1: an empty path is sent as "/" (a query alone gets one too).
+    let slash: &[u8] = if absolute && !path.starts_with('/') {
+        b"/"
+    } else {
+        b""
+    };
+    let parts = [
+        scheme,
+        open,
+        a.host.as_bytes(),
+        close,
+        port,
+        slash,
+        path.as_bytes(),
+    ];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let host_start = scheme.len() + open.len();
+    let host_end = host_start + a.host.len();
+    let path_start = host_end + close.len() + port.len();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = match stack.get_mut(..len) {
+        Some(buf) => buf,
+        None => {
+            heap.resize(len, 0);
+            &mut heap
+        }
+    };
+    let mut at = 0;
+    for part in parts {
+        if let Some(dst) = buf.get_mut(at..at + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        at += part.len();
+    }
+    if let Some(host) = buf.get_mut(host_start..host_end) {
+        host.make_ascii_lowercase();
+    }
+    // Joined from `str` pieces and ASCII digits: never the empty fallback.
+    let url: Rc<str> = Rc::from(std::str::from_utf8(buf).unwrap_or_default());
+    Target {
+        url,
+        host: (host_start as u32, host_end as u32),
+        path: path_start as u32,
+        port: a.port,
+        authority_form: !absolute,
+    }
+}
+
+/// `:port` in decimal, written into `buf`.
+fn port_text(port: u16, buf: &mut [u8; 6]) -> &[u8] {
+    let mut n = port;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    buf[i] = b':';
+    &buf[i..]
 }
 
 /// Parses an absolute-form target. Only `http://` is accepted: `https://` arrives
 /// through CONNECT, and larder speaks no other scheme. An empty path becomes "/"
 /// (RFC 9112 §3.2.1); path and query are otherwise kept byte for byte.
 pub fn parse_absolute(s: &str) -> Result<Target, HttpError> {
+    match plain_absolute(s) {
+        Some(target) => Ok(target),
+        None => general_absolute(s),
+    }
+}
+
+/// [`parse_absolute`] for every target, the usual ones included.
+fn general_absolute(s: &str) -> Result<Target, HttpError> {
     check_visible(s)?;
     let Some((scheme, rest)) = scheme_end(s).and_then(|i| Some((s.get(..i)?, s.get(i + 3..)?)))
     else {
@@ -103,19 +203,71 @@ pub fn parse_absolute(s: &str) -> Result<Target, HttpError> {
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(bad("only http:// targets are supported"));
     }
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, path_and_query) = rest.split_at(end);
-    let (host, port) = host_port(authority, Some(80))?;
-    let path_and_query = if path_and_query.starts_with('/') {
-        path_and_query.to_string()
-    } else {
-        format!("/{path_and_query}")
+    let authority = host_port(authority, Some(80))?;
+    Ok(build(&authority, true, path_and_query))
+}
+
+/// The usual absolute-form target, `http://name[:port]/...` with a registered name
+/// or IPv4 address and a short port, in one pass over the target and one over the
+/// authority. It accepts exactly what the general path accepts for such targets;
+/// anything else, wrong or just rarer (IPv6, userinfo, a long port), returns `None`
+/// and goes the general way, which also names what is wrong.
+fn plain_absolute(s: &str) -> Option<Target> {
+    let rest = s
+        .get(..SCHEME.len())
+        .filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
+        .and_then(|_| s.get(SCHEME.len()..))?;
+    if !visible_without_fragment(s) {
+        return None;
+    }
+    let end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, path) = rest.split_at_checked(end)?;
+    let (host, port) = match authority.bytes().rposition(|b| b == b':') {
+        Some(i) => (authority.get(..i)?, short_port(authority.get(i + 1..)?)?),
+        None => (authority, 80),
     };
-    Ok(Target::Absolute {
-        host,
-        port,
-        path_and_query,
-    })
+    // `@`, `%`, `[` and `:` are not name bytes: those targets take the general path.
+    let host = reg_name(host).ok()?;
+    Some(build(
+        &Authority {
+            host,
+            v6: false,
+            port,
+        },
+        true,
+        path,
+    ))
+}
+
+/// All bytes visible ASCII and none a `#`, in one pass that vectorizes.
+fn visible_without_fragment(s: &str) -> bool {
+    !s.is_empty()
+        && !s.bytes().fold(false, |bad, b| {
+            bad | !(0x21..=0x7e).contains(&b) | (b == b'#')
+        })
+}
+
+/// A port of one to five digits, 1-65535.
+fn short_port(port: &str) -> Option<u16> {
+    if port.is_empty() || port.len() > 5 {
+        return None;
+    }
+    let mut n = 0u32;
+    for b in port.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(n).ok().filter(|&p| p != 0)
 }
 
 /// Where `://` first occurs in `s`. (`str::split_once("://")` sets up a substring
@@ -130,8 +282,8 @@ pub fn parse_authority(s: &str) -> Result<Target, HttpError> {
     if s.contains('/') {
         return Err(bad("CONNECT target must be host:port"));
     }
-    let (host, port) = host_port(s, None)?;
-    Ok(Target::Authority { host, port })
+    let authority = host_port(s, None)?;
+    Ok(build(&authority, false, ""))
 }
 
 fn bad(detail: &'static str) -> HttpError {
@@ -154,14 +306,14 @@ fn check_visible(s: &str) -> Result<(), HttpError> {
 
 /// Splits and validates `host[:port]`; `default_port` is used when the port is absent
 /// (`None`: the port is required).
-fn host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16), HttpError> {
+fn host_port(authority: &str, default_port: Option<u16>) -> Result<Authority<'_>, HttpError> {
     if authority.contains('@') {
         return Err(bad("userinfo in target is not allowed"));
     }
     if authority.contains('%') {
         return Err(bad("percent-encoded host is not allowed"));
     }
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+    let (host, v6, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((literal, after)) = bracketed.split_once(']') else {
             return Err(bad("unterminated IPv6 literal in target"));
         };
@@ -175,24 +327,25 @@ fn host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16)
                 None => return Err(bad("junk after IPv6 literal in target")),
             },
         };
-        (literal.to_ascii_lowercase(), port)
+        (literal, true, port)
     } else {
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         };
-        (reg_name(host)?, port)
+        (reg_name(host)?, false, port)
     };
     let port = match (port, default_port) {
         (Some(port), _) => parse_port(port)?,
         (None, Some(default)) => default,
         (None, None) => return Err(bad("target needs a port (host:port)")),
     };
-    Ok((host, port))
+    Ok(Authority { host, v6, port })
 }
 
-/// Validates a registered name or IPv4 address and returns its normal spelling.
-fn reg_name(host: &str) -> Result<String, HttpError> {
+/// Validates a registered name or IPv4 address and returns it without a trailing
+/// dot (the caller lowercases it as it copies it).
+fn reg_name(host: &str) -> Result<&str, HttpError> {
     if host.is_empty() {
         return Err(bad("empty host in target"));
     }
@@ -214,7 +367,7 @@ fn reg_name(host: &str) -> Result<String, HttpError> {
     if empty_label || after_dot {
         return Err(bad("empty label in host name"));
     }
-    Ok(host.to_ascii_lowercase())
+    Ok(host)
 }
 
 fn parse_port(port: &str) -> Result<u16, HttpError> {
@@ -234,12 +387,18 @@ fn parse_port(port: &str) -> Result<u16, HttpError> {
 mod tests {
     use super::*;
 
-    fn abs(host: &str, port: u16, path: &str) -> Target {
-        Target::Absolute {
-            host: host.into(),
-            port,
-            path_and_query: path.into(),
-        }
+    /// (host, port, path) of an absolute-form target, and that it is one.
+    fn abs(host: &str, port: u16, path: &str) -> (String, u16, String, bool) {
+        (host.into(), port, path.into(), false)
+    }
+
+    fn parts(t: Target) -> (String, u16, String, bool) {
+        (
+            t.host().into(),
+            t.port(),
+            t.path_and_query().into(),
+            t.is_authority(),
+        )
     }
 
     fn err(r: Result<Target, HttpError>) -> HttpError {
@@ -249,11 +408,11 @@ mod tests {
     #[test]
     fn absolute_basic_and_default_port() {
         assert_eq!(
-            parse_absolute("http://example.com/a/b?c=d&e").unwrap(),
+            parts(parse_absolute("http://example.com/a/b?c=d&e").unwrap()),
             abs("example.com", 80, "/a/b?c=d&e")
         );
         assert_eq!(
-            parse_absolute("http://example.com:8080/").unwrap(),
+            parts(parse_absolute("http://example.com:8080/").unwrap()),
             abs("example.com", 8080, "/")
         );
     }
@@ -261,17 +420,23 @@ mod tests {
     #[test]
     fn absolute_scheme_is_case_insensitive() {
         assert_eq!(
-            parse_absolute("HTTP://Example.COM/X").unwrap(),
+            parts(parse_absolute("HTTP://Example.COM/X").unwrap()),
             abs("example.com", 80, "/X")
         );
     }
 
     #[test]
     fn absolute_empty_path_becomes_slash() {
-        assert_eq!(parse_absolute("http://a").unwrap(), abs("a", 80, "/"));
-        assert_eq!(parse_absolute("http://a:81").unwrap(), abs("a", 81, "/"));
         assert_eq!(
-            parse_absolute("http://a?q=1").unwrap(),
+            parts(parse_absolute("http://a").unwrap()),
+            abs("a", 80, "/")
+        );
+        assert_eq!(
+            parts(parse_absolute("http://a:81").unwrap()),
+            abs("a", 81, "/")
+        );
+        assert_eq!(
+            parts(parse_absolute("http://a?q=1").unwrap()),
             abs("a", 80, "/?q=1")
         );
     }
@@ -279,13 +444,13 @@ mod tests {
     #[test]
     fn path_and_query_kept_byte_for_byte() {
         let t = parse_absolute("http://a/%7Efoo/./../b;p?x=%20&y=[]").unwrap();
-        assert_eq!(t, abs("a", 80, "/%7Efoo/./../b;p?x=%20&y=[]"));
+        assert_eq!(parts(t), abs("a", 80, "/%7Efoo/./../b;p?x=%20&y=[]"));
     }
 
     #[test]
     fn host_lowercased_and_trailing_dot_removed() {
         assert_eq!(
-            parse_absolute("http://WWW.Example.Com./").unwrap(),
+            parts(parse_absolute("http://WWW.Example.Com./").unwrap()),
             abs("www.example.com", 80, "/")
         );
     }
@@ -299,8 +464,9 @@ mod tests {
     #[test]
     fn ipv6_literal_kept_without_brackets() {
         let t = parse_absolute("http://[::1]:8080/x").unwrap();
-        assert_eq!(t, abs("::1", 8080, "/x"));
         assert_eq!(t.host_header(), "[::1]:8080");
+        assert_eq!(t.url(), "http://[::1]:8080/x");
+        assert_eq!(parts(t), abs("::1", 8080, "/x"));
         assert_eq!(
             parse_absolute("http://[FE80::1]/").unwrap().host(),
             "fe80::1"
@@ -435,13 +601,9 @@ mod tests {
 
     #[test]
     fn authority_form() {
-        assert_eq!(
-            parse_authority("Example.com:443").unwrap(),
-            Target::Authority {
-                host: "example.com".into(),
-                port: 443
-            }
-        );
+        let t = parse_authority("Example.com:0443").unwrap();
+        assert_eq!(t.url(), "example.com:443");
+        assert_eq!(parts(t), ("example.com".into(), 443, String::new(), true));
         let t = parse_authority("[2001:db8::1]:443").unwrap();
         assert_eq!(t.host(), "2001:db8::1");
         assert_eq!(t.display_url(), "[2001:db8::1]:443");
@@ -458,6 +620,84 @@ mod tests {
     fn authority_rejects_path() {
         assert_eq!(err(parse_authority("example.com:443/x")).status, 400);
         assert_eq!(err(parse_authority("http://example.com:443")).status, 400);
+    }
+
+    #[test]
+    fn the_plain_path_agrees_with_the_general_one() {
+        // `plain_absolute` is a shortcut: whatever it accepts, the general parser
+        // must accept the same way, and it must leave the rest to the general one.
+        let hosts = [
+            "a", "A.b", "a.b.", "a..b", ".a", "a_b", "1.2.3.4", "a-", "a@b", "a%41", "[::1]", "",
+            ".", "a b", "é",
+        ];
+        let ports = [
+            "", ":", ":80", ":0080", ":0", ":65535", ":65536", ":000080", ":8o", ":+1",
+        ];
+        let paths = ["", "/", "/x?y", "?q", "/#f", "/a b", "/%7E"];
+        let mut plain = 0;
+        for scheme in ["http://", "HTTP://", "https://", "ftp://", ""] {
+            for host in hosts {
+                for port in ports {
+                    for path in paths {
+                        let t = format!("{scheme}{host}{port}{path}");
+                        let general = general_absolute(&t);
+                        if let Some(fast) = plain_absolute(&t) {
+                            plain += 1;
+                            assert_eq!(general.as_ref(), Ok(&fast), "{t}");
+                        }
+                        assert_eq!(parse_absolute(&t), general, "{t}");
+                    }
+                }
+            }
+        }
+        assert!(plain > 100, "the plain path took only {plain} targets");
+        assert!(plain_absolute("http://[::1]/").is_none());
+        // And over mutations of usual targets: a byte changed to one that matters.
+        let special = b"/?:.@%[]#-_ \x00\x7fA9";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        for seed in [
+            "http://Example.com:8080/a?b",
+            "http://a.b/",
+            "http://10.0.0.1:80",
+        ] {
+            for _ in 0..2000 {
+                let mut t = seed.as_bytes().to_vec();
+                for _ in 0..next() % 3 + 1 {
+                    let at = next() % t.len();
+                    t[at] = special[next() % special.len()];
+                }
+                let Ok(t) = String::from_utf8(t) else {
+                    continue;
+                };
+                if let Some(fast) = plain_absolute(&t) {
+                    assert_eq!(general_absolute(&t), Ok(fast), "{t}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn url_is_the_one_normal_spelling() {
+        // The cache keys on this URL: spellings of one resource must come out equal.
+        for (target, url) in [
+            ("HTTP://A.b.:80", "http://a.b/"),
+            ("http://a.b:0080/x", "http://a.b/x"),
+            ("http://a.b?q", "http://a.b/?q"),
+            ("http://a.b:8080?q", "http://a.b:8080/?q"),
+            ("http://[FE80::A]:81/P", "http://[fe80::a]:81/P"),
+        ] {
+            let t = parse_absolute(target).unwrap();
+            assert_eq!(t.url(), url, "{target}");
+            assert_eq!(&t.url_bytes()[..], url.as_bytes());
+        }
+        assert_eq!(parse_authority("[::1]:443").unwrap().url(), "[::1]:443");
+        assert_eq!(parse_authority("A.b.:1").unwrap().url(), "a.b:1");
     }
 
     #[test]
