@@ -90,6 +90,9 @@ pub struct Server {
     max_conns: usize,
     next_id: u64,
     listener_ready: bool,
+    /// Accepted sockets arrive with TCP_NODELAY set (inherited from the listener):
+    /// `None` until the first one is checked.
+    nodelay_inherited: Option<bool>,
     accept_paused_until: Option<Instant>,
     last_fd_warning: Option<Instant>,
     ready: Vec<usize>,
@@ -142,6 +145,11 @@ impl Server {
             None => (None, None),
         };
         let now = Instant::now();
+        let nodelay_inherited = if sys::set_listener_nodelay(&listener) {
+            None
+        } else {
+            Some(false)
+        };
         info!("listening on {local}, at most {max_conns} connections");
         Ok(Server {
             poll,
@@ -170,6 +178,7 @@ impl Server {
             max_conns,
             next_id: 1,
             listener_ready: true,
+            nodelay_inherited,
             accept_paused_until: None,
             last_fd_warning: None,
             ready: Vec::new(),
@@ -519,7 +528,12 @@ impl Server {
         while self.listener_ready && self.conns.len() < self.max_conns {
             match self.listener.accept() {
                 Ok((mut sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
+                    let inherited = *self
+                        .nodelay_inherited
+                        .get_or_insert_with(|| sock.nodelay().unwrap_or(false));
+                    if !inherited {
+                        let _ = sock.set_nodelay(true);
+                    }
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.ctx.registry.register(

@@ -98,6 +98,35 @@ pub struct Pipe {
     pub cap: usize,
 }
 
+/// Sets TCP_NODELAY on a listening socket. On Linux an accepted socket inherits
+/// it, which spares a system call per connection; the caller checks the first
+/// accepted socket before relying on that. `false` if the option could not be set.
+#[cfg(target_os = "linux")]
+pub fn set_listener_nodelay(listener: &impl std::os::fd::AsRawFd) -> bool {
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
+    }
+    const IPPROTO_TCP: i32 = 6;
+    const TCP_NODELAY: i32 = 1;
+    let on: i32 = 1;
+    // SAFETY: `on` is a valid i32 for the call's duration and its size is passed.
+    unsafe {
+        setsockopt(
+            listener.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_NODELAY,
+            &on,
+            std::mem::size_of::<i32>() as u32,
+        ) == 0
+    }
+}
+
+/// Elsewhere accepted sockets get TCP_NODELAY one by one.
+#[cfg(not(target_os = "linux"))]
+pub fn set_listener_nodelay(_listener: &impl std::os::fd::AsRawFd) -> bool {
+    false
+}
+
 #[cfg(target_os = "linux")]
 mod ffi {
     extern "C" {
@@ -215,6 +244,18 @@ fn splice_once(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(set_listener_nodelay(&listener));
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
+    }
 
     #[test]
     fn limit_leaves_room_for_upstreams() {

@@ -243,6 +243,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 pub fn end(cx: &mut Cx) {
     if let Some(ex) = super::end_exchange(cx) {
         log_exchange(cx, &ex, "TCP_TUNNEL");
+        super::recycle(cx.ctx, ex);
     }
     drop_upstream(cx);
     cx.conn.state = State::Closed;
