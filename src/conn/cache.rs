@@ -629,9 +629,8 @@ impl ForwardedStatus {
         put(self.fwd.as_bytes());
         if let Some(status) = self.fwd_status {
             put(b"; fwd-status=");
-            let mut digits = Vec::new();
-            push_decimal(&mut digits, u64::from(status));
-            put(&digits);
+            let mut digits = [0u8; 20];
+            put(crate::http::decimal(u64::from(status), &mut digits));
         }
         if self.stored {
             put(b"; stored");

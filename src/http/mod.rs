@@ -57,8 +57,14 @@ impl Version {
 /// Appends `n` in decimal. The heads on the forwarding path carry a status, a port
 /// or a length on every request; `write!` would run the formatting machinery for
 /// each, and `to_string()` would allocate.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut digits));
+}
+
+/// `n` in decimal, written at the end of `digits` (20 bytes hold any `u64`); returns
+/// the digits written.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -68,7 +74,7 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    &digits[at..]
 }
 
 /// Why a message was rejected. `status` is what larder answers the client with when
