@@ -671,7 +671,7 @@ pub fn response_head(
     let now = cache.now;
     if c.unsafe_method {
         if (200..400).contains(&r.status) {
-            invalidate(cache, c, &ex.target.display_url(), &r.client_head);
+            invalidate(cache, c, ex.target.url(), &r.client_head);
         }
         return OnResponse::Relay(Some(ForwardedStatus::new(c, None)));
     }

@@ -636,12 +636,6 @@ fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
 
 /// Writes the access-log line for a finished exchange.
 pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: &str) {
-    if cx.ctx.log.is_none() {
-        return;
-    }
-    let url = ex.target.display_url();
-    let ct = ex.content_type.clone();
-    let entry_ct = ct.as_deref().unwrap_or("-");
     let Some(log) = cx.ctx.log.as_mut() else {
         return;
     };
@@ -653,9 +647,9 @@ pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: &str) {
         status: ex.status,
         bytes: ex.bytes,
         method: ex.method.as_str(),
-        url: &url,
+        url: ex.target.url(),
         peer: ex.peer_ip(),
-        content_type: entry_ct,
+        content_type: ex.content_type.as_deref().unwrap_or("-"),
     });
 }
 

@@ -161,7 +161,7 @@ pub fn parse_request_into(
             out.extend_from_slice(target.path_and_query().as_bytes());
             out.extend_from_slice(b" HTTP/1.1\r\n");
             out.extend_from_slice(b"Host: ");
-            target.write_host_header(&mut out);
+            out.extend_from_slice(target.host_header().as_bytes());
             out.extend_from_slice(b"\r\n");
             let mut fields = FieldCopier::new(buf);
             for field in req.headers.iter() {

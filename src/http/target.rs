@@ -64,11 +64,6 @@ impl Target {
         }
     }
 
-    /// Appends the `Host` value to `out`.
-    pub fn write_host_header(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.host_header().as_bytes());
-    }
-
     /// The URL as the cache's key: `http://host[:port]/path` or `host:port`.
     /// Shared, not copied.
     pub fn url_bytes(&self) -> Rc<[u8]> {
