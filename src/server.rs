@@ -362,7 +362,7 @@ impl Server {
             return;
         }
         let mut up = self.ups.remove(idx);
-        self.ctx.pool.remove(&up.host, idx);
+        self.ctx.pool.remove(up.pool_key, idx);
         up.inbuf.clear(&mut self.ctx.bufs);
         debug!("pooled upstream to {} closed", up.addr);
     }

@@ -39,6 +39,7 @@ pub mod uncacheable;
 
 mod file;
 mod index;
+pub(crate) use index::IdHasher;
 mod store;
 
 pub use file::{OpenMode, FILE_NAME, MIN_CAPACITY};

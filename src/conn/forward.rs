@@ -453,7 +453,7 @@ fn release_to_pool(cx: &mut Cx, idx: usize) {
     up.reused = true;
     up.idle_deadline = Some(cx.ctx.now + POOL_IDLE);
     up.inbuf.release_if_empty(&mut cx.ctx.bufs);
-    if !cx.ctx.pool.put(&up.host, idx) {
+    if !cx.ctx.pool.put(up.pool_key, idx) {
         cx.conn.up = Some(idx);
         drop_upstream(cx);
     }

@@ -227,10 +227,11 @@ fn route(cx: &mut Cx, resumed: bool) {
     if ex.method != Method::Connect {
         let ups = &*cx.ups;
         let (host, port) = (ex.target.host(), ex.target.port());
-        let pooled = cx
-            .ctx
-            .pool
-            .take(host, port, |i| ups.get(i).map_or(0, |u| u.port));
+        let key = cx.ctx.pool.key(host, port);
+        let pooled = cx.ctx.pool.take(key, |i| {
+            ups.get(i)
+                .is_some_and(|u| u.port == port && *u.host == *host)
+        });
         if let Some(idx) = pooled {
             attach(cx, idx);
             cx.conn.state = State::Forward;
@@ -402,7 +403,8 @@ fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
             Ok(sock) => {
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
-                let mut up = Upstream::new(sock, &host, port, addr);
+                let key = cx.ctx.pool.key(&host, port);
+                let mut up = Upstream::new(sock, &host, port, key, addr);
                 if let Err(e) = cx.ctx.registry.register(
                     &mut up.sock,
                     upstream_token(idx),

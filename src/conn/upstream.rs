@@ -5,7 +5,9 @@
 //! and moves between a client connection and the idle pool by changing `owner`
 //! only, never by re-registering (see docs/ARCHITECTURE.md, "Tokens").
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use mio::net::TcpStream;
 
 use super::Readiness;
 use crate::buf::Buf;
+use crate::cache::IdHasher;
 
 /// Idle upstream connections kept per origin (host, port).
 pub const POOL_PER_ORIGIN: usize = 128;
@@ -28,6 +31,9 @@ pub struct Upstream {
     pub inbuf: Buf,
     pub host: Box<str>,
     pub port: u16,
+    /// [`Pool::key`] of (host, port), computed once when the socket is made: putting
+    /// it back in the pool after every exchange then hashes nothing.
+    pub pool_key: u64,
     pub addr: SocketAddr,
     /// The client connection using it: (slab key, connection id). `None` while pooled.
     pub owner: Option<(usize, u64)>,
@@ -43,13 +49,20 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(sock: TcpStream, host: &str, port: u16, addr: SocketAddr) -> Upstream {
+    pub fn new(
+        sock: TcpStream,
+        host: &str,
+        port: u16,
+        pool_key: u64,
+        addr: SocketAddr,
+    ) -> Upstream {
         Upstream {
             sock,
             ready: Readiness::default(),
             inbuf: Buf::new(),
             host: host.into(),
             port,
+            pool_key,
             addr,
             owner: None,
             connected: false,
@@ -60,11 +73,18 @@ impl Upstream {
     }
 }
 
-/// Idle upstream sockets by origin, most recently used last (reusing the warmest
-/// socket first keeps the TCP window open and lets cold ones time out).
+/// Idle upstream sockets by origin (host, port), most recently used last (reusing the
+/// warmest socket first keeps the TCP window open and lets cold ones time out).
+///
+/// The table is keyed by [`Pool::key`], a keyed hash of the origin, so a request
+/// hashes its origin once (to take) and a socket going back hashes nothing (its
+/// [`Upstream::pool_key`]). Two origins may share a key (2^-64 per pair, and no
+/// client can aim for it: the hash key is random per process), so `take` asks the
+/// caller whether a pooled socket really goes to the origin wanted.
 #[derive(Debug, Default)]
 pub struct Pool {
-    by_host: HashMap<Box<str>, Vec<usize>>,
+    by_origin: HashMap<u64, Vec<usize>, BuildHasherDefault<IdHasher>>,
+    keys: RandomState,
     len: usize,
 }
 
@@ -77,15 +97,20 @@ impl Pool {
         self.len == 0
     }
 
-    /// Takes an idle socket to `host:port`, if one is pooled. `ups` resolves the
-    /// indices to their ports.
+    /// The table key of the origin `host:port`.
+    pub fn key(&self, host: &str, port: u16) -> u64 {
+        self.keys.hash_one((host, port))
+    }
+
+    /// Takes the most recently pooled socket under `key` for which `same_origin` (given
+    /// its index) holds, if any.
     ///
     /// An origin's list stays when it empties (until [`Pool::sweep`]): a busy origin's
     /// sockets come and go with every request, and dropping and re-making its entry
-    /// each time would cost two allocations and two more hashes per request.
-    pub fn take(&mut self, host: &str, port: u16, ports: impl Fn(usize) -> u16) -> Option<usize> {
-        let list = self.by_host.get_mut(host)?;
-        let pos = list.iter().rposition(|&i| ports(i) == port)?;
+    /// each time would cost an allocation and a table insert per request.
+    pub fn take(&mut self, key: u64, same_origin: impl Fn(usize) -> bool) -> Option<usize> {
+        let list = self.by_origin.get_mut(&key)?;
+        let pos = list.iter().rposition(|&i| same_origin(i))?;
         let idx = list.remove(pos);
         self.len -= 1;
         Some(idx)
@@ -94,25 +119,21 @@ impl Pool {
     /// Drops the lists of origins with no idle socket (the loop's tick calls it), so
     /// the table holds only origins used lately.
     pub fn sweep(&mut self) {
-        self.by_host.retain(|_, list| !list.is_empty());
+        self.by_origin.retain(|_, list| !list.is_empty());
     }
 
     /// Origins the table holds, idle sockets or not.
     pub fn origins(&self) -> usize {
-        self.by_host.len()
+        self.by_origin.len()
     }
 
-    /// Puts an idle socket back. Returns `false` (the caller closes it) when the
-    /// origin's or the pool's bound is reached.
-    pub fn put(&mut self, host: &str, idx: usize) -> bool {
+    /// Puts an idle socket back under its origin's `key`. Returns `false` (the caller
+    /// closes it) when the origin's or the pool's bound is reached.
+    pub fn put(&mut self, key: u64, idx: usize) -> bool {
         if self.len >= POOL_TOTAL {
             return false;
         }
-        // Look up before inserting: `entry` would allocate a key every time.
-        let list = match self.by_host.get_mut(host) {
-            Some(list) => list,
-            None => self.by_host.entry(host.into()).or_default(),
-        };
+        let list = self.by_origin.entry(key).or_default();
         if list.len() >= POOL_PER_ORIGIN {
             return false;
         }
@@ -123,8 +144,8 @@ impl Pool {
 
     /// Forgets a pooled socket that is being closed (the origin closed it, or it
     /// idled out).
-    pub fn remove(&mut self, host: &str, idx: usize) {
-        if let Some(list) = self.by_host.get_mut(host) {
+    pub fn remove(&mut self, key: u64, idx: usize) {
+        if let Some(list) = self.by_origin.get_mut(&key) {
             if let Some(pos) = list.iter().position(|&i| i == idx) {
                 list.remove(pos);
                 self.len -= 1;
@@ -138,33 +159,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pool_takes_most_recent_socket_for_the_right_port() {
+    fn pool_takes_most_recent_socket_for_the_right_origin() {
         let mut p = Pool::default();
-        assert!(p.put("a", 1) && p.put("a", 2) && p.put("a", 3));
-        let port = |i: usize| if i == 3 { 81 } else { 80 };
-        assert_eq!(p.take("a", 80, port), Some(2));
-        assert_eq!(p.take("a", 81, port), Some(3));
-        assert_eq!(p.take("a", 81, port), None);
+        let (a80, a81) = (p.key("a", 80), p.key("a", 81));
+        assert_ne!(a80, a81);
+        assert_eq!(a80, p.key("a", 80));
+        assert!(p.put(a80, 1) && p.put(a80, 2) && p.put(a81, 3));
+        let any = |_: usize| true;
+        assert_eq!(p.take(a80, any), Some(2));
+        assert_eq!(p.take(a81, any), Some(3));
+        assert_eq!(p.take(a81, any), None);
         assert_eq!(p.len(), 1);
-        p.remove("a", 1);
+        p.remove(a80, 1);
         assert!(p.is_empty());
-        assert_eq!(p.take("a", 80, port), None);
-        // The emptied origin's list waits for the sweep.
-        assert_eq!(p.origins(), 1);
+        assert_eq!(p.take(a80, any), None);
+        // The emptied origins' lists wait for the sweep.
+        assert_eq!(p.origins(), 2);
         p.sweep();
         assert_eq!(p.origins(), 0);
-        assert!(p.put("a", 4));
+        assert!(p.put(a80, 4));
         p.sweep();
         assert_eq!((p.origins(), p.len()), (1, 1));
     }
 
     #[test]
+    fn pool_skips_sockets_of_another_origin_under_the_same_key() {
+        // A key collision (forced here) must not hand out a socket to the wrong
+        // origin: `take` asks the caller, who compares host and port.
+        let mut p = Pool::default();
+        assert!(p.put(7, 1) && p.put(7, 2) && p.put(7, 3));
+        let origin_of = |i: usize| if i == 2 { "b" } else { "a" };
+        assert_eq!(p.take(7, |i| origin_of(i) == "a"), Some(3));
+        assert_eq!(p.take(7, |i| origin_of(i) == "b"), Some(2));
+        assert_eq!(p.take(7, |i| origin_of(i) == "b"), None);
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
     fn pool_is_bounded_per_origin() {
         let mut p = Pool::default();
+        let (a, b) = (p.key("a", 80), p.key("b", 80));
         for i in 0..POOL_PER_ORIGIN {
-            assert!(p.put("a", i));
+            assert!(p.put(a, i));
         }
-        assert!(!p.put("a", 9999));
-        assert!(p.put("b", 9999));
+        assert!(!p.put(a, 9999));
+        assert!(p.put(b, 9999));
     }
 }
