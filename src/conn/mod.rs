@@ -185,6 +185,10 @@ pub struct Exchange {
     pub response_deadline_set: bool,
     pub addrs: Option<Arc<[IpAddr]>>,
     pub addr_idx: usize,
+    /// [`upstream::Pool::key`] of the target's origin, computed once by `route` (to
+    /// look in the pool) and given to a new upstream socket for when it goes back.
+    /// 0 for CONNECT, whose upstream is never pooled.
+    pub pool_key: u64,
     /// The address of the pooled connection this exchange took, when no lookup gave
     /// it `addrs` (kept apart so that taking one allocates nothing).
     pub pooled_peer: Option<IpAddr>,

@@ -176,6 +176,7 @@ fn begin(cx: &mut Cx, req: Request) {
         response_deadline_set: false,
         addrs: None,
         addr_idx: 0,
+        pool_key: 0,
         pooled_peer: None,
         status: 0,
         bytes: 0,
@@ -221,13 +222,14 @@ fn route(cx: &mut Cx, resumed: bool) {
             }
         }
     }
-    let Some(ex) = cx.conn.ex.as_deref() else {
+    let Some(ex) = cx.conn.ex.as_deref_mut() else {
         return;
     };
     if ex.method != Method::Connect {
         let ups = &*cx.ups;
         let (host, port) = (ex.target.host(), ex.target.port());
         let key = cx.ctx.pool.key(host, port);
+        ex.pool_key = key;
         let pooled = cx.ctx.pool.take(key, |i| {
             ups.get(i)
                 .is_some_and(|u| u.port == port && *u.host == *host)
@@ -384,9 +386,14 @@ fn host_of(cx: &Cx) -> String {
 /// Connects to the current address, moving on to the next ones on failure.
 fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
     loop {
-        let (ip, port, host) = match cx.conn.ex.as_deref() {
+        let (ip, port, host, key) = match cx.conn.ex.as_deref() {
             Some(ex) => match ex.addrs.as_ref().and_then(|a| a.get(ex.addr_idx)) {
-                Some(&ip) => (ip, ex.target.port(), ex.target.host().to_owned()),
+                Some(&ip) => (
+                    ip,
+                    ex.target.port(),
+                    ex.target.host().to_owned(),
+                    ex.pool_key,
+                ),
                 None => {
                     let why = match &last_err {
                         Some(e) => format!("cannot connect to {}: {e}", ex.target.host_header()),
@@ -403,7 +410,6 @@ fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
             Ok(sock) => {
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
-                let key = cx.ctx.pool.key(&host, port);
                 let mut up = Upstream::new(sock, &host, port, key, addr);
                 if let Err(e) = cx.ctx.registry.register(
                     &mut up.sock,

@@ -56,7 +56,7 @@ pub fn parse_request_into(
     buf: &[u8],
     limits: &Limits,
     via: &ViaName,
-    mut head: Vec<u8>,
+    head: Vec<u8>,
 ) -> Result<Option<Request>, HttpError> {
     let (line, _) = first_line(buf);
     if line.len() > limits.request_line {
@@ -152,37 +152,35 @@ pub fn parse_request_into(
     let upstream_head = if target.is_authority() {
         Vec::new()
     } else {
-        {
-            let mut out = std::mem::take(&mut head);
-            out.clear();
-            out.reserve(head_len + 64);
-            out.extend_from_slice(method.as_str().as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(target.path_and_query().as_bytes());
-            out.extend_from_slice(b" HTTP/1.1\r\n");
-            out.extend_from_slice(b"Host: ");
-            out.extend_from_slice(target.host_header().as_bytes());
-            out.extend_from_slice(b"\r\n");
-            let mut fields = FieldCopier::new(buf);
-            for field in req.headers.iter() {
-                if is_end_to_end(field.name, connection) {
-                    fields.field(&mut out, field.name, field.value);
-                }
+        let mut out = head;
+        out.clear();
+        out.reserve(head_len + 64);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.path_and_query().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(target.host_header().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let mut fields = FieldCopier::new(buf);
+        for field in req.headers.iter() {
+            if is_end_to_end(field.name, connection) {
+                fields.field(&mut out, field.name, field.value);
             }
-            fields.flush(&mut out);
-            match body {
-                BodyKind::Length(n) => {
-                    out.extend_from_slice(b"Content-Length: ");
-                    push_decimal(&mut out, n);
-                    out.extend_from_slice(b"\r\n");
-                }
-                BodyKind::Chunked => write_field(&mut out, "Transfer-Encoding", b"chunked"),
-                BodyKind::None | BodyKind::Close => {}
-            }
-            out.extend_from_slice(via.field_line().as_bytes());
-            out.extend_from_slice(b"\r\n");
-            out
         }
+        fields.flush(&mut out);
+        match body {
+            BodyKind::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(&mut out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            BodyKind::Chunked => write_field(&mut out, "Transfer-Encoding", b"chunked"),
+            BodyKind::None | BodyKind::Close => {}
+        }
+        out.extend_from_slice(via.field_line().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out
     };
     Ok(Some(Request {
         method,
