@@ -19,6 +19,77 @@ const ROTATE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// flood the error log too.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// What happened to a request, in Squid's words (the first half of the
+/// `TCP_MISS/200` field of its access log; the same names label `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResultCode {
+    /// Answered from the cache.
+    Hit,
+    /// Answered 304 from the cache to the client's own conditional.
+    ImsHit,
+    /// Fetched from the origin (or from another request's fetch of the same URL).
+    Miss,
+    /// A stale entry was revalidated and the origin said it is unchanged (304).
+    RefreshUnmodified,
+    /// A stale entry was revalidated and the origin sent a new response.
+    RefreshModified,
+    /// The client asked for a fresh copy (`no-cache`, `max-age=0`).
+    ClientRefreshMiss,
+    /// A forwarded response the client did not get whole.
+    MissAborted,
+    /// A response from the cache the client did not get whole.
+    HitAborted,
+    /// Refused: client not allowed, site blocked, port not allowed.
+    Denied,
+    /// A CONNECT tunnel.
+    Tunnel,
+    /// No request could be read (bad or incomplete head), or larder answered itself.
+    None,
+}
+
+impl ResultCode {
+    /// Every code, in the order of their `usize` values (for counters).
+    pub const ALL: [ResultCode; 11] = [
+        ResultCode::Hit,
+        ResultCode::ImsHit,
+        ResultCode::Miss,
+        ResultCode::RefreshUnmodified,
+        ResultCode::RefreshModified,
+        ResultCode::ClientRefreshMiss,
+        ResultCode::MissAborted,
+        ResultCode::HitAborted,
+        ResultCode::Denied,
+        ResultCode::Tunnel,
+        ResultCode::None,
+    ];
+
+    /// The code as Squid spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultCode::Hit => "TCP_HIT",
+            ResultCode::ImsHit => "TCP_IMS_HIT",
+            ResultCode::Miss => "TCP_MISS",
+            ResultCode::RefreshUnmodified => "TCP_REFRESH_UNMODIFIED",
+            ResultCode::RefreshModified => "TCP_REFRESH_MODIFIED",
+            ResultCode::ClientRefreshMiss => "TCP_CLIENT_REFRESH_MISS",
+            ResultCode::MissAborted => "TCP_MISS_ABORTED",
+            ResultCode::HitAborted => "TCP_HIT_ABORTED",
+            ResultCode::Denied => "TCP_DENIED",
+            ResultCode::Tunnel => "TCP_TUNNEL",
+            ResultCode::None => "TAG_NONE",
+        }
+    }
+
+    /// Whether the body came from the cache (Squid's `isTcpHit`): these are the hits
+    /// of the hit ratio, and their bytes the bandwidth the cache saved.
+    pub fn is_hit(self) -> bool {
+        matches!(
+            self,
+            ResultCode::Hit | ResultCode::ImsHit | ResultCode::RefreshUnmodified
+        )
+    }
+}
+
 /// One finished request, as logged.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
@@ -26,9 +97,8 @@ pub struct Entry<'a> {
     pub time: SystemTime,
     pub elapsed: Duration,
     pub client: IpAddr,
-    /// Squid result code: "TCP_MISS", "TCP_TUNNEL", "TCP_DENIED", "TAG_NONE",
-    /// "TCP_MISS_ABORTED", ...
-    pub result: &'a str,
+    /// Squid result code.
+    pub result: ResultCode,
     /// 0 when no status was sent; printed "000".
     pub status: u16,
     /// Bytes sent to the client, heads included.
@@ -61,7 +131,7 @@ pub fn format_entry(e: &Entry, out: &mut Vec<u8>) {
         e.elapsed.as_millis(),
         e.client.to_canonical()
     );
-    push_field(out, e.result);
+    push_field(out, e.result.as_str());
     let _ = write!(out, "/{:03} {} ", e.status, e.bytes);
     push_field(out, e.method);
     out.push(b' ');
@@ -91,29 +161,41 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
 }
 
 /// A buffered access-log writer. The file is opened in append mode, created if
-/// missing, and re-opened when it is rotated away (see [`AccessLog::reopen_if_rotated`]).
-/// Write errors never reach the caller: the lines are dropped with a rate-limited
-/// warning, because the proxy must keep serving when the log disk is full.
+/// missing, and re-opened when it is rotated away (see [`AccessLog::reopen_if_rotated`])
+/// or when asked to ([`AccessLog::reopen`], on SIGHUP and SIGUSR1). The path `-` means
+/// standard output. Write errors never reach the caller: the lines are dropped with a
+/// rate-limited warning, because the proxy must keep serving when the log disk is full.
 #[derive(Debug)]
 pub struct AccessLog {
     path: PathBuf,
-    file: File,
-    /// (device, inode) of `file`, to notice that `path` now names another file.
-    id: (u64, u64),
+    out: Sink,
     buf: Vec<u8>,
     last_rotate_check: Instant,
     last_warning: Option<Instant>,
 }
 
+/// Where the lines go.
+#[derive(Debug)]
+enum Sink {
+    /// A file, with the (device, inode) it had when opened, to notice that the path
+    /// now names another file.
+    File(File, (u64, u64)),
+    Stdout,
+}
+
 impl AccessLog {
-    /// Opens (or creates) the log at `path` for appending. The error does not name the
-    /// path; the caller adds it.
+    /// Opens (or creates) the log at `path` for appending; `-` is standard output. The
+    /// error does not name the path; the caller adds it.
     pub fn open(path: &Path) -> std::io::Result<AccessLog> {
-        let (file, id) = open_append(path)?;
+        let out = if path == Path::new("-") {
+            Sink::Stdout
+        } else {
+            let (file, id) = open_append(path)?;
+            Sink::File(file, id)
+        };
         Ok(AccessLog {
             path: path.to_path_buf(),
-            file,
-            id,
+            out,
             buf: Vec::new(),
             last_rotate_check: Instant::now(),
             last_warning: None,
@@ -137,10 +219,21 @@ impl AccessLog {
             self.last_rotate_check = Instant::now();
             self.reopen_if_rotated();
         }
+        self.write_out();
+    }
+
+    fn write_out(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        let written = match &mut self.out {
+            Sink::File(file, _) => file.write_all(&self.buf),
+            Sink::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&self.buf).and_then(|()| stdout.flush())
+            }
+        };
+        if let Err(e) = written {
             if self.may_warn() {
                 log::warn!(
                     "access log {}: write failed, {} bytes of log lost: {e}",
@@ -156,17 +249,30 @@ impl AccessLog {
     /// renamed or removed it), creating it if needed. If that fails, logging goes on to
     /// the old file and the next call tries again.
     pub fn reopen_if_rotated(&mut self) {
+        let Sink::File(_, id) = &self.out else {
+            return;
+        };
         let current = std::fs::metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()));
-        if current == Some(self.id) {
-            return;
+        if current != Some(*id) {
+            self.reopen_now();
         }
+    }
+
+    /// Writes out what is buffered, to the file open now, then opens the path afresh
+    /// (the logrotate convention: `postrotate kill -USR1`). If the path cannot be
+    /// opened, logging goes on to the old file.
+    pub fn reopen(&mut self) {
+        self.write_out();
+        if matches!(self.out, Sink::File(..)) {
+            self.reopen_now();
+        }
+    }
+
+    fn reopen_now(&mut self) {
         match open_append(&self.path) {
-            Ok((file, id)) => {
-                self.file = file;
-                self.id = id;
-            }
+            Ok((file, id)) => self.out = Sink::File(file, id),
             Err(e) => {
                 if self.may_warn() {
                     log::warn!("access log {}: cannot re-open: {e}", self.path.display());
@@ -213,7 +319,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             elapsed: Duration::from_millis(152),
             client: "127.0.0.1".parse().unwrap(),
-            result: "TCP_MISS",
+            result: ResultCode::Miss,
             status: 200,
             bytes: 1234,
             method: "GET",
@@ -250,7 +356,7 @@ mod tests {
     #[test]
     fn tunnel_line() {
         let e = Entry {
-            result: "TCP_TUNNEL",
+            result: ResultCode::Tunnel,
             bytes: 5012,
             method: "CONNECT",
             url: "example.com:443",
@@ -268,7 +374,7 @@ mod tests {
     #[test]
     fn denied_line_has_no_hierarchy_peer() {
         let e = Entry {
-            result: "TCP_DENIED",
+            result: ResultCode::Denied,
             status: 403,
             bytes: 345,
             url: "http://ads.example.com/",
@@ -285,7 +391,7 @@ mod tests {
     #[test]
     fn missing_status_and_empty_fields_keep_the_field_count() {
         let e = Entry {
-            result: "TAG_NONE",
+            result: ResultCode::None,
             status: 0,
             bytes: 0,
             method: "",
@@ -425,9 +531,14 @@ mod tests {
     fn unrotated_file_is_kept() {
         let path = temp_path();
         let mut log = AccessLog::open(&path).unwrap();
-        let id = log.id;
+        let id = |log: &AccessLog| match &log.out {
+            Sink::File(_, id) => Some(*id),
+            Sink::Stdout => None,
+        };
+        let before = id(&log);
         log.reopen_if_rotated();
-        assert_eq!(log.id, id);
+        assert_eq!(id(&log), before);
+        assert!(before.is_some());
         drop(log);
         fs::remove_file(&path).unwrap();
     }

@@ -17,19 +17,42 @@ use crate::acl::cidr::Cidr;
 #[derive(Debug, Parser)]
 #[command(name = "larder", version, about, long_about = None)]
 pub struct Cli {
-    /// Address to listen on.
+    /// Address to listen on (repeatable): `127.0.0.1:3128`, `[::1]:3128`, `:3128` (every
+    /// IPv4 interface), or a name such as `localhost:3128` (each address it resolves to).
     #[arg(
         long,
         env = "LARDER_LISTEN",
         value_name = "ADDR",
+        value_delimiter = ',',
         default_value = "127.0.0.1:3128"
     )]
-    pub listen: SocketAddr,
+    pub listen: Vec<ListenAddr>,
 
     /// Clients allowed to use the proxy (repeatable). Given at least once, it replaces the
     /// default, which is loopback only (127.0.0.0/8, ::1).
     #[arg(long, env = "LARDER_ALLOW", value_name = "CIDR", value_delimiter = ',')]
     pub allow: Vec<Cidr>,
+
+    /// Clients that may read larder's status page and `/metrics` and send PURGE
+    /// (repeatable). Default: loopback only. They must be allowed by --allow too.
+    #[arg(long, env = "LARDER_ADMIN", value_name = "CIDR", value_delimiter = ',')]
+    pub admin: Vec<Cidr>,
+
+    /// Destinations the PAC file (`/proxy.pac`) sends DIRECT instead of through larder
+    /// (repeatable): an IPv4 range such as 10.0.0.0/8 (matched against IP-literal hosts)
+    /// or a domain with its subdomains. Plain host names and loopback are always DIRECT.
+    #[arg(
+        long,
+        env = "LARDER_PAC_DIRECT",
+        value_name = "CIDR|DOMAIN",
+        value_delimiter = ','
+    )]
+    pub pac_direct: Vec<crate::pages::pac::PacDirect>,
+
+    /// Seconds a stopping larder (SIGTERM, SIGINT) lets requests in flight finish
+    /// before it exits.
+    #[arg(long, env = "LARDER_DRAIN_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub drain_timeout: Duration,
 
     /// Clients refused even if allowed (repeatable).
     #[arg(long, env = "LARDER_DENY", value_name = "CIDR", value_delimiter = ',')]
@@ -172,6 +195,43 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// One `--listen` value: the addresses it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr(pub Vec<SocketAddr>);
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    /// `IP:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4 interface, as nginx reads it), or
+    /// `NAME:PORT` (every address the name resolves to).
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr(vec![addr]));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{s}' is not an address: give HOST:PORT or :PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("'{port}' in '{s}' is not a port (0-65535)"))?;
+        if host.is_empty() {
+            return Ok(ListenAddr(vec![SocketAddr::from(([0, 0, 0, 0], port))]));
+        }
+        use std::net::ToSocketAddrs;
+        let mut addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(format!("'{host}' resolves to no address"));
+        }
+        Ok(ListenAddr(addrs))
+    }
+}
+
 /// A set of TCP ports given as `443,8443,9000-9100`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortList(Vec<(u16, u16)>);
@@ -213,8 +273,14 @@ impl std::str::FromStr for PortList {
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Every address to listen on (at least one, no repeats).
+    pub listen: Vec<SocketAddr>,
     pub allow: Vec<Cidr>,
+    /// Who may see the status page and metrics and send PURGE; empty: loopback.
+    pub admin: Vec<Cidr>,
+    pub pac_direct: Vec<crate::pages::pac::PacDirect>,
+    /// How long a stop waits for requests in flight.
+    pub drain_timeout: Duration,
     pub deny: Vec<Cidr>,
     pub block: Vec<String>,
     pub block_list: Vec<PathBuf>,
@@ -267,9 +333,18 @@ impl Default for Timeouts {
 
 impl From<Cli> for Config {
     fn from(c: Cli) -> Config {
+        let mut listen: Vec<SocketAddr> = Vec::new();
+        for addr in c.listen.into_iter().flat_map(|l| l.0) {
+            if !listen.contains(&addr) {
+                listen.push(addr);
+            }
+        }
         Config {
-            listen: c.listen,
+            listen,
             allow: c.allow,
+            admin: c.admin,
+            pac_direct: c.pac_direct,
+            drain_timeout: c.drain_timeout,
             deny: c.deny,
             block: c.block,
             block_list: c.block_list,
@@ -292,26 +367,6 @@ impl From<Cli> for Config {
                 admit_after: c.admit_after,
                 admit_window: c.admit_window,
             }),
-        }
-    }
-}
-
-impl Config {
-    /// The defaults the README documents: loopback listener on 3128, loopback
-    /// clients, CONNECT to 443 only.
-    pub fn with_listen(listen: SocketAddr) -> Config {
-        Config {
-            listen,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            block: Vec::new(),
-            block_list: Vec::new(),
-            block_ip: Vec::new(),
-            connect_ports: PortList(vec![(443, 443)]),
-            max_conns: None,
-            timeouts: Timeouts::default(),
-            access_log: None,
-            cache: None,
         }
     }
 }
@@ -345,7 +400,7 @@ mod tests {
     #[test]
     fn cli_defaults_are_loopback_3128_and_connect_443() {
         let c: Config = Cli::try_parse_from(["larder"]).unwrap().into();
-        assert_eq!(c.listen, "127.0.0.1:3128".parse().unwrap());
+        assert_eq!(c.listen, vec!["127.0.0.1:3128".parse().unwrap()]);
         assert!(c.connect_ports.contains(443) && !c.connect_ports.contains(80));
         assert_eq!(c.timeouts, Timeouts::default());
     }

@@ -13,5 +13,7 @@ pub mod conn;
 pub mod dns;
 pub mod error;
 pub mod http;
+pub mod pages;
 pub mod server;
+pub mod stats;
 pub mod sys;

@@ -30,12 +30,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    larder::sys::catch_stop_signals();
+    larder::sys::catch_signals();
     if let Some(note) = server.cache_note() {
         eprintln!("larder: {note}");
     }
     // Scripts and tests wait for this line (it is printed at every log level).
-    eprintln!("larder: listening on {}", server.local_addr());
+    for addr in server.local_addrs() {
+        eprintln!("larder: listening on {addr}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

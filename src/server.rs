@@ -2,16 +2,25 @@
 //! in another, readiness kept in userland.
 //!
 //! Each turn: poll (timeout: now if work is left over, else the next tick) →
-//! mark ready connections from the events → deliver DNS answers (waker) → step
-//! every ready connection once, each with a byte budget → on a tick (every 100 ms
-//! with connections, 1 s without): fire deadlines, close idle pooled upstreams,
-//! flush the access log, re-read changed block lists → close the connections the
-//! batch finished → accept while under the connection limit.
+//! mark ready connections from the events → act on signals (reload, re-open the
+//! log, stop) → deliver DNS answers (waker) → step every ready connection once,
+//! each with a byte budget → on a tick (every 100 ms with connections, 1 s
+//! without): fire deadlines, close idle pooled upstreams, flush the access log,
+//! re-read changed block lists → close the connections the batch finished →
+//! accept while under the connection limit.
+//!
+//! # Stopping
+//! The first SIGTERM or SIGINT starts a drain: the listeners are closed (new
+//! connections are refused by the kernel), idle keep-alive connections are closed,
+//! and every request in flight may finish, its connection closing after it, for up
+//! to `--drain-timeout`. Then, or as soon as no connection is left, or at a second
+//! signal, the access log is written out and [`Server::run`] returns.
 //!
 //! Closing happens only after the batch, so an event later in the same batch can
 //! never reach a slab key that a new connection has taken; DNS answers carry the
 //! connection id for the same reason.
 
+use crate::access_log::ResultCode;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,10 +44,15 @@ use crate::conn::{step, tunnel, Conn, Cx, Exchange, Resp, State, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
 use crate::http::{Limits, ViaName};
+use crate::stats::Stats;
 use crate::sys;
 
-const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 3);
+const SIGNALS: Token = Token(usize::MAX - 5);
+/// Listener `i` has token `LISTENERS - i`: far above any slab key's token.
+const LISTENERS: usize = usize::MAX - 16;
+/// Most `--listen` addresses.
+pub const MAX_LISTENERS: usize = 64;
 
 /// Client connection `key` ↔ token `2·key`; upstream socket `idx` ↔ `2·idx + 1`.
 pub fn client_token(key: usize) -> Token {
@@ -72,16 +86,46 @@ pub struct Ctx {
     pub registry: Registry,
     pub blocklist: Blocklist,
     pub log: Option<AccessLog>,
-    /// The listening address, to refuse requests that loop back to larder.
-    pub local: SocketAddr,
+    /// The listening addresses: a request aimed at one of them is for larder itself.
+    pub locals: Vec<SocketAddr>,
+    /// Unix seconds at the start of this turn.
+    pub unix: u64,
+    /// What larder counted since start-up (status page, `/metrics`).
+    pub stats: Stats,
+    /// Figures the server keeps for the pages: open connections and tunnels (the
+    /// tunnels counted on each tick).
+    pub gauges: Gauges,
+    /// Stopping: requests finish and their connections close; nothing new is accepted.
+    pub draining: bool,
     /// The cache, its file open and locked for larder's lifetime (`None` without one).
     pub cache: Option<Cache>,
+}
+
+/// Figures only the server sees, kept where connection steps can read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub conns_open: u64,
+    pub tunnels_open: u64,
+    pub max_conns: u64,
+}
+
+/// One listening socket.
+struct Listener {
+    sock: TcpListener,
+    addr: SocketAddr,
+    /// Readable as far as we know (edge-triggered: until `accept` says WouldBlock).
+    ready: bool,
 }
 
 pub struct Server {
     poll: Poll,
     events: Events,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    /// Woken by a signal handler (`None` where no pipe could be made: signals are then
+    /// noticed when they interrupt the wait, or at the next tick).
+    signal_pipe: Option<sys::SignalPipe>,
+    /// While stopping: when the drain gives up on what is still open.
+    drain_until: Option<Instant>,
     conns: Slab<Box<Conn>>,
     ups: Slab<Upstream>,
     ctx: Ctx,
@@ -89,7 +133,6 @@ pub struct Server {
     acl: ClientAcl,
     max_conns: usize,
     next_id: u64,
-    listener_ready: bool,
     /// Accepted sockets arrive with TCP_NODELAY set (inherited from the listener):
     /// `None` until the first one is checked.
     nodelay_inherited: Option<bool>,
@@ -118,11 +161,38 @@ impl Server {
             None => None,
         };
         let poll = Poll::new().map_err(Error::Io)?;
-        let mut listener = TcpListener::bind(cfg.listen).map_err(|e| Error::Bind(cfg.listen, e))?;
-        let local = listener.local_addr().map_err(Error::Io)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(Error::Io)?;
+        if cfg.listen.is_empty() || cfg.listen.len() > MAX_LISTENERS {
+            return Err(Error::Config(format!(
+                "give 1 to {MAX_LISTENERS} addresses to listen on"
+            )));
+        }
+        let mut listeners = Vec::with_capacity(cfg.listen.len());
+        for (i, &addr) in cfg.listen.iter().enumerate() {
+            let mut sock = TcpListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
+            let local = sock.local_addr().map_err(Error::Io)?;
+            poll.registry()
+                .register(&mut sock, Token(LISTENERS - i), Interest::READABLE)
+                .map_err(Error::Io)?;
+            listeners.push(Listener {
+                sock,
+                addr: local,
+                ready: true,
+            });
+        }
+        let locals: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+        let signal_pipe = match sys::SignalPipe::new() {
+            Ok(pipe) => {
+                let fd = pipe.fd();
+                poll.registry()
+                    .register(&mut mio::unix::SourceFd(&fd), SIGNALS, Interest::READABLE)
+                    .map_err(Error::Io)?;
+                Some(pipe)
+            }
+            Err(e) => {
+                debug!("no signal pipe ({e}); signals are noticed at the next tick");
+                None
+            }
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
         let resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
             .map_err(Error::Io)?;
@@ -145,16 +215,16 @@ impl Server {
             None => (None, None),
         };
         let now = Instant::now();
-        let nodelay_inherited = if sys::set_listener_nodelay(&listener) {
-            None
-        } else {
-            Some(false)
-        };
-        info!("listening on {local}, at most {max_conns} connections");
+        let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
+        let nodelay_inherited = if all_nodelay { None } else { Some(false) };
+        info!("at most {max_conns} connections");
+        let unix = unix_now();
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
-            listener,
+            listeners,
+            signal_pipe,
+            drain_until: None,
             conns: Slab::new(),
             ups: Slab::new(),
             ctx: Ctx {
@@ -170,14 +240,20 @@ impl Server {
                 registry,
                 blocklist,
                 log,
-                local,
+                locals,
+                unix,
+                stats: Stats::new(unix),
+                gauges: Gauges {
+                    max_conns: max_conns as u64,
+                    ..Gauges::default()
+                },
+                draining: false,
                 cache,
             },
             cache_note,
             acl,
             max_conns,
             next_id: 1,
-            listener_ready: true,
             nodelay_inherited,
             accept_paused_until: None,
             last_fd_warning: None,
@@ -188,8 +264,9 @@ impl Server {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.ctx.local
+    /// The addresses larder listens on (ports chosen by the system filled in).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.ctx.locals
     }
 
     /// One line on the cache for the start-up message: file, size, objects, and a
@@ -198,18 +275,79 @@ impl Server {
         self.cache_note.as_deref()
     }
 
-    /// Runs the loop until an unrecoverable poll error, or until SIGTERM/SIGINT when
-    /// [`sys::catch_stop_signals`] was called: then the access log is written out and
-    /// `run` returns `Ok`. Open connections are simply closed, as a crash would close
-    /// them; nothing larder keeps depends on a clean stop.
+    /// Runs the loop until an unrecoverable poll error, or until it is stopped (when
+    /// [`sys::catch_signals`] was called): the first SIGTERM/SIGINT drains (see the
+    /// module docs), then the access log is written out and `run` returns `Ok`.
     pub fn run(&mut self) -> Result<(), Error> {
-        while !sys::stop_requested() {
+        loop {
             self.turn()?;
+            if let Some(until) = self.drain_until {
+                if self.conns.is_empty() {
+                    info!("stopped: every request finished");
+                    break;
+                }
+                if self.ctx.now >= until || sys::stops() > 1 {
+                    warn!("stopped with {} connection(s) still open", self.conns.len());
+                    break;
+                }
+            }
         }
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
         }
         Ok(())
+    }
+
+    /// Acts on the signals that arrived: reload (SIGHUP), re-open the access log
+    /// (SIGUSR1), stop (SIGTERM, SIGINT).
+    fn on_signals(&mut self) {
+        if let Some(pipe) = &self.signal_pipe {
+            pipe.drain();
+        }
+        let signals = sys::take_signals();
+        if signals.reload {
+            let lists = self.ctx.blocklist.reload_all();
+            if let Some(log) = self.ctx.log.as_mut() {
+                log.reopen();
+            }
+            warn!("reloaded on SIGHUP: {lists} block list file(s) read, access log re-opened");
+        } else if signals.reopen {
+            if let Some(log) = self.ctx.log.as_mut() {
+                log.reopen();
+            }
+            info!("access log re-opened on SIGUSR1");
+        }
+        if signals.stops > 0 && self.drain_until.is_none() {
+            self.start_drain();
+        }
+    }
+
+    /// Stops accepting and lets what is in flight finish (see the module docs).
+    fn start_drain(&mut self) {
+        let timeout = self.ctx.cfg.drain_timeout;
+        self.drain_until = Some(self.ctx.now + timeout);
+        self.ctx.draining = true;
+        // Closing the listeners makes the kernel refuse new connections at once,
+        // instead of queueing them for a process that will not accept them.
+        self.listeners.clear();
+        self.close_idle();
+        warn!(
+            "stopping: {} connection(s) open, waiting up to {} s for requests in flight",
+            self.conns.len(),
+            timeout.as_secs_f64()
+        );
+    }
+
+    /// While draining: closes connections that wait for a next request with nothing
+    /// begun and nothing left to write.
+    fn close_idle(&mut self) {
+        for (key, c) in self.conns.iter_mut() {
+            let idle = c.state == State::Head && c.inbuf.is_empty() && c.out.is_empty();
+            if idle && c.state != State::Closed {
+                c.state = State::Closed;
+                self.closing.push(key);
+            }
+        }
     }
 
     /// One turn of the loop.
@@ -226,10 +364,12 @@ impl Server {
             return Err(Error::Io(e));
         }
         self.ctx.now = Instant::now();
+        self.ctx.unix = unix_now();
         if let Some(cache) = self.ctx.cache.as_mut() {
-            cache.set_clock(unix_now());
+            cache.set_clock(self.ctx.unix);
         }
         let mut dns = false;
+        let mut signals = false;
         let mut pooled_readable = Vec::new();
         for event in self.events.iter() {
             let token = event.token();
@@ -238,8 +378,13 @@ impl Server {
             let err = event.is_error();
             let hup = event.is_read_closed() || err;
             match token {
-                LISTENER => self.listener_ready = true,
                 WAKER => dns = true,
+                SIGNALS => signals = true,
+                Token(t) if t > LISTENERS - MAX_LISTENERS && t <= LISTENERS => {
+                    if let Some(l) = self.listeners.get_mut(LISTENERS - t) {
+                        l.ready = true;
+                    }
+                }
                 Token(t) if t & 1 == 0 => {
                     if let Some(c) = self.conns.get_mut(t >> 1) {
                         c.ready.r |= r;
@@ -278,6 +423,10 @@ impl Server {
         }
         for idx in pooled_readable {
             self.check_pooled(idx);
+        }
+        // A signal may also have interrupted the poll without a pipe event.
+        if signals || self.signal_pipe.is_none() {
+            self.on_signals();
         }
         if dns {
             self.deliver_dns();
@@ -386,12 +535,18 @@ impl Server {
     /// Deadlines, pooled-connection idle limits, log flush, block-list reload.
     fn tick(&mut self) {
         let now = self.ctx.now;
+        let mut tunnels = 0;
         let expired: Vec<usize> = self
             .conns
             .iter()
+            .inspect(|(_, c)| tunnels += u64::from(c.state == State::Tunnel))
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(k, _)| k)
             .collect();
+        self.ctx.gauges.tunnels_open = tunnels;
+        if self.ctx.draining {
+            self.close_idle();
+        }
         for key in expired {
             self.expire(key);
         }
@@ -434,7 +589,7 @@ impl Server {
             // client may be sending its next request right now (RFC 9112 §9.5).
             State::Head if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
                 let detail = "the rest of the request head did not arrive in time";
-                answer(&mut cx, 408, detail, true, None, "TAG_NONE");
+                answer(&mut cx, 408, detail, true, None, ResultCode::None);
             }
             State::Head | State::Closing | State::Closed => {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
@@ -501,7 +656,9 @@ impl Server {
         if !self.conns.contains(key) {
             return;
         }
+        let mut resolving = false;
         if let Some(mut cx) = self.cx(key) {
+            resolving = cx.conn.state == State::Resolving;
             if cx.conn.ex.is_some() {
                 // Closed with a request in flight (e.g. the client went away).
                 abort(&mut cx);
@@ -509,7 +666,8 @@ impl Server {
             crate::conn::request::drop_upstream(&mut cx);
         }
         let mut conn = self.conns.remove(key);
-        if conn.state == State::Resolving {
+        self.ctx.gauges.conns_open = self.conns.len() as u64;
+        if resolving {
             self.ctx
                 .resolver
                 .cancel(crate::dns::Waiter { key, id: conn.id });
@@ -525,8 +683,29 @@ impl Server {
             }
             self.accept_paused_until = None;
         }
-        while self.listener_ready && self.conns.len() < self.max_conns {
-            match self.listener.accept() {
+        for i in 0..self.listeners.len() {
+            if !self.accept_from(i) {
+                return;
+            }
+        }
+        if !self.conns.is_empty() {
+            self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
+        }
+    }
+}
+
+impl Server {
+    /// Accepts from listener `i` while it is readable and under the connection limit.
+    /// `false` when accepting must pause (out of file descriptors).
+    fn accept_from(&mut self, i: usize) -> bool {
+        loop {
+            if self.conns.len() >= self.max_conns {
+                return true;
+            }
+            let Some(listener) = self.listeners.get_mut(i).filter(|l| l.ready) else {
+                return true;
+            };
+            match listener.sock.accept() {
                 Ok((mut sock, peer)) => {
                     let inherited = *self
                         .nodelay_inherited
@@ -549,11 +728,13 @@ impl Server {
                     conn.denied = self.acl.check(peer.ip()).err().map(Into::into);
                     conn.deadline = Some(self.ctx.now + self.ctx.cfg.timeouts.head);
                     entry.insert(Box::new(conn));
+                    let open = self.conns.len();
+                    self.ctx.gauges.conns_open = open as u64;
+                    self.ctx.stats.conns_accepted += 1;
+                    self.ctx.stats.note_open(open);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
-                }
-                Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener.ready = false,
+                Err(e) if matches!(e.raw_os_error(), Some(ENFILE | EMFILE)) => {
                     // Out of file descriptors: free idle pooled sockets, wait a moment
                     // rather than spin on a listener that stays readable.
                     self.accept_paused_until = Some(self.ctx.now + TICK_BUSY);
@@ -574,16 +755,17 @@ impl Server {
                         warn!("accept: {e}; lower --max-conns or raise the open-file limit");
                     }
                     self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
-                    return;
+                    return false;
                 }
                 Err(e) => debug!("accept: {e}"),
             }
         }
-        if !self.conns.is_empty() {
-            self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
-        }
     }
 }
+
+/// Too many open files in the system, and in this process (errno values).
+const ENFILE: i32 = 23;
+const EMFILE: i32 = 24;
 
 /// A random number for the Via token, from std's randomly keyed hasher.
 fn random_u32() -> u32 {

@@ -1,39 +1,168 @@
 //! The few OS calls std lacks: the open-file limit (which sizes the connection
-//! limit), SIGTERM/SIGINT as a request to stop, and, on Linux, pipes and
-//! `splice(2)` for zero-copy CONNECT tunnels.
+//! limit), the signals larder handles (stop, reload, re-open the log), and, on
+//! Linux, pipes and `splice(2)` for zero-copy CONNECT tunnels.
 //!
 //! `libc` is not among larder's runtime crates, so the functions are declared
 //! here; std already links the C library that provides them.
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
-extern "C" fn on_stop_signal(_signal: i32) {
-    // Only an atomic store: nothing else is async-signal-safe here.
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+/// Stop requests (SIGTERM, SIGINT) received so far.
+static STOPS: AtomicU32 = AtomicU32::new(0);
+/// A reload (SIGHUP) or a log re-open (SIGUSR1) is asked for.
+static RELOAD: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
+/// The write end of the pipe that wakes the loop when a signal arrives (-1: none).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGUSR1: i32 = 10;
+const SIGTERM: i32 = 15;
+
+extern "C" {
+    fn signal(signum: i32, handler: usize) -> usize;
+    fn write(fd: i32, buf: *const u8, count: usize) -> isize;
+    fn read(fd: i32, buf: *mut u8, count: usize) -> isize;
 }
 
-/// Turns SIGTERM and SIGINT into a request to stop that [`stop_requested`] reports,
-/// so the loop can write out what it buffered (the access log) before exiting.
-/// `epoll_wait` is never restarted after a handler runs (signal(7)), so the loop
-/// notices within one turn.
-pub fn catch_stop_signals() {
-    extern "C" {
-        fn signal(signum: i32, handler: usize) -> usize;
+extern "C" fn on_signal(signum: i32) {
+    // Only atomics and write(2), which are async-signal-safe.
+    match signum {
+        SIGHUP => RELOAD.store(true, Ordering::Relaxed),
+        SIGUSR1 => REOPEN.store(true, Ordering::Relaxed),
+        _ => {
+            STOPS.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    let handler = on_stop_signal as extern "C" fn(i32) as usize;
-    // SAFETY: `on_stop_signal` has the C signature of a handler and only stores to
-    // an atomic. If installing fails, the default action (terminate) stays.
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: `fd` is the write end of a non-blocking pipe that lives as long as the
+        // process (see `SignalPipe`); a full pipe (EAGAIN) already means "wake up".
+        unsafe {
+            write(fd, [1u8].as_ptr(), 1);
+        }
+    }
+}
+
+/// What the signals that arrived since the last [`take_signals`] ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// SIGTERM/SIGINT received in all (1: drain and stop; 2 or more: stop now).
+    pub stops: u32,
+    /// SIGHUP: re-read the block lists and re-open the access log.
+    pub reload: bool,
+    /// SIGUSR1: re-open the access log.
+    pub reopen: bool,
+}
+
+/// Turns SIGTERM and SIGINT into a request to stop, SIGHUP into a reload and SIGUSR1
+/// into a re-open of the access log, all reported by [`take_signals`]. The loop is
+/// woken at once: `epoll_wait` is never restarted after a handler runs (signal(7)),
+/// and a signal that lands outside it writes to [`SignalPipe`], which the loop polls.
+pub fn catch_signals() {
+    let handler = on_signal as extern "C" fn(i32) as usize;
+    // SAFETY: `on_signal` has the C signature of a handler and only touches atomics and
+    // calls write(2). If installing fails, the default action stays.
     unsafe {
         signal(SIGTERM, handler);
         signal(SIGINT, handler);
+        signal(SIGHUP, handler);
+        signal(SIGUSR1, handler);
     }
 }
 
-/// Whether SIGTERM or SIGINT arrived since [`catch_stop_signals`].
-pub fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::Relaxed)
+/// The signals received since the last call (the stop count is a running total).
+pub fn take_signals() -> Signals {
+    Signals {
+        stops: STOPS.load(Ordering::Relaxed),
+        reload: RELOAD.swap(false, Ordering::Relaxed),
+        reopen: REOPEN.swap(false, Ordering::Relaxed),
+    }
+}
+
+/// SIGTERM and SIGINT received since [`catch_signals`].
+pub fn stops() -> u32 {
+    STOPS.load(Ordering::Relaxed)
+}
+
+/// A pipe a signal handler writes a byte to, so that the loop, which polls its read
+/// end, wakes even when the signal did not interrupt `epoll_wait`.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct SignalPipe {
+    r: std::os::fd::OwnedFd,
+    /// Kept open for the handler, which finds it through `WAKE_FD`.
+    _w: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl SignalPipe {
+    /// Makes the pipe and points the signal handler at it (one per process: a later
+    /// one replaces the earlier one for the handler).
+    pub fn new() -> std::io::Result<SignalPipe> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut fds = [-1i32; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        if unsafe { ffi::pipe2(fds.as_mut_ptr(), ffi::O_NONBLOCK | ffi::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are open descriptors that we now own.
+        let (r, w) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        WAKE_FD.store(w.as_raw_fd(), Ordering::Relaxed);
+        Ok(SignalPipe { r, _w: w })
+    }
+
+    /// The read end, to register with the poller.
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.r.as_raw_fd()
+    }
+
+    /// Empties the pipe (its bytes only say "look at the signals").
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reads into a valid local buffer from a descriptor we own; the pipe
+        // is non-blocking, so this ends at EAGAIN.
+        while unsafe { read(self.fd(), buf.as_mut_ptr(), buf.len()) } > 0 {}
+    }
+}
+
+/// Elsewhere the loop notices signals when they interrupt its wait, or at its next
+/// tick.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct SignalPipe;
+
+#[cfg(not(target_os = "linux"))]
+impl SignalPipe {
+    pub fn new() -> std::io::Result<SignalPipe> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn fd(&self) -> i32 {
+        -1
+    }
+
+    pub fn drain(&self) {}
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let _ = WAKE_FD.compare_exchange(
+            self._w.as_raw_fd(),
+            -1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit (as nginx and HAProxy do) and

@@ -146,9 +146,24 @@ impl Blocklist {
     /// previous domains (with one warning until it is readable again). Costs one
     /// `metadata()` per file when nothing changed.
     pub fn reload_changed(&mut self) -> usize {
+        self.reload(false)
+    }
+
+    /// Re-reads every list file, changed or not (SIGHUP), and returns how many were
+    /// read. A file that cannot be read keeps its previous domains, with a warning.
+    pub fn reload_all(&mut self) -> usize {
+        self.reload(true)
+    }
+
+    fn reload(&mut self, force: bool) -> usize {
         let mut reloaded = 0;
         for list in &mut self.lists {
+            if force {
+                // Asked for by the operator: a file that still fails is said again.
+                list.failing = false;
+            }
             let changed = match fs::metadata(&list.path) {
+                Ok(_) if force => true,
                 Ok(meta) => Stamp::of(&meta) != list.stamp,
                 Err(e) => {
                     list.fail(&format!(

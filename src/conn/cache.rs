@@ -21,6 +21,7 @@
 //! carries Vary, a variants marker is stored under the URL and the response under
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
+use crate::access_log::ResultCode;
 use std::ops::Range;
 use std::rc::Rc;
 
@@ -156,7 +157,7 @@ pub struct CacheEx {
     /// Serving from the map: the object (pinned) and the body bytes left.
     pub serve: Option<Serving>,
     /// Squid result code for the access log.
-    pub result: &'static str,
+    pub result: ResultCode,
     /// This exchange's fetch is a flight others may wait for.
     leads: bool,
     /// This connection, as flights name it.
@@ -194,7 +195,7 @@ impl CacheEx {
             stored: false,
             unsafe_method: false,
             serve: None,
-            result: "TCP_MISS",
+            result: ResultCode::Miss,
             leads: false,
             me: (0, 0),
         }
@@ -224,7 +225,7 @@ struct Plan {
     status: u16,
     /// Body range relative to the stored body.
     body: Range<u64>,
-    result: &'static str,
+    result: ResultCode,
     ttl: u64,
 }
 
@@ -328,9 +329,9 @@ pub fn consult(
             // (A HEAD's answer has no body: it never replaces the stored GET.)
             c.admit = ex.method == Method::Get;
             c.result = if fwd == "request" {
-                "TCP_CLIENT_REFRESH_MISS"
+                ResultCode::ClientRefreshMiss
             } else {
-                "TCP_REFRESH_MODIFIED"
+                ResultCode::RefreshModified
             };
             c.client_head = Some(std::mem::replace(&mut ex.upstream_head, upstream_head));
             ex.cache = Some(c);
@@ -340,7 +341,7 @@ pub fn consult(
             c.variant = variant;
             c.fwd = fwd;
             if fwd == "request" {
-                c.result = "TCP_CLIENT_REFRESH_MISS";
+                c.result = ResultCode::ClientRefreshMiss;
             }
             if admit && ex.req_conditional {
                 // A client's If-Modified-Since on a miss would bring a 304, which
@@ -503,7 +504,7 @@ fn plan(
             head,
             status: 304,
             body: 0..0,
-            result: "TCP_IMS_HIT",
+            result: ResultCode::ImsHit,
             ttl,
         });
     }
@@ -531,7 +532,7 @@ fn plan(
         head,
         status,
         body: if head_only { 0..0 } else { body },
-        result: "TCP_HIT",
+        result: ResultCode::Hit,
         ttl,
     })
 }
@@ -684,9 +685,9 @@ pub fn response_head(
             status.extend_from_slice(b"; fwd-status=304\r\n");
             ex.status = plan.status;
             c.result = if c.fwd == "request" {
-                "TCP_CLIENT_REFRESH_MISS"
+                ResultCode::ClientRefreshMiss
             } else {
-                "TCP_REFRESH_UNMODIFIED"
+                ResultCode::RefreshUnmodified
             };
             queue_head(ex, out, eof, plan.head, &status);
             return OnResponse::Serve;

@@ -7,6 +7,7 @@
 //! reader on one side stops larder reading from the other (back-pressure) and at
 //! most one buffer per direction is held.
 
+use crate::access_log::ResultCode;
 use log::debug;
 
 use super::cache::{body_complete, body_failed, response_head, OnResponse, Sink};
@@ -422,9 +423,9 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
         return true;
     };
     let result = match ex.cache.as_ref() {
-        _ if ex.detached => "TCP_MISS_ABORTED",
+        _ if ex.detached => ResultCode::MissAborted,
         Some(c) => c.result,
-        None => "TCP_MISS",
+        None => ResultCode::Miss,
     };
     log_exchange(cx, &ex, result);
     if reuse {

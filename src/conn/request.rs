@@ -16,7 +16,7 @@ use super::upstream::Upstream;
 use super::{
     after_response, end_exchange, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State,
 };
-use crate::access_log::Entry;
+use crate::access_log::{Entry, ResultCode};
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
@@ -57,9 +57,9 @@ pub fn head_step(cx: &mut Cx) -> bool {
                 };
                 debug!("conn {}: bad request: {}", conn.id, e);
                 let result = if detail.0 == 403 {
-                    "TCP_DENIED"
+                    ResultCode::Denied
                 } else {
-                    "TAG_NONE"
+                    ResultCode::None
                 };
                 answer(cx, detail.0, &detail.1, true, None, result);
                 return true;
@@ -125,7 +125,7 @@ fn head_may_be_complete(conn: &mut Conn) -> bool {
 /// A parsed head: apply the access rules, then find an upstream.
 fn begin(cx: &mut Cx, req: Request) {
     if let Some(why) = cx.conn.denied.clone() {
-        answer_req(cx, &req, 403, &why, true, "TCP_DENIED");
+        answer_req(cx, &req, 403, &why, true, ResultCode::Denied);
         return;
     }
     // A refused request's body is not read, so the connection cannot be reused.
@@ -134,7 +134,7 @@ fn begin(cx: &mut Cx, req: Request) {
         let port = req.target.port();
         if !cx.ctx.cfg.connect_ports.contains(port) {
             let why = format!("CONNECT to port {port} is not allowed");
-            answer_req(cx, &req, 403, &why, has_body, "TCP_DENIED");
+            answer_req(cx, &req, 403, &why, has_body, ResultCode::Denied);
             return;
         }
     }
@@ -145,7 +145,7 @@ fn begin(cx: &mut Cx, req: Request) {
             403,
             &format!("blocked: {rule}"),
             has_body,
-            "TCP_DENIED",
+            ResultCode::Denied,
         );
         return;
     }
@@ -154,7 +154,8 @@ fn begin(cx: &mut Cx, req: Request) {
     let ex = Exchange {
         started: cx.ctx.now,
         client_version: req.version,
-        client_keep_alive: req.keep_alive,
+        // A stopping larder answers what it has read, then closes.
+        client_keep_alive: req.keep_alive && !cx.ctx.draining,
         req_body: BodyTracker::new(req.body, &cx.ctx.limits),
         request_has_body: !req_done,
         req_done,
@@ -318,7 +319,7 @@ fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool
         pos,
         end,
     });
-    c.result = "TCP_MISS";
+    c.result = ResultCode::Miss;
     ex.status = status;
     queue_collapsed_head(ex, &mut conn.out, conn.eof, head);
     conn.ready.w = true;
@@ -356,7 +357,10 @@ pub fn resolved(cx: &mut Cx, answer: Answer) {
         }
     }
     let port = cx.conn.ex.as_ref().map_or(0, |ex| ex.target.port());
-    if addrs.iter().any(|&ip| is_self(cx.ctx.local, ip, port)) {
+    if addrs
+        .iter()
+        .any(|&ip| cx.ctx.locals.iter().any(|&l| is_self(l, ip, port)))
+    {
         fail(cx, 508, "loop detected: the request targets this proxy");
         return;
     }
@@ -535,18 +539,18 @@ pub fn fail(cx: &mut Cx, status: u16, detail: &str) {
         status,
         detail,
         if status == 403 {
-            "TCP_DENIED"
+            ResultCode::Denied
         } else {
-            "TCP_MISS"
+            ResultCode::Miss
         },
     );
 }
 
 fn fail_denied(cx: &mut Cx, detail: &str) {
-    fail_with(cx, 403, detail, "TCP_DENIED");
+    fail_with(cx, 403, detail, ResultCode::Denied);
 }
 
-fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: &str) {
+fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: ResultCode) {
     drop_upstream(cx);
     let started = cx.conn.ex.as_ref().map(|ex| ex.status != 0);
     if started == Some(true) {
@@ -572,8 +576,8 @@ pub fn abort(cx: &mut Cx) {
     drop_upstream(cx);
     if let Some(ex) = end_exchange(cx) {
         let result = match ex.cache.as_ref().map(|c| c.result) {
-            Some("TCP_HIT") | Some("TCP_IMS_HIT") => "TCP_HIT_ABORTED",
-            _ => "TCP_MISS_ABORTED",
+            Some(ResultCode::Hit) | Some(ResultCode::ImsHit) => ResultCode::HitAborted,
+            _ => ResultCode::MissAborted,
         };
         log_exchange(cx, &ex, result);
     }
@@ -581,7 +585,14 @@ pub fn abort(cx: &mut Cx) {
 }
 
 /// Answers a request that was refused at its head (the exchange never started).
-fn answer_req(cx: &mut Cx, req: &Request, status: u16, detail: &str, close: bool, result: &str) {
+fn answer_req(
+    cx: &mut Cx,
+    req: &Request,
+    status: u16,
+    detail: &str,
+    close: bool,
+    result: ResultCode,
+) {
     let close = close || !req.keep_alive;
     if !close {
         cx.conn.inbuf.consume(req.head_len);
@@ -608,7 +619,7 @@ pub fn answer(
     detail: &str,
     close: bool,
     ex: Option<&Exchange>,
-    result: &str,
+    result: ResultCode,
 ) {
     let page = error_response(status, detail, &cx.ctx.via, close);
     let (method, url, started) = match ex {
@@ -643,7 +654,7 @@ fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
 }
 
 /// Writes the access-log line for a finished exchange.
-pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: &str) {
+pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: ResultCode) {
     let Some(log) = cx.ctx.log.as_mut() else {
         return;
     };
@@ -669,7 +680,7 @@ fn write_log(
     status: u16,
     bytes: u64,
     peer: Option<IpAddr>,
-    result: &str,
+    result: ResultCode,
     started: std::time::Instant,
 ) {
     let client = cx.conn.peer.ip();

@@ -10,6 +10,7 @@
 
 use super::request::{abort, log_exchange};
 use super::{after_response, end_exchange, write_two, Cx, Io, State};
+use crate::access_log::ResultCode;
 
 pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
@@ -87,7 +88,7 @@ fn complete(cx: &mut Cx) {
         cx.conn.state = State::Closed;
         return;
     };
-    let result = ex.cache.as_ref().map_or("TCP_HIT", |c| c.result);
+    let result = ex.cache.as_ref().map_or(ResultCode::Hit, |c| c.result);
     log_exchange(cx, &ex, result);
     let close = ex.close_after || cx.conn.eof;
     super::recycle(cx.ctx, ex);

@@ -14,6 +14,7 @@
 //! while short tunnels (most HTTPS requests) never pay for creating pipes. If a
 //! pipe cannot be had (e.g. out of descriptors) the direction keeps copying.
 
+use crate::access_log::ResultCode;
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
@@ -242,7 +243,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 /// Logs the tunnel and closes both sides.
 pub fn end(cx: &mut Cx) {
     if let Some(ex) = super::end_exchange(cx) {
-        log_exchange(cx, &ex, "TCP_TUNNEL");
+        log_exchange(cx, &ex, ResultCode::Tunnel);
         super::recycle(cx.ctx, ex);
     }
     drop_upstream(cx);
