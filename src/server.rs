@@ -43,6 +43,7 @@ use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{step, tunnel, Conn, Cx, Exchange, Resp, State, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
+use crate::http::page::Problem;
 use crate::http::{Limits, ViaName};
 use crate::stats::Stats;
 use crate::sys;
@@ -131,6 +132,8 @@ pub struct Server {
     ctx: Ctx,
     cache_note: Option<String>,
     acl: ClientAcl,
+    /// Who may see the status page and metrics and send PURGE.
+    admins: ClientAcl,
     max_conns: usize,
     next_id: u64,
     /// Accepted sockets arrive with TCP_NODELAY set (inherited from the listener):
@@ -156,6 +159,7 @@ impl Server {
         )
         .map_err(Error::Config)?;
         let acl = ClientAcl::new(cfg.allow.clone(), cfg.deny.clone());
+        let admins = ClientAcl::new(cfg.admin.clone(), Vec::new());
         let log = match &cfg.access_log {
             Some(p) => Some(AccessLog::open(p).map_err(|e| Error::File(p.clone(), e))?),
             None => None,
@@ -199,6 +203,7 @@ impl Server {
         let registry = poll.registry().try_clone().map_err(Error::Io)?;
         // After the bind, so a port already in use is reported before a cache is made
         // or resized for nothing.
+        let via = ViaName::new(format!("larder-{:08x}", random_u32()));
         let (cache, cache_note) = match &cfg.cache {
             Some(settings) => {
                 let opened = startup::open_for_proxy(
@@ -209,7 +214,12 @@ impl Server {
                 )
                 .map_err(Error::Cache)?;
                 let note = cache_note(&opened);
-                let cache = Cache::new(opened.store, settings.admit_after, settings.admit_window);
+                let cache = Cache::new(
+                    opened.store,
+                    settings.admit_after,
+                    settings.admit_window,
+                    via.clone(),
+                );
                 (Some(cache), Some(note))
             }
             None => (None, None),
@@ -230,7 +240,7 @@ impl Server {
             ctx: Ctx {
                 cfg,
                 limits: Limits::default(),
-                via: ViaName::new(format!("larder-{:08x}", random_u32())),
+                via,
                 now,
                 bufs: BufPool::new(POOLED_BUFFERS),
                 heads: HeadPool::default(),
@@ -252,6 +262,7 @@ impl Server {
             },
             cache_note,
             acl,
+            admins,
             max_conns,
             next_id: 1,
             nodelay_inherited,
@@ -588,8 +599,9 @@ impl Server {
             // A connection idle between requests is closed without a word: the
             // client may be sending its next request right now (RFC 9112 §9.5).
             State::Head if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
-                let detail = "the rest of the request head did not arrive in time";
-                answer(&mut cx, 408, detail, true, None, ResultCode::None);
+                let message = "The rest of the request head did not arrive in time.";
+                let p = Problem::new(408, "head-timeout", message);
+                answer(&mut cx, p, true, None, ResultCode::None);
             }
             State::Head | State::Closing | State::Closed => {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
@@ -603,19 +615,13 @@ impl Server {
             }
             State::Waiting => {
                 let secs = timeouts.response.as_secs_f64();
-                fail(
-                    &mut cx,
-                    504,
-                    &format!("the upstream server sent no response within {secs} s"),
-                );
+                let message = format!("The server sent no response within {secs} s.");
+                fail(&mut cx, Problem::new(504, "response-timeout", &message));
             }
             State::Resolving | State::Connecting => {
                 let secs = timeouts.connect.as_secs_f64();
-                fail(
-                    &mut cx,
-                    504,
-                    &format!("no connection to the upstream server within {secs} s"),
-                );
+                let message = format!("No connection to the server within {secs} s.");
+                fail(&mut cx, Problem::new(504, "connect-timeout", &message));
             }
             State::Forward => {
                 let waiting = cx
@@ -625,11 +631,8 @@ impl Server {
                     .is_some_and(|ex| ex.resp == Resp::Head && ex.response_deadline_set);
                 if waiting {
                     let secs = timeouts.response.as_secs_f64();
-                    fail(
-                        &mut cx,
-                        504,
-                        &format!("the upstream server sent no response within {secs} s"),
-                    );
+                    let message = format!("The server sent no response within {secs} s.");
+                    fail(&mut cx, Problem::new(504, "response-timeout", &message));
                 } else {
                     debug!("conn {id}: body transfer stalled");
                     abort(&mut cx);
@@ -726,6 +729,7 @@ impl Server {
                     let mut conn = Conn::new(self.next_id, sock, peer);
                     self.next_id += 1;
                     conn.denied = self.acl.check(peer.ip()).err().map(Into::into);
+                    conn.admin = self.admins.check(peer.ip()).is_ok();
                     conn.deadline = Some(self.ctx.now + self.ctx.cfg.timeouts.head);
                     entry.insert(Box::new(conn));
                     let open = self.conns.len();

@@ -41,8 +41,14 @@ fn deny_wins_over_allow() {
     let proxy = Proxy::start(&["--allow", "127.0.0.0/8", "--deny", "127.0.0.2/32"]);
     let (status, page, mut client) = get_from(&proxy, OTHER_CLIENT, &origin.url("/"));
     assert_eq!(status, 403);
+    // The page says what was refused and what to do; the rule stays in larder's log.
     assert!(
-        page.contains("client 127.0.0.2 matches --deny 127.0.0.2/32"),
+        page.contains("does not serve your address, 127.0.0.2")
+            && page.contains("ask the administrator"),
+        "page: {page}"
+    );
+    assert!(
+        !page.contains("--deny") && !page.contains("127.0.0.2/32"),
         "page: {page}"
     );
     client.expect_closed();
@@ -56,16 +62,24 @@ fn deny_wins_over_allow() {
 #[test]
 fn blocked_domain_and_its_subdomains_are_403_without_dns() {
     let origin = answering_origin();
-    let proxy = Proxy::start(&["--block", "blocked.test", "--block", "calhost"]);
+    let proxy = Proxy::start(&[
+        "--block",
+        "blocked.test",
+        "--block",
+        "calhost",
+        "--log-level",
+        "info",
+    ]);
     let exact = proxy.get("http://blocked.test/");
     assert_eq!(exact.status, 403);
     assert!(
         exact
             .text()
-            .contains("blocked: site blocked.test (--block)"),
+            .contains("The site blocked.test is blocked by this proxy"),
         "page: {}",
         exact.text()
     );
+    assert!(!exact.text().contains("--block"), "page: {}", exact.text());
     for url in [
         "http://sub.blocked.test/",
         "http://a.b.blocked.test:8080/x",
@@ -75,10 +89,16 @@ fn blocked_domain_and_its_subdomains_are_403_without_dns() {
         assert_eq!(response.status, 403, "{url}");
         let page = response.text();
         assert!(
-            page.contains("blocked.test") && page.contains("--block"),
+            page.contains("blocked.test") && !page.contains("--block"),
             "{url}: {page}"
         );
     }
+    // The rule that matched is in larder's own log, for the operator.
+    let log = proxy.stderr();
+    assert!(
+        log.contains("refused: site blocked.test (--block)"),
+        "log: {log}"
+    );
     // A suffix that does not start at a label boundary is another site.
     assert_ne!(proxy.get(&localhost_url(&origin)).status, 403);
     assert_eq!(proxy.get("http://x.calhost/").status, 403);
@@ -181,7 +201,7 @@ fn block_list_file_changes_apply_without_restart() {
 fn blocked_ip_is_403_for_literal_and_resolved_addresses() {
     let origin = answering_origin();
     let proxy = Proxy::start(&["--block-ip", "127.0.0.0/8"]);
-    let detail = "blocked: address 127.0.0.1 (--block-ip 127.0.0.0/8)";
+    let detail = "is blocked by this proxy";
 
     let literal = proxy.get(&origin.url("/"));
     assert_eq!(literal.status, 403);

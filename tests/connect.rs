@@ -125,7 +125,7 @@ fn connect_to_a_port_not_allowed_is_403() {
     client.send(connect_head(&server.authority()).as_bytes());
     let response = client.read_response_for("CONNECT");
     assert_eq!(response.status, 403);
-    let detail = format!("CONNECT to port {} is not allowed", server.port());
+    let detail = format!("does not open tunnels to port {}", server.port());
     assert!(
         response.text().contains(&detail),
         "page: {}",

@@ -13,7 +13,7 @@ fn dns_failure_is_502() {
     let response = proxy.get(&format!("http://{host}/"));
     assert_eq!(response.status, 502);
     assert!(
-        response.text().contains("cannot resolve"),
+        response.text().contains("could not be resolved"),
         "page: {}",
         response.text()
     );

@@ -289,14 +289,23 @@ fn percent_encoded_host_is_400() {
 }
 
 #[test]
-fn origin_form_target_is_400() {
-    // The Host names a real origin: larder must still not act as a reverse proxy.
+fn origin_form_target_is_for_larder_itself_never_forwarded() {
+    // The Host names a real origin: larder must still not act as a reverse proxy. A
+    // request in origin form is for larder's own pages, and this path is not one.
     let setup = Setup::new();
     let raw = format!(
         "GET /path HTTP/1.1\r\nHost: {}\r\n\r\n",
         setup.origin.authority()
     );
-    setup.rejects(raw.as_bytes(), 400);
+    let mut client = setup.proxy.client();
+    client.send(raw.as_bytes());
+    let response = client.read_response();
+    assert_eq!(response.status, 404, "{}", response.text());
+    assert_eq!(
+        setup.origin.requests(),
+        0,
+        "an origin-form request was forwarded"
+    );
 }
 
 #[test]

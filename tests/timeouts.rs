@@ -160,7 +160,7 @@ fn unanswered_upstream_connect_is_504_after_the_connect_timeout() {
     assert_about_half_a_second("connect timeout answered", started.elapsed());
     assert_eq!(response.status, 504, "{}", response.text());
     assert!(
-        response.text().contains("no connection"),
+        response.text().contains("No connection to the server"),
         "{}",
         response.text()
     );

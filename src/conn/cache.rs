@@ -44,7 +44,7 @@ use crate::http::range::{push_content_range, range_answer, RangeAnswer};
 use crate::http::response::Response;
 use crate::http::target::parse_absolute;
 use crate::http::vary::vary_key;
-use crate::http::{push_decimal, BodyKind, Method, Version};
+use crate::http::{push_decimal, BodyKind, Method, Version, ViaName};
 
 /// URLs the admission table remembers: 16 bytes each, so 1 MiB.
 const ADMISSION_SLOTS: usize = 65_536;
@@ -73,10 +73,14 @@ pub struct Cache {
     /// Unix seconds, read once per loop turn ([`Cache::set_clock`]) rather than once
     /// or twice per request.
     now: u64,
+    /// This larder's Via, which a served head carries and a stored one does not.
+    pub via: ViaName,
+    /// No write error is logged before this time (unix seconds): at most one a minute.
+    quiet_until: u64,
 }
 
 impl Cache {
-    pub fn new(store: Store, admit_after: u32, admit_window: u64) -> Cache {
+    pub fn new(store: Store, admit_after: u32, admit_window: u64, via: ViaName) -> Cache {
         Cache {
             store,
             admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
@@ -84,6 +88,8 @@ impl Cache {
             served: 0,
             flights: Flights::default(),
             now: unix_now(),
+            via,
+            quiet_until: 0,
         }
     }
 
@@ -116,6 +122,23 @@ impl Cache {
     fn land(&mut self, c: &mut CacheEx, stored: Option<&ObjectRef>) {
         if std::mem::take(&mut c.leads) {
             self.flights.land(&c.url, stored, &mut self.store);
+        }
+    }
+
+    /// A store operation failed. A write error (a full disk, an I/O error) pauses
+    /// storing for 30 s and is something the operator must act on: it is logged at
+    /// warn, at most once a minute. Anything else (too large, no room right now,
+    /// paused) is an ordinary reason not to store.
+    fn trouble(&mut self, what: &str, e: &CacheError) {
+        match e {
+            CacheError::Io(..) if self.now >= self.quiet_until => {
+                self.quiet_until = self.now + 60;
+                log::warn!(
+                    "{what}: {e}; storing is paused for 30 s (more write errors in the \
+                     next minute are counted in /metrics, not logged)"
+                );
+            }
+            _ => debug!("{what}: {e}"),
         }
     }
 
@@ -176,6 +199,11 @@ pub struct Serving {
 }
 
 impl CacheEx {
+    /// Why the request went (or was going) to the origin: RFC 9211's `fwd` value.
+    pub fn fwd(&self) -> &'static str {
+        self.fwd
+    }
+
     /// The key of the entry this exchange reads or writes: the variant's, or the URL.
     fn key(&self) -> &[u8] {
         self.variant.as_deref().unwrap_or(&self.url)
@@ -448,7 +476,7 @@ fn look(
         let j = judge(&cc, stored, times, now);
         match j.serve {
             Serve::Fresh => Some(plan(
-                req, head, status, stored, body_len, j.age, j.ttl, method,
+                req, head, status, stored, body_len, j.age, j.ttl, method, &cache.via,
             )),
             Serve::Stale if cc.only_if_cached => None,
             Serve::Stale => {
@@ -490,6 +518,7 @@ fn plan(
     age: u64,
     ttl: u64,
     method: &Method,
+    via: &ViaName,
 ) -> Result<Plan, Vec<u8>> {
     let mut head = Vec::with_capacity(stored_head.len() + 160);
     let head_only = *method == Method::Head;
@@ -499,6 +528,7 @@ fn plan(
             stored_head,
             Some(b"HTTP/1.1 304 Not Modified"),
             age,
+            via,
         );
         return Ok(Plan {
             head,
@@ -520,7 +550,7 @@ fn plan(
         }
         RangeAnswer::Unsatisfiable => (Some(b"HTTP/1.1 416 Range Not Satisfiable"), 0..0, 416),
     };
-    push_served_head(&mut head, stored_head, line, age);
+    push_served_head(&mut head, stored_head, line, age, via);
     push_content_range(&mut head, &range, len);
     // RFC 9110 §8.6: never a Content-Length in a 204 (its body is empty anyway).
     if status != 204 {
@@ -684,6 +714,8 @@ pub fn response_head(
             status.extend_from_slice(c.fwd.as_bytes());
             status.extend_from_slice(b"; fwd-status=304\r\n");
             ex.status = plan.status;
+            // The 304 has no Content-Type; the stored head the client gets has.
+            ex.content_type = super::forward::content_type(&plan.head);
             c.result = if c.fwd == "request" {
                 ResultCode::ClientRefreshMiss
             } else {
@@ -739,9 +771,11 @@ fn refresh(
     let old_head = cache.store.bytes(old.head.clone()).to_vec();
     // The 304 has a Date: forwarding adds one when the origin left it out, so the
     // refreshed entry ages from the revalidation, not from the old Date.
-    let not_modified = &r.client_head;
+    // Without this larder's Via: the refreshed head is stored, and whoever serves it
+    // adds their own.
+    let not_modified = stored_head(&r.client_head, &cache.via);
     let mut new_head = Vec::with_capacity(old_head.len() + 64);
-    with_response_fields(&with_blank_line(not_modified), |_, f| {
+    with_response_fields(&not_modified, |_, f| {
         refresh_head(&old_head, f, &mut new_head)
     })?;
     let times = Stored {
@@ -763,7 +797,7 @@ fn refresh(
         }
         Err(e) => {
             // Serve the old body with the new head anyway; the entry stays as it was.
-            debug!("refresh of a cached entry not stored: {e}");
+            cache.trouble("refresh of a cached entry not stored", &e);
             c.stale = None;
             old
         }
@@ -773,7 +807,9 @@ fn refresh(
         with_response_fields(&new_head, |status, stored| {
             let age = crate::http::freshness::current_age(stored, times, now);
             let j = judge(&CacheControl::default(), stored, times, now);
-            plan(req, &new_head, status, stored, len, age, j.ttl, method)
+            plan(
+                req, &new_head, status, stored, len, age, j.ttl, method, &cache.via,
+            )
         })
     })
     .flatten()
@@ -805,7 +841,7 @@ fn begin_fill(
     r: &Response,
     now: u64,
 ) -> bool {
-    let head = stored_head(&r.client_head);
+    let head = stored_head(&r.client_head, &cache.via);
     let body_len = match r.body {
         BodyKind::Length(n) => Some(n),
         BodyKind::None => Some(0),
@@ -837,7 +873,7 @@ fn begin_fill(
         match cache.store.begin(key, &head, meta, body_len) {
             Ok(fill) => Some((variant, fill)),
             Err(e) => {
-                debug!("not stored: {e}");
+                cache.trouble("not stored", &e);
                 None
             }
         }
@@ -884,7 +920,9 @@ fn put_marker(
 /// Removes the entries an unsafe request may have changed (RFC 9111 §4.4): its URL,
 /// and the Location and Content-Location URLs of the response when on the same host.
 fn invalidate(cache: &mut Cache, c: &CacheEx, url: &str, client_head: &[u8]) {
-    let _ = cache.store.invalidate(&c.url);
+    if let Err(e) = cache.store.invalidate(&c.url) {
+        cache.trouble("invalidation not written", &e);
+    }
     let Ok(base) = parse_absolute(url) else {
         return;
     };
@@ -909,7 +947,9 @@ fn invalidate(cache: &mut Cache, c: &CacheEx, url: &str, client_head: &[u8]) {
     })
     .unwrap_or_default();
     for other in others {
-        let _ = cache.store.invalidate(&other);
+        if let Err(e) = cache.store.invalidate(&other) {
+            cache.trouble("invalidation not written", &e);
+        }
     }
 }
 
@@ -945,7 +985,7 @@ impl<'a> Sink<'a> {
             Ok(()) if c.leads => cache.flights.progress(&c.url, fill.written()),
             Ok(()) => {}
             Err(e) => {
-                debug!("fill dropped: {e}");
+                cache.trouble("fill dropped", &e);
                 if let Some(fill) = c.fill.take() {
                     cache.store.abort(fill);
                 }
@@ -964,7 +1004,7 @@ pub fn body_complete(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
     if let Some(fill) = c.fill.take() {
         match cache.store.commit(fill) {
             Ok(obj) => stored = Some(obj),
-            Err(e) => debug!("fill not committed: {e}"),
+            Err(e) => cache.trouble("fill not committed", &e),
         }
     }
     cache.land(c, stored.as_ref());

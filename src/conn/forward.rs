@@ -18,6 +18,7 @@ use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
 use crate::http::date::push_http_date;
+use crate::http::page::Problem;
 use crate::http::response::parse_response_into;
 use crate::http::{BodyKind, Version};
 
@@ -89,7 +90,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
             Err(e) => {
                 debug!("conn {}: bad request body: {}", conn.id, e);
                 ex.close_after = true;
-                fail(cx, 400, e.detail);
+                fail(cx, Problem::new(400, "bad-request", e.detail));
                 return true;
             }
         }
@@ -181,6 +182,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                 Io::Done(n) => {
                     up.inbuf.filled(n);
                     ex.got_bytes = true;
+                    cx.ctx.stats.bytes_from_upstream += n as u64;
                     progress = true;
                 }
                 Io::Blocked => up.inbuf.release_if_empty(&mut cx.ctx.bufs),
@@ -265,7 +267,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
             }
             Err(e) => {
                 debug!("conn {}: bad upstream response: {}", conn.id, e);
-                fail(cx, 502, e.detail);
+                fail(cx, Problem::new(502, "bad-response", e.detail));
                 return true;
             }
         }
@@ -288,13 +290,11 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
         if may_retry(ex, up) {
             retry_fresh(cx);
         } else if ex.got_bytes {
-            fail(
-                cx,
-                502,
-                "upstream closed the connection in the middle of the response head",
-            );
+            let message = "The server closed the connection in the middle of its response.";
+            fail(cx, Problem::new(502, "bad-response", message));
         } else {
-            fail(cx, 502, "upstream closed the connection without answering");
+            let message = "The server closed the connection without answering.";
+            fail(cx, Problem::new(502, "no-response", message));
         }
         return true;
     }
@@ -471,7 +471,7 @@ fn upstream_lost(cx: &mut Cx, why: &str) {
     if retry {
         retry_fresh(cx);
     } else {
-        fail(cx, 502, why);
+        fail(cx, Problem::new(502, "upstream-failed", why));
     }
 }
 

@@ -46,6 +46,7 @@
 pub mod cache;
 pub mod collapse;
 pub mod forward;
+pub mod pages;
 pub mod request;
 pub mod serve;
 pub mod tunnel;
@@ -56,7 +57,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::debug;
 use mio::net::TcpStream;
 use slab::Slab;
 
@@ -65,6 +65,7 @@ use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
 use crate::server::Ctx;
+use log::debug;
 use upstream::Upstream;
 
 /// Bytes one connection may move in one loop turn before others get their go.
@@ -125,12 +126,17 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// Why the access rules refuse this client; answered 403 at its first head.
     pub denied: Option<Box<str>>,
+    /// The client is in `--admin`: it may see the status page and metrics and PURGE.
+    pub admin: bool,
     /// Is it in this turn's ready list.
     pub queued: bool,
     /// Requests answered so far (the first head has its own timeout).
     pub served: u32,
     /// How far `inbuf` was searched for the end of a head.
     pub head_scan: usize,
+    /// The request line of the head being read has ended, and the head was parsed
+    /// once then (a line without a version is refused at once, not at a timeout).
+    pub line_ended: bool,
     /// Bytes discarded while lingering in `Closing`.
     pub drained: usize,
     pub shut: bool,
@@ -210,6 +216,10 @@ pub struct Exchange {
     /// The client left while others wait for this response: it is still fetched and
     /// stored for them, and its bytes for the client are dropped.
     pub detached: bool,
+    /// The client closed its side while the request waited for the upstream, and
+    /// was sent a `100 Continue` to tell a half-close from a hang-up (see
+    /// [`step`]).
+    pub probed: bool,
 }
 
 impl Exchange {
@@ -235,9 +245,11 @@ impl Conn {
             up: None,
             deadline: None,
             denied: None,
+            admin: false,
             queued: false,
             served: 0,
             head_scan: 0,
+            line_ended: false,
             drained: 0,
             shut: false,
             ex: None,
@@ -386,7 +398,7 @@ pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]
 
 /// Steps a connection until it waits, spends its budget, or closes.
 pub fn step(cx: &mut Cx) -> Step {
-    if cx.conn.ready.hup && awaiting_upstream(cx.conn) {
+    if cx.conn.ready.hup && awaiting_upstream(cx.conn) && client_gone(cx.conn) {
         debug!(
             "conn {}: client closed while waiting for upstream",
             cx.conn.id
@@ -420,21 +432,58 @@ pub fn step(cx: &mut Cx) -> Step {
 }
 
 /// The client has sent its request and has nothing to read yet: we are resolving,
-/// connecting or waiting for the response head. A client that closes (or half-closes)
-/// its side now is taken as gone, as nginx and Squid take it by default, so the
-/// upstream work stops at once instead of at a timeout. CONNECT is exempt: half-close
-/// is part of what a tunnel carries.
+/// connecting or waiting for the response head. CONNECT is exempt: half-close is
+/// part of what a tunnel carries.
 fn awaiting_upstream(conn: &Conn) -> bool {
     let Some(ex) = conn.ex.as_deref() else {
         return false;
     };
-    if ex.method == Method::Connect {
+    if ex.method == Method::Connect || ex.status != 0 {
         return false;
     }
     match conn.state {
         State::Resolving | State::Connecting | State::Waiting => true,
         State::Forward => ex.req_done && ex.resp == Resp::Head,
         _ => false,
+    }
+}
+
+/// The client closed its side while its request waits for the upstream. A client
+/// that only half-closed (`shutdown(SHUT_WR)`, as some scripts do after sending a
+/// request) still gets its response; one that hung up should not keep an upstream
+/// busy until the response timeout. TCP cannot tell the two apart until something
+/// is sent, so an HTTP/1.1 client is sent `100 Continue` (an interim response it
+/// must accept at any time, RFC 9110 §15.2): a closed socket answers it with a
+/// reset, which arrives as an error event, and then the client is gone. An
+/// HTTP/1.0 client, which may not be sent a 1xx, is taken at its word and answered.
+fn client_gone(conn: &mut Conn) -> bool {
+    if conn.ready.err {
+        return true;
+    }
+    let Some(ex) = conn.ex.as_deref_mut() else {
+        return false;
+    };
+    if ex.probed || ex.client_version != Version::Http11 {
+        return false;
+    }
+    ex.probed = true;
+    const PROBE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    match write_two(&mut conn.sock, &mut conn.ready, PROBE, &[]) {
+        Io::Done(n) if n == PROBE.len() => {
+            ex.bytes += n as u64;
+            false
+        }
+        Io::Done(n) => {
+            // The rest goes out before anything else written to the client.
+            ex.bytes += n as u64;
+            conn.out.push(PROBE.get(n..).unwrap_or_default());
+            false
+        }
+        Io::Blocked => {
+            conn.out.push(PROBE);
+            false
+        }
+        Io::Eof | Io::Failed(_) => true,
     }
 }
 

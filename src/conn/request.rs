@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
@@ -20,10 +20,10 @@ use crate::access_log::{Entry, ResultCode};
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
-use crate::http::page::error_response;
+use crate::http::page::{error_response, Problem, ASK_ADMIN};
 use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
-use crate::http::{BodyKind, Method};
+use crate::http::{BodyKind, HttpError, Method};
 use crate::server::upstream_token;
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -46,22 +46,21 @@ pub fn head_step(cx: &mut Cx) -> bool {
         match parse_request_into(conn.inbuf.data(), &limits, &cx.ctx.via, head) {
             Ok(Some(req)) => {
                 conn.head_scan = 0;
+                conn.line_ended = false;
                 begin(cx, req);
                 return true;
             }
             Ok(None) => {}
             Err(e) => {
-                let detail = match &conn.denied {
-                    Some(why) => (403, why.to_string()),
-                    None => (e.status, e.detail.to_string()),
-                };
                 debug!("conn {}: bad request: {}", conn.id, e);
-                let result = if detail.0 == 403 {
-                    ResultCode::Denied
+                if conn.denied.is_some() {
+                    // Who may not use the proxy learns only that.
+                    let message = denied_message(conn);
+                    let p = Problem::new(403, "denied", &message);
+                    answer(cx, p, true, None, ResultCode::Denied);
                 } else {
-                    ResultCode::None
-                };
-                answer(cx, detail.0, &detail.1, true, None, result);
+                    answer(cx, parse_problem(&e), true, None, ResultCode::None);
+                }
                 return true;
             }
         }
@@ -104,7 +103,34 @@ pub fn head_step(cx: &mut Cx) -> bool {
     }
 }
 
-/// Looks for the blank line that ends a head in the bytes not searched yet.
+/// The answer to a head the parser refused.
+fn parse_problem(e: &HttpError) -> Problem<'static> {
+    let detail = match e.status {
+        414 => "uri-too-long",
+        431 => "head-too-large",
+        501 => "not-implemented",
+        505 => "version-not-supported",
+        508 => "loop-detected",
+        _ => "bad-request",
+    };
+    Problem::new(e.status, detail, e.detail)
+}
+
+/// The page of a client the access rules refuse (the rule itself goes to the log).
+fn denied_message(conn: &Conn) -> String {
+    if let Some(why) = &conn.denied {
+        info!("conn {}: refused: {why}", conn.id);
+    }
+    format!(
+        "This proxy does not serve your address, {}. {ASK_ADMIN}",
+        conn.peer.ip().to_canonical()
+    )
+}
+
+/// Looks for the blank line that ends a head in the bytes not searched yet; also
+/// true once when the request line ends, so that a line the parser refuses outright
+/// (`GET http://h/` without a version, HTTP/0.9 style, after which a client waits
+/// for an answer) is answered at once.
 fn head_may_be_complete(conn: &mut Conn) -> bool {
     let data = conn.inbuf.data();
     if data.ends_with(b"\r\n\r\n") {
@@ -113,40 +139,68 @@ fn head_may_be_complete(conn: &mut Conn) -> bool {
         return true;
     }
     let from = conn.head_scan.saturating_sub(3).min(data.len());
-    let found = data
-        .get(from..)
-        .unwrap_or(&[])
-        .windows(2)
-        .any(|w| w == b"\n\n" || w == b"\n\r");
+    let fresh = data.get(from..).unwrap_or(&[]);
+    let found = fresh.windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
     conn.head_scan = data.len();
+    if !conn.line_ended && fresh.contains(&b'\n') {
+        conn.line_ended = true;
+        return true;
+    }
     found
 }
 
-/// A parsed head: apply the access rules, then find an upstream.
+/// A parsed head: apply the access rules, then answer it (larder's own pages) or
+/// find an upstream.
 fn begin(cx: &mut Cx, req: Request) {
-    if let Some(why) = cx.conn.denied.clone() {
-        answer_req(cx, &req, 403, &why, true, ResultCode::Denied);
-        return;
-    }
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
+    if cx.conn.denied.is_some() {
+        let message = denied_message(cx.conn);
+        refuse(
+            cx,
+            &req,
+            Problem::new(403, "denied", &message),
+            true,
+            ResultCode::Denied,
+        );
+        return;
+    }
+    if super::pages::for_larder(&req.method, &req.target, &cx.ctx.locals) {
+        let keep = req.keep_alive && !has_body;
+        if keep {
+            cx.conn.inbuf.consume(req.head_len);
+        }
+        let asked = super::pages::Asked {
+            method: &req.method,
+            target: &req.target,
+            keep,
+            started: cx.ctx.now,
+        };
+        super::pages::answer_head(cx, &asked);
+        return;
+    }
     if req.target.is_authority() {
         let port = req.target.port();
         if !cx.ctx.cfg.connect_ports.contains(port) {
-            let why = format!("CONNECT to port {port} is not allowed");
-            answer_req(cx, &req, 403, &why, has_body, ResultCode::Denied);
+            info!(
+                "conn {}: CONNECT to port {port} refused (--connect-ports)",
+                cx.conn.id
+            );
+            let message = format!("This proxy does not open tunnels to port {port}. {ASK_ADMIN}");
+            let p = Problem::new(403, "port-not-allowed", &message);
+            refuse(cx, &req, p, has_body, ResultCode::Denied);
             return;
         }
     }
     if let Some(rule) = cx.ctx.blocklist.blocked_host(req.target.host()) {
-        answer_req(
-            cx,
-            &req,
-            403,
-            &format!("blocked: {rule}"),
-            has_body,
-            ResultCode::Denied,
+        info!("conn {}: {} refused: {rule}", cx.conn.id, req.target.url());
+        cx.ctx.stats.blocked += 1;
+        let message = format!(
+            "The site {} is blocked by this proxy. {ASK_ADMIN}",
+            req.target.host()
         );
+        let p = Problem::new(403, "blocked", &message);
+        refuse(cx, &req, p, has_body, ResultCode::Denied);
         return;
     }
     cx.conn.inbuf.consume(req.head_len);
@@ -188,6 +242,7 @@ fn begin(cx: &mut Cx, req: Request) {
         moved: [0, 0],
         cache: None,
         detached: false,
+        probed: false,
     };
     // A box kept from a finished exchange, if there is one: see `recycle`.
     cx.conn.ex = Some(match cx.ctx.spare_exchanges.pop() {
@@ -213,7 +268,8 @@ fn route(cx: &mut Cx, resumed: bool) {
                 return;
             }
             Consulted::OnlyIfCached => {
-                fail(cx, 504, "only-if-cached: the response is not in the cache");
+                let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
+                fail(cx, Problem::new(504, "only-if-cached", message));
                 return;
             }
             Consulted::Wait => {
@@ -307,7 +363,7 @@ fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool
         return Some(false);
     }
     let mut head = Vec::with_capacity(stream.head.len() + 96);
-    push_served_head(&mut head, &stream.head, None, 0);
+    push_served_head(&mut head, &stream.head, None, 0, &cache.via);
     head.extend_from_slice(b"Content-Length: ");
     push_decimal(&mut head, stream.len);
     head.extend_from_slice(b"\r\n");
@@ -345,23 +401,46 @@ pub fn resolved(cx: &mut Cx, answer: Answer) {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => Arc::from(Vec::new()),
         Err(e) => {
-            let host = host_of(cx);
-            fail(cx, 502, &format!("cannot resolve {host}: {e}"));
+            cx.ctx.stats.dns_failures += 1;
+            let message = format!("The name {} could not be resolved: {e}.", host_of(cx));
+            fail(cx, Problem::new(502, "dns-error", &message));
             return;
         }
     };
     for &ip in addrs.iter() {
         if let Some(rule) = cx.ctx.blocklist.blocked_ip(ip) {
-            fail_denied(cx, &format!("blocked: {rule}"));
+            info!("conn {}: {} refused: {rule}", cx.conn.id, host_of(cx));
+            cx.ctx.stats.blocked += 1;
+            let message = format!(
+                "The site {} is blocked by this proxy. {ASK_ADMIN}",
+                host_of(cx)
+            );
+            fail_with(
+                cx,
+                Problem::new(403, "blocked", &message),
+                ResultCode::Denied,
+            );
             return;
         }
     }
     let port = cx.conn.ex.as_ref().map_or(0, |ex| ex.target.port());
-    if addrs
-        .iter()
-        .any(|&ip| cx.ctx.locals.iter().any(|&l| is_self(l, ip, port)))
-    {
-        fail(cx, 508, "loop detected: the request targets this proxy");
+    if addrs.iter().any(|&ip| {
+        cx.ctx
+            .locals
+            .iter()
+            .any(|&l| super::pages::is_self(l, ip, port))
+    }) {
+        let is_connect = cx
+            .conn
+            .ex
+            .as_ref()
+            .is_some_and(|ex| ex.method == Method::Connect);
+        if is_connect {
+            let message = "A tunnel to this proxy itself would loop.";
+            fail(cx, Problem::new(508, "loop-detected", message));
+        } else {
+            super::pages::answer_exchange(cx);
+        }
         return;
     }
     if let Some(ex) = cx.conn.ex.as_deref_mut() {
@@ -369,15 +448,6 @@ pub fn resolved(cx: &mut Cx, answer: Answer) {
         ex.addr_idx = 0;
     }
     connect_next(cx, None);
-}
-
-/// Whether `ip:port` is larder's own listening address.
-fn is_self(local: SocketAddr, ip: IpAddr, port: u16) -> bool {
-    if port != local.port() {
-        return false;
-    }
-    let lip = local.ip();
-    ip == lip || (lip.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
 }
 
 fn host_of(cx: &Cx) -> String {
@@ -399,11 +469,17 @@ fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
                     ex.pool_key,
                 ),
                 None => {
-                    let why = match &last_err {
-                        Some(e) => format!("cannot connect to {}: {e}", ex.target.host_header()),
-                        None => format!("no address for {}", ex.target.host()),
+                    let (detail, message) = match &last_err {
+                        Some(e) => (
+                            "connect-failed",
+                            format!("Cannot connect to {}: {e}.", ex.target.host_header()),
+                        ),
+                        None => (
+                            "dns-error",
+                            format!("The name {} has no address.", ex.target.host()),
+                        ),
                     };
-                    fail(cx, 502, &why);
+                    fail(cx, Problem::new(502, detail, &message));
                     return;
                 }
             },
@@ -499,6 +575,7 @@ pub fn connect_step(cx: &mut Cx) -> bool {
                 return true;
             };
             if ex.method == Method::Connect {
+                cx.ctx.stats.tunnels += 1;
                 ex.status = 200;
                 cx.conn.out.push(ESTABLISHED);
                 cx.conn.state = State::Tunnel;
@@ -533,41 +610,32 @@ pub fn drop_upstream(cx: &mut Cx) {
 
 /// The request failed before a response started: answer with an error page and
 /// close, or just close if the client already got response bytes.
-pub fn fail(cx: &mut Cx, status: u16, detail: &str) {
-    fail_with(
-        cx,
-        status,
-        detail,
-        if status == 403 {
-            ResultCode::Denied
-        } else {
-            ResultCode::Miss
-        },
-    );
+pub fn fail(cx: &mut Cx, p: Problem) {
+    let result = if p.status == 403 {
+        ResultCode::Denied
+    } else {
+        ResultCode::Miss
+    };
+    fail_with(cx, p, result);
 }
 
-fn fail_denied(cx: &mut Cx, detail: &str) {
-    fail_with(cx, 403, detail, ResultCode::Denied);
-}
-
-fn fail_with(cx: &mut Cx, status: u16, detail: &str, result: ResultCode) {
+fn fail_with(cx: &mut Cx, p: Problem, result: ResultCode) {
     drop_upstream(cx);
     let started = cx.conn.ex.as_ref().map(|ex| ex.status != 0);
     if started == Some(true) {
         abort(cx);
         return;
     }
-    if status >= 500 {
-        debug!("conn {}: {} {}", cx.conn.id, status, detail);
+    if p.status >= 500 {
+        debug!("conn {}: {} {}", cx.conn.id, p.status, p.message);
     }
-    // Keep the client connection when its request was read whole.
-    let keep = cx
-        .conn
-        .ex
-        .as_ref()
-        .is_some_and(|ex| ex.req_done && ex.req_pending == 0 && ex.client_keep_alive);
+    // Keep the client connection when its request was read whole. Never after a
+    // CONNECT: what the client sent behind it was meant for the tunnel.
+    let keep = cx.conn.ex.as_ref().is_some_and(|ex| {
+        ex.req_done && ex.req_pending == 0 && ex.client_keep_alive && ex.method != Method::Connect
+    });
     let ex = end_exchange(cx);
-    answer(cx, status, detail, !keep, ex.as_deref(), result);
+    answer(cx, p, !keep, ex.as_deref(), result);
 }
 
 /// The exchange cannot go on and the client already has part of a response:
@@ -585,66 +653,64 @@ pub fn abort(cx: &mut Cx) {
 }
 
 /// Answers a request that was refused at its head (the exchange never started).
-fn answer_req(
-    cx: &mut Cx,
-    req: &Request,
-    status: u16,
-    detail: &str,
-    close: bool,
-    result: ResultCode,
-) {
-    let close = close || !req.keep_alive;
+/// A refused CONNECT always closes: bytes behind it were meant for the tunnel.
+fn refuse(cx: &mut Cx, req: &Request, p: Problem, close: bool, result: ResultCode) {
+    let close = close || !req.keep_alive || req.method == Method::Connect || cx.ctx.draining;
     if !close {
         cx.conn.inbuf.consume(req.head_len);
     }
-    let url = req.target.display_url();
-    let page = error_response(status, detail, &cx.ctx.via, close);
-    write_log(
-        cx,
-        req.method.as_str(),
-        &url,
-        status,
-        page.len() as u64,
-        None,
+    let page = error_response(&p, &cx.ctx.via, close, None);
+    let line = Line {
+        method: req.method.as_str(),
+        url: req.target.url(),
+        host: req.target.host(),
+        status: p.status,
+        bytes: page.len() as u64,
+        peer: None,
         result,
-        cx.ctx.now,
-    );
-    queue_answer(cx, page, close);
-}
-
-/// Sends larder's own answer; `ex` is the exchange it answers, if one started.
-pub fn answer(
-    cx: &mut Cx,
-    status: u16,
-    detail: &str,
-    close: bool,
-    ex: Option<&Exchange>,
-    result: ResultCode,
-) {
-    let page = error_response(status, detail, &cx.ctx.via, close);
-    let (method, url, started) = match ex {
-        Some(ex) => (
-            ex.method.as_str().to_owned(),
-            ex.target.display_url(),
-            ex.started,
-        ),
-        None => ("-".to_owned(), "-".to_owned(), cx.ctx.now),
+        started: cx.ctx.now,
+        content_type: "text/html",
     };
-    let peer = ex.and_then(|e| e.peer_ip());
-    write_log(
-        cx,
-        &method,
-        &url,
-        status,
-        page.len() as u64,
-        peer,
-        result,
-        started,
-    );
+    record(cx, &line);
     queue_answer(cx, page, close);
 }
 
-fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
+/// Sends larder's own error answer; `ex` is the exchange it answers, if one started
+/// (its `Cache-Status` then says why it went forward).
+pub fn answer(cx: &mut Cx, p: Problem, close: bool, ex: Option<&Exchange>, result: ResultCode) {
+    let fwd = ex.and_then(|ex| ex.cache.as_ref()).map(|c| c.fwd());
+    let page = error_response(&p, &cx.ctx.via, close, fwd);
+    let line = match ex {
+        Some(ex) => Line {
+            method: ex.method.as_str(),
+            url: ex.target.url(),
+            host: ex.target.host(),
+            status: p.status,
+            bytes: page.len() as u64,
+            peer: ex.peer_ip(),
+            result,
+            started: ex.started,
+            content_type: "text/html",
+        },
+        None => Line {
+            method: "-",
+            url: "-",
+            host: "",
+            status: p.status,
+            bytes: page.len() as u64,
+            peer: None,
+            result,
+            started: cx.ctx.now,
+            content_type: "text/html",
+        },
+    };
+    record(cx, &line);
+    queue_answer(cx, page, close);
+}
+
+/// Queues a complete response larder made itself and ends the request: the
+/// connection reads the next request, or closes (`close`) once it is written.
+pub fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
     let conn = &mut *cx.conn;
     conn.out.push(&page);
     conn.ex = None;
@@ -653,50 +719,58 @@ fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
     after_response(cx, close);
 }
 
-/// Writes the access-log line for a finished exchange.
+/// Counts and logs a finished exchange.
 pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: ResultCode) {
-    let Some(log) = cx.ctx.log.as_mut() else {
+    let line = Line {
+        method: ex.method.as_str(),
+        url: ex.target.url(),
+        host: ex.target.host(),
+        status: ex.status,
+        bytes: ex.bytes,
+        peer: ex.peer_ip(),
+        result,
+        started: ex.started,
+        content_type: ex.content_type.as_deref().unwrap_or("-"),
+    };
+    record(cx, &line);
+}
+
+/// What is counted and logged of one finished request.
+pub struct Line<'a> {
+    /// "-" when no request could be read.
+    pub method: &'a str,
+    pub url: &'a str,
+    /// The target's host, for the figures by host ("" when there is none).
+    pub host: &'a str,
+    /// 0 when nothing was sent.
+    pub status: u16,
+    /// Bytes sent to the client, heads included.
+    pub bytes: u64,
+    pub peer: Option<IpAddr>,
+    pub result: ResultCode,
+    pub started: std::time::Instant,
+    pub content_type: &'a str,
+}
+
+/// Counts a finished request ([`crate::stats::Stats`]) and writes its access-log line.
+/// Every request larder answered, or failed to answer, goes through here once.
+pub fn record(cx: &mut Cx, line: &Line) {
+    let ctx = &mut *cx.ctx;
+    ctx.stats
+        .record(ctx.unix, line.result, line.bytes, line.host);
+    let Some(log) = ctx.log.as_mut() else {
         return;
     };
     log.write(&Entry {
         time: SystemTime::now(),
-        elapsed: cx.ctx.now.saturating_duration_since(ex.started),
+        elapsed: ctx.now.saturating_duration_since(line.started),
         client: cx.conn.peer.ip(),
-        result,
-        status: ex.status,
-        bytes: ex.bytes,
-        method: ex.method.as_str(),
-        url: ex.target.url(),
-        peer: ex.peer_ip(),
-        content_type: ex.content_type.as_deref().unwrap_or("-"),
+        result: line.result,
+        status: line.status,
+        bytes: line.bytes,
+        method: line.method,
+        url: line.url,
+        peer: line.peer,
+        content_type: line.content_type,
     });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_log(
-    cx: &mut Cx,
-    method: &str,
-    url: &str,
-    status: u16,
-    bytes: u64,
-    peer: Option<IpAddr>,
-    result: ResultCode,
-    started: std::time::Instant,
-) {
-    let client = cx.conn.peer.ip();
-    let elapsed = cx.ctx.now.saturating_duration_since(started);
-    if let Some(log) = cx.ctx.log.as_mut() {
-        log.write(&Entry {
-            time: SystemTime::now(),
-            elapsed,
-            client,
-            result,
-            status,
-            bytes,
-            method,
-            url,
-            peer,
-            content_type: "text/html",
-        });
-    }
 }

@@ -243,6 +243,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 /// Logs the tunnel and closes both sides.
 pub fn end(cx: &mut Cx) {
     if let Some(ex) = super::end_exchange(cx) {
+        cx.ctx.stats.bytes_from_upstream += ex.moved[1];
         log_exchange(cx, &ex, ResultCode::Tunnel);
         super::recycle(cx.ctx, ex);
     }

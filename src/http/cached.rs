@@ -5,9 +5,9 @@
 
 use super::cache_control::CacheControl;
 use super::freshness::{current_age, freshness_lifetime, may_serve, Serve, Stored};
-use super::push_decimal;
 use super::request::{header_slots, list_elements, Slot, STACK_SLOTS};
 use super::vary::vary_names;
+use super::{push_decimal, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
 
@@ -52,12 +52,16 @@ pub fn with_response_fields<R>(head: &[u8], f: impl FnOnce(u16, &[Header<'_>]) -
 /// The head to store for a response whose head for the client is `client_head`
 /// (status line and field lines, no final blank line; see
 /// [`super::response::Response::client_head`]): the same without Content-Length,
-/// which is written from the stored body's length when served, and with the blank
-/// line. Everything else is stored verbatim, Date and Age included.
-pub fn stored_head(client_head: &[u8]) -> Vec<u8> {
+/// which is written from the stored body's length when served, and without the
+/// `Via` line this larder added (the one serving it adds its own: see
+/// [`push_served_head`]), and with the blank line. Everything else is stored
+/// verbatim, Date, Age and the origin's Via included.
+pub fn stored_head(client_head: &[u8], via: &ViaName) -> Vec<u8> {
+    let own = via.field_line().as_bytes();
+    let own = own.strip_suffix(b"\r\n").unwrap_or(own);
     let mut out = Vec::with_capacity(client_head.len() + 2);
     for line in lines(client_head) {
-        if !is_field(line, b"content-length") {
+        if !is_field(line, b"content-length") && line != own {
             out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
         }
@@ -93,7 +97,13 @@ pub fn judge(req_cc: &CacheControl, stored: &[Header<'_>], times: Stored, now: u
 /// the stored one when given (304, 206, ...), then every stored field line except
 /// Age and Content-Length, verbatim, then `Age: age`. No blank line: the caller adds
 /// framing, Cache-Status and Connection first.
-pub fn push_served_head(out: &mut Vec<u8>, stored: &[u8], status_line: Option<&[u8]>, age: u64) {
+pub fn push_served_head(
+    out: &mut Vec<u8>,
+    stored: &[u8],
+    status_line: Option<&[u8]>,
+    age: u64,
+    via: &ViaName,
+) {
     let mut it = lines(stored);
     let stored_status = it.next().unwrap_or_default();
     out.extend_from_slice(status_line.unwrap_or(stored_status));
@@ -107,6 +117,7 @@ pub fn push_served_head(out: &mut Vec<u8>, stored: &[u8], status_line: Option<&[
     out.extend_from_slice(b"Age: ");
     push_decimal(out, age);
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(via.field_line().as_bytes());
 }
 
 /// The marker stored under a URL whose response had a Vary naming fields: a head
@@ -160,29 +171,42 @@ mod tests {
 
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nAge: 7\r\nContent-Type: text/plain\r\nCache-Control: max-age=100\r\nVia: 1.1 larder-1\r\n\r\n";
 
+    fn via() -> ViaName {
+        ViaName::new("larder-0000000a".into())
+    }
+
     #[test]
-    fn stored_head_drops_only_content_length_and_ends_the_head() {
-        let client = b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nContent-Length: 5\r\nVia: 1.1 x\r\n";
+    fn stored_head_drops_content_length_and_its_own_via_and_ends_the_head() {
+        let client = b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nContent-Length: 5\r\nVia: 1.1 x\r\nVia: 1.1 larder-0000000a\r\n";
         assert_eq!(
-            stored_head(client),
+            stored_head(client, &via()),
             b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nVia: 1.1 x\r\n\r\n"
         );
     }
 
     #[test]
-    fn served_head_replaces_age_and_keeps_date_verbatim() {
+    fn served_head_replaces_age_keeps_date_verbatim_and_adds_the_serving_via() {
         let mut out = Vec::new();
-        push_served_head(&mut out, HEAD, None, 42);
+        push_served_head(&mut out, HEAD, None, 42, &via());
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
-        assert!(text.ends_with("Via: 1.1 larder-1\r\nAge: 42\r\n"), "{text}");
+        assert!(
+            text.ends_with("Via: 1.1 larder-1\r\nAge: 42\r\nVia: 1.1 larder-0000000a\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("Age: 7"));
     }
 
     #[test]
     fn served_head_takes_a_new_status_line() {
         let mut out = Vec::new();
-        push_served_head(&mut out, HEAD, Some(b"HTTP/1.1 304 Not Modified"), 0);
+        push_served_head(
+            &mut out,
+            HEAD,
+            Some(b"HTTP/1.1 304 Not Modified"),
+            0,
+            &via(),
+        );
         assert!(out.starts_with(b"HTTP/1.1 304 Not Modified\r\nDate:"));
     }
 

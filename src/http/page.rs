@@ -72,37 +72,91 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// A complete small response larder itself sends: status line, Content-Type: text/html; charset=utf-8,
-/// Content-Length, Cache-Control: no-store, via.field_line(), "Connection: close" if close else
-/// "Connection: keep-alive", then the body:
-/// `<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1><p>{detail}</p><hr><address>larder</address></body></html>\n`
-/// with detail HTML-escaped. (Browsers show it; curl users see the `<p>` line.)
-pub fn error_response(status: u16, detail: &str, via: &ViaName, close: bool) -> Vec<u8> {
+/// Why larder answers a request itself with an error: the status, the RFC 9211
+/// `detail` token of its `Cache-Status`, and the sentence the client reads. The
+/// sentence says what was refused and what to do; it never names a file, a flag or
+/// a rule of the proxy's configuration (those go to larder's own log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Problem<'a> {
+    pub status: u16,
+    /// A token (letters, digits, `-`): `dns-error`, `blocked`, `bad-request`, ...
+    pub detail: &'static str,
+    pub message: &'a str,
+}
+
+impl<'a> Problem<'a> {
+    pub fn new(status: u16, detail: &'static str, message: &'a str) -> Problem<'a> {
+        Problem {
+            status,
+            detail,
+            message,
+        }
+    }
+}
+
+/// Appended to a message that refuses something by the proxy's policy.
+pub const ASK_ADMIN: &str = "If you need it, ask the administrator of this proxy.";
+
+/// A complete error response larder itself sends: status line, Content-Type: text/html;
+/// charset=utf-8, Content-Length, Cache-Control: no-store, `Cache-Status: larder;
+/// [fwd=FWD; ]detail=DETAIL` (`fwd` when the request was on its way to the origin),
+/// via.field_line(), "Connection: close" if close else "Connection: keep-alive", then
+/// the body:
+/// `<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1><p>{message}</p><hr><address>larder</address></body></html>\n`
+/// with the message HTML-escaped. (Browsers show it; curl users see the `<p>` line.)
+pub fn error_response(p: &Problem, via: &ViaName, close: bool, fwd: Option<&str>) -> Vec<u8> {
+    let status = p.status;
     let reason = reason(status);
     let body = format!(
         "<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>\
          <p>{}</p><hr><address>larder</address></body></html>\n",
-        html_escape(detail)
+        html_escape(p.message)
     );
+    let cache_status = match fwd {
+        Some(fwd) => format!("Cache-Status: larder; fwd={fwd}; detail={}\r\n", p.detail),
+        None => format!("Cache-Status: larder; detail={}\r\n", p.detail),
+    };
+    response(
+        status,
+        "text/html; charset=utf-8",
+        body.as_bytes(),
+        via,
+        close,
+        &cache_status,
+    )
+}
+
+/// A complete small response of larder's own: status line, Content-Type,
+/// Content-Length, Cache-Control: no-store, `extra` (whole field lines), Via,
+/// Connection, then `body`.
+pub fn response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    via: &ViaName,
+    close: bool,
+    extra: &str,
+) -> Vec<u8> {
+    let reason = reason(status);
     let connection = if close { "close" } else { "keep-alive" };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\n\
-         Content-Type: text/html; charset=utf-8\r\n\
+         Content-Type: {content_type}\r\n\
          Content-Length: {}\r\n\
          Cache-Control: no-store\r\n\
-         {}\
+         {extra}{}\
          Connection: {connection}\r\n\r\n",
         body.len(),
         via.field_line()
     );
     let mut out = head.into_bytes();
-    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(body);
     out
 }
 
 /// Details may quote client input (a host name, a target); escaping keeps the page
 /// from becoming a reflected-script vector.
-fn html_escape(s: &str) -> String {
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -143,12 +197,14 @@ mod tests {
 
     #[test]
     fn error_page_head_has_every_field_in_order() {
-        let (head, body) = split(&error_response(403, "blocked", &via(), true));
+        let p = Problem::new(403, "blocked", "blocked");
+        let (head, body) = split(&error_response(&p, &via(), true, None));
         let expected = format!(
             "HTTP/1.1 403 Forbidden\r\n\
              Content-Type: text/html; charset=utf-8\r\n\
              Content-Length: {}\r\n\
              Cache-Control: no-store\r\n\
+             Cache-Status: larder; detail=blocked\r\n\
              Via: 1.1 larder-1a2b3c4d\r\n\
              Connection: close",
             body.len()
@@ -158,7 +214,9 @@ mod tests {
 
     #[test]
     fn error_page_body_names_status_and_detail() {
-        let (_, body) = split(&error_response(502, "DNS lookup failed", &via(), false));
+        let p = Problem::new(502, "dns-error", "DNS lookup failed");
+        let (head, body) = split(&error_response(&p, &via(), false, Some("miss")));
+        assert!(head.contains("\r\nCache-Status: larder; fwd=miss; detail=dns-error\r\n"));
         assert_eq!(
             body,
             "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>\
@@ -168,17 +226,22 @@ mod tests {
 
     #[test]
     fn keep_alive_page_says_so() {
-        let (head, _) = split(&error_response(400, "x", &via(), false));
+        let (head, _) = split(&error_response(
+            &Problem::new(400, "bad-request", "x"),
+            &via(),
+            false,
+            None,
+        ));
         assert!(head.ends_with("\r\nConnection: keep-alive"));
     }
 
     #[test]
     fn detail_is_html_escaped() {
         let (_, body) = split(&error_response(
-            400,
-            "<script>\"a\" & 'b'</script>",
+            &Problem::new(400, "bad-request", "<script>\"a\" & 'b'</script>"),
             &via(),
             true,
+            None,
         ));
         assert!(
             body.contains("<p>&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;</p>")
@@ -187,7 +250,12 @@ mod tests {
 
     #[test]
     fn content_length_counts_utf8_bytes() {
-        let page = error_response(403, "blocked: ü", &via(), true);
+        let page = error_response(
+            &Problem::new(403, "blocked", "blocked: ü"),
+            &via(),
+            true,
+            None,
+        );
         let (head, body) = split(&page);
         assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
         assert!(body.len() > body.chars().count());

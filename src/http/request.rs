@@ -6,7 +6,7 @@
 //! hold, how lists split) live here too, as `pub(super)` items.
 
 use super::body::Framing;
-use super::target::{parse_absolute, parse_authority, scheme_end, Target};
+use super::target::{parse_absolute, parse_authority, parse_origin, scheme_end, Target};
 use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
@@ -105,6 +105,7 @@ pub fn parse_request_into(
         }
     };
     let target = parse_target(&method, req.path.unwrap_or_default())?;
+    let mut host_value: Option<&[u8]> = None;
 
     let mut framing = Framing::default();
     let mut tokens = ConnectionTokens::new();
@@ -129,12 +130,22 @@ pub fn parse_request_into(
                 list_elements(field.value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host_value = Some(field.value);
         }
     }
     // RFC 9112 §3.2: two Host lines are ambiguous to whoever reads them next.
     if hosts > 1 {
         return Err(bad("more than one Host field"));
     }
+    let target = match target {
+        Some(target) => target,
+        None => {
+            let path = req.path.unwrap_or_default();
+            let host = host_value
+                .ok_or_else(|| bad("a request for the proxy itself needs a Host field"))?;
+            parse_origin(path, host)?
+        }
+    };
     let body = request_body(&framing, version)?;
     let body = match (&method, body) {
         (Method::Connect, BodyKind::None | BodyKind::Length(0)) => BodyKind::None,
@@ -201,16 +212,18 @@ fn bad(detail: &'static str) -> HttpError {
 }
 
 /// The request target must suit the method: authority-form for CONNECT,
-/// absolute-form for everything else (larder is a forward proxy).
-fn parse_target(method: &Method, target: &str) -> Result<Target, HttpError> {
+/// absolute-form for everything else (larder is a forward proxy), or origin-form
+/// for a request to larder itself (`Ok(None)`: the caller builds it with the Host
+/// field).
+fn parse_target(method: &Method, target: &str) -> Result<Option<Target>, HttpError> {
     if *method == Method::Connect {
         if target.starts_with('/') || scheme_end(target).is_some() || target == "*" {
             return Err(bad("CONNECT needs an authority-form target (host:port)"));
         }
-        return parse_authority(target);
+        return parse_authority(target).map(Some);
     }
     if target.starts_with('/') {
-        return Err(bad("larder is a forward proxy: send absolute-form targets"));
+        return Ok(None);
     }
     if target == "*" {
         return Err(bad("asterisk-form targets (OPTIONS *) are not supported"));
@@ -220,7 +233,7 @@ fn parse_target(method: &Method, target: &str) -> Result<Target, HttpError> {
             "target must be absolute-form (http://host/path); host:port is only for CONNECT",
         ));
     }
-    parse_absolute(target)
+    parse_absolute(target).map(Some)
 }
 
 /// RFC 9112 §6.1–6.3 for requests: Transfer-Encoding must be exactly one final
@@ -1065,12 +1078,20 @@ mod tests {
     }
 
     #[test]
-    fn rejects_origin_form() {
-        let e = err("GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n");
+    fn origin_form_is_a_request_for_larder_itself_with_the_host_field() {
+        let req = ok("GET /metrics?x=1 HTTP/1.1\r\nHost: Proxy.LAN:3128\r\n\r\n");
+        assert!(req.target.is_origin_form());
+        assert_eq!(req.target.host_header(), "proxy.lan:3128");
+        assert_eq!(req.target.path_and_query(), "/metrics?x=1");
+        let e = err("GET /index.html HTTP/1.1\r\n\r\n");
         assert_eq!(
             e,
-            HttpError::new(400, "larder is a forward proxy: send absolute-form targets")
+            HttpError::new(400, "a request for the proxy itself needs a Host field")
         );
+        for host in ["a b", "a@b", "[::1", "a:99999", ""] {
+            let e = err(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+            assert_eq!(e.status, 400, "{host:?}");
+        }
     }
 
     #[test]
@@ -1128,6 +1149,20 @@ mod tests {
             assert_eq!(err(&format!("{line}\r\n\r\n")).status, 400, "{line}");
         }
         assert_eq!(err("GET http://a/ XTTP").status, 400);
+    }
+
+    #[test]
+    fn a_request_line_without_a_version_is_refused_before_the_head_ends() {
+        // HTTP/0.9 style: the client sends the line alone and waits for an answer.
+        for line in ["GET http://a/ \r\n", "GET http://a/\r\n", "GET /\r\n"] {
+            assert_eq!(err(line).status, 400, "{line:?}");
+        }
+        let partial = parse_request(
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n",
+            &Limits::default(),
+            &ViaName::new("v".into()),
+        );
+        assert_eq!(partial, Ok(None));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Target {
     path: u32,
     port: u16,
     authority_form: bool,
+    /// Sent in origin-form (`GET /path` with a Host field): a request for larder itself.
+    origin_form: bool,
 }
 
 impl fmt::Debug for Target {
@@ -47,6 +49,13 @@ impl Target {
     /// authority-form (CONNECT's `host:port`), not absolute-form.
     pub fn is_authority(&self) -> bool {
         self.authority_form
+    }
+
+    /// Sent in origin-form (`GET /path`, the host from the Host field): a client that
+    /// took larder for a web server, such as a browser fetching the PAC file. The
+    /// target reads as the absolute URL the Host field makes of it.
+    pub fn is_origin_form(&self) -> bool {
+        self.origin_form
     }
 
     /// The origin-form target for upstream: `/path?query` (empty in authority-form).
@@ -156,6 +165,7 @@ fn build(a: &Authority, absolute: bool, path: &str) -> Target {
         path: path_start as u32,
         port: a.port,
         authority_form: !absolute,
+        origin_form: false,
     }
 }
 
@@ -253,6 +263,22 @@ fn short_port(port: &str) -> Option<u16> {
 /// searcher per call, a cost out of proportion on a short request target.)
 pub fn scheme_end(s: &str) -> Option<usize> {
     s.as_bytes().windows(3).position(|w| w == b"://")
+}
+
+/// Parses an origin-form target (`/path?query`) with the value of the request's Host
+/// field (`host[:port]`), as a request for larder itself arrives.
+pub fn parse_origin(path: &str, host: &[u8]) -> Result<Target, HttpError> {
+    check_visible(path)?;
+    if !path.starts_with('/') {
+        return Err(bad("origin-form target must start with /"));
+    }
+    let host = std::str::from_utf8(host.trim_ascii())
+        .map_err(|_| bad("invalid byte in the Host field"))?;
+    check_visible(host).map_err(|_| bad("invalid Host field"))?;
+    let authority = host_port(host, Some(80)).map_err(|_| bad("invalid Host field"))?;
+    let mut target = build(&authority, true, path);
+    target.origin_form = true;
+    Ok(target)
 }
 
 /// Parses an authority-form target (`host:port`, port required), as CONNECT uses.
