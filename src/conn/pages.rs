@@ -87,11 +87,11 @@ fn answer(cx: &mut Cx, asked: &Asked) {
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
         Page::Status => {
-            let body = with_snapshot(cx, |s| pages::status_html(s));
+            let body = with_snapshot(cx, pages::status_html);
             (200, HTML_TYPE, body, "", ResultCode::None)
         }
         Page::Metrics => {
-            let body = with_snapshot(cx, |s| pages::metrics_text(s));
+            let body = with_snapshot(cx, pages::metrics_text);
             (200, METRICS_TYPE, body, "", ResultCode::None)
         }
         Page::Health => {
