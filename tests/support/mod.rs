@@ -140,17 +140,36 @@ impl Proxy {
     /// Sends SIGTERM and waits (at most 5 s, else the test fails) for larder to exit;
     /// returns its exit code (`None`: killed by a signal).
     pub fn stop(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("larder ignored SIGTERM for 5 s"))
+    }
+
+    /// larder's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `name` (`HUP`, `USR1`, `TERM`, `KILL`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `max` for larder to exit: `Some(exit code)` (`Some(None)`: killed by
+    /// a signal), or `None` if it is still running.
+    pub fn wait_exit(&mut self, max: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + max;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for larder") {
-                return status.code();
+                return Some(status.code());
             }
-            assert!(Instant::now() < deadline, "larder ignored SIGTERM for 5 s");
+            if Instant::now() >= deadline {
+                return None;
+            }
             thread::sleep(Duration::from_millis(10));
         }
     }

@@ -1,0 +1,300 @@
+//! One test per bug found in use: each is named for the behaviour that was wrong, and
+//! says how it showed. A test here fails on the code before its fix.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::{
+    black_hole, dead_port, get, larder_via, ok, request, via_entries, wait_for_log_lines, Client,
+    Origin, Proxy, Reply, TempDir, TempFile,
+};
+
+/// A 200 with a Content-Type and a minute of freshness, and validators.
+fn fresh_page(body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/x-larder\r\nCache-Control: max-age=60\r\n\
+         ETag: \"v1\"\r\nDate: {}\r\nContent-Length: {}\r\n\r\n",
+        http_date(),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn http_date() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = Vec::new();
+    larder::http::date::push_http_date(&mut out, secs);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `printf 'GET ... \r\n\r\n' | nc -N proxy 3128` sends its request, then half-closes.
+/// larder took the half-close for a client that had left and dropped the request, so
+/// the client read nothing at all.
+#[test]
+fn a_client_that_half_closes_after_its_request_still_gets_the_response() {
+    let origin = Origin::start(|_| {
+        // Answer after the half-close has surely reached larder.
+        std::thread::sleep(Duration::from_millis(300));
+        Reply::Send(ok(b"still here"))
+    });
+    let proxy = Proxy::start(&[]);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut client = proxy.client();
+        let head = format!(
+            "GET {} {version}\r\nHost: {}\r\n\r\n",
+            origin.url("/half"),
+            origin.authority()
+        );
+        client.send(head.as_bytes());
+        client.shutdown_write();
+        let response = client.read_final_response();
+        assert_eq!(response.status, 200, "{version}");
+        assert_eq!(response.body, b"still here", "{version}");
+        client.expect_closed();
+    }
+}
+
+/// A client that hangs up (rather than half-closing) still frees the upstream at once;
+/// the half-close fix must not undo that (see `timeouts.rs` for the HTTP/1.1 case).
+#[test]
+fn a_client_that_hangs_up_is_told_from_one_that_half_closed() {
+    let origin = Origin::start(|_| Reply::Stall(Duration::from_secs(10)));
+    let log = TempFile::new("hangup.log");
+    let proxy = Proxy::start(&["--access-log", log.arg()]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/slow")).as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while origin.requests() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(client);
+    let lines = wait_for_log_lines(&log, 1);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.contains(" TCP_MISS_ABORTED/")),
+        "{lines:?}"
+    );
+}
+
+/// A CONNECT that fails leaves whatever the client pipelined behind it in larder's
+/// buffer: those bytes were meant for the tunnel, yet larder parsed them as the next
+/// request and forwarded it.
+#[test]
+fn bytes_pipelined_behind_a_refused_connect_are_never_parsed() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"should not be fetched")));
+    let smuggled = get(&origin.url("/smuggled"));
+    let (_hole, _filler, hole_port) = black_hole();
+    let dead = dead_port();
+    let ports = format!("{dead},{hole_port}");
+    let proxy = Proxy::start(&["--connect-ports", &ports, "--timeout-connect", "0.5"]);
+    let cases = [
+        // Port not allowed: 403 at the head.
+        (format!("127.0.0.1:{}", origin.port()), 403),
+        // Connection refused: 502.
+        (format!("127.0.0.1:{dead}"), 502),
+        // No answer to the connect: 504.
+        (format!("127.0.0.1:{hole_port}"), 504),
+    ];
+    for (authority, status) in cases {
+        let mut client = proxy.client();
+        let raw = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n{smuggled}");
+        client.send(raw.as_bytes());
+        let response = client.read_response_for("CONNECT");
+        assert_eq!(response.status, status, "CONNECT {authority}");
+        assert!(response.is_close(), "CONNECT {authority}: not closing");
+        client.expect_closed();
+    }
+    assert_eq!(
+        origin.requests(),
+        0,
+        "tunnel bytes were parsed as a request"
+    );
+}
+
+/// `GET http://h/ ` and a line end, HTTP/0.9 style: the client waits for an answer,
+/// and larder waited for the rest of a head until the head timeout.
+#[test]
+fn a_request_line_without_a_version_is_answered_400_at_once() {
+    let proxy = Proxy::start(&["--timeout-head", "30"]);
+    for line in [
+        "GET http://example.test/ \r\n",
+        "GET http://example.test/\r\n",
+    ] {
+        let mut client = proxy.client();
+        let started = Instant::now();
+        client.send(line.as_bytes());
+        let response = client.read_response();
+        assert_eq!(response.status, 400, "{line:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{line:?}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A hit after a revalidation (`TCP_REFRESH_UNMODIFIED`) and a reload answered from
+/// the cache (`TCP_CLIENT_REFRESH_MISS`) were logged with `-` for a content type.
+#[test]
+fn revalidated_and_reloaded_answers_log_their_content_type() {
+    let origin = Origin::start(|request| {
+        if request.header("if-none-match") == Some("\"v1\"") {
+            Reply::Send(
+                format!(
+                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=0\r\nDate: {}\r\n\r\n",
+                    http_date()
+                )
+                .into_bytes(),
+            )
+        } else {
+            let mut page = fresh_page(b"typed");
+            // Stale at once, so the second request revalidates.
+            let text = String::from_utf8_lossy(&page).replace("max-age=60", "max-age=0");
+            page = text.into_bytes();
+            Reply::Send(page)
+        }
+    });
+    let log = TempFile::new("types.log");
+    let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
+    let url = origin.url("/typed");
+    let send = |fields: &[(&str, &str)]| {
+        let mut client = proxy.client();
+        client.send(request("GET", &url, fields).as_bytes());
+        client.read_response()
+    };
+    assert_eq!(send(&[]).status, 200);
+    assert_eq!(send(&[]).body, b"typed");
+    assert_eq!(send(&[("Cache-Control", "no-cache")]).body, b"typed");
+    let lines = wait_for_log_lines(&log, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, code) in lines.iter().zip([
+        "TCP_MISS/200",
+        "TCP_REFRESH_UNMODIFIED/200",
+        "TCP_CLIENT_REFRESH_MISS/200",
+    ]) {
+        assert!(line.contains(code), "{line}");
+        assert!(line.ends_with(" text/x-larder"), "{line}");
+    }
+}
+
+/// A hit carried the Via of the larder process that stored the object, even after a
+/// restart, so the client saw a proxy that was not there.
+#[test]
+fn a_hit_carries_the_via_of_the_larder_serving_it() {
+    let origin = Origin::start(|_| {
+        let mut page = fresh_page(b"via");
+        // The origin's own Via (a proxy in front of it) is kept.
+        let text = String::from_utf8_lossy(&page)
+            .replace("Content-Type", "Via: 1.1 origin-side\r\nContent-Type");
+        page = text.into_bytes();
+        Reply::Send(page)
+    });
+    let cache = TempDir::new("via-cache");
+    let args = [
+        "--admit-after",
+        "0",
+        "--cache-dir",
+        cache.path().to_str().unwrap_or("."),
+        "--cache-size",
+        "1M",
+    ];
+    let url = origin.url("/via");
+    let first = Proxy::start(&args);
+    let miss = first.get(&url);
+    let stored_by = larder_via(&miss.headers).expect("a larder Via on the miss");
+    let hit = first.get(&url);
+    assert_eq!(via_entries(&hit.headers), ["1.1 origin-side", &stored_by]);
+    drop(first);
+
+    let second = Proxy::start(&args);
+    let hit = second.get(&url);
+    assert_eq!(origin.requests(), 1, "not a hit");
+    let entries = via_entries(&hit.headers);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0], "1.1 origin-side");
+    assert_ne!(entries[1], stored_by, "the Via of a larder that is gone");
+    assert!(entries[1].starts_with("1.1 larder-"), "{entries:?}");
+}
+
+/// larder's own error pages had no `Cache-Status`, so a client could not tell a
+/// DNS failure from a refusal without reading the page.
+#[test]
+fn larders_own_error_pages_say_why_in_cache_status() {
+    let proxy = Proxy::start(&["--block", "blocked.test"]);
+    let dns = proxy.get(&format!("http://{}.invalid/", "a".repeat(64)));
+    assert_eq!(dns.status, 502);
+    assert_eq!(
+        dns.header("cache-status"),
+        Some("larder; fwd=miss; detail=dns-error")
+    );
+    let blocked = proxy.get("http://blocked.test/");
+    assert_eq!(blocked.status, 403);
+    assert_eq!(
+        blocked.header("cache-status"),
+        Some("larder; detail=blocked")
+    );
+    let refused = proxy.get(&format!("http://127.0.0.1:{}/", dead_port()));
+    assert_eq!(refused.status, 502);
+    assert_eq!(
+        refused.header("cache-status"),
+        Some("larder; fwd=miss; detail=connect-failed")
+    );
+    let mut client = proxy.client();
+    client.send(b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    let bad = client.read_response();
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.header("cache-status"),
+        Some("larder; detail=bad-request")
+    );
+}
+
+/// The 403 pages told any client the server path of the block list (`list
+/// /etc/...`) and the flags of the proxy's configuration.
+#[test]
+fn error_pages_name_no_file_and_no_flag() {
+    let list = TempFile::new("blocked-sites.txt");
+    list.write("ads.test\n");
+    let proxy = Proxy::start(&[
+        "--block-list",
+        list.arg(),
+        "--allow",
+        "127.0.0.0/8",
+        "--deny",
+        "127.0.0.2/32",
+        "--log-level",
+        "info",
+    ]);
+    let page = proxy.get("http://www.ads.test/").text();
+    assert!(page.contains("www.ads.test is blocked"), "{page}");
+    assert!(
+        page.contains("ask the administrator of this proxy"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(list.arg()) && !page.contains("--block"),
+        "{page}"
+    );
+
+    let mut denied = Client::connect_from(Ipv4Addr::new(127, 0, 0, 2), proxy.addr());
+    denied.send(get("http://example.test/").as_bytes());
+    let page = denied.read_response().text();
+    assert!(page.contains("does not serve your address"), "{page}");
+    assert!(!page.contains("--deny") && !page.contains("/32"), "{page}");
+
+    // The details are in larder's log, for the operator.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = proxy.stderr();
+        if log.contains(list.arg()) && log.contains("--deny 127.0.0.2/32") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "details not logged:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
