@@ -22,4 +22,5 @@ mod framing;
 mod limits;
 mod log;
 mod regression;
+mod service;
 mod timeouts;

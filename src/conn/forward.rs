@@ -217,7 +217,8 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
                     }
                     continue;
                 }
-                let mut close = !ex.client_keep_alive || conn.eof;
+                // A stopping larder closes each connection after its response.
+                let mut close = !ex.client_keep_alive || conn.eof || cx.ctx.draining;
                 let mut framing: &[u8] = b"";
                 match r.body {
                     BodyKind::Chunked if ex.client_version == Version::Http10 => {

@@ -1,0 +1,217 @@
+//! larder run as a service: the signals an init system and a log rotator send
+//! (SIGHUP reloads, SIGUSR1 re-opens the access log, SIGTERM/SIGINT drain and stop),
+//! each sent for real to a running larder, and no access-log line lost whatever
+//! ends it.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::{get, ok, wait_for_log_lines, Origin, Proxy, Reply, TempFile};
+
+/// Waits up to 5 s for larder's stderr to contain `text`.
+fn wait_for_stderr(proxy: &Proxy, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.stderr().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in larder's stderr:\n{}",
+            proxy.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to 5 s for the origin to have received `n` request heads.
+fn wait_for_requests(origin: &Origin, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while origin.requests() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the origin saw {} requests",
+            origin.requests()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn lines_of(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// logrotate's `postrotate kill -HUP`: the old log is renamed, larder re-opens the
+/// path, re-reads its block lists, keeps every connection, and no line is lost.
+#[test]
+fn sighup_rereads_block_lists_and_reopens_the_log_keeping_connections() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"fine")));
+    let list = TempFile::new("hup-blocklist.txt");
+    list.write("old.test\n");
+    let log = TempFile::new("hup-access.log");
+    let rotated = TempFile::new("hup-access.log.1");
+    let mut proxy = Proxy::start(&["--block-list", list.arg(), "--access-log", log.arg()]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/before")).as_bytes());
+    assert_eq!(client.read_response().status, 200);
+
+    std::fs::rename(log.path(), rotated.path()).expect("rotate the log");
+    // The new list has the same length and modification time as the old one, so only
+    // the signal (not the watch on the file) can make larder read it.
+    let modified = std::fs::metadata(list.path())
+        .and_then(|m| m.modified())
+        .expect("list mtime");
+    list.write("new.test\n");
+    std::fs::File::options()
+        .write(true)
+        .open(list.path())
+        .and_then(|f| f.set_modified(modified))
+        .expect("restore mtime");
+    proxy.signal("HUP");
+    wait_for_stderr(&proxy, "reloaded on SIGHUP");
+
+    // The same connection goes on, under the new rules.
+    client.send(get("http://www.new.test/").as_bytes());
+    assert_eq!(client.read_response().status, 403);
+    client.send(get(&origin.url("/after")).as_bytes());
+    assert_eq!(client.read_response().status, 200);
+    proxy.assert_alive();
+    assert_eq!(proxy.stop(), Some(0));
+
+    let old = lines_of(rotated.path());
+    let new = lines_of(log.path());
+    assert_eq!(old.len(), 1, "rotated log: {old:?}");
+    assert!(old[0].contains("/before"), "{old:?}");
+    assert_eq!(new.len(), 2, "new log: {new:?}");
+    assert!(new[0].contains("TCP_DENIED/403") && new[0].contains("www.new.test"));
+    assert!(new[1].contains("/after"), "{new:?}");
+}
+
+/// The tinyproxy and Polipo convention for log rotation: SIGUSR1 re-opens the log
+/// (and, unlike SIGHUP, nothing else). Without a handler it would kill larder.
+#[test]
+fn sigusr1_reopens_the_access_log() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"fine")));
+    let log = TempFile::new("usr1-access.log");
+    let rotated = TempFile::new("usr1-access.log.1");
+    let mut proxy = Proxy::start(&["--access-log", log.arg()]);
+    assert_eq!(proxy.get(&origin.url("/one")).status, 200);
+    wait_for_log_lines(&log, 1);
+    std::fs::rename(log.path(), rotated.path()).expect("rotate the log");
+    proxy.signal("USR1");
+    assert_eq!(proxy.get(&origin.url("/two")).status, 200);
+    let new = wait_for_log_lines(&log, 1);
+    proxy.assert_alive();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].contains("/two"), "{new:?}");
+    assert_eq!(lines_of(rotated.path()).len(), 1);
+}
+
+/// SIGTERM: new connections are refused at once, an idle keep-alive connection is
+/// closed, the request in flight gets its whole response (and `Connection: close`),
+/// and larder exits 0 as soon as it is done, its line logged.
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let origin = Origin::start(|request| {
+        if request.target == "/slow" {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        Reply::Send(ok(b"finished"))
+    });
+    let log = TempFile::new("drain-access.log");
+    let mut proxy = Proxy::start(&["--drain-timeout", "10", "--access-log", log.arg()]);
+    let mut idle = proxy.client();
+    idle.send(get(&origin.url("/quick")).as_bytes());
+    assert_eq!(idle.read_response().status, 200);
+    let mut busy = proxy.client();
+    busy.send(get(&origin.url("/slow")).as_bytes());
+    wait_for_requests(&origin, 2);
+
+    let stopped = Instant::now();
+    proxy.signal("TERM");
+    idle.expect_closed();
+    let refused = TcpStream::connect_timeout(&proxy.addr(), Duration::from_secs(2));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused),
+        "a stopping larder accepted a connection: {refused:?}"
+    );
+    let response = busy.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"finished");
+    assert!(response.is_close(), "no Connection: close while stopping");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let lines = lines_of(log.path());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("TCP_MISS/200") && lines[1].contains("/slow"));
+}
+
+/// `--drain-timeout` bounds the stop: what is still open then is cut, and larder
+/// exits 0 all the same.
+#[test]
+fn the_drain_timeout_bounds_a_stop() {
+    let origin = Origin::start(|_| Reply::Stall(Duration::from_secs(10)));
+    let mut proxy = Proxy::start(&["--drain-timeout", "0.5"]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/never")).as_bytes());
+    wait_for_requests(&origin, 1);
+    let stopped = Instant::now();
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    client.expect_closed();
+}
+
+/// A second SIGTERM (or Ctrl-C twice) stops at once, whatever is in flight.
+#[test]
+fn a_second_stop_signal_ends_the_drain_at_once() {
+    let origin = Origin::start(|_| Reply::Stall(Duration::from_secs(10)));
+    let mut proxy = Proxy::start(&["--drain-timeout", "60"]);
+    let mut client = proxy.client();
+    client.send(get(&origin.url("/never")).as_bytes());
+    wait_for_requests(&origin, 1);
+    proxy.signal("INT");
+    wait_for_stderr(&proxy, "stopping:");
+    let second = Instant::now();
+    proxy.signal("INT");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
+}
+
+/// Signals larder cannot handle (SIGKILL, a crash) must not cost logged lines older
+/// than a second: the log is written out at least once a second while there is
+/// traffic.
+#[test]
+fn sigkill_loses_no_log_line_older_than_a_second() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"fine")));
+    let log = TempFile::new("kill-access.log");
+    let mut proxy = Proxy::start(&["--access-log", log.arg()]);
+    // Keep-alive traffic on one connection, so larder never goes idle meanwhile.
+    let mut client = proxy.client();
+    for i in 0..20 {
+        client.send(get(&origin.url(&format!("/n{i}"))).as_bytes());
+        assert_eq!(client.read_response().status, 200);
+    }
+    // The connection stays open: larder is not idle while the second passes.
+    std::thread::sleep(Duration::from_millis(1100));
+    proxy.signal("KILL");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(None));
+    let lines = lines_of(log.path());
+    assert_eq!(lines.len(), 20, "{lines:?}");
+}
