@@ -21,6 +21,7 @@ mod forward;
 mod framing;
 mod limits;
 mod log;
+mod pages;
 mod regression;
 mod service;
 mod timeouts;
