@@ -1,11 +1,14 @@
 //! Command line (clap, every flag with a `LARDER_*` environment twin) and the
 //! validated [`Config`] the server runs with.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
 
 use crate::acl::cidr::Cidr;
 
@@ -96,9 +99,9 @@ pub struct Cli {
     )]
     pub connect_ports: PortList,
 
-    /// Most client connections at once; at the limit larder stops accepting until one
-    /// closes. Default: derived from the open-file limit.
-    #[arg(long, env = "LARDER_MAX_CONNS", value_name = "N")]
+    /// Most client connections at once (1 or more); at the limit larder stops accepting
+    /// until one closes. Default: derived from the open-file limit.
+    #[arg(long, env = "LARDER_MAX_CONNS", value_name = "N", value_parser = parse_max_conns)]
     pub max_conns: Option<usize>,
 
     /// Seconds a new connection has to send its first request head.
@@ -130,15 +133,18 @@ pub struct Cli {
         long,
         env = "LARDER_LOG_LEVEL",
         value_name = "LEVEL",
-        default_value = "warn"
+        default_value = "warn",
+        value_parser = parse_log_level
     )]
     pub log_level: log::LevelFilter,
 
-    /// Write one line per request to this file, in Squid's native access.log format.
+    /// Write one line per request to this file, in Squid's native access.log format;
+    /// `-` writes them to standard output.
     #[arg(long, env = "LARDER_ACCESS_LOG", value_name = "PATH")]
     pub access_log: Option<PathBuf>,
 
     /// Directory of the cache file, larder.cache (created if missing). The default is
+    /// $CACHE_DIRECTORY (set by systemd's CacheDirectory=; the first of its paths), else
     /// $XDG_CACHE_HOME/larder, else ~/.cache/larder; larder prints the path at start-up.
     #[arg(long, env = "LARDER_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -165,10 +171,33 @@ pub struct Cli {
     #[arg(long, env = "LARDER_ADMIT_WINDOW", value_name = "SECS", default_value = "600", value_parser = parse_whole_secs)]
     pub admit_window: u64,
 
-    /// Largest body stored, e.g. 8M (default: an eighth of the cache size). Larger
-    /// responses are relayed but not stored.
+    /// Largest body stored, e.g. 8M (default: an eighth of the cache size; at most the
+    /// cache size). Larger responses are relayed but not stored.
     #[arg(long, env = "LARDER_CACHE_MAX_OBJECT", value_name = "SIZE", value_parser = crate::cache::size::parse)]
     pub cache_max_object: Option<u64>,
+}
+
+/// The log levels, for the message on a bad `--log-level`.
+const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
+
+/// A log level, any case.
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a log level: use one of {LOG_LEVELS}"))
+}
+
+/// A connection limit: a whole number, at least 1.
+fn parse_max_conns(s: &str) -> Result<usize, String> {
+    const ZERO: &str = "0 connections would turn every client away: give 1 or more, or leave \
+                        the setting out to derive the limit from the open-file limit";
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err(ZERO.into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number of connections (1 or more)"
+        )),
+    }
 }
 
 /// Whole seconds, 1 to 30 days.
@@ -197,7 +226,12 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 
 /// One `--listen` value: the addresses it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenAddr(pub Vec<SocketAddr>);
+pub struct ListenAddr {
+    /// The value as given, for messages.
+    pub given: String,
+    /// One address, or every address a name resolves to (sorted, no repeats).
+    pub addrs: Vec<SocketAddr>,
+}
 
 impl std::str::FromStr for ListenAddr {
     type Err = String;
@@ -206,17 +240,45 @@ impl std::str::FromStr for ListenAddr {
     /// `NAME:PORT` (every address the name resolves to).
     fn from_str(s: &str) -> Result<ListenAddr, String> {
         let s = s.trim();
+        let one = |addr: SocketAddr| ListenAddr {
+            given: s.to_string(),
+            addrs: vec![addr],
+        };
         if let Ok(addr) = s.parse::<SocketAddr>() {
-            return Ok(ListenAddr(vec![addr]));
+            return Ok(one(addr));
         }
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{s}' is not an address: give HOST:PORT or :PORT"))?;
+        match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => return Err(format!("'{s}' has no port: give {ip}:PORT")),
+            Ok(IpAddr::V6(ip)) => return Err(format!("'{s}' has no port: give [{ip}]:PORT")),
+            Err(_) => {}
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            let hint = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                format!(" (:{s} listens on every IPv4 interface, 127.0.0.1:{s} on loopback only)")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "'{s}' is not an address: give IP:PORT, NAME:PORT or :PORT{hint}"
+            ));
+        };
         let port: u16 = port
             .parse()
             .map_err(|_| format!("'{port}' in '{s}' is not a port (0-65535)"))?;
         if host.is_empty() {
-            return Ok(ListenAddr(vec![SocketAddr::from(([0, 0, 0, 0], port))]));
+            return Ok(one(SocketAddr::from(([0, 0, 0, 0], port))));
+        }
+        if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return match inner.parse::<Ipv6Addr>() {
+                Ok(ip) => Ok(one(SocketAddr::new(IpAddr::V6(ip), port))),
+                Err(_) => Err(format!("'{inner}' in '{s}' is not an IPv6 address")),
+            };
+        }
+        if host.contains([':', '[', ']']) {
+            return Err(format!(
+                "'{s}' is not an address: write an IPv6 address in brackets, then the \
+                 port, e.g. [::1]:3128"
+            ));
         }
         use std::net::ToSocketAddrs;
         let mut addrs: Vec<SocketAddr> = (host, port)
@@ -228,8 +290,63 @@ impl std::str::FromStr for ListenAddr {
         if addrs.is_empty() {
             return Err(format!("'{host}' resolves to no address"));
         }
-        Ok(ListenAddr(addrs))
+        Ok(ListenAddr {
+            given: s.to_string(),
+            addrs,
+        })
     }
+}
+
+impl ListenAddr {
+    /// For a name that resolves to several addresses: drops those this machine cannot
+    /// listen on because their address family is unavailable (IPv6 turned off, say) or
+    /// the address is not one of the machine's, as `probe` finds, and returns each
+    /// dropped address with the reason. A single address is kept whatever happens:
+    /// binding it reports any problem. Errors, naming every reason, when none is left.
+    pub fn drop_unusable(
+        &mut self,
+        probe: impl Fn(SocketAddr) -> io::Result<()>,
+    ) -> Result<Vec<(SocketAddr, io::Error)>, String> {
+        if self.addrs.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let mut dropped = Vec::new();
+        let mut kept = Vec::with_capacity(self.addrs.len());
+        for &addr in &self.addrs {
+            match probe(addr) {
+                Err(e) if unusable_here(&e) => dropped.push((addr, e)),
+                _ => kept.push(addr),
+            }
+        }
+        if kept.is_empty() {
+            let reasons: Vec<String> = dropped.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+            return Err(format!(
+                "cannot listen on {}: none of its addresses can be used on this machine ({})",
+                self.given,
+                reasons.join("; ")
+            ));
+        }
+        self.addrs = kept;
+        Ok(dropped)
+    }
+}
+
+/// Tries to listen on `addr`'s IP address (on a port the system picks, released at
+/// once, so the port asked for stays free): the probe for [`ListenAddr::drop_unusable`].
+pub fn probe_listen(addr: SocketAddr) -> io::Result<()> {
+    std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).map(drop)
+}
+
+/// The address family is not supported (EAFNOSUPPORT).
+#[cfg(target_os = "linux")]
+const EAFNOSUPPORT: i32 = 97;
+#[cfg(not(target_os = "linux"))]
+const EAFNOSUPPORT: i32 = 47;
+
+/// An error that says the address cannot be used on this machine at all, as opposed
+/// to being busy or forbidden.
+fn unusable_here(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 /// A set of TCP ports given as `443,8443,9000-9100`.
@@ -334,7 +451,7 @@ impl Default for Timeouts {
 impl From<Cli> for Config {
     fn from(c: Cli) -> Config {
         let mut listen: Vec<SocketAddr> = Vec::new();
-        for addr in c.listen.into_iter().flat_map(|l| l.0) {
+        for addr in c.listen.into_iter().flat_map(|l| l.addrs) {
             if !listen.contains(&addr) {
                 listen.push(addr);
             }
@@ -371,6 +488,160 @@ impl From<Cli> for Config {
     }
 }
 
+/// The message for a clap error about a value that came from a `LARDER_*` variable,
+/// naming the variable: `LARDER_MAX_CONNS='abc': ... (the environment twin of
+/// --max-conns)`. `None` when the value came from the command line (or the error is
+/// not about a value): clap's own message says it best there.
+///
+/// `args` is the command line (program name first); `var` reads the environment.
+pub fn env_error(
+    err: &clap::Error,
+    args: impl IntoIterator<Item = OsString>,
+    var: impl Fn(&OsStr) -> Option<OsString>,
+) -> Option<String> {
+    let Some(ContextValue::String(invalid)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut cmd = Cli::command();
+    // Arguments are displayed as in clap's messages only once the command is built.
+    cmd.build();
+    let arg = cmd.get_arguments().find(|a| a.to_string() == *invalid)?;
+    let long = arg.get_long()?;
+    let name = arg.get_env()?;
+    let value = var(name)?;
+    let flag = format!("--{long}");
+    let with_value = format!("{flag}=");
+    let on_command_line = args
+        .into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == flag.as_str() || a.to_str().is_some_and(|a| a.starts_with(&with_value)));
+    if on_command_line {
+        return None;
+    }
+    let reason = match std::error::Error::source(err) {
+        Some(source) => source.to_string(),
+        None => match (err.kind(), err.get(ContextKind::ValidValue)) {
+            (_, Some(ContextValue::Strings(valid))) => {
+                format!("use one of {}", valid.join(", "))
+            }
+            (kind, _) => kind.as_str().unwrap_or("invalid value").to_string(),
+        },
+    };
+    Some(format!(
+        "{}='{}': {reason} (the environment twin of {flag})",
+        name.to_string_lossy(),
+        value.to_string_lossy()
+    ))
+}
+
+impl CacheSettings {
+    /// Checks the cache settings before anything is created: the directory must not be
+    /// a file, and `--cache-max-object` must not exceed the cache's size. That size is
+    /// `--cache-size` when given; else an existing cache file keeps its own size (read
+    /// from its header), and a new one gets the default. A file whose header cannot be
+    /// read is left to the cache's own checks.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::cache::dir;
+        if let Some(file) = dir::file_in_the_way(&self.dir) {
+            return Err(if file == self.dir {
+                format!(
+                    "the cache directory {} is a file, not a directory",
+                    self.dir.display()
+                )
+            } else {
+                format!(
+                    "the cache directory {} cannot be made: {} is a file, not a directory",
+                    self.dir.display(),
+                    file.display()
+                )
+            });
+        }
+        let existing = || dir::existing_capacity(&self.dir);
+        check_max_object(
+            self.max_object,
+            self.size,
+            existing,
+            &dir::file_path(&self.dir),
+        )
+    }
+}
+
+/// `--cache-max-object` against the size the cache will have (see
+/// [`CacheSettings::check`]); `existing` reads an existing cache file's size.
+fn check_max_object(
+    max_object: Option<u64>,
+    size: Option<u64>,
+    existing: impl FnOnce() -> Option<u64>,
+    file: &Path,
+) -> Result<(), String> {
+    use crate::cache::dir::DEFAULT_CACHE_SIZE;
+    use crate::cache::size::human;
+    let Some(max) = max_object else {
+        return Ok(());
+    };
+    let (cache, what) = match size {
+        Some(size) => (size, format!("--cache-size {}", human(size))),
+        None => match existing() {
+            Some(have) => (
+                have,
+                format!(
+                    "the cache {} ({}; --cache-size changes it)",
+                    file.display(),
+                    human(have)
+                ),
+            ),
+            None => (
+                DEFAULT_CACHE_SIZE,
+                format!(
+                    "the cache ({}, the default --cache-size)",
+                    human(DEFAULT_CACHE_SIZE)
+                ),
+            ),
+        },
+    };
+    if max > cache {
+        return Err(format!(
+            "--cache-max-object {} is larger than {what}: an object that size can never be stored",
+            human(max)
+        ));
+    }
+    Ok(())
+}
+
+/// A warning for start-up when larder listens beyond loopback while `--allow` is still
+/// the loopback default (`allow` empty): other machines would reach larder and be
+/// refused. `locals` are the addresses listened on.
+pub fn loopback_only_warning(allow: &[Cidr], locals: &[SocketAddr]) -> Option<String> {
+    if !allow.is_empty() {
+        return None;
+    }
+    let open = locals
+        .iter()
+        .find(|a| !a.ip().to_canonical().is_loopback())?;
+    Some(format!(
+        "listening on {open}, but only loopback clients are allowed (the --allow \
+         default): add the clients to serve, e.g. --allow {}",
+        example_network(open.ip())
+    ))
+}
+
+/// A network to show in `--allow` advice: the /24 (IPv4) or /64 (IPv6) of a specific
+/// address, or a typical home network for a wildcard one.
+fn example_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) if !v4.is_unspecified() => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) if !v6.is_unspecified() && v6.to_ipv4_mapped().is_none() => {
+            let net = Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX));
+            format!("{net}/64")
+        }
+        _ => "192.168.1.0/24".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +666,260 @@ mod tests {
         for bad in ["0", "-1", "nan", "inf", "x", "1e9"] {
             assert!(parse_secs(bad).is_err(), "{bad}");
         }
+    }
+
+    fn listen(s: &str) -> Result<Vec<SocketAddr>, String> {
+        s.parse::<ListenAddr>().map(|l| l.addrs)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn listen_takes_ipv4_and_bracketed_ipv6_addresses() {
+        assert_eq!(listen("127.0.0.1:3128"), Ok(vec![addr("127.0.0.1:3128")]));
+        assert_eq!(listen(" 10.0.0.1:0 "), Ok(vec![addr("10.0.0.1:0")]));
+        assert_eq!(listen("[::1]:3128"), Ok(vec![addr("[::1]:3128")]));
+        assert_eq!(listen("[::]:8080"), Ok(vec![addr("[::]:8080")]));
+    }
+
+    #[test]
+    fn listen_port_alone_means_every_ipv4_interface() {
+        assert_eq!(listen(":3128"), Ok(vec![addr("0.0.0.0:3128")]));
+        assert_eq!(listen(":0"), Ok(vec![addr("0.0.0.0:0")]));
+    }
+
+    #[test]
+    fn listen_name_resolves_to_every_address_without_repeats() {
+        let addrs = listen("localhost:3128").unwrap();
+        assert!(addrs.contains(&addr("127.0.0.1:3128")), "{addrs:?}");
+        assert!(addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 3128));
+        let mut unique = addrs.clone();
+        unique.dedup();
+        assert_eq!(unique, addrs);
+        let given = "localhost:0".parse::<ListenAddr>().unwrap().given;
+        assert_eq!(given, "localhost:0");
+    }
+
+    #[test]
+    fn listen_rejects_bad_values_saying_what_is_wrong() {
+        for (bad, says) in [
+            ("3128", ":3128 listens on every IPv4 interface"),
+            ("", "is not an address"),
+            ("127.0.0.1", "has no port: give 127.0.0.1:PORT"),
+            ("::1", "has no port: give [::1]:PORT"),
+            ("host:99999", "'99999' in 'host:99999' is not a port"),
+            (":-1", "is not a port"),
+            ("localhost:", "is not a port"),
+            ("[::1]:70000", "is not a port"),
+            ("[zz]:1", "'zz' in '[zz]:1' is not an IPv6 address"),
+            ("[::1:3128", "in brackets"),
+            ("fe80::1:3128x", "is not a port"),
+            (
+                "nosuchname.invalid:1",
+                "cannot resolve 'nosuchname.invalid'",
+            ),
+        ] {
+            match listen(bad) {
+                Err(e) => assert!(e.contains(says), "{bad:?}: {e}"),
+                Ok(a) => panic!("{bad:?} accepted as {a:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_listen_values_are_all_kept_once_each() {
+        let cli = Cli::try_parse_from([
+            "larder",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.2:0,127.0.0.1:0",
+        ])
+        .unwrap();
+        let c = Config::from(cli);
+        assert_eq!(c.listen, vec![addr("127.0.0.1:0"), addr("127.0.0.2:0")]);
+    }
+
+    fn several() -> ListenAddr {
+        ListenAddr {
+            given: "both.example:3128".into(),
+            addrs: vec![addr("127.0.0.1:3128"), addr("[::1]:3128")],
+        }
+    }
+
+    fn no_ipv6(a: SocketAddr) -> io::Result<()> {
+        if a.is_ipv6() {
+            Err(io::Error::from_raw_os_error(EAFNOSUPPORT))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_name_keeps_the_addresses_whose_family_is_available() {
+        let mut l = several();
+        let dropped = l.drop_unusable(no_ipv6).unwrap();
+        assert_eq!(l.addrs, vec![addr("127.0.0.1:3128")]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, addr("[::1]:3128"));
+        // An address that is not this machine's is dropped the same way.
+        let mut l = several();
+        let not_here = |a: SocketAddr| match a.is_ipv4() {
+            true => Err(io::Error::from(io::ErrorKind::AddrNotAvailable)),
+            false => Ok(()),
+        };
+        assert_eq!(l.drop_unusable(not_here).unwrap().len(), 1);
+        assert_eq!(l.addrs, vec![addr("[::1]:3128")]);
+    }
+
+    #[test]
+    fn a_name_none_of_whose_addresses_is_usable_is_an_error_naming_it() {
+        let mut l = several();
+        let err = l
+            .drop_unusable(|_| Err(io::Error::from_raw_os_error(EAFNOSUPPORT)))
+            .unwrap_err();
+        assert!(err.contains("cannot listen on both.example:3128"), "{err}");
+        assert!(
+            err.contains("127.0.0.1:3128") && err.contains("[::1]:3128"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_probe_failures_and_single_addresses_are_left_to_the_bind() {
+        let mut l = several();
+        let denied = |_| Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(l.drop_unusable(denied).unwrap().is_empty());
+        assert_eq!(l.addrs.len(), 2);
+        let mut one = "[::1]:3128".parse::<ListenAddr>().unwrap();
+        assert!(one.drop_unusable(no_ipv6).unwrap().is_empty());
+        assert_eq!(one.addrs, vec![addr("[::1]:3128")]);
+    }
+
+    #[test]
+    fn the_listen_probe_leaves_the_port_free() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        // The port asked for is in use, yet the address itself is usable.
+        assert!(probe_listen(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
+    }
+
+    #[test]
+    fn max_conns_must_be_at_least_one() {
+        assert_eq!(parse_max_conns("1"), Ok(1));
+        assert_eq!(parse_max_conns(" 500 "), Ok(500));
+        assert!(parse_max_conns("0").unwrap_err().contains("1 or more"));
+        assert!(parse_max_conns("-3").unwrap_err().contains("'-3'"));
+        assert!(Cli::try_parse_from(["larder", "--max-conns", "0"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_log_level_lists_the_levels() {
+        assert_eq!(parse_log_level("WARN"), Ok(log::LevelFilter::Warn));
+        let err = parse_log_level("loud").unwrap_err();
+        assert!(
+            err.contains("off, error, warn, info, debug, trace"),
+            "{err}"
+        );
+    }
+
+    /// The error clap gives for `--max-conns abc`, as it would for the variable.
+    fn max_conns_error() -> clap::Error {
+        Cli::try_parse_from(["larder", "--max-conns", "abc"]).unwrap_err()
+    }
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_bad_variable_is_named_with_its_flag() {
+        let var = |name: &OsStr| (name == "LARDER_MAX_CONNS").then(|| OsString::from("abc"));
+        let message = env_error(&max_conns_error(), args(&["larder"]), var).unwrap();
+        assert!(
+            message.starts_with("LARDER_MAX_CONNS='abc': 'abc' is not a whole number"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("(the environment twin of --max-conns)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_flag_value_keeps_clap_s_message() {
+        let var = |_: &OsStr| Some(OsString::from("abc"));
+        for line in [
+            &["larder", "--max-conns", "abc"][..],
+            &["larder", "--max-conns=abc"],
+        ] {
+            assert_eq!(env_error(&max_conns_error(), args(line), var), None);
+        }
+        // Not set in the environment at all.
+        assert_eq!(
+            env_error(&max_conns_error(), args(&["larder"]), |_| None),
+            None
+        );
+        // Not about a value.
+        let unknown = Cli::try_parse_from(["larder", "--no-such-flag"]).unwrap_err();
+        assert_eq!(env_error(&unknown, args(&["larder"]), var), None);
+    }
+
+    #[test]
+    fn max_object_may_not_exceed_the_cache() {
+        let file = Path::new("/c/larder.cache");
+        let none = || None;
+        assert_eq!(check_max_object(None, Some(1 << 20), none, file), Ok(()));
+        assert_eq!(
+            check_max_object(Some(4 << 20), Some(4 << 20), none, file),
+            Ok(())
+        );
+        let err = check_max_object(Some(8 << 20), Some(4 << 20), none, file).unwrap_err();
+        assert!(err.contains("--cache-max-object 8 MiB"), "{err}");
+        assert!(err.contains("--cache-size 4 MiB"), "{err}");
+        // Without --cache-size, an existing cache keeps its own size...
+        let existing = || Some(2 << 20);
+        let err = check_max_object(Some(3 << 20), None, existing, file).unwrap_err();
+        assert!(err.contains("/c/larder.cache (2 MiB"), "{err}");
+        assert_eq!(
+            check_max_object(Some(300 << 20), None, || Some(1 << 30), file),
+            Ok(())
+        );
+        // ...and a new one gets the default.
+        let err = check_max_object(Some(300 << 20), None, none, file).unwrap_err();
+        assert!(err.contains("256 MiB, the default"), "{err}");
+        assert_eq!(check_max_object(Some(256 << 20), None, none, file), Ok(()));
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn listening_beyond_loopback_with_the_default_allow_is_warned_about() {
+        let loopback = [
+            addr("127.0.0.1:3128"),
+            addr("[::1]:3128"),
+            addr("[::ffff:127.0.0.2]:3128"),
+        ];
+        assert_eq!(loopback_only_warning(&[], &loopback), None);
+        let warning = loopback_only_warning(&[], &[addr("0.0.0.0:3128")]).unwrap();
+        assert!(warning.contains("listening on 0.0.0.0:3128"), "{warning}");
+        assert!(warning.contains("only loopback clients"), "{warning}");
+        assert!(warning.contains("--allow 192.168.1.0/24"), "{warning}");
+        let warning = loopback_only_warning(&[], &[addr("10.1.2.3:3128")]).unwrap();
+        assert!(warning.contains("--allow 10.1.2.0/24"), "{warning}");
+        let warning = loopback_only_warning(&[], &[addr("[fd00::2]:3128")]).unwrap();
+        assert!(warning.contains("--allow fd00::/64"), "{warning}");
+        let allowed = [cidr("192.168.1.0/24")];
+        assert_eq!(
+            loopback_only_warning(&allowed, &[addr("0.0.0.0:3128")]),
+            None
+        );
     }
 
     #[test]

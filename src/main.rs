@@ -3,13 +3,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use log::warn;
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
-use larder::config::{Cli, Config};
+use larder::cache::dir;
+use larder::config::{self, Cli, Config};
 use larder::server::Server;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A bad LARDER_* value is named as the variable it came from; mistakes on
+            // the command line (and --help, --version) get clap's own output.
+            if let Some(message) =
+                config::env_error(&e, std::env::args_os(), |name| std::env::var_os(name))
+            {
+                eprintln!("larder: {message}");
+                return ExitCode::from(2);
+            }
+            e.exit();
+        }
+    };
     let log_config = ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_target_level(log::LevelFilter::Off)
@@ -22,7 +37,28 @@ fn main() -> ExitCode {
         TerminalMode::Stderr,
         ColorChoice::Never,
     );
+    for listen in &mut cli.listen {
+        match listen.drop_unusable(config::probe_listen) {
+            Ok(dropped) => {
+                for (addr, e) in dropped {
+                    warn!(
+                        "not listening on {addr}, one of the addresses of {}: {e}",
+                        listen.given
+                    );
+                }
+            }
+            Err(message) => {
+                eprintln!("larder: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let config = Config::from(cli);
+    if let Some(Err(message)) = config.cache.as_ref().map(|c| c.check()) {
+        eprintln!("larder: {message}");
+        return ExitCode::from(2);
+    }
+    let allow = config.allow.clone();
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -33,6 +69,15 @@ fn main() -> ExitCode {
     larder::sys::catch_signals();
     if let Some(note) = server.cache_note() {
         eprintln!("larder: {note}");
+    }
+    if let Some(warning) = server
+        .cache_file()
+        .and_then(|(path, capacity)| dir::space_warning(&path, capacity))
+    {
+        warn!("{warning}");
+    }
+    if let Some(warning) = config::loopback_only_warning(&allow, server.local_addrs()) {
+        warn!("{warning}");
     }
     // Scripts and tests wait for this line (it is printed at every log level).
     for addr in server.local_addrs() {

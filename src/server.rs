@@ -695,6 +695,13 @@ impl Server {
             self.next_tick = self.next_tick.min(self.ctx.now + TICK_BUSY);
         }
     }
+
+    /// The cache file and its capacity in bytes (`None` without a cache).
+    pub fn cache_file(&self) -> Option<(std::path::PathBuf, u64)> {
+        let dir = &self.ctx.cfg.cache.as_ref()?.dir;
+        let capacity = self.ctx.cache.as_ref()?.store.scan_report().capacity;
+        Some((crate::cache::dir::file_path(dir), capacity))
+    }
 }
 
 impl Server {

@@ -256,6 +256,55 @@ pub fn set_listener_nodelay(_listener: &impl std::os::fd::AsRawFd) -> bool {
     false
 }
 
+/// Bytes free for unprivileged use on the file system holding `path` (`statvfs(2)`:
+/// available blocks times the fragment size).
+#[cfg(target_os = "linux")]
+pub fn free_space(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    /// The leading fields of `struct statvfs` on Linux: two `unsigned long` (the size
+    /// of a `usize` on every Linux target), then the block counts, 64-bit with musl and
+    /// on 64-bit glibc (`statvfs64` on 32-bit glibc); the rest of the struct lands in
+    /// `_rest`, which is larger than it.
+    #[repr(C)]
+    struct StatVfs {
+        bsize: usize,
+        frsize: usize,
+        _blocks: u64,
+        _bfree: u64,
+        bavail: u64,
+        _rest: [u64; 16],
+    }
+    extern "C" {
+        #[cfg_attr(
+            all(target_pointer_width = "32", target_env = "gnu"),
+            link_name = "statvfs64"
+        )]
+        fn statvfs(path: *const std::ffi::c_char, buf: *mut StatVfs) -> i32;
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st = StatVfs {
+        bsize: 0,
+        frsize: 0,
+        _blocks: 0,
+        _bfree: 0,
+        bavail: 0,
+        _rest: [0; 16],
+    };
+    // SAFETY: `c_path` is a NUL-terminated string and `st` a writable buffer at least
+    // as large as the C struct, whose leading fields it mirrors.
+    if unsafe { statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let unit = if st.frsize > 0 { st.frsize } else { st.bsize };
+    Ok(st.bavail.saturating_mul(unit as u64))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn free_space(_path: &std::path::Path) -> std::io::Result<u64> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 #[cfg(target_os = "linux")]
 mod ffi {
     extern "C" {
