@@ -14,10 +14,7 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// `GET path` in origin form, Host = larder's address, from `src`.
 fn page_from(proxy: &Proxy, src: Ipv4Addr, method: &str, path: &str) -> Response {
     let mut client = Client::connect_from(src, proxy.addr());
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        proxy.addr()
-    );
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.addr());
     client.send(head.as_bytes());
     client.read_response_for(method)
 }
@@ -49,7 +46,11 @@ fn the_status_page_is_for_admins_only() {
     assert!(status.text().contains("larder"), "{}", status.text());
     let refused = page_from(&proxy, OTHER, "GET", "/");
     assert_eq!(refused.status, 403);
-    assert!(refused.text().contains("administrators"), "{}", refused.text());
+    assert!(
+        refused.text().contains("administrators"),
+        "{}",
+        refused.text()
+    );
     let refused = page_from(&proxy, OTHER, "GET", "/metrics");
     assert_eq!(refused.status, 403);
 
@@ -84,7 +85,10 @@ fn other_paths_and_methods_are_404_and_405_and_never_forwarded() {
     let text = missing.text();
     assert!(text.contains("/proxy.pac"), "{text}");
     assert!(!text.contains("<b>"), "the path is not escaped: {text}");
-    assert!(!text.contains("href=\"/\""), "a non-admin is shown the status page: {text}");
+    assert!(
+        !text.contains("href=\"/\""),
+        "a non-admin is shown the status page: {text}"
+    );
     let admin = page(&proxy, "/nothing");
     assert_eq!(admin.status, 404);
     assert!(admin.text().contains("href=\"/\""), "{}", admin.text());
@@ -137,7 +141,10 @@ fn purge_removes_every_variant_for_good_and_only_for_admins() {
     let origin = Origin::start(|request| {
         let vary = request.target.starts_with("/vary");
         if vary {
-            let lang = request.header("accept-language").unwrap_or("none").to_owned();
+            let lang = request
+                .header("accept-language")
+                .unwrap_or("none")
+                .to_owned();
             let body = format!("in {lang}");
             Reply::Send(
                 format!(
@@ -186,7 +193,11 @@ fn purge_removes_every_variant_for_good_and_only_for_admins() {
     assert_eq!(purge(OTHER, &plain).status, 403, "a non-admin purged");
     assert_eq!(purge(Ipv4Addr::LOCALHOST, &plain).status, 200);
     assert_eq!(purge(Ipv4Addr::LOCALHOST, &vary).status, 200);
-    assert_eq!(purge(Ipv4Addr::LOCALHOST, &plain).status, 404, "purged twice");
+    assert_eq!(
+        purge(Ipv4Addr::LOCALHOST, &plain).status,
+        404,
+        "purged twice"
+    );
     drop(proxy);
 
     // Gone after a restart too, every variant of it.

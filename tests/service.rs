@@ -215,3 +215,202 @@ fn sigkill_loses_no_log_line_older_than_a_second() {
     let lines = lines_of(log.path());
     assert_eq!(lines.len(), 20, "{lines:?}");
 }
+
+/// Every system call the group expands to, from `systemd-analyze syscall-filter`
+/// (which lists each group's calls and the groups it includes).
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze is needed (Debian package systemd; .ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.starts_with('@') {
+            current = line.trim().to_owned();
+        } else {
+            let item = line.trim();
+            if !item.is_empty() && !item.starts_with('#') && !current.is_empty() {
+                groups
+                    .entry(current.clone())
+                    .or_default()
+                    .push(item.to_owned());
+            }
+        }
+    }
+    let mut calls = std::collections::BTreeSet::new();
+    let mut todo = vec![group.to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(g) = todo.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        for item in groups.get(&g).into_iter().flatten() {
+            if item.starts_with('@') {
+                todo.push(item.clone());
+            } else {
+                calls.insert(item.clone());
+            }
+        }
+    }
+    assert!(!calls.is_empty(), "systemd-analyze knows no group {group}");
+    calls
+}
+
+/// The system calls in an `strace -f` output file.
+fn traced_calls(trace: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(trace).expect("read the strace output");
+    let mut calls = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let rest = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest)
+            .trim_start();
+        let name = if let Some(resumed) = rest.strip_prefix("<... ") {
+            resumed.split(' ').next().unwrap_or("")
+        } else if rest.starts_with("---") || rest.starts_with("+++") {
+            continue;
+        } else {
+            rest.split('(').next().unwrap_or("")
+        };
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            calls.insert(name.to_owned());
+        }
+    }
+    calls
+}
+
+/// `tools/larder.service` limits larder to systemd's `@system-service` system calls
+/// (any other fails with EPERM). Everything larder does — start-up, DNS, a miss
+/// stored and a hit, a bulk tunnel (which splices), its own pages, a PURGE, a
+/// reload, a log re-open and a stop — is traced with strace, and every call must be
+/// in the set. The unit itself must pass `systemd-analyze verify`.
+#[test]
+fn the_service_unit_allows_every_system_call_larder_makes() {
+    let unit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/larder.service");
+    let unit = std::fs::read_to_string(unit_path).expect("read tools/larder.service");
+    let filters: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .collect();
+    assert_eq!(
+        filters,
+        ["@system-service"],
+        "the test checks this filter only"
+    );
+    assert!(unit.contains("\nSystemCallErrorNumber=EPERM\n"));
+
+    let dir = crate::support::TempDir::new("unit");
+    let copy = dir.path().join("larder.service");
+    let unit_here = unit.replace("/usr/local/bin/larder", env!("CARGO_BIN_EXE_larder"));
+    std::fs::write(&copy, unit_here).expect("write the unit copy");
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze verify");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let allowed = syscall_group("@system-service");
+    let body = vec![b'x'; 300_000];
+    let big = body.clone();
+    let origin = Origin::start(move |request| {
+        if request.target == "/big" {
+            return Reply::SendClose(ok(&big));
+        }
+        Reply::Send(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 5\r\n\r\nfresh"
+                .to_vec(),
+        )
+    });
+    let trace = TempFile::new("larder.strace");
+    let log = TempFile::new("traced-access.log");
+    let port = origin.port().to_string();
+    let mut proxy = Proxy::start_wrapped(
+        &["strace", "-f", "-qq", "-o", trace.arg()],
+        &[
+            "--admit-after",
+            "0",
+            "--cache-size",
+            "4M",
+            "--connect-ports",
+            &port,
+            "--access-log",
+            log.arg(),
+        ],
+        &[],
+    );
+    // Through a name, so the resolver threads work too; stored, then a hit.
+    let url = format!("http://localhost:{port}/fresh");
+    assert_eq!(proxy.get(&url).body, b"fresh");
+    assert_eq!(proxy.get(&url).body, b"fresh");
+    let mut tunnel = proxy.client();
+    let authority = origin.authority();
+    tunnel.send(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes());
+    assert_eq!(tunnel.read_response_for("CONNECT").status, 200);
+    tunnel.send(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let through = tunnel.read_to_close();
+    assert!(
+        through.len() > body.len(),
+        "{} bytes through the tunnel",
+        through.len()
+    );
+    // The client's half of the tunnel stays open until it closes it.
+    drop(tunnel);
+    let host = proxy.addr();
+    let mut pages = proxy.client();
+    for path in ["/metrics", "/", "/proxy.pac"] {
+        pages.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(pages.read_response().status, 200, "{path}");
+    }
+    let mut purge = proxy.client();
+    purge.send(crate::support::request("PURGE", &url, &[]).as_bytes());
+    assert_eq!(purge.read_response().status, 200);
+
+    // The signals go to larder, strace's child.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", proxy.pid()))
+        .expect("strace's children");
+    let larder = children
+        .split_whitespace()
+        .next()
+        .expect("larder's pid")
+        .to_owned();
+    let kill = |signal: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &larder])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+    };
+    kill("-HUP");
+    wait_for_stderr(&proxy, "reloaded on SIGHUP");
+    kill("-USR1");
+    assert_eq!(proxy.get(&url).status, 200);
+    kill("-TERM");
+    assert_eq!(
+        proxy.wait_exit(Duration::from_secs(10)),
+        Some(Some(0)),
+        "stderr:\n{}",
+        proxy.stderr()
+    );
+
+    let made = traced_calls(trace.path());
+    assert!(
+        made.contains("epoll_wait") || made.contains("epoll_pwait"),
+        "{made:?}"
+    );
+    assert!(
+        made.contains("splice"),
+        "the tunnel never spliced: {made:?}"
+    );
+    let refused: Vec<&String> = made.difference(&allowed).collect();
+    assert!(
+        refused.is_empty(),
+        "larder makes system calls the unit's filter refuses: {refused:?}"
+    );
+}

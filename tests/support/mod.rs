@@ -61,9 +61,34 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with extra environment variables (for the `LARDER_*` twins).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_wrapped(&[], args, env)
+    }
+
+    /// Like [`Proxy::start_with_env`], larder run by `wrapper` (e.g. `strace -f -o
+    /// FILE`): the command line is `wrapper... larder args...`. [`Proxy::pid`] is then
+    /// the wrapper's.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let cache = TempDir::new("cache");
         let own_cache = env.iter().any(|(k, _)| *k == "LARDER_CACHE_DIR");
         let mut cmd = larder_command(args, (!own_cache).then_some(&cache));
+        if let Some((program, rest)) = wrapper.split_first() {
+            let mut wrapped = Command::new(program);
+            wrapped
+                .args(rest)
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            for (key, value) in cmd.get_envs() {
+                match value {
+                    Some(value) => wrapped.env(key, value),
+                    None => wrapped.env_remove(key),
+                };
+            }
+            wrapped
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            cmd = wrapped;
+        }
         cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn larder");
         let stderr = Arc::new(Mutex::new(String::new()));
