@@ -7,4 +7,8 @@
 //! when its method is PURGE. [`route`] decides what to answer as a value; the
 //! connection code carries it out.
 
+pub mod metrics;
 pub mod pac;
+pub mod small;
+pub mod status;
+pub mod text;
