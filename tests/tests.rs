@@ -21,4 +21,5 @@ mod forward;
 mod framing;
 mod limits;
 mod log;
+mod pages_render;
 mod timeouts;
