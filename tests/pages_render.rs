@@ -1,17 +1,19 @@
 //! larder's own pages as their readers take them: the PAC file run by a PAC engine
-//! (Node.js with the standard helpers), `/metrics` read by a strict Prometheus
-//! text-format reader. Each of those tools is checked here too, so a test using one can
-//! trust it.
+//! (Node.js with the standard helpers, and headless Chromium loading a page through
+//! larder by it), `/metrics` read by a strict Prometheus text-format reader. Each of
+//! those tools is checked here too, so a test using one can trust it.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use larder::access_log::ResultCode;
 use larder::pages::metrics::{metrics_text, CONTENT_TYPE as METRICS_TYPE};
-use larder::pages::pac::{pac_file, PacDirect};
+use larder::pages::pac::{pac_file, PacDirect, CONTENT_TYPE as PAC_TYPE};
 use larder::stats::{CacheFigures, Snapshot, Stats};
 
+use crate::support::browser::load_via_pac;
 use crate::support::pac::eval_pac;
 use crate::support::prom::{counters_grew_or_stayed, parse};
+use crate::support::{larder_via, Origin, Proxy, Reply};
 
 const PROXY: &str = "PROXY 127.0.0.1:3128; DIRECT";
 
@@ -524,4 +526,76 @@ larder_e_total{} 0
         None,
         "the label set must match exactly"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A real browser
+
+/// A server answering every request with the PAC file `pac`.
+fn pac_server(pac: String) -> Origin {
+    Origin::start(move |_| {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {PAC_TYPE}\r\nContent-Length: {}\r\n\r\n",
+            pac.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(pac.as_bytes());
+        Reply::Send(reply)
+    })
+}
+
+/// An origin serving a small HTML page that names itself.
+fn page_origin() -> Origin {
+    Origin::start(|_| {
+        let body =
+            b"<!DOCTYPE html><html><body><p id=\"origin\">page-from-the-origin</p></body></html>";
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nCache-Control: no-store\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        Reply::Send(reply)
+    })
+}
+
+#[test]
+fn chromium_loads_a_page_through_the_larder_its_pac_file_names() {
+    let proxy = Proxy::start(&[]);
+    let origin = page_origin();
+    let pac = pac_server(pac_file(&proxy.addr().to_string(), &[]));
+    // 0.0.0.0: Chromium hands it to the PAC (a loopback name would bypass the proxy);
+    // the connection reaches the origin on 127.0.0.1.
+    let page = format!("http://0.0.0.0:{}/page", origin.port());
+    let dom = load_via_pac(&pac.url("/proxy.pac"), &page).unwrap_or_else(|e| panic!("{e}"));
+    assert!(dom.contains("page-from-the-origin"), "{dom}");
+    assert!(pac.requests() >= 1, "Chromium fetched the PAC file");
+    let seen = origin.seen();
+    let request = seen
+        .iter()
+        .find(|r| r.target == "/page")
+        .unwrap_or_else(|| panic!("the origin saw no /page: {seen:?}"));
+    assert!(
+        larder_via(&request.headers).is_some(),
+        "the page did not come through larder: {:?}\nlarder: {}",
+        request.headers,
+        proxy.stderr()
+    );
+}
+
+#[test]
+fn chromium_goes_direct_for_a_pac_direct_destination() {
+    let proxy = Proxy::start(&[]);
+    let origin = page_origin();
+    let pac = pac_server(pac_file(&proxy.addr().to_string(), &rules(&["0.0.0.0/32"])));
+    let page = format!("http://0.0.0.0:{}/page", origin.port());
+    let dom = load_via_pac(&pac.url("/proxy.pac"), &page).unwrap_or_else(|e| panic!("{e}"));
+    assert!(dom.contains("page-from-the-origin"), "{dom}");
+    assert!(pac.requests() >= 1, "Chromium fetched the PAC file");
+    let seen = origin.seen();
+    let request = seen
+        .iter()
+        .find(|r| r.target == "/page")
+        .unwrap_or_else(|| panic!("the origin saw no /page: {seen:?}"));
+    assert_eq!(larder_via(&request.headers), None, "went through larder");
 }

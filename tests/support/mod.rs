@@ -6,6 +6,7 @@
 //! tests running in parallel never share a port. Every wait is bounded: a broken proxy
 //! fails a test with a message instead of hanging the suite.
 
+pub mod browser;
 pub mod pac;
 pub mod prom;
 
