@@ -22,6 +22,7 @@ mod framing;
 mod limits;
 mod log;
 mod pages;
+mod pages_render;
 mod regression;
 mod service;
 mod timeouts;

@@ -22,7 +22,7 @@ use crate::conn::cache::Cache;
 use crate::http::page::{html_escape, response};
 use crate::http::target::Target;
 use crate::http::Method;
-use crate::pages::{self, Page, HTML_TYPE, METRICS_TYPE, PAC_TYPE};
+use crate::pages::{self, metrics, pac, small, status, Page, HTML_TYPE};
 use crate::stats::{CacheFigures, Snapshot};
 
 /// Whether the request is for larder itself rather than for an origin.
@@ -87,18 +87,19 @@ fn answer(cx: &mut Cx, asked: &Asked) {
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
         Page::Status => {
-            let body = with_snapshot(cx, pages::status_html);
-            (200, HTML_TYPE, body, "", ResultCode::None)
+            let (_, body) = with_snapshot(cx, true, |s| (200, status::status_html(s)));
+            (200, status::CONTENT_TYPE, body, "", ResultCode::None)
         }
         Page::Metrics => {
-            let body = with_snapshot(cx, pages::metrics_text);
-            (200, METRICS_TYPE, body, "", ResultCode::None)
+            let (_, body) = with_snapshot(cx, true, |s| (200, metrics::metrics_text(s)));
+            (200, metrics::CONTENT_TYPE, body, "", ResultCode::None)
         }
         Page::Health => {
-            let (status, body) = health(cx);
+            // A load balancer asks every few seconds: no walk of the index for it.
+            let (status, body) = with_snapshot(cx, false, small::health);
             (
                 status,
-                "text/plain; charset=utf-8",
+                small::HEALTH_CONTENT_TYPE,
                 body,
                 "",
                 ResultCode::None,
@@ -107,22 +108,23 @@ fn answer(cx: &mut Cx, asked: &Asked) {
         Page::Pac => {
             // The address the client reached larder by: what its Host said (origin
             // form), or the literal it named.
-            let body = pages::pac_file(asked.target.host_header(), &cx.ctx.cfg.pac_direct);
-            (200, PAC_TYPE, body, "", ResultCode::None)
+            let body = pac::pac_file(asked.target.host_header(), &cx.ctx.cfg.pac_direct);
+            (200, pac::CONTENT_TYPE, body, "", ResultCode::None)
         }
         Page::Purge => {
             let (status, body) = purge(cx, asked.target);
+            let text = "text/plain; charset=utf-8";
+            (status, text, body, "", ResultCode::None)
+        }
+        Page::NotFound => {
+            let body = small::not_found_html(asked.target.path_and_query(), cx.conn.admin);
             (
-                status,
-                "text/plain; charset=utf-8",
+                404,
+                small::NOT_FOUND_CONTENT_TYPE,
                 body,
                 "",
                 ResultCode::None,
             )
-        }
-        Page::NotFound => {
-            let body = pages::not_found_html(asked.target.path_and_query(), cx.conn.admin);
-            (404, HTML_TYPE, body, "", ResultCode::None)
         }
         Page::AdminOnly => {
             info!(
@@ -187,8 +189,13 @@ fn message_html(status: u16, message: &str) -> String {
     )
 }
 
-/// Gathers the figures of the pages and renders them.
-fn with_snapshot(cx: &mut Cx, render: impl FnOnce(&Snapshot) -> String) -> String {
+/// Gathers the figures of the pages and renders them (`oldest`: find the oldest
+/// object, a walk of the in-memory index).
+fn with_snapshot(
+    cx: &mut Cx,
+    oldest: bool,
+    render: impl FnOnce(&Snapshot) -> (u16, String),
+) -> (u16, String) {
     let (mut idle, mut busy) = (0u64, 0u64);
     for (_, up) in cx.ups.iter() {
         if up.owner.is_some() {
@@ -209,40 +216,21 @@ fn with_snapshot(cx: &mut Cx, render: impl FnOnce(&Snapshot) -> String) -> Strin
         upstreams_busy: busy,
         listen: &ctx.locals,
         draining: ctx.draining,
-        cache: ctx.cache.as_ref().map(|c| cache_figures(c, ctx.unix)),
+        cache: ctx.cache.as_ref().map(|c| cache_figures(c, oldest)),
     };
     render(&snapshot)
 }
 
-fn cache_figures(cache: &Cache, now: u64) -> CacheFigures {
+fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
     let s = cache.store.stats();
     CacheFigures {
         objects: s.objects,
         live_bytes: s.live_bytes,
         capacity: s.capacity,
-        oldest: s.oldest,
+        oldest: if oldest { s.oldest } else { None },
         write_errors: s.write_errors,
-        paused_until: Some(s.disabled_until).filter(|&t| t > now),
+        paused_until: Some(s.disabled_until).filter(|&t| t > 0),
     }
-}
-
-/// `/health`: 200 while the loop runs and the cache can store; 503 with the reason
-/// while storing is paused after a write error, or while larder is stopping.
-fn health(cx: &Cx) -> (u16, String) {
-    if cx.ctx.draining {
-        return (503, "stopping\n".to_owned());
-    }
-    if let Some(cache) = cx.ctx.cache.as_ref() {
-        let s = cache.store.stats();
-        if s.disabled_until > cx.ctx.unix {
-            let secs = s.disabled_until - cx.ctx.unix;
-            return (
-                503,
-                format!("storing paused for {secs} s after a cache write error\n"),
-            );
-        }
-    }
-    (200, "ok\n".to_owned())
 }
 
 /// `PURGE URL`: removes the URL and each of its variants, and syncs the cache file

@@ -16,10 +16,11 @@
 //! | `/proxy.pac`, `/wpad.dat` | anyone `--allow`ed | the PAC file |
 //! | `PURGE <URL>` | `--admin` | removes the URL (every variant) from the cache |
 
+pub mod metrics;
 pub mod pac;
-mod render_tmp;
-
-pub use render_tmp::{metrics_text, not_found_html, pac_file, status_html, METRICS_TYPE};
+pub mod small;
+pub mod status;
+pub mod text;
 
 use crate::http::Method;
 
@@ -67,9 +68,8 @@ pub fn decide(method: &Method, path: &str, admin: bool) -> Page {
     page
 }
 
-/// The content type of the PAC file.
-pub const PAC_TYPE: &str = "application/x-ns-proxy-autoconfig";
-/// The content type of the status page and the other HTML pages.
+/// The content type of larder's other HTML pages (the status page's is
+/// [`status::CONTENT_TYPE`]).
 pub const HTML_TYPE: &str = "text/html; charset=utf-8";
 
 #[cfg(test)]

@@ -6,6 +6,10 @@
 //! tests running in parallel never share a port. Every wait is bounded: a broken proxy
 //! fails a test with a message instead of hanging the suite.
 
+pub mod browser;
+pub mod pac;
+pub mod prom;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
