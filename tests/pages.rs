@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::support::{ok, request, Client, Origin, Proxy, Reply, Response, TempDir};
+use crate::support::{ok, pac, prom, request, Client, Origin, Proxy, Reply, Response, TempDir};
 
 /// A client on 127.0.0.2: allowed by `--allow 127.0.0.0/8`, and not an admin under
 /// `--admin 127.0.0.1/32` (the default, loopback, would include it).
@@ -207,4 +207,105 @@ fn purge_removes_every_variant_for_good_and_only_for_admins() {
     fetch(&proxy, &vary, "en");
     fetch(&proxy, &vary, "fr");
     assert_eq!(origin.requests(), before + 3, "a purged object came back");
+}
+
+/// `/metrics` as Prometheus reads it: the strict reader accepts it, the figures
+/// match what happened, and no counter goes down between two scrapes.
+#[test]
+fn metrics_are_strict_prometheus_text_and_count_what_happened() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"counted")));
+    let proxy = Proxy::start(&["--admit-after", "0", "--block", "blocked.test"]);
+    let scrape = |proxy: &Proxy| {
+        let metrics = page(proxy, "/metrics");
+        assert_eq!(metrics.status, 200);
+        assert_eq!(
+            metrics.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        prom::parse(&metrics.text()).unwrap_or_else(|e| panic!("{e}\n{}", metrics.text()))
+    };
+    let before = scrape(&proxy);
+    let url = origin.url("/counted");
+    assert_eq!(proxy.get(&url).body, b"counted");
+    assert_eq!(proxy.get(&url).body, b"counted");
+    assert_eq!(proxy.get("http://www.blocked.test/").status, 403);
+    let after = scrape(&proxy);
+    prom::counters_grew_or_stayed(&before, &after).unwrap_or_else(|e| panic!("{e}"));
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        after
+            .get(name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+    };
+    assert_eq!(get("larder_requests_total", &[("result", "TCP_HIT")]), 1.0);
+    assert_eq!(get("larder_requests_total", &[("result", "TCP_MISS")]), 1.0);
+    assert_eq!(
+        get("larder_requests_total", &[("result", "TCP_DENIED")]),
+        1.0
+    );
+    assert_eq!(get("larder_blocked_requests_total", &[]), 1.0);
+    assert_eq!(get("larder_cache_hits_total", &[]), 1.0);
+    assert_eq!(get("larder_cache_objects", &[]), 1.0);
+    assert!(get("larder_cache_served_bytes_total", &[]) > 7.0);
+    assert_eq!(get("larder_cache_write_errors_total", &[]), 0.0);
+    assert_eq!(get("larder_cache_storing_paused", &[]), 0.0);
+    // The scrape itself (one connection open, it) and the first one count too.
+    assert!(get("larder_client_connections", &[]) >= 1.0);
+    assert!(get("larder_client_connections_accepted_total", &[]) >= 5.0);
+    assert_eq!(get("larder_requests_total", &[("result", "TAG_NONE")]), 1.0);
+}
+
+/// The PAC file larder serves, run as a browser runs it: everything through the
+/// address the client reached larder by, except plain names, loopback and the
+/// `--pac-direct` rules.
+#[test]
+fn the_pac_file_larder_serves_runs_in_a_javascript_engine() {
+    let proxy = Proxy::start(&["--pac-direct", "10.0.0.0/8", "--pac-direct", "corp.example"]);
+    let mut client = proxy.client();
+    // As a browser on the LAN would ask: by the name it knows larder under.
+    client.send(b"GET /proxy.pac HTTP/1.1\r\nHost: proxy.lan:3128\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/x-ns-proxy-autoconfig")
+    );
+    let through = "PROXY proxy.lan:3128; DIRECT";
+    let cases = [
+        ("http://example.com/", "example.com", through),
+        ("http://intranet/", "intranet", "DIRECT"),
+        ("http://127.0.0.1:8080/", "127.0.0.1", "DIRECT"),
+        ("http://10.1.2.3/", "10.1.2.3", "DIRECT"),
+        ("http://11.1.2.3/", "11.1.2.3", through),
+        ("http://wiki.CORP.example/", "wiki.CORP.example", "DIRECT"),
+        ("http://notcorp.example/", "notcorp.example", through),
+        ("https://example.org/", "example.org", through),
+    ];
+    let asked: Vec<(&str, &str)> = cases.iter().map(|(u, h, _)| (*u, *h)).collect();
+    let got = pac::eval_pac(&response.text(), &asked);
+    let expected: Vec<&str> = cases.iter().map(|(_, _, e)| *e).collect();
+    assert_eq!(got, expected);
+    // The same file under its other name.
+    client.send(format!("GET /wpad.dat HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.addr()).as_bytes());
+    let wpad = client.read_response();
+    assert_eq!(wpad.status, 200);
+    assert!(
+        wpad.text().contains(&format!("PROXY {}", proxy.addr())),
+        "{}",
+        wpad.text()
+    );
+}
+
+/// The status page shows what happened, and escapes what clients sent.
+#[test]
+fn the_status_page_shows_the_figures_and_escapes_host_names() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"shown")));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/shown");
+    proxy.get(&url);
+    proxy.get(&url);
+    let status = page(&proxy, "/").text();
+    assert!(status.contains("127.0.0.1"), "the top hosts: {status}");
+    assert!(status.contains(env!("CARGO_PKG_VERSION")), "{status}");
+    assert!(!status.contains("<script"), "{status}");
+    assert!(status.contains("name=\"viewport\""), "{status}");
 }

@@ -7,13 +7,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use larder::access_log::ResultCode;
 use larder::pages::metrics::{metrics_text, CONTENT_TYPE as METRICS_TYPE};
-use larder::pages::pac::{pac_file, PacDirect, CONTENT_TYPE as PAC_TYPE};
+use larder::pages::pac::{pac_file, PacDirect};
 use larder::stats::{CacheFigures, Snapshot, Stats};
 
 use crate::support::browser::load_via_pac;
 use crate::support::pac::eval_pac;
 use crate::support::prom::{counters_grew_or_stayed, parse};
-use crate::support::{larder_via, Origin, Proxy, Reply};
+use crate::support::{larder_via, wait_for_log_lines, Origin, Proxy, Reply, TempFile};
 
 const PROXY: &str = "PROXY 127.0.0.1:3128; DIRECT";
 
@@ -531,19 +531,6 @@ larder_e_total{} 0
 // ---------------------------------------------------------------------------------------
 // A real browser
 
-/// A server answering every request with the PAC file `pac`.
-fn pac_server(pac: String) -> Origin {
-    Origin::start(move |_| {
-        let mut reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {PAC_TYPE}\r\nContent-Length: {}\r\n\r\n",
-            pac.len()
-        )
-        .into_bytes();
-        reply.extend_from_slice(pac.as_bytes());
-        Reply::Send(reply)
-    })
-}
-
 /// An origin serving a small HTML page that names itself.
 fn page_origin() -> Origin {
     Origin::start(|_| {
@@ -559,17 +546,20 @@ fn page_origin() -> Origin {
     })
 }
 
+/// What the bar for a classroom asks: a browser given only larder's PAC URL
+/// (`--proxy-pac-url=http://127.0.0.1:PORT/proxy.pac`, served by larder itself) loads
+/// a page through larder.
 #[test]
-fn chromium_loads_a_page_through_the_larder_its_pac_file_names() {
-    let proxy = Proxy::start(&[]);
+fn chromium_loads_a_page_through_larder_by_larders_own_pac_url() {
+    let log = TempFile::new("chromium-access.log");
+    let proxy = Proxy::start(&["--access-log", log.arg()]);
     let origin = page_origin();
-    let pac = pac_server(pac_file(&proxy.addr().to_string(), &[]));
     // 0.0.0.0: Chromium hands it to the PAC (a loopback name would bypass the proxy);
     // the connection reaches the origin on 127.0.0.1.
     let page = format!("http://0.0.0.0:{}/page", origin.port());
-    let dom = load_via_pac(&pac.url("/proxy.pac"), &page).unwrap_or_else(|e| panic!("{e}"));
+    let pac_url = format!("http://{}/proxy.pac", proxy.addr());
+    let dom = load_via_pac(&pac_url, &page).unwrap_or_else(|e| panic!("{e}"));
     assert!(dom.contains("page-from-the-origin"), "{dom}");
-    assert!(pac.requests() >= 1, "Chromium fetched the PAC file");
     let seen = origin.seen();
     let request = seen
         .iter()
@@ -581,17 +571,30 @@ fn chromium_loads_a_page_through_the_larder_its_pac_file_names() {
         request.headers,
         proxy.stderr()
     );
+    // larder's access log shows both: the PAC file it served, and the page.
+    let lines = wait_for_log_lines(&log, 2);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" GET http://127.0.0.1:") && l.contains("/proxy.pac ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("TCP_MISS/200 ") && l.contains(&page)),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn chromium_goes_direct_for_a_pac_direct_destination() {
-    let proxy = Proxy::start(&[]);
+    let proxy = Proxy::start(&["--pac-direct", "0.0.0.0/32"]);
     let origin = page_origin();
-    let pac = pac_server(pac_file(&proxy.addr().to_string(), &rules(&["0.0.0.0/32"])));
     let page = format!("http://0.0.0.0:{}/page", origin.port());
-    let dom = load_via_pac(&pac.url("/proxy.pac"), &page).unwrap_or_else(|e| panic!("{e}"));
+    let pac_url = format!("http://{}/proxy.pac", proxy.addr());
+    let dom = load_via_pac(&pac_url, &page).unwrap_or_else(|e| panic!("{e}"));
     assert!(dom.contains("page-from-the-origin"), "{dom}");
-    assert!(pac.requests() >= 1, "Chromium fetched the PAC file");
     let seen = origin.seen();
     let request = seen
         .iter()
