@@ -345,11 +345,17 @@ impl CacheFile {
 
 impl CacheFile {
     /// `[off, end)` lies inside a range reserved before.
-    fn is_known(&self, off: u64, end: u64) -> bool {
+    pub(crate) fn is_known(&self, off: u64, end: u64) -> bool {
         self.known
             .range(..=off)
             .next_back()
             .is_some_and(|(_, &known_end)| known_end >= end)
+    }
+
+    /// Tests: forgets what was reserved, as a new process would not know it.
+    #[cfg(test)]
+    pub(crate) fn forget_reservations(&mut self) {
+        self.known.clear();
     }
 
     /// Adds `[off, end)` to the reserved ranges, merged with those it touches; beyond
