@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use larder::cache::format::{encode_file_header, FileHeader};
 use larder::cache::{CacheError, Meta, Options, Store};
 
-use crate::support::{Origin, Proxy, Reply};
+use crate::support::{get, Client, Origin, Proxy, Reply};
 
 /// A fresh directory under the system temp directory, removed with its contents on drop.
 struct TempDir {
@@ -611,6 +611,86 @@ fn stats_ls_get_and_verify_read_a_running_larders_cache() {
     assert_eq!(origin.requests(), 3, "served from the cache");
     proxy.get(&origin.url("/c"));
     assert_eq!(wait_for_objects(&dir, 4).lines().count(), 4);
+}
+
+/// The body of `/churn/N`: its length and bytes follow from the path.
+fn churn_body(path: &str) -> Vec<u8> {
+    body_for(path, 20_000 + (fnv(path.as_bytes()) % 20_000) as usize)
+}
+
+/// While larder stores object after object into a 1 MiB cache (the ring laps every few
+/// dozen), `ls`, `get` and `verify` run over and over: every body `get` writes is
+/// exactly the stored one, `ls` lists only URLs that were stored, and `verify` finds no
+/// damage (what larder overwrote under it is counted apart).
+#[test]
+fn read_commands_never_show_a_torn_object_while_larder_overwrites_its_cache() {
+    let dir = TempDir::new("churn");
+    let origin =
+        Origin::start(|request| Reply::Send(cacheable("200 OK", &churn_body(&request.target))));
+    let proxy = larder_on(&dir);
+    let addr = proxy.addr();
+    let prefix = origin.url("/churn/");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (prefix, done) = (prefix.clone(), std::sync::Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut client = Client::connect(addr);
+            for i in 0..5000 {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                client.send(get(&format!("{prefix}{i}")).as_bytes());
+                let response = client.read_response();
+                assert_eq!(response.status, 200);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut gets, mut changed) = (0, 0);
+    for round in 0..40 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let ls = tool(&dir, &["ls"]);
+        assert_exit(&ls, 0);
+        let urls: Vec<String> = ls
+            .text()
+            .lines()
+            .filter_map(|l| l.rsplit("  ").next().map(str::to_owned))
+            .collect();
+        for url in urls.iter().rev().take(3) {
+            let path = url.strip_prefix(&prefix).map(|n| format!("/churn/{n}"));
+            let path = path.unwrap_or_else(|| panic!("round {round}: listed {url}"));
+            let got = tool(&dir, &["get", url]);
+            match got.code {
+                Some(0) => {
+                    assert!(got.stdout == churn_body(&path), "round {round}: torn {url}");
+                    gets += 1;
+                }
+                // overwritten since it was listed
+                Some(1) => {}
+                _ => panic!("round {round}: get {url}: {}", got.stderr),
+            }
+        }
+        let verify = tool(&dir, &["--json", "verify"]);
+        assert_exit(&verify, 0);
+        changed += json_number(&verify.text(), "changed");
+    }
+    done.store(true, Ordering::SeqCst);
+    writer.join().expect("the writer thread");
+    eprintln!("{gets} bodies read whole, {changed} objects changed under verify");
+    assert!(gets >= 20, "only {gets} bodies read");
+    let stats = tool(&dir, &["--json", "stats"]);
+    assert!(
+        json_number(&stats.text(), "objects") > 5,
+        "{}",
+        stats.text()
+    );
+    assert!(
+        origin.requests() > 50,
+        "larder stored too little: {}",
+        origin.requests()
+    );
 }
 
 #[test]
