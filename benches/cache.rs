@@ -7,7 +7,8 @@
 //! - eviction quality: byte hit ratio of the store against an exact LRU of the same
 //!   capacity on one Zipf (α = 0.8) trace whose distinct objects total 10 × the capacity.
 //!
-//! Files go to /dev/shm when it exists (tmpfs: memory speed, no disk wear), else to the
+//! Files go to `$LARDER_BENCH_DIR` when it is set (to measure a disk's file system),
+//! else to /dev/shm when it exists (tmpfs: memory speed, no disk wear), else to the
 //! system temp directory, and are removed at the end. The whole run takes well under a
 //! minute.
 
@@ -70,7 +71,9 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new(name: &str) -> Scratch {
         let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
+        let base = if let Some(dir) = std::env::var_os("LARDER_BENCH_DIR") {
+            PathBuf::from(dir)
+        } else if shm.is_dir() {
             shm.to_path_buf()
         } else {
             std::env::temp_dir()

@@ -1,11 +1,19 @@
-//! `larder-cache`: inspect and maintain larder's cache file while larder is stopped.
+//! `larder-cache`: inspect and maintain larder's cache file.
 //!
 //! It finds the cache exactly as larder does (`--cache-dir`, else [`dir::default_dir`])
-//! and opens it through the same [`Store`], so there is one reader of the format. The
-//! store's exclusive lock keeps it from running beside larder.
+//! and opens it through the same [`Store`], so there is one reader of the format.
+//!
+//! `stats`, `ls`, `get` and `verify` work whether larder runs or not: they open the file
+//! read-only and without its lock ([`Store::open_read_only`]), never write a byte, and
+//! show only records that pass their CRCs on a copy, so an object being written or
+//! overwritten by the running larder is skipped, never shown torn. `purge` and `compact`
+//! write the file: they take its lock, and while larder holds it they stop and say so
+//! (a URL can be purged through the running proxy instead).
 //!
 //! Exit status: 0 done; 1 `verify` found damage, or `get`/`purge` found nothing; 2 bad
-//! usage or a cache that cannot be opened (missing, in use, foreign, newer version).
+//! usage or a cache that cannot be opened (missing, foreign, newer version), or
+//! `purge`/`compact` while larder runs. With `--json`, errors go to stderr as one JSON
+//! object, `{"error":"..."}`.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -15,16 +23,25 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use larder::cache::compact::{compact, Compacted};
-use larder::cache::{dir, size, unix_now, Meta, ObjectInfo, Options, Store};
+use larder::cache::{dir, size, unix_now, CacheError, CheckedObject, Meta, Options, Store};
 use larder::http::date::civil_from_days;
+use larder::http::target::parse_absolute;
 
-/// larder-cache — inspect and maintain larder's cache (stop larder first).
+/// The address larder listens on unless told otherwise (`--listen`).
+const DEFAULT_PROXY: &str = "http://127.0.0.1:3128";
+
+/// larder-cache — inspect and maintain larder's cache.
 #[derive(Debug, Parser)]
 #[command(
     name = "larder-cache",
     version,
-    about = "Inspect and maintain larder's cache file (stop larder first: the file is locked while it runs)",
-    long_about = None
+    about = "Inspect and maintain larder's cache file (stats, ls, get and verify also \
+             while larder runs; purge and compact need it stopped)",
+    long_about = "Inspect and maintain larder's cache file.\n\n\
+        stats, ls, get and verify work while larder runs: they read the file without \
+        its lock and never write to it, and show only objects that pass their CRC \
+        checks. purge and compact change the file: they need larder stopped (a URL \
+        can be purged through the running proxy: curl -X PURGE -x http://127.0.0.1:3128 URL)."
 )]
 struct Cli {
     /// The cache directory, as given to larder. Default: $XDG_CACHE_HOME/larder, else
@@ -32,7 +49,7 @@ struct Cli {
     #[arg(long, global = true, env = "LARDER_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
-    /// Print JSON for scripts instead of text.
+    /// Print JSON for scripts instead of text; errors go to stderr as {"error": "..."}.
     #[arg(long, global = true)]
     json: bool,
 
@@ -43,22 +60,36 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Objects, live and dead bytes, capacity, write cursor, oldest and newest object.
+    ///
+    /// Live bytes are the bytes the stored objects' records take in the file (record
+    /// header, URL, head, body, padding): the figure `compact` reports as kept. Works
+    /// while larder runs (a snapshot of the file as it was read).
     Stats,
     /// Check every object's payload CRC; exit 1 naming the damaged records' offsets.
+    ///
+    /// Works while larder runs: an object that larder replaces or overwrites while it is
+    /// checked is not damage; such objects are counted apart.
     Verify,
-    /// List the stored objects: URL, size, stored and expiry times (UTC).
+    /// List the stored objects: size, stored and expiry times (UTC), status, URL.
+    ///
+    /// Works while larder runs; only objects that pass their CRC checks are listed.
     Ls,
     /// Write a stored body to stdout (with --json: its metadata and head instead).
+    ///
+    /// The body is written only after its CRC is checked. Works while larder runs.
     Get {
-        /// The URL, exactly as larder stored it.
+        /// The URL, as a client asked for it (the scheme and host are matched in any
+        /// case, as larder does; the path exactly).
         url: String,
         /// Write the stored response head instead of the body.
         #[arg(long)]
         head: bool,
     },
-    /// Remove a URL from the cache, or every expired object.
+    /// Remove a URL from the cache, or every expired object. Needs larder stopped.
+    #[command(override_usage = "larder-cache purge [OPTIONS] <URL>|--expired")]
     Purge {
-        /// The URL, exactly as larder stored it.
+        /// The URL, as a client asked for it (the scheme and host are matched in any
+        /// case, as larder does; the path exactly).
         #[arg(required_unless_present = "expired", conflicts_with = "expired")]
         url: Option<String>,
         /// Remove every object whose expiry time has passed.
@@ -68,7 +99,8 @@ enum Command {
     /// Rewrite the cache file with only its live objects, optionally at a new capacity.
     ///
     /// Writes a new file next to the old one, syncs it and renames it over the old one.
-    /// Shrinking keeps the newest objects that fit.
+    /// Shrinking keeps the newest objects that fit. Needs larder stopped (or restart
+    /// larder with a new --cache-size, which compacts the cache as it starts).
     Compact {
         /// The new capacity, e.g. 512M or 2G. Default: the current one.
         #[arg(long, value_name = "SIZE", value_parser = size::parse)]
@@ -77,18 +109,42 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --json asked for machine-readable errors; help and --version are not
+            // errors and print as usual.
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            if json && e.use_stderr() {
+                let text = e.render().to_string();
+                let text = text.trim().trim_start_matches("error: ");
+                report_error(text, true);
+                return ExitCode::from(2);
+            }
+            e.exit();
+        }
+    };
     let dir = cli.cache_dir.clone().unwrap_or_else(dir::default_dir);
     match run(&cli, &dir::file_path(&dir), unix_now()) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Exit1(msg)) => {
-            eprintln!("larder-cache: {msg}");
+            report_error(&msg, cli.json);
             ExitCode::from(1)
         }
         Err(msg) => {
-            eprintln!("larder-cache: {msg}");
+            report_error(&msg, cli.json);
             ExitCode::from(2)
         }
+    }
+}
+
+/// Writes an error to stderr: `larder-cache: MESSAGE`, or with `--json` one line
+/// `{"error":"MESSAGE"}`.
+fn report_error(msg: &str, json: bool) {
+    if json {
+        eprintln!("{}", Json::Obj(vec![("error", Json::Str(msg.to_owned()))]));
+    } else {
+        eprintln!("larder-cache: {msg}");
     }
 }
 
@@ -100,9 +156,9 @@ enum Outcome {
     Exit1(String),
 }
 
-/// How the tool opens a cache: it writes no objects and must see every one the file
-/// holds, so no object limit and no entry limit (the store would otherwise leave the
-/// oldest out of its index).
+/// How the tool opens a cache: it must see every object the file holds, so no object
+/// limit and no entry limit (the store would otherwise leave the oldest out of its
+/// index).
 fn options() -> Options {
     Options {
         capacity: 0,
@@ -112,18 +168,68 @@ fn options() -> Options {
 }
 
 fn run(cli: &Cli, path: &Path, now: u64) -> Result<Outcome, String> {
-    // open_existing, not open: the tool must not create a cache where a path was mistyped.
-    let open = || Store::open_existing(path, options(), now).map_err(|e| e.to_string());
+    // Never Store::open: the tool must not create a cache where a path was mistyped.
+    // Reading takes no lock, so it works beside a running larder.
+    let read = || Store::open_read_only(path, options(), now).map_err(|e| e.to_string());
     match &cli.command {
-        Command::Stats => print(&stats_text(&open()?, cli.json)),
-        Command::Verify => verify(&open()?, cli.json),
-        Command::Ls => print(&ls_text(&open()?, cli.json)),
-        Command::Get { url, head } => get(&mut open()?, url, *head, cli.json),
-        Command::Purge { url, .. } => purge(&mut open()?, url.as_deref(), now, cli.json),
+        Command::Stats => print(&stats_text(&read()?, cli.json)),
+        Command::Verify => verify(&read()?, cli.json),
+        Command::Ls => print(&ls_text(&read()?, cli.json)),
+        Command::Get { url, head } => get(&read()?, url, *head, cli.json),
+        Command::Purge { url, .. } => {
+            let url = url.as_deref().map(cache_key);
+            let change = url.as_deref().map_or(Change::PurgeExpired, Change::Purge);
+            let mut store =
+                Store::open_existing(path, options(), now).map_err(|e| refused(e, change))?;
+            purge(&mut store, url.as_deref(), now, cli.json)
+        }
         Command::Compact { capacity } => {
-            let report = compact(path, *capacity, now).map_err(|e| e.to_string())?;
+            let report = compact(path, *capacity, now).map_err(|e| refused(e, Change::Compact))?;
             print(&compact_text(&report, cli.json))
         }
+    }
+}
+
+/// A command that changes the file, and so needs larder stopped.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    /// `purge URL` (the cache key).
+    Purge(&'a str),
+    PurgeExpired,
+    Compact,
+}
+
+/// The message for an error opening the cache to change it; while larder holds the
+/// file, what to do instead.
+fn refused(e: CacheError, change: Change<'_>) -> String {
+    let CacheError::Locked(path) = &e else {
+        return e.to_string();
+    };
+    let held = format!("larder is running and holds {}", path.display());
+    match change {
+        Change::Purge(url) => format!(
+            "{held}; stop it first, or purge through the running proxy: \
+             curl -X PURGE -x {DEFAULT_PROXY} {url}"
+        ),
+        Change::PurgeExpired => format!(
+            "{held}; stop it first (while it runs, larder refetches expired objects when \
+             they are asked for, and evicts the oldest as it needs room)"
+        ),
+        Change::Compact => format!(
+            "{held}; stop it first (or restart larder with a new --cache-size, which \
+             compacts the cache as it starts)"
+        ),
+    }
+}
+
+/// `url` as larder keys it: an absolute `http://` URL is normalised as larder
+/// normalises request targets (scheme and host in lower case, default port dropped,
+/// empty path as `/`; the path and query kept as they are). Anything else is looked up
+/// as given.
+fn cache_key(url: &str) -> String {
+    match parse_absolute(url) {
+        Ok(target) => target.url().to_owned(),
+        Err(_) => url.to_owned(),
     }
 }
 
@@ -192,8 +298,8 @@ fn stats_text(store: &Store, json: bool) -> String {
 }
 
 fn verify(store: &Store, json: bool) -> Result<Outcome, String> {
-    let bad = store.verify();
-    let objects = store.stats().objects;
+    let report = store.check();
+    let bad = &report.bad;
     let damaged = store.scan_report().damaged_bytes;
     let text = if json {
         let list = bad
@@ -207,8 +313,9 @@ fn verify(store: &Store, json: bool) -> Result<Outcome, String> {
             .collect();
         let obj = Json::Obj(vec![
             ("ok", Json::Bool(bad.is_empty())),
-            ("objects", Json::Num(objects)),
+            ("objects", Json::Num(report.checked)),
             ("bad", Json::Arr(list)),
+            ("changed", Json::Num(report.changed)),
             ("damaged_bytes", Json::Num(damaged)),
         ]);
         format!("{obj}\n")
@@ -217,7 +324,14 @@ fn verify(store: &Store, json: bool) -> Result<Outcome, String> {
             .iter()
             .map(|(off, e)| format!("bad object at offset {off}: {e}\n"))
             .collect();
-        text += &format!("checked {objects} object(s): {} bad\n", bad.len());
+        text += &format!("checked {} object(s): {} bad\n", report.checked, bad.len());
+        if report.changed > 0 {
+            text += &format!(
+                "{} object(s) were replaced or overwritten by the running larder while \
+                 they were checked (not damage)\n",
+                report.changed
+            );
+        }
         if damaged > 0 {
             // Not an error by itself: a power cut can leave bytes that were never a
             // complete record; the scan skips them and they are overwritten in turn.
@@ -238,15 +352,31 @@ fn verify(store: &Store, json: bool) -> Result<Outcome, String> {
     })
 }
 
+/// The status code of a stored response head (`HTTP/1.1 200 OK` → 200); `None` for
+/// anything else (a variants marker).
+fn status_code(head: &[u8]) -> Option<u16> {
+    let rest = head.strip_prefix(b"HTTP/1.")?.get(2..)?;
+    let code = rest.get(..3)?;
+    let after = rest.get(3).copied();
+    if !code.iter().all(u8::is_ascii_digit) || !matches!(after, None | Some(b' ' | b'\r')) {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
 fn ls_text(store: &Store, json: bool) -> String {
-    let mut objects: Vec<ObjectInfo<'_>> = store.objects().collect();
+    let mut objects: Vec<CheckedObject> = store.checked_objects().collect();
     objects.sort_unstable_by_key(|o| o.seq);
     if json {
         let list = objects
             .iter()
             .map(|o| {
                 Json::Obj(vec![
-                    ("url", Json::Str(display_key(o.key))),
+                    ("url", Json::Str(display_key(&o.key))),
+                    (
+                        "status",
+                        status_code(&o.head).map_or(Json::Null, |s| Json::Num(s.into())),
+                    ),
                     ("size", Json::Num(o.body_len)),
                     ("stored", time_json(Some(o.meta.stored))),
                     ("expires", time_json(expiry(&o.meta))),
@@ -259,11 +389,12 @@ fn ls_text(store: &Store, json: bool) -> String {
         .iter()
         .map(|o| {
             format!(
-                "{:>10}  {}  {:<20}  {}\n",
+                "{:>10}  {}  {:<20}  {:>3}  {}\n",
                 size::human(o.body_len),
                 utc(o.meta.stored),
                 time_text(expiry(&o.meta)),
-                display_key(o.key)
+                status_code(&o.head).map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                display_key(&o.key)
             )
         })
         .collect()
@@ -287,28 +418,29 @@ fn display_key(key: &[u8]) -> String {
     }
 }
 
-fn get(store: &mut Store, url: &str, head: bool, json: bool) -> Result<Outcome, String> {
-    // lookup checks the payload CRC: a damaged body is never written out.
-    let Some(obj) = store.lookup(url.as_bytes()) else {
-        return Ok(Outcome::Exit1(format!("not in the cache: {url}")));
+fn get(store: &Store, url: &str, head: bool, json: bool) -> Result<Outcome, String> {
+    let key = cache_key(url);
+    // read_object copies the record and checks its CRCs first: a damaged body, or one
+    // the running larder is overwriting, is never written out.
+    let Some(obj) = store.read_object(key.as_bytes()) else {
+        return Ok(Outcome::Exit1(format!("not in the cache: {key}")));
     };
     if json {
-        let stored_head = String::from_utf8_lossy(store.bytes(obj.head.clone()));
-        let size = store.bytes(obj.body.clone()).len() as u64;
-        let obj = Json::Obj(vec![
-            ("url", Json::Str(url.to_owned())),
-            ("size", Json::Num(size)),
+        let stored_head = String::from_utf8_lossy(&obj.head);
+        let out = Json::Obj(vec![
+            ("url", Json::Str(key)),
+            ("size", Json::Num(obj.body_len)),
             ("stored", time_json(Some(obj.meta.stored))),
             ("expires", time_json(expiry(&obj.meta))),
             ("head", Json::Str(stored_head.into_owned())),
         ]);
-        return print(&format!("{obj}\n"));
+        return print(&format!("{out}\n"));
     }
-    let range = if head { obj.head } else { obj.body };
-    write_stdout(store.bytes(range))
+    write_stdout(if head { &obj.head } else { &obj.body })
 }
 
-/// Purges `url`, or (`None`, i.e. `--expired`) every object expired at `now`.
+/// Purges `url` (already a cache key), or (`None`, i.e. `--expired`) every object
+/// expired at `now`.
 fn purge(store: &mut Store, url: Option<&str>, now: u64, json: bool) -> Result<Outcome, String> {
     let keys: Vec<Vec<u8>> = match url {
         Some(url) => vec![url.as_bytes().to_vec()],
@@ -352,7 +484,7 @@ fn compact_text(r: &Compacted, json: bool) -> String {
         return format!("{obj}\n");
     }
     format!(
-        "compacted {} into {}: kept {} object(s) ({}), left out {} that did not fit \
+        "compacted {} into {}: kept {} object(s), {} live, left out {} that did not fit \
          and {} damaged\n",
         size::human(r.old_capacity),
         size::human(r.new_capacity),
@@ -442,6 +574,34 @@ fn utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_codes_come_from_the_status_line_only() {
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n\r\n"), Some(200));
+        assert_eq!(status_code(b"HTTP/1.0 404\r\n\r\n"), Some(404));
+        assert_eq!(status_code(b"HTTP/1.1 301"), Some(301));
+        for head in [
+            &b"LARDER-VARIANTS\r\nVary: accept\r\n\r\n"[..],
+            b"HTTP/1.1 20",
+            b"HTTP/1.1 2000 OK",
+            b"HTTP/2 200 OK",
+            b"HTTP/1.1 2x0 OK",
+            b"",
+        ] {
+            assert_eq!(status_code(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn urls_are_keyed_as_larder_keys_them() {
+        assert_eq!(
+            cache_key("HTTP://Example.COM/A?B"),
+            "http://example.com/A?B"
+        );
+        assert_eq!(cache_key("http://example.com:80"), "http://example.com/");
+        assert_eq!(cache_key("http://h:8080/x"), "http://h:8080/x");
+        assert_eq!(cache_key("not a url"), "not a url");
+    }
 
     #[test]
     fn json_escapes_quotes_backslashes_and_controls() {

@@ -22,7 +22,10 @@ pub struct Compacted {
     pub new_capacity: u64,
     /// Objects copied.
     pub kept: u64,
-    /// The bytes of their bodies.
+    /// Their live bytes: what their records take in the new file (record header, key,
+    /// head, body, padding), counted as [`Stats::live_bytes`](super::Stats::live_bytes)
+    /// counts them. A record's length depends only on what it holds, so when every
+    /// object is kept this equals the old file's live bytes.
     pub kept_bytes: u64,
     /// Objects left out because newer ones filled the new capacity (or its entry bound),
     /// or because they are too large for the new file.
@@ -146,9 +149,8 @@ fn copy_live(
     }
     new.sync()?;
     // Counted from the result, so the report holds even if the store had to evict.
-    let (kept, kept_bytes) = new
-        .objects()
-        .fold((0, 0), |(n, bytes), o| (n + 1, bytes + o.body_len));
+    let kept = new.summary().objects;
+    let kept_bytes = new.summary().live_bytes;
     Ok(Compacted {
         old_capacity: old.scan_report().capacity,
         new_capacity,
@@ -285,7 +287,8 @@ mod tests {
                 old_capacity: MIB,
                 new_capacity: MIB,
                 kept: 20,
-                kept_bytes: 20 * 5000,
+                // 64 + 16 (key) + 19 (head) + 5000, rounded up to 64
+                kept_bytes: 20 * 5120,
                 dropped: 0,
                 damaged: 0,
             }
@@ -294,6 +297,26 @@ mod tests {
         let store = Store::open_existing(&dir.file(), everything(), 3).unwrap();
         assert_eq!(store.stats().dead_bytes, 0);
         assert!(!tmp_path(&dir.file()).exists());
+    }
+
+    #[test]
+    fn the_kept_bytes_are_the_live_bytes_before() {
+        let dir = TempDir::new("live");
+        let live = {
+            let mut store = Store::open_file(&dir.file(), Options::for_capacity(MIB), 1).unwrap();
+            for i in 0..30 {
+                put(&mut store, i, 100 * i);
+            }
+            for i in 0..5 {
+                put(&mut store, i, 7);
+            }
+            store.invalidate(&key(29)).unwrap();
+            store.stats().live_bytes
+        };
+        let report = compact(&dir.file(), None, 2).unwrap();
+        assert_eq!((report.kept, report.kept_bytes), (29, live));
+        let store = Store::open_existing(&dir.file(), everything(), 3).unwrap();
+        assert_eq!(store.stats().live_bytes, live);
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The cache file on disk: creating it at its capacity, opening it under an exclusive
-//! lock, the one read-only map, and positional writes into the data area.
+//! lock (or read-only without it, beside a running larder), the one read-only map,
+//! reserving disk blocks, and positional writes into the data area.
 //!
 //! The map covers the whole file and is made once: it is never grown or remapped, and
-//! since we never shrink the file (and other larder processes respect the lock) a read
-//! through it cannot fault. All writes go through `write_all_at`, so a full disk is an
-//! `io::Error`, not a SIGBUS.
+//! since no larder process ever shrinks the file a read through it cannot fault. All
+//! writes go through `write_all_at`, so a full disk is an `io::Error`, not a SIGBUS; and
+//! the room of a new record is allocated on the disk (`fallocate(2)`) before the record
+//! is begun, so a full disk is found before anything is promised, not in the middle of
+//! a body.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -23,6 +27,9 @@ use super::CacheError;
 pub const FILE_NAME: &str = "larder.cache";
 /// Smallest capacity a new cache file may have.
 pub const MIN_CAPACITY: u64 = 64 * 1024;
+/// Most ranges [`CacheFile::reserve`] remembers as allocated (the ring makes one or two
+/// long runs; this bounds what its gaps can add).
+const MAX_KNOWN_RANGES: usize = 64;
 /// Longest pad written in one header; a larger gap gets a chain of pads. A power of two
 /// (so the pads written at creation sit at fixed offsets) below `MAX_RECORD_LEN`.
 pub(crate) const PAD_CHUNK: u64 = 1 << 31;
@@ -47,21 +54,43 @@ pub(crate) struct CacheFile {
     /// Tests: let the failing write tear headers too (half of its bytes land).
     #[cfg(test)]
     pub(crate) torn_headers: bool,
+    /// Tests: the errno every block reservation fails with instead of calling the kernel.
+    #[cfg(test)]
+    pub(crate) reserve_errno: Option<i32>,
+    /// Opened without the lock, for reading only: every write is refused.
+    read_only: bool,
+    /// The file system cannot reserve blocks (no `fallocate`): reservations are skipped.
+    no_reserve: bool,
+    /// Ranges of the file whose blocks this process has reserved, start → end: disjoint,
+    /// not touching, at most [`MAX_KNOWN_RANGES`]. Blocks are never given back (the file
+    /// is never truncated, no hole is ever punched), so a reservation inside one needs
+    /// no system call: after the ring's first lap, reserving costs nothing.
+    known: BTreeMap<u64, u64>,
+    /// Tests: system calls made by `reserve`.
+    #[cfg(test)]
+    pub(crate) reserve_calls: u64,
 }
 
-/// Whether opening may create a missing file (see `Store::open_file`, `Store::open_existing`).
+/// How a cache file is opened (see `Store::open_file`, `Store::open_existing`,
+/// `Store::open_read_only`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OpenMode {
-    /// Create the file at the requested capacity if it does not exist (larder).
+    /// Take the lock; create the file at the requested capacity if it does not exist
+    /// (larder).
     Create,
-    /// The file must exist: [`CacheError::Missing`] otherwise (the tool).
+    /// Take the lock; the file must exist: [`CacheError::Missing`] otherwise (the tool's
+    /// `purge` and `compact`).
     Existing,
+    /// No lock, no writes, never create: read a cache that a running larder may be
+    /// writing meanwhile (the tool's `stats`, `ls`, `get` and `verify`). The file is
+    /// opened for reading only, so not one byte can be written through it.
+    ReadOnly,
 }
 
 impl CacheFile {
     /// Opens `path` (creating it at `capacity` rounded down to [`ALIGN`] if it is missing
-    /// and `mode` allows), takes the exclusive lock, checks the header and maps it.
-    /// Returns the file and whether it was created.
+    /// and `mode` allows), takes the exclusive lock (not for `ReadOnly`), checks the
+    /// header and maps it. Returns the file and whether it was created.
     ///
     /// Errors: `Missing`, `Capacity` (creation only), `Locked`, `NotACache`, `Version`,
     /// `Truncated` (shorter than its header's capacity), `Io`.
@@ -72,6 +101,19 @@ impl CacheFile {
         now: u64,
     ) -> Result<(CacheFile, bool), CacheError> {
         let io = |e| CacheError::Io(path.to_path_buf(), e);
+        if mode == OpenMode::ReadOnly {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(CacheError::Missing(path.to_path_buf()))
+                }
+                Err(e) => return Err(io(e)),
+            };
+            let len = file.metadata().map_err(io)?.len();
+            let mut f = CacheFile::map(file, path, len)?;
+            f.read_only = true;
+            return Ok((f, false));
+        }
         let mut created = false;
         // A compaction may rename a new file over the path between our open and our lock;
         // we then hold the lock of a file nobody will open again, so try again.
@@ -135,11 +177,14 @@ impl CacheFile {
         }
         let map_len =
             usize::try_from(header.capacity).map_err(|_| CacheError::Capacity(header.capacity))?;
-        // SAFETY: the map is read-only and covers bytes the file has (checked above). We
-        // hold the file's exclusive lock, which every larder process takes before writing
-        // or resizing it, and we never shrink it, so the mapped range stays backed. Bytes
-        // under the map change only through our own positional writes, and the store
-        // never hands out a slice of a range it is writing.
+        // SAFETY: the map is read-only and covers bytes the file has (checked above). No
+        // larder process ever shrinks a cache file (compaction writes a new one and
+        // renames it), so the mapped range stays backed. With the exclusive lock, which
+        // every writer takes, bytes under the map change only through our own positional
+        // writes, and the store never hands out a slice of a range it is writing. Opened
+        // read-only, without the lock, the bytes may change under us at any time (the
+        // running larder writes them): the store then copies a record out of the map
+        // before it checks or uses it, and uses only the checked copy.
         let map = unsafe { MmapOptions::new().len(map_len).map(&file) }
             .map_err(|e| CacheError::Io(path.to_path_buf(), e))?;
         Ok(CacheFile {
@@ -154,7 +199,19 @@ impl CacheFile {
             writes_left: u64::MAX,
             #[cfg(test)]
             torn_headers: false,
+            #[cfg(test)]
+            reserve_errno: None,
+            read_only: false,
+            no_reserve: false,
+            known: BTreeMap::new(),
+            #[cfg(test)]
+            reserve_calls: 0,
         })
+    }
+
+    /// Opened with [`OpenMode::ReadOnly`]: nothing may be written.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn header(&self) -> &FileHeader {
@@ -213,6 +270,9 @@ impl CacheFile {
                 "write outside the cache's data area",
             ));
         }
+        if self.read_only {
+            return Err(read_only_error());
+        }
         #[cfg(test)]
         {
             if self.writes_left == 0 {
@@ -229,6 +289,154 @@ impl CacheFile {
         self.bytes_written = self.bytes_written.saturating_add(bytes.len() as u64);
         Ok(())
     }
+
+    /// Allocates disk blocks for `[off, off + len)` of the data area (`fallocate(2)`,
+    /// mode 0: inside the file's length, so its size does not change), so that writes
+    /// into that range cannot fail for want of space. The file is created sparse and a
+    /// record's room is reserved this way when it is claimed; a range inside one this
+    /// process reserved before is not asked for again, so once the ring has gone round
+    /// this costs no system call.
+    ///
+    /// `Ok(())` also when the file system cannot reserve (`EOPNOTSUPP`, `ENOSYS`: then
+    /// it is not asked again, and writes go on as before) or refuses for another reason
+    /// that a write would report itself. Errors: a full disk (`ENOSPC`), a full quota
+    /// (`EDQUOT`), an I/O error (`EIO`).
+    pub(crate) fn reserve(&mut self, off: u64, len: u64) -> io::Result<()> {
+        let end = off.checked_add(len);
+        if off < FILE_HEADER_LEN || end.is_none_or(|end| end > self.header.capacity) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "reservation outside the cache's data area",
+            ));
+        }
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        let end = off + len;
+        if self.no_reserve || len == 0 || self.is_known(off, end) {
+            return Ok(());
+        }
+        #[cfg(test)]
+        let result = {
+            self.reserve_calls += 1;
+            match self.reserve_errno {
+                Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                None => fallocate(&self.file, off, len),
+            }
+        };
+        #[cfg(not(test))]
+        let result = fallocate(&self.file, off, len);
+        match result {
+            Ok(()) => {
+                self.note_known(off, end);
+                Ok(())
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(ENOSPC | EDQUOT | EIO) => Err(e),
+                Some(EOPNOTSUPP | ENOSYS) => {
+                    self.no_reserve = true;
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl CacheFile {
+    /// `[off, end)` lies inside a range reserved before.
+    pub(crate) fn is_known(&self, off: u64, end: u64) -> bool {
+        self.known
+            .range(..=off)
+            .next_back()
+            .is_some_and(|(_, &known_end)| known_end >= end)
+    }
+
+    /// Tests: forgets what was reserved, as a new process would not know it.
+    #[cfg(test)]
+    pub(crate) fn forget_reservations(&mut self) {
+        self.known.clear();
+    }
+
+    /// Adds `[off, end)` to the reserved ranges, merged with those it touches; beyond
+    /// [`MAX_KNOWN_RANGES`] the shortest is forgotten (it is only reserved again).
+    fn note_known(&mut self, off: u64, end: u64) {
+        let (mut lo, mut hi) = (off, end);
+        if let Some((&start, &known_end)) = self.known.range(..=off).next_back() {
+            if known_end >= off {
+                lo = start;
+                hi = hi.max(known_end);
+            }
+        }
+        let touching: Vec<(u64, u64)> = self
+            .known
+            .range(lo..=hi)
+            .map(|(&start, &known_end)| (start, known_end))
+            .collect();
+        for (start, known_end) in touching {
+            self.known.remove(&start);
+            hi = hi.max(known_end);
+        }
+        self.known.insert(lo, hi);
+        if self.known.len() > MAX_KNOWN_RANGES {
+            let shortest = self
+                .known
+                .iter()
+                .min_by_key(|(&start, &known_end)| known_end - start)
+                .map(|(&start, _)| start);
+            if let Some(start) = shortest {
+                self.known.remove(&start);
+            }
+        }
+    }
+}
+
+/// What a write or reservation on a read-only cache file gets.
+fn read_only_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the cache file was opened read-only",
+    )
+}
+
+// Linux errno values (asm-generic, which x86-64 and arm64 use).
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+const ENOSYS: i32 = 38;
+const EOPNOTSUPP: i32 = 95;
+const EDQUOT: i32 = 122;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+const EINTR: i32 = 4;
+
+/// `fallocate(fd, 0, off, len)`, retried on `EINTR`. Declared by hand: `libc` is not
+/// among larder's crates, and std already links the C library that provides it.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn fallocate(file: &File, off: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn fallocate(fd: i32, mode: i32, offset: i64, len: i64) -> i32;
+    }
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(EOPNOTSUPP));
+    };
+    loop {
+        // SAFETY: plain system call on a descriptor we own, with integer arguments; on
+        // 64-bit Linux `off_t` is 64 bits wide, as declared. Mode 0 only allocates
+        // blocks inside the file's length: no byte of the file changes.
+        if unsafe { fallocate(file.as_raw_fd(), 0, off, len) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Elsewhere, blocks cannot be reserved: writes report a full disk themselves.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn fallocate(_file: &File, _off: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(EOPNOTSUPP))
 }
 
 /// Creates a cache file at `path`: built under a temporary name (so a crash never leaves
@@ -341,6 +549,94 @@ mod tests {
         ));
         drop(first);
         assert!(CacheFile::open(&path, OpenMode::Existing, 1 << 20, 0).is_ok());
+    }
+
+    #[test]
+    fn a_read_only_open_takes_no_lock_never_creates_and_never_writes() {
+        let dir = TempDir::new("file-read-only");
+        let path = dir.path().join(FILE_NAME);
+        assert!(matches!(
+            CacheFile::open(&path, OpenMode::ReadOnly, 1 << 20, 0),
+            Err(CacheError::Missing(_))
+        ));
+        assert!(!path.exists());
+        let (mut writer, _) = CacheFile::open(&path, OpenMode::Create, 1 << 20, 0).unwrap();
+        let before = fs::read(&path).unwrap();
+        let (mut reader, created) = CacheFile::open(&path, OpenMode::ReadOnly, 0, 0).unwrap();
+        assert!(!created && reader.is_read_only());
+        assert_eq!(reader.header(), writer.header());
+        let e = reader.write_at(FILE_HEADER_LEN, &[1; 64]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(reader.reserve(FILE_HEADER_LEN, 64).is_err());
+        assert_eq!(fs::read(&path).unwrap(), before);
+        // the writer's bytes show through the reader's map
+        writer.write_at(FILE_HEADER_LEN, &[9; 64]).unwrap();
+        assert_eq!(reader.get(FILE_HEADER_LEN, 64), Some(&[9u8; 64][..]));
+    }
+
+    #[test]
+    fn a_reservation_allocates_blocks_inside_the_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("file-reserve");
+        let path = dir.path().join(FILE_NAME);
+        let (mut f, _) = CacheFile::open(&path, OpenMode::Create, 8 << 20, 0).unwrap();
+        let blocks = || fs::metadata(&path).unwrap().blocks();
+        let before = blocks();
+        f.reserve(1 << 20, 4 << 20).unwrap();
+        assert_eq!(f.reserve_calls, 1);
+        // inside what was reserved: no system call
+        f.reserve(1 << 20, 64).unwrap();
+        f.reserve((5 << 20) - 64, 64).unwrap();
+        f.reserve(3 << 20, 1 << 20).unwrap();
+        assert_eq!(f.reserve_calls, 1);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 8 << 20, "no growth");
+        // 512-byte blocks; a file system without fallocate reserves nothing (and says so)
+        assert!(
+            f.no_reserve || blocks() >= before + (4 << 20) / 512,
+            "{}",
+            blocks()
+        );
+        assert!(f.reserve(0, 64).is_err() && f.reserve(8 << 20, 64).is_err());
+        for (errno, fails) in [(ENOSPC, true), (EDQUOT, true), (EIO, true), (22, false)] {
+            f.reserve_errno = Some(errno);
+            assert_eq!(
+                f.reserve(FILE_HEADER_LEN, 64).is_err(),
+                fails,
+                "errno {errno}"
+            );
+        }
+        let e = {
+            f.reserve_errno = Some(ENOSPC);
+            f.reserve(FILE_HEADER_LEN, 64).unwrap_err()
+        };
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        f.reserve_errno = Some(EOPNOTSUPP);
+        f.reserve(6 << 20, 64).unwrap();
+        assert!(f.no_reserve, "not asked again");
+        f.reserve_errno = Some(ENOSPC);
+        f.reserve(7 << 20, 64).unwrap();
+    }
+
+    #[test]
+    fn reserved_ranges_merge_and_stay_bounded() {
+        let dir = TempDir::new("file-known");
+        let path = dir.path().join(FILE_NAME);
+        let (mut f, _) = CacheFile::open(&path, OpenMode::Create, 1 << 20, 0).unwrap();
+        f.note_known(8192, 9000);
+        f.note_known(4096, 8192);
+        f.note_known(10_000, 12_000);
+        assert_eq!(f.known.len(), 2);
+        assert!(f.is_known(4096, 9000) && f.is_known(5000, 5064));
+        assert!(!f.is_known(8192, 9001) && !f.is_known(9000, 10_000));
+        f.note_known(8500, 10_500);
+        assert_eq!(f.known.iter().collect::<Vec<_>>(), [(&4096, &12_000)]);
+        f.note_known(0, 100_000);
+        assert_eq!(f.known.iter().collect::<Vec<_>>(), [(&0, &100_000)]);
+        for i in 0..200u64 {
+            f.note_known(200_000 + i * 1000, 200_000 + i * 1000 + 10 + i);
+        }
+        assert_eq!(f.known.len(), MAX_KNOWN_RANGES);
+        assert!(f.is_known(0, 100_000), "the longest are kept");
     }
 
     #[test]

@@ -293,14 +293,18 @@ impl Iterator for Walk<'_> {
             let room = len.checked_sub(self.pos)?;
             let start = usize::try_from(self.pos).ok()?;
             let block = self.area.get(start..start.checked_add(64)?)?;
-            match decode_record_header(block, self.file_id, room) {
+            // Decoded from a copy: the CRC and the fields are then read from the same
+            // bytes even if a writer changes the area meanwhile (a read-only open).
+            let mut copy = [0u8; 64];
+            copy.copy_from_slice(block);
+            match decode_record_header(&copy, self.file_id, room) {
                 Some(h) => {
                     let at = self.pos;
                     self.pos += u64::from(h.total_len);
                     return Some((at, h));
                 }
                 None => {
-                    if block.iter().any(|&x| x != 0) {
+                    if copy.iter().any(|&x| x != 0) {
                         self.damaged += ALIGN;
                     }
                     self.pos += ALIGN;

@@ -16,25 +16,34 @@ pub(crate) const VERIFIED: u8 = 2;
 /// Recovery only: the key's newest record is a tombstone (removed once the scan ends).
 pub(crate) const TOMBSTONE: u8 = 4;
 
-/// Where a key's live record is, plus what eviction and stats need without a disk read.
+/// Bits of [`Entry`]'s last word that hold the flags; the rest hold the record's length
+/// in [`ALIGN`] units (2^28 units = 16 GiB, far above the 2 GiB a record may have).
+const FLAG_BITS: u32 = 4;
+const FLAG_MASK: u32 = (1 << FLAG_BITS) - 1;
+
+/// Where a key's live record is, plus what eviction, stats and the live-byte count need
+/// without a disk read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Entry {
     off_units: u32,
     stored: u32,
     expires: u32,
-    pub(crate) flags: u8,
+    /// The flags (low [`FLAG_BITS`]) and the record's length in [`ALIGN`] units.
+    flags_len: u32,
 }
 
 impl Entry {
-    /// `off` must be a multiple of [`ALIGN`] below `format::MAX_CAPACITY`, which the
-    /// store guarantees for every record offset; times saturate at u32::MAX (year 2106).
-    pub(crate) fn new(off: u64, stored: u64, expires: u64, flags: u8) -> Entry {
+    /// `off` must be a multiple of [`ALIGN`] below `format::MAX_CAPACITY` and `len` (the
+    /// record's `total_len`, a multiple of [`ALIGN`]) at most `file::PAD_CHUNK`, which the
+    /// store guarantees for every record; times saturate at u32::MAX (year 2106).
+    pub(crate) fn new(off: u64, len: u64, stored: u64, expires: u64, flags: u8) -> Entry {
         Entry {
             // MAX_CAPACITY is 2^32 units, so a record offset always fits.
             off_units: (off / ALIGN) as u32,
             stored: u32::try_from(stored).unwrap_or(u32::MAX),
             expires: u32::try_from(expires).unwrap_or(u32::MAX),
-            flags,
+            // A record is at most 2^31 bytes = 2^25 units: the shift cannot overflow.
+            flags_len: (((len / ALIGN) as u32) << FLAG_BITS) | (u32::from(flags) & FLAG_MASK),
         }
     }
 
@@ -43,29 +52,49 @@ impl Entry {
         u64::from(self.off_units) * ALIGN
     }
 
+    /// The record's length in the file (its `total_len`).
+    pub(crate) fn len(&self) -> u64 {
+        u64::from(self.flags_len >> FLAG_BITS) * ALIGN
+    }
+
     /// Moves the entry to a copy of its record at `off` (same constraint as `new`).
     pub(crate) fn moved_to(self, off: u64) -> Entry {
-        Entry::new(off, self.stored(), self.expires(), self.flags)
+        Entry {
+            off_units: (off / ALIGN) as u32,
+            ..self
+        }
     }
 
     pub(crate) fn stored(&self) -> u64 {
         u64::from(self.stored)
     }
 
+    #[cfg(test)]
     pub(crate) fn expires(&self) -> u64 {
         u64::from(self.expires)
     }
 
     pub(crate) fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
+        self.flags_len & u32::from(flag) & FLAG_MASK != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u8) {
+        self.flags_len |= u32::from(flag) & FLAG_MASK;
+    }
+
+    pub(crate) fn clear(&mut self, flag: u8) {
+        self.flags_len &= !(u32::from(flag) & FLAG_MASK);
     }
 }
 
-/// The key-hash → entry table.
+/// The key-hash → entry table, and the sum of its entries' record lengths (kept as
+/// entries come and go, so the live bytes cost nothing to read).
 pub(crate) struct Index {
     map: HashMap<u64, Entry, BuildHasherDefault<IdHasher>>,
     /// Per-process random SipHash key: an origin cannot aim URLs at one bucket.
     keys: RandomState,
+    /// Sum of `Entry::len` over the table.
+    bytes: u64,
 }
 
 impl Index {
@@ -73,6 +102,7 @@ impl Index {
         Index {
             map: HashMap::default(),
             keys: RandomState::new(),
+            bytes: 0,
         }
     }
 
@@ -86,17 +116,41 @@ impl Index {
         self.map.get(&hash).copied()
     }
 
-    pub(crate) fn get_mut(&mut self, hash: u64) -> Option<&mut Entry> {
-        self.map.get_mut(&hash)
+    /// Sets `flag` on the entry of `hash`, if there is one.
+    pub(crate) fn set_flag(&mut self, hash: u64, flag: u8) {
+        if let Some(e) = self.map.get_mut(&hash) {
+            e.set(flag);
+        }
+    }
+
+    /// Clears `flag` on the entry of `hash`, if there is one.
+    pub(crate) fn clear_flag(&mut self, hash: u64, flag: u8) {
+        if let Some(e) = self.map.get_mut(&hash) {
+            e.clear(flag);
+        }
     }
 
     /// Inserts or replaces; returns the replaced entry.
     pub(crate) fn insert(&mut self, hash: u64, entry: Entry) -> Option<Entry> {
-        self.map.insert(hash, entry)
+        self.bytes = self.bytes.saturating_add(entry.len());
+        let old = self.map.insert(hash, entry);
+        if let Some(old) = old {
+            self.bytes = self.bytes.saturating_sub(old.len());
+        }
+        old
     }
 
     pub(crate) fn remove(&mut self, hash: u64) -> Option<Entry> {
-        self.map.remove(&hash)
+        let old = self.map.remove(&hash);
+        if let Some(old) = old {
+            self.bytes = self.bytes.saturating_sub(old.len());
+        }
+        old
+    }
+
+    /// The sum of the entries' record lengths: the live bytes, in O(1).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -108,7 +162,14 @@ impl Index {
     }
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
-        self.map.retain(|_, e| keep(e));
+        let bytes = &mut self.bytes;
+        self.map.retain(|_, e| {
+            let kept = keep(e);
+            if !kept {
+                *bytes = bytes.saturating_sub(e.len());
+            }
+            kept
+        });
     }
 
     /// Bytes the table holds on the heap: its buckets (key, entry) and their one-byte
@@ -152,21 +213,51 @@ mod tests {
     #[test]
     fn entry_is_16_bytes_and_round_trips() {
         assert_eq!(std::mem::size_of::<Entry>(), 16);
-        let e = Entry::new(64 * 12345, 1_700_000_000, u64::MAX, VERIFIED);
+        let mut e = Entry::new(64 * 12345, 1 << 31, 1_700_000_000, u64::MAX, VERIFIED);
         assert_eq!(e.off(), 64 * 12345);
+        assert_eq!(e.len(), 1 << 31, "the longest record fits");
         assert_eq!(e.stored(), 1_700_000_000);
         assert_eq!(e.expires(), u64::from(u32::MAX));
         assert!(e.has(VERIFIED) && !e.has(USED));
+        e.set(USED);
+        assert!(e.has(USED) && e.has(VERIFIED) && e.len() == 1 << 31);
+        e.clear(VERIFIED);
+        assert!(e.has(USED) && !e.has(VERIFIED) && e.len() == 1 << 31);
         let last = super::super::format::MAX_CAPACITY - ALIGN;
-        assert_eq!(Entry::new(last, 0, 0, 0).off(), last);
-        assert_eq!(e.moved_to(128).off(), 128);
+        assert_eq!(Entry::new(last, 64, 0, 0, 0).off(), last);
+        let moved = e.moved_to(128);
+        assert_eq!((moved.off(), moved.len()), (128, 1 << 31));
+        assert!(moved.has(USED) && !moved.has(VERIFIED));
+    }
+
+    #[test]
+    fn the_byte_count_follows_every_change() {
+        let mut index = Index::new();
+        let (a, b, c) = (index.hash(b"a"), index.hash(b"b"), index.hash(b"c"));
+        index.insert(a, Entry::new(4096, 128, 0, 0, 0));
+        index.insert(b, Entry::new(8192, 640, 0, 0, TOMBSTONE));
+        index.insert(c, Entry::new(9000 / 64 * 64, 64, 0, 0, 0));
+        assert_eq!(index.bytes(), 832);
+        index.insert(a, Entry::new(12288, 256, 0, 0, 0));
+        assert_eq!(index.bytes(), 960, "a replacement counts once");
+        index.set_flag(a, USED);
+        index.clear_flag(a, USED);
+        index.retain(|e| !e.has(TOMBSTONE));
+        assert_eq!(index.bytes(), 320);
+        assert!(index.remove(c).is_some() && index.remove(c).is_none());
+        assert_eq!(index.bytes(), 256);
+        index.remove(a);
+        assert_eq!(index.bytes(), 0);
     }
 
     #[test]
     fn memory_per_object_stays_within_64_bytes_at_every_size() {
         let mut index = Index::new();
         for i in 0..200_000u64 {
-            index.insert(index.hash(&i.to_le_bytes()), Entry::new(i * 64, 0, 0, 0));
+            index.insert(
+                index.hash(&i.to_le_bytes()),
+                Entry::new(i * 64, 64, 0, 0, 0),
+            );
             let n = index.len();
             if n >= 64 {
                 assert!(index.memory_bytes() <= 64 * n, "{n} objects");

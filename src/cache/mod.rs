@@ -13,6 +13,10 @@
 //! 4. Dropping the `Store` releases the lock. There is no shutdown step: `kill -9` at
 //!    any instant leaves a file the next open recovers.
 //!
+//! [`Store::open_read_only`] opens the file beside a running larder, without the lock:
+//! it never writes, and it reads every record through a checked copy (see the `store`
+//! module), since the larder that holds the lock may overwrite it meanwhile.
+//!
 //! # Invariants
 //! - The file never changes length and the file header is never written after creation.
 //!   Writes are positional; the map is never written through, grown or remapped.
@@ -20,6 +24,8 @@
 //!   file's secret id, passes; no origin-supplied byte can pass as a header.
 //! - A record becomes visible only by its header, written after its payload; until
 //!   then a pad covers its room, so a crash leaves a skippable gap, never a torn object.
+//! - A record's room is allocated on the disk (`fallocate`) before it is claimed, where
+//!   the file system can: a full disk fails [`Store::begin`], not a write in mid-body.
 //! - Bytes are returned only from a record whose payload CRC passed in this process.
 //! - Records are never modified in place; the highest sequence number per key wins;
 //!   sequence numbers follow the ring's write order.
@@ -44,7 +50,8 @@ mod store;
 
 pub use file::{OpenMode, FILE_NAME, MIN_CAPACITY};
 pub use store::{
-    Fill, Meta, ObjectInfo, ObjectRef, Options, ScanReport, Stats, Store, VerifyError,
+    CheckedObject, Fill, Meta, ObjectInfo, ObjectRef, Options, ScanReport, Stats, Store, Summary,
+    VerifyError, VerifyReport,
 };
 
 use std::fmt;
@@ -64,7 +71,9 @@ pub fn unix_now() -> u64 {
 /// leave the store usable.
 #[derive(Debug)]
 pub enum CacheError {
-    /// Reading or writing the file failed (a write error also pauses storing).
+    /// Reading or writing the file failed: a write error, or no disk space to reserve
+    /// for a new object (a full disk, a quota). A write error pauses storing; see
+    /// [`CacheError::is_write_error`].
     Io(PathBuf, io::Error),
     /// There is no cache file (and the caller asked not to create one).
     Missing(PathBuf),
@@ -95,6 +104,30 @@ pub enum CacheError {
     Gone,
     /// A newer object for the key was stored while this one was being written.
     Superseded,
+    /// The store was opened read-only ([`Store::open_read_only`]) and writes nothing.
+    ReadOnly,
+}
+
+impl CacheError {
+    /// The cache file could not be written or its room reserved: a full disk, a full
+    /// quota, an I/O error. Unlike the ordinary reasons an object is not stored
+    /// (`TooLarge`, `Busy`, `Superseded`, `Incomplete`, and `Disabled` while storing is
+    /// paused after such an error), this one is worth a warning: storing pauses for 30 s
+    /// and resumes by itself, and the cause is outside larder.
+    pub fn is_write_error(&self) -> bool {
+        matches!(self, CacheError::Io(..))
+    }
+
+    /// The disk (or the user's quota) is full (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            CacheError::Io(_, e) => matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for CacheError {
@@ -139,6 +172,7 @@ impl fmt::Display for CacheError {
             ),
             CacheError::Gone => write!(f, "the stored object is no longer in the cache"),
             CacheError::Superseded => write!(f, "a newer copy of the object was stored meanwhile"),
+            CacheError::ReadOnly => write!(f, "the cache was opened read-only"),
         }
     }
 }
