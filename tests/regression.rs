@@ -298,3 +298,115 @@ fn error_pages_name_no_file_and_no_flag() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Which `unshare` options make a private mount namespace here: a user namespace
+/// first (no privileges needed where the kernel allows it), else a mount namespace
+/// alone (root). `None` where neither works.
+fn mount_namespace() -> Option<&'static [&'static str]> {
+    for options in [&["--user", "--map-root-user", "--mount"][..], &["--mount"]] {
+        let works = std::process::Command::new("unshare")
+            .args(options)
+            .args(["sh", "-c", "mount -t tmpfs -o size=64k larder-probe /mnt 2>/dev/null || mount -t tmpfs -o size=64k larder-probe /tmp"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if works {
+            return Some(options);
+        }
+    }
+    None
+}
+
+/// On a full disk `Cache-Status` said `stored` for fills that were then dropped, and
+/// the drop and the pause of storing were logged only at debug. Now: a response is
+/// claimed `stored` only when its room on the disk is allocated (so it lands), the
+/// disk-full error is a warning, `/metrics` counts it, `/health` says 503 while
+/// storing is paused, and a cache larger than its disk is warned about at start-up.
+/// The cache lives on a 600 KiB tmpfs in a private mount namespace.
+#[test]
+fn a_full_disk_is_warned_about_counted_and_never_claimed_stored() {
+    let Some(namespace) = mount_namespace() else {
+        println!(
+            "SKIPPED a_full_disk_is_warned_about_counted_and_never_claimed_stored: no \
+             private mount namespace can be made here for a small tmpfs"
+        );
+        return;
+    };
+    let body = vec![b'd'; 100_000];
+    let served = body.clone();
+    let origin = Origin::start(move |_| {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: {}\r\n\r\n",
+            served.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&served);
+        Reply::Send(reply)
+    });
+    let cache = TempDir::new("full-cache");
+    let dir = cache.path().to_str().unwrap_or(".").to_owned();
+    let mut wrapper = vec!["unshare"];
+    wrapper.extend_from_slice(namespace);
+    wrapper.extend_from_slice(&[
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=600k larder-test \"$0\" && exec \"$@\"",
+        &dir,
+    ]);
+    let proxy = Proxy::start_wrapped(
+        &wrapper,
+        &[
+            "--admit-after",
+            "0",
+            "--cache-dir",
+            &dir,
+            "--cache-size",
+            "8M",
+        ],
+        &[],
+    );
+    assert!(
+        proxy.stderr().contains("but its file system has only"),
+        "no start-up warning: {}",
+        proxy.stderr()
+    );
+    let mut refused = 0;
+    for i in 0..12 {
+        let url = origin.url(&format!("/object/{i}"));
+        let first = proxy.get(&url);
+        assert_eq!(first.body, body);
+        let status = first.header("cache-status").unwrap_or("").to_owned();
+        let before = origin.requests();
+        let again = proxy.get(&url);
+        assert_eq!(again.body, body);
+        if status.ends_with("; stored") {
+            assert_eq!(
+                origin.requests(),
+                before,
+                "{url} claimed stored but is not a hit"
+            );
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the disk never filled up: {}", proxy.stderr());
+    let log = proxy.stderr();
+    assert!(
+        log.contains("[WARN]") && log.contains("No space left on device"),
+        "{log}"
+    );
+    assert!(log.contains("storing is paused"), "{log}");
+    let health = proxy.get(&format!("http://{}/health", proxy.addr()));
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert!(health.text().contains("paused"), "{}", health.text());
+    let metrics = proxy
+        .get(&format!("http://{}/metrics", proxy.addr()))
+        .text();
+    let parsed = crate::support::prom::parse(&metrics).unwrap_or_else(|e| panic!("{e}"));
+    assert!(parsed
+        .get("larder_cache_write_errors_total", &[])
+        .is_some_and(|n| n >= 1.0));
+    assert_eq!(parsed.get("larder_cache_storing_paused", &[]), Some(1.0));
+}

@@ -131,7 +131,7 @@ impl Cache {
     /// paused) is an ordinary reason not to store.
     fn trouble(&mut self, what: &str, e: &CacheError) {
         match e {
-            CacheError::Io(..) if self.now >= self.quiet_until => {
+            e if e.is_write_error() && self.now >= self.quiet_until => {
                 self.quiet_until = self.now + 60;
                 log::warn!(
                     "{what}: {e}; storing is paused for 30 s (more write errors in the \

@@ -222,14 +222,18 @@ fn with_snapshot(
 }
 
 fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
-    let s = cache.store.stats();
+    let s = cache.store.summary();
     CacheFigures {
         objects: s.objects,
         live_bytes: s.live_bytes,
         capacity: s.capacity,
-        oldest: if oldest { s.oldest } else { None },
+        oldest: if oldest {
+            cache.store.oldest_stored()
+        } else {
+            None
+        },
         write_errors: s.write_errors,
-        paused_until: Some(s.disabled_until).filter(|&t| t > 0),
+        paused_until: Some(s.paused_until).filter(|&t| t > 0),
     }
 }
 
