@@ -19,7 +19,7 @@ use super::{end_exchange, Cx};
 use crate::access_log::ResultCode;
 use crate::cache::CacheError;
 use crate::conn::cache::Cache;
-use crate::http::page::{html_escape, response};
+use crate::http::page::{error_body, response};
 use crate::http::target::Target;
 use crate::http::Method;
 use crate::pages::{self, metrics, pac, small, status, Page, HTML_TYPE};
@@ -36,10 +36,15 @@ pub fn for_larder(method: &Method, target: &Target, locals: &[SocketAddr]) -> bo
 /// Whether the target's host is an IP literal and, with its port, one of larder's
 /// listening addresses (a listener on 0.0.0.0 or `::` counts for loopback too).
 fn names_larder(target: &Target, locals: &[SocketAddr]) -> bool {
+    // Every request asks: the port tells most apart without parsing the host.
+    let port = target.port();
+    if !locals.iter().any(|l| l.port() == port) {
+        return false;
+    }
     let Ok(ip) = target.host().parse::<IpAddr>() else {
         return false;
     };
-    locals.iter().any(|&l| is_self(l, ip, target.port()))
+    locals.iter().any(|&l| is_self(l, ip, port))
 }
 
 /// Whether `ip:port` is the listening address `local`.
@@ -61,11 +66,6 @@ pub struct Asked<'a> {
     pub started: Instant,
 }
 
-/// Answers a request for larder that was recognised at its head (no exchange began).
-pub fn answer_head(cx: &mut Cx, asked: &Asked) {
-    answer(cx, asked);
-}
-
 /// Answers the current exchange, found to be for larder after DNS (its host name
 /// resolved to one of larder's addresses).
 pub fn answer_exchange(cx: &mut Cx) {
@@ -82,7 +82,8 @@ pub fn answer_exchange(cx: &mut Cx) {
     super::recycle(cx.ctx, ex);
 }
 
-fn answer(cx: &mut Cx, asked: &Asked) {
+/// Answers a request for larder (recognised at its head, or after DNS).
+pub fn answer(cx: &mut Cx, asked: &Asked) {
     let page = pages::decide(asked.method, asked.target.path_and_query(), cx.conn.admin);
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
@@ -133,7 +134,7 @@ fn answer(cx: &mut Cx, asked: &Asked) {
                 asked.method.as_str(),
                 asked.target.url()
             );
-            let body = message_html(
+            let body = error_body(
                 403,
                 "This page is for the administrators of this proxy. \
                  If you need it, ask them.",
@@ -141,7 +142,7 @@ fn answer(cx: &mut Cx, asked: &Asked) {
             (403, HTML_TYPE, body, "", ResultCode::Denied)
         }
         Page::MethodNotAllowed => {
-            let body = message_html(405, "This page answers GET and HEAD only.");
+            let body = error_body(405, "This page answers GET and HEAD only.");
             (
                 405,
                 HTML_TYPE,
@@ -160,7 +161,7 @@ fn answer(cx: &mut Cx, asked: &Asked) {
         extra,
     );
     if *asked.method == Method::Head {
-        bytes.truncate(bytes.len() - body.len());
+        bytes.truncate(bytes.len().saturating_sub(body.len()));
     }
     let line = Line {
         method: asked.method.as_str(),
@@ -175,18 +176,6 @@ fn answer(cx: &mut Cx, asked: &Asked) {
     };
     record(cx, &line);
     queue_answer(cx, bytes, close);
-}
-
-/// A short HTML page for a refusal.
-fn message_html(status: u16, message: &str) -> String {
-    let reason = crate::http::page::reason(status);
-    format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>\
-         <p>{}</p><hr><address>larder</address></body></html>\n",
-        html_escape(message)
-    )
 }
 
 /// Gathers the figures of the pages and renders them (`oldest`: find the oldest

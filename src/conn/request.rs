@@ -176,7 +176,7 @@ fn begin(cx: &mut Cx, req: Request) {
             keep,
             started: cx.ctx.now,
         };
-        super::pages::answer_head(cx, &asked);
+        super::pages::answer(cx, &asked);
         return;
     }
     if req.target.is_authority() {

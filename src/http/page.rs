@@ -105,24 +105,30 @@ pub const ASK_ADMIN: &str = "If you need it, ask the administrator of this proxy
 /// `<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1><p>{message}</p><hr><address>larder</address></body></html>\n`
 /// with the message HTML-escaped. (Browsers show it; curl users see the `<p>` line.)
 pub fn error_response(p: &Problem, via: &ViaName, close: bool, fwd: Option<&str>) -> Vec<u8> {
-    let status = p.status;
-    let reason = reason(status);
-    let body = format!(
-        "<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>\
-         <p>{}</p><hr><address>larder</address></body></html>\n",
-        html_escape(p.message)
-    );
+    let body = error_body(p.status, p.message);
     let cache_status = match fwd {
         Some(fwd) => format!("Cache-Status: larder; fwd={fwd}; detail={}\r\n", p.detail),
         None => format!("Cache-Status: larder; detail={}\r\n", p.detail),
     };
     response(
-        status,
+        p.status,
         "text/html; charset=utf-8",
         body.as_bytes(),
         via,
         close,
         &cache_status,
+    )
+}
+
+/// The HTML of an error page: `<html><head><title>{status} {reason}</title></head>
+/// <body><h1>{status} {reason}</h1><p>{message}</p><hr><address>larder</address></body>
+/// </html>`, the message escaped.
+pub fn error_body(status: u16, message: &str) -> String {
+    let reason = reason(status);
+    format!(
+        "<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>\
+         <p>{}</p><hr><address>larder</address></body></html>\n",
+        html_escape(message)
     )
 }
 
