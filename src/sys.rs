@@ -101,19 +101,8 @@ impl SignalPipe {
     /// Makes the pipe and points the signal handler at it (one per process: a later
     /// one replaces the earlier one for the handler).
     pub fn new() -> std::io::Result<SignalPipe> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let mut fds = [-1i32; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        if unsafe { ffi::pipe2(fds.as_mut_ptr(), ffi::O_NONBLOCK | ffi::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are open descriptors that we now own.
-        let (r, w) = unsafe {
-            (
-                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
+        use std::os::fd::AsRawFd;
+        let (r, w) = pipe_pair()?;
         WAKE_FD.store(w.as_raw_fd(), Ordering::Relaxed);
         Ok(SignalPipe { r, _w: w })
     }
@@ -305,6 +294,19 @@ pub fn free_space(_path: &std::path::Path) -> std::io::Result<u64> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+#[cfg(target_os = "linux")]
+fn pipe_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [-1i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { ffi::pipe2(fds.as_mut_ptr(), ffi::O_NONBLOCK | ffi::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are open descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 #[cfg(target_os = "linux")]
 mod ffi {
     extern "C" {
@@ -333,19 +335,7 @@ impl Pipe {
     const WANT: i32 = 1 << 20;
 
     pub fn new() -> std::io::Result<Pipe> {
-        use std::os::fd::FromRawFd;
-        let mut fds = [-1i32; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        if unsafe { ffi::pipe2(fds.as_mut_ptr(), ffi::O_NONBLOCK | ffi::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are open descriptors that we now own.
-        let (r, w) = unsafe {
-            (
-                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-            )
-        };
+        let (r, w) = pipe_pair()?;
         use std::os::fd::AsRawFd;
         // SAFETY: a plain fcntl on a descriptor we own; failure keeps the default size.
         let size = unsafe { ffi::fcntl(w.as_raw_fd(), ffi::F_SETPIPE_SZ, Self::WANT) };

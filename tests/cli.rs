@@ -2,7 +2,7 @@
 //! configure like their flags; the cache file is made, sized, resized and guarded as the
 //! flags say; `--listen` takes addresses, `:PORT` and names, as often as needed.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{dead_port, get, ok, run_to_exit, Client, Origin, Proxy, Reply, TempDir};
+use crate::support::{
+    dead_port, exit_of, get, ok, run_to_exit, Client, Origin, Proxy, Reply, TempDir,
+};
 
 #[test]
 fn bad_flags_exit_with_status_2() {
@@ -174,30 +176,6 @@ fn larder(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Command {
     cmd.env_remove("CACHE_DIRECTORY");
     cmd.envs(env.iter().copied());
     cmd
-}
-
-/// Runs `cmd` to its exit (at most 10 s) and returns its exit code and stderr.
-fn exit_of(mut cmd: Command) -> (Option<i32>, String) {
-    let mut child = cmd.spawn().expect("spawn larder");
-    let mut pipe = child.stderr.take().expect("stderr is piped");
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for larder") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("larder was expected to exit but kept running");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), reader.join().unwrap_or_default())
 }
 
 /// A larder started from [`larder`], killed when dropped.

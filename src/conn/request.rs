@@ -680,29 +680,16 @@ fn refuse(cx: &mut Cx, req: &Request, p: Problem, close: bool, result: ResultCod
 pub fn answer(cx: &mut Cx, p: Problem, close: bool, ex: Option<&Exchange>, result: ResultCode) {
     let fwd = ex.and_then(|ex| ex.cache.as_ref()).map(|c| c.fwd());
     let page = error_response(&p, &cx.ctx.via, close, fwd);
-    let line = match ex {
-        Some(ex) => Line {
-            method: ex.method.as_str(),
-            url: ex.target.url(),
-            host: ex.target.host(),
-            status: p.status,
-            bytes: page.len() as u64,
-            peer: ex.peer_ip(),
-            result,
-            started: ex.started,
-            content_type: "text/html",
-        },
-        None => Line {
-            method: "-",
-            url: "-",
-            host: "",
-            status: p.status,
-            bytes: page.len() as u64,
-            peer: None,
-            result,
-            started: cx.ctx.now,
-            content_type: "text/html",
-        },
+    let line = Line {
+        method: ex.map_or("-", |ex| ex.method.as_str()),
+        url: ex.map_or("-", |ex| ex.target.url()),
+        host: ex.map_or("", |ex| ex.target.host()),
+        status: p.status,
+        bytes: page.len() as u64,
+        peer: ex.and_then(|ex| ex.peer_ip()),
+        result,
+        started: ex.map_or(cx.ctx.now, |ex| ex.started),
+        content_type: "text/html",
     };
     record(cx, &line);
     queue_answer(cx, page, close);

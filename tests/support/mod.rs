@@ -240,6 +240,8 @@ fn larder_command(args: &[&str], cache: Option<&TempDir>) -> Command {
             cmd.env_remove(&key);
         }
     }
+    // systemd's cache directory, which larder would use for a default.
+    cmd.env_remove("CACHE_DIRECTORY");
     cmd
 }
 
@@ -272,9 +274,13 @@ fn drain_stderr(pipe: ChildStderr, sink: &Mutex<String>, mut tx: Option<mpsc::Se
 /// test fails) and returns its exit code and stderr. For start-up failures.
 pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let cache = TempDir::new("cache");
-    let mut child = larder_command(args, Some(&cache))
-        .spawn()
-        .expect("spawn larder");
+    exit_of(larder_command(args, Some(&cache)))
+}
+
+/// Runs `cmd` (larder, stderr piped) to its exit, at most 10 s (else the test fails),
+/// and returns its exit code and stderr.
+pub fn exit_of(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = cmd.spawn().expect("spawn larder");
     let mut pipe = child.stderr.take().expect("stderr is piped");
     // Read in a thread so a chatty child cannot block on a full pipe.
     let reader = thread::spawn(move || {
@@ -290,7 +296,7 @@ pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("larder {args:?} was expected to exit but kept running");
+            panic!("{cmd:?} was expected to exit but kept running");
         }
         thread::sleep(Duration::from_millis(20));
     };
