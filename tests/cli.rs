@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    dead_port, exit_of, get, ok, run_to_exit, Client, Origin, Proxy, Reply, TempDir,
+    dead_port, exit_of, get, ok, run_to_exit, without_settings, Client, Origin, Proxy, Reply,
+    TempDir,
 };
 
 #[test]
@@ -163,17 +164,8 @@ fn a_new_cache_size_resizes_the_existing_cache_at_start_up() {
 /// no inherited `LARDER_*` or `CACHE_DIRECTORY` and `env` added; stderr piped.
 fn larder(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("LARDER_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("CACHE_DIRECTORY");
+    cmd.args(args).current_dir(cwd);
+    without_settings(&mut cmd);
     cmd.envs(env.iter().copied());
     cmd
 }

@@ -231,8 +231,15 @@ fn larder_command(args: &[&str], cache: Option<&TempDir>) -> Command {
             cmd.arg("--cache-size").arg("1M");
         }
     }
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.args(args);
+    without_settings(&mut cmd);
+    cmd
+}
+
+/// Keeps the environment of the tests from configuring larder (no `LARDER_*`, no
+/// systemd `CACHE_DIRECTORY`), with stdin and stdout null and stderr piped.
+pub fn without_settings(cmd: &mut Command) {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (key, _) in std::env::vars_os() {
@@ -240,9 +247,7 @@ fn larder_command(args: &[&str], cache: Option<&TempDir>) -> Command {
             cmd.env_remove(&key);
         }
     }
-    // systemd's cache directory, which larder would use for a default.
     cmd.env_remove("CACHE_DIRECTORY");
-    cmd
 }
 
 /// Copies larder's stderr into `sink` line by line until it closes, and sends the address
