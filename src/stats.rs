@@ -410,6 +410,13 @@ mod tests {
     }
 
     #[test]
+    fn the_counters_are_one_small_fixed_struct() {
+        // ARCHITECTURE.md says "about 8 KiB".
+        let size = std::mem::size_of::<Stats>();
+        assert!((7 << 10..9 << 10).contains(&size), "{size}");
+    }
+
+    #[test]
     fn long_host_names_are_kept_cut_and_still_match() {
         let mut t = TopHosts::default();
         let long = "x".repeat(200);
