@@ -467,7 +467,7 @@ impl From<Cli> for Config {
             block_list: c.block_list,
             block_ip: c.block_ip,
             connect_ports: c.connect_ports,
-            max_conns: c.max_conns.filter(|&n| n > 0),
+            max_conns: c.max_conns,
             timeouts: Timeouts {
                 head: c.timeout_head,
                 idle: c.timeout_idle,

@@ -354,7 +354,7 @@ impl Server {
     fn close_idle(&mut self) {
         for (key, c) in self.conns.iter_mut() {
             let idle = c.state == State::Head && c.inbuf.is_empty() && c.out.is_empty();
-            if idle && c.state != State::Closed {
+            if idle {
                 c.state = State::Closed;
                 self.closing.push(key);
             }

@@ -341,9 +341,7 @@ impl CacheFile {
             },
         }
     }
-}
 
-impl CacheFile {
     /// `[off, end)` lies inside a range reserved before.
     pub(crate) fn is_known(&self, off: u64, end: u64) -> bool {
         self.known
