@@ -175,6 +175,13 @@ pub struct Cli {
     /// cache size). Larger responses are relayed but not stored.
     #[arg(long, env = "LARDER_CACHE_MAX_OBJECT", value_name = "SIZE", value_parser = crate::cache::size::parse)]
     pub cache_max_object: Option<u64>,
+
+    /// Seconds (whole, at least 1) between syncs of the cache file to the disk while
+    /// something is being stored; a sync runs beside the requests, never in their way.
+    /// A power cut loses at most what was stored in the last SECS seconds (see the
+    /// README, "What a crash or a power cut costs").
+    #[arg(long, env = "LARDER_CACHE_SYNC", value_name = "SECS", default_value = "5", value_parser = parse_whole_secs)]
+    pub cache_sync: u64,
 }
 
 /// The log levels, for the message on a bad `--log-level`.
@@ -422,6 +429,8 @@ pub struct CacheSettings {
     /// `--admit-after` and `--admit-window`.
     pub admit_after: u32,
     pub admit_window: u64,
+    /// `--cache-sync`: seconds between checkpoints.
+    pub sync_every: u64,
 }
 
 /// Every deadline larder enforces.
@@ -483,6 +492,7 @@ impl From<Cli> for Config {
                 max_object: c.cache_max_object,
                 admit_after: c.admit_after,
                 admit_window: c.admit_window,
+                sync_every: c.cache_sync,
             }),
         }
     }

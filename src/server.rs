@@ -219,6 +219,7 @@ impl Server {
                     settings.admit_after,
                     settings.admit_window,
                     via.clone(),
+                    settings.sync_every,
                 );
                 (Some(cache), Some(note))
             }
@@ -305,6 +306,9 @@ impl Server {
         }
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
+        }
+        if let Some(cache) = self.ctx.cache.as_mut() {
+            cache.close();
         }
         Ok(())
     }

@@ -14,12 +14,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
 use super::format::{
-    self, encode_file_header, encode_record_header, FileHeader, FileHeaderError, RecordHeader,
-    ALIGN, FILE_HEADER_LEN, MAX_CAPACITY, VERSION,
+    self, checkpoint_slot, current_checkpoint, encode_checkpoint, encode_file_header,
+    encode_record_header, Checkpoint, FileHeader, FileHeaderError, RecordHeader, ALIGN,
+    FILE_HEADER_LEN, MAX_CAPACITY, VERSION,
 };
 use super::CacheError;
 
@@ -59,6 +61,10 @@ pub(crate) struct CacheFile {
     pub(crate) reserve_errno: Option<i32>,
     /// Opened without the lock, for reading only: every write is refused.
     read_only: bool,
+    /// Opened read-only while a writer held the lock.
+    writer: bool,
+    /// The highest checkpoint counter whose slot was written (see [`SyncJob`]).
+    slots_written: Arc<Mutex<u64>>,
     /// The file system cannot reserve blocks (no `fallocate`): reservations are skipped.
     no_reserve: bool,
     /// Ranges of the file whose blocks this process has reserved, start → end: disjoint,
@@ -69,6 +75,58 @@ pub(crate) struct CacheFile {
     /// Tests: system calls made by `reserve`.
     #[cfg(test)]
     pub(crate) reserve_calls: u64,
+    /// Tests: every write and sync, in order, while it is `Some` (the power-cut model
+    /// replays them).
+    #[cfg(test)]
+    pub(crate) journal: Option<Vec<Event>>,
+}
+
+/// Tests: what the power-cut model sees of the file.
+#[cfg(test)]
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    /// Bytes written at an offset.
+    Write(u64, Vec<u8>),
+    /// Every write before this one reached the disk.
+    Sync,
+}
+
+/// A checkpoint being made durable, apart from the loop that took it: the data sync,
+/// then the checkpoint's slot, then a sync of that. Holds its own handle on the file.
+#[derive(Debug)]
+pub struct SyncJob {
+    file: File,
+    checkpoint: Checkpoint,
+    slot: [u8; 64],
+    /// The highest counter whose slot was written, shared by every job of the file: a
+    /// job that finishes after a newer one writes no slot, so the current checkpoint
+    /// never goes back to an older one.
+    written: Arc<Mutex<u64>>,
+}
+
+impl SyncJob {
+    /// Runs the syncs and the slot write; blocks for as long as the disk takes.
+    pub fn run(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        {
+            let mut written = self
+                .written
+                .lock()
+                .map_err(|_| io::Error::other("a checkpoint job panicked"))?;
+            if self.checkpoint.counter <= *written {
+                return Ok(());
+            }
+            self.file
+                .write_all_at(&self.slot, checkpoint_slot(self.checkpoint.counter))?;
+            *written = self.checkpoint.counter;
+        }
+        self.file.sync_data()
+    }
+
+    /// The checkpoint this job makes durable.
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+    }
 }
 
 /// How a cache file is opened (see `Store::open_file`, `Store::open_existing`,
@@ -110,8 +168,18 @@ impl CacheFile {
                 Err(e) => return Err(io(e)),
             };
             let len = file.metadata().map_err(io)?.len();
+            // Whether a larder holds the file now: then its bytes are whole in the page
+            // cache, and what the checkpoint would discard after a power cut is live.
+            let writer = match file.try_lock_shared() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    false
+                }
+                Err(_) => true,
+            };
             let mut f = CacheFile::map(file, path, len)?;
             f.read_only = true;
+            f.writer = writer;
             return Ok((f, false));
         }
         let mut created = false;
@@ -202,10 +270,14 @@ impl CacheFile {
             #[cfg(test)]
             reserve_errno: None,
             read_only: false,
+            writer: false,
+            slots_written: Arc::new(Mutex::new(0)),
             no_reserve: false,
             known: BTreeMap::new(),
             #[cfg(test)]
             reserve_calls: 0,
+            #[cfg(test)]
+            journal: None,
         })
     }
 
@@ -253,10 +325,100 @@ impl CacheFile {
     }
 
     /// Flushes written data to the disk.
-    pub(crate) fn sync(&self) -> Result<(), CacheError> {
+    pub(crate) fn sync(&mut self) -> Result<(), CacheError> {
         self.file
             .sync_data()
-            .map_err(|e| CacheError::Io(self.path.clone(), e))
+            .map_err(|e| CacheError::Io(self.path.clone(), e))?;
+        #[cfg(test)]
+        self.record(Event::Sync);
+        Ok(())
+    }
+
+    /// The current checkpoint in the header page, if any (never in a version 1 file),
+    /// for recovery: `None` also when opened read-only beside a running writer, whose
+    /// file is whole as it stands (see the `store` module's "Durability").
+    pub(crate) fn checkpoint(&self) -> Option<Checkpoint> {
+        if self.header.version < 2 || self.writer {
+            return None;
+        }
+        let page = self.get(0, FILE_HEADER_LEN)?;
+        current_checkpoint(page, self.header.file_id, self.header.capacity)
+    }
+
+    /// A job that makes `checkpoint` durable (see [`SyncJob`]).
+    pub(crate) fn sync_job(&self, checkpoint: Checkpoint) -> Result<SyncJob, CacheError> {
+        if self.read_only {
+            return Err(CacheError::ReadOnly);
+        }
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| CacheError::Io(self.path.clone(), e))?;
+        if let Ok(mut written) = self.slots_written.lock() {
+            // the file's own checkpoint, before any job of this process wrote one
+            *written = (*written).max(self.checkpoint().map_or(0, |c| c.counter));
+        }
+        Ok(SyncJob {
+            file,
+            checkpoint,
+            slot: encode_checkpoint(&checkpoint, self.header.file_id),
+            written: Arc::clone(&self.slots_written),
+        })
+    }
+
+    /// Runs `job` here and now.
+    pub(crate) fn run_job(&mut self, job: &SyncJob) -> io::Result<()> {
+        job.run()?;
+        #[cfg(test)]
+        self.record_job(job);
+        Ok(())
+    }
+
+    /// Tests: tells the journal that `job` ran (its syncs and its slot write).
+    #[cfg(test)]
+    pub(crate) fn record_job(&mut self, job: &SyncJob) {
+        self.record(Event::Sync);
+        // The slot as the job left it (it writes none when a newer job wrote one).
+        let at = checkpoint_slot(job.checkpoint.counter);
+        if let Some(slot) = self.get(at, 64) {
+            let slot = slot.to_vec();
+            self.record(Event::Write(at, slot));
+        }
+        self.record(Event::Sync);
+    }
+
+    #[cfg(test)]
+    fn record(&mut self, e: Event) {
+        if let Some(j) = self.journal.as_mut() {
+            j.push(e);
+        }
+    }
+
+    /// Raises a version 1 file to the current version: rewrites the header's fields
+    /// (one sector, written whole or not at all), then syncs. Called once the file
+    /// holds a checkpoint, so that the version and the checkpoint agree.
+    pub(crate) fn upgrade(&mut self) -> Result<(), CacheError> {
+        if self.header.version >= VERSION {
+            return Ok(());
+        }
+        if self.read_only {
+            return Err(CacheError::ReadOnly);
+        }
+        let header = FileHeader {
+            version: VERSION,
+            ..self.header
+        };
+        let bytes = encode_file_header(&header);
+        let io = |e| CacheError::Io(self.path.clone(), e);
+        self.file.write_all_at(&bytes, 0).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        #[cfg(test)]
+        {
+            self.record(Event::Write(0, bytes.to_vec()));
+            self.record(Event::Sync);
+        }
+        self.header = header;
+        Ok(())
     }
 
     /// Writes `bytes` at file offset `off`, which must lie within the data area (a
@@ -284,6 +446,7 @@ impl CacheFile {
             }
             self.writes_left -= 1;
             self.max_write_end = self.max_write_end.max(end.unwrap_or(0));
+            self.record(Event::Write(off, bytes.to_vec()));
         }
         self.file.write_all_at(bytes, off)?;
         self.bytes_written = self.bytes_written.saturating_add(bytes.len() as u64);

@@ -1,5 +1,6 @@
-//! The cache file's byte layout (format version 1): encoding and decoding of the file
-//! header and of record headers, their CRCs, and the recovery walk over a data area.
+//! The cache file's byte layout (format version 2): encoding and decoding of the file
+//! header, its two checkpoint slots and record headers, their CRCs, and the recovery
+//! walk over a data area.
 //!
 //! Pure functions over byte slices, no I/O: the store, the tool and the fuzz target all
 //! decode through here, and every decoder returns an error or `None` on any input it
@@ -9,7 +10,8 @@
 //! ("The cache file").
 
 /// Bytes at the start of the file taken by the file header (so the data area is
-/// page-aligned). Only the first [`FILE_HEADER_FIELDS_LEN`] are used; the rest are zero.
+/// page-aligned). The first [`FILE_HEADER_FIELDS_LEN`] hold its fields and
+/// [`CHECKPOINT_SLOTS`] the checkpoints; the rest are zero.
 pub const FILE_HEADER_LEN: u64 = 4096;
 /// Bytes of the file header that carry fields (the rest up to [`FILE_HEADER_LEN`] is zero).
 pub const FILE_HEADER_FIELDS_LEN: usize = 48;
@@ -17,8 +19,18 @@ pub const FILE_HEADER_FIELDS_LEN: usize = 48;
 pub const ALIGN: u64 = 64;
 /// Length of a record header.
 pub const RECORD_HEADER_LEN: u64 = 64;
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes. Version 2 is version 1 with checkpoints; a
+/// version 1 file is read as it is and becomes version 2 when larder first opens it
+/// for writing (an older larder then refuses it rather than write around checkpoints
+/// it does not know).
+pub const VERSION: u32 = 2;
+/// The oldest format version this code reads.
+pub const MIN_VERSION: u32 = 1;
+/// File offsets of the two checkpoint slots (in different disk sectors of the header
+/// page): checkpoints alternate between them, so a torn write spoils one at most.
+pub const CHECKPOINT_SLOTS: [u64; 2] = [2048, 3072];
+/// A checkpoint's first 4 bytes (`"LCP1"` as little-endian bytes).
+pub const CHECKPOINT_MAGIC: u32 = 0x3150_434C;
 /// The file's first 8 bytes.
 pub const FILE_MAGIC: [u8; 8] = *b"LARDERC\n";
 /// A record header's first 4 bytes (`"LRC1"` as little-endian bytes).
@@ -171,7 +183,7 @@ pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FileHeaderError> {
         created: u64_at(b, 32),
     };
     let valid = crc_ok
-        && version == VERSION
+        && version >= MIN_VERSION
         && u64::from(u32_at(b, 12)) == FILE_HEADER_LEN
         && u64::from(u32_at(b, 40)) == ALIGN
         && header.capacity.is_multiple_of(ALIGN)
@@ -183,6 +195,86 @@ pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FileHeaderError> {
     } else {
         Err(FileHeaderError::NotACache)
     }
+}
+
+/// What a checkpoint records: that every write made before it was taken reached the
+/// disk, and where the writes after it may be. Recovery trusts the file as the
+/// checkpoint describes it (see the `store` module's "Durability").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Checkpoint {
+    /// Counts up with every checkpoint; the valid slot with the higher count is current.
+    pub counter: u64,
+    /// The write cursor when it was taken: later writes start here...
+    pub cursor: u64,
+    /// ...and end before this offset (the *window* `[cursor, limit)`), apart from the
+    /// bodies and headers of fills already begun and pads over dead records' headers.
+    pub limit: u64,
+    /// The next sequence number then: records numbered from here on are newer.
+    pub next_seq: u64,
+    /// The lowest sequence number of a fill then unfinished (`next_seq` if none): its
+    /// header may be written after the checkpoint, outside the window.
+    pub open_seq: u64,
+}
+
+/// Encodes a checkpoint slot, sealed with a CRC seeded by `file_id`.
+pub fn encode_checkpoint(c: &Checkpoint, file_id: u64) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[0..4].copy_from_slice(&CHECKPOINT_MAGIC.to_le_bytes());
+    b[8..16].copy_from_slice(&c.counter.to_le_bytes());
+    b[16..24].copy_from_slice(&c.cursor.to_le_bytes());
+    b[24..32].copy_from_slice(&c.limit.to_le_bytes());
+    b[32..40].copy_from_slice(&c.next_seq.to_le_bytes());
+    b[40..48].copy_from_slice(&c.open_seq.to_le_bytes());
+    let crc = header_crc(&b, file_id);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a checkpoint slot of the file `file_id` whose data area is
+/// `[FILE_HEADER_LEN, capacity)`: `None` unless the magic and CRC match, the reserved
+/// bytes are zero, the window lies in the data area on [`ALIGN`] boundaries, and
+/// `open_seq <= next_seq`.
+pub fn decode_checkpoint(bytes: &[u8], file_id: u64, capacity: u64) -> Option<Checkpoint> {
+    let b: &[u8; 64] = bytes.get(..64)?.try_into().ok()?;
+    if u32_at(b, 0) != CHECKPOINT_MAGIC
+        || b[4..8] != [0; 4]
+        || b[48..60] != [0; 12]
+        || header_crc(b, file_id) != u32_at(b, 60)
+    {
+        return None;
+    }
+    let c = Checkpoint {
+        counter: u64_at(b, 8),
+        cursor: u64_at(b, 16),
+        limit: u64_at(b, 24),
+        next_seq: u64_at(b, 32),
+        open_seq: u64_at(b, 40),
+    };
+    let valid = FILE_HEADER_LEN <= c.cursor
+        && c.cursor <= c.limit
+        && c.limit <= capacity
+        && c.cursor.is_multiple_of(ALIGN)
+        && c.limit.is_multiple_of(ALIGN)
+        && c.open_seq <= c.next_seq;
+    valid.then_some(c)
+}
+
+/// The current checkpoint among the two slots of a file header page (`header`: the
+/// file's first [`FILE_HEADER_LEN`] bytes, or fewer): the valid one with the higher
+/// counter, if any.
+pub fn current_checkpoint(header: &[u8], file_id: u64, capacity: u64) -> Option<Checkpoint> {
+    CHECKPOINT_SLOTS
+        .iter()
+        .filter_map(|&at| {
+            let at = usize::try_from(at).ok()?;
+            decode_checkpoint(header.get(at..at.checked_add(64)?)?, file_id, capacity)
+        })
+        .max_by_key(|c| c.counter)
+}
+
+/// The slot a checkpoint with this counter is written to.
+pub fn checkpoint_slot(counter: u64) -> u64 {
+    CHECKPOINT_SLOTS[(counter % 2) as usize]
 }
 
 /// Encodes a record header, sealing it with a CRC seeded by `file_id`.
@@ -328,6 +420,7 @@ pub fn walk(area: &[u8], file_id: u64) -> Walk<'_> {
 /// a data area (with the decoded file id, or 0); must never panic.
 pub fn fuzz_decode(data: &[u8]) {
     let file_id = decode_file_header(data).map_or(0, |h| h.file_id);
+    let _ = current_checkpoint(data, file_id, data.len() as u64);
     let area = data.get(FILE_HEADER_LEN as usize..).unwrap_or(&[]);
     for (off, h) in walk(area, file_id) {
         let _ = record_len(u64::from(h.key_len), u64::from(h.head_len), h.body_len);
@@ -421,9 +514,9 @@ pub(crate) mod tests {
             decode_file_header(&b[..47]),
             Err(FileHeaderError::NotACache)
         );
-        // Bytes 9..12 would raise the version (see the version test); bit 0 of byte 8
-        // turns version 1 into 0, which is not ours either.
-        for i in (0..48).filter(|i| !(9..12).contains(i)) {
+        // Bytes 8..12 are the version: flipping one of their bits gives a newer version
+        // (see the version test) or one below 1, not ours either.
+        for i in (0..48).filter(|i| !(8..12).contains(i)) {
             let mut d = b;
             d[i] ^= 0x01;
             assert_eq!(
@@ -452,12 +545,107 @@ pub(crate) mod tests {
     #[test]
     fn newer_version_is_reported_even_with_another_layout() {
         let mut b = encode_file_header(&FileHeader {
-            version: 2,
+            version: VERSION + 1,
             ..file_header()
         });
-        assert_eq!(decode_file_header(&b), Err(FileHeaderError::Version(2)));
+        assert_eq!(
+            decode_file_header(&b),
+            Err(FileHeaderError::Version(VERSION + 1))
+        );
         b[44] ^= 0xff; // a newer layout need not have its CRC where ours is
-        assert_eq!(decode_file_header(&b), Err(FileHeaderError::Version(2)));
+        assert_eq!(
+            decode_file_header(&b),
+            Err(FileHeaderError::Version(VERSION + 1))
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_header_is_still_read() {
+        let v1 = FileHeader {
+            version: 1,
+            ..file_header()
+        };
+        assert_eq!(decode_file_header(&encode_file_header(&v1)), Ok(v1));
+        let v0 = FileHeader {
+            version: 0,
+            ..file_header()
+        };
+        assert_eq!(
+            decode_file_header(&encode_file_header(&v0)),
+            Err(FileHeaderError::NotACache)
+        );
+    }
+
+    fn checkpoint(counter: u64) -> Checkpoint {
+        Checkpoint {
+            counter,
+            cursor: 8192,
+            limit: 65536,
+            next_seq: 40,
+            open_seq: 38,
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_refuse_damage_other_files_and_bad_windows() {
+        let cap = 1 << 20;
+        let b = encode_checkpoint(&checkpoint(3), ID);
+        assert_eq!(decode_checkpoint(&b, ID, cap), Some(checkpoint(3)));
+        assert_eq!(decode_checkpoint(&b, ID ^ 1, cap), None);
+        for bit in 0..64 * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(decode_checkpoint(&d, ID, cap), None, "bit {bit}");
+        }
+        let bad = [
+            Checkpoint {
+                cursor: 100,
+                ..checkpoint(1)
+            },
+            Checkpoint {
+                cursor: 0,
+                ..checkpoint(1)
+            },
+            Checkpoint {
+                limit: 4096,
+                ..checkpoint(1)
+            },
+            Checkpoint {
+                limit: cap + 64,
+                ..checkpoint(1)
+            },
+            Checkpoint {
+                open_seq: 41,
+                ..checkpoint(1)
+            },
+        ];
+        for c in bad {
+            assert_eq!(
+                decode_checkpoint(&encode_checkpoint(&c, ID), ID, cap),
+                None,
+                "{c:?}"
+            );
+        }
+        assert_eq!(decode_checkpoint(&b[..63], ID, cap), None);
+    }
+
+    #[test]
+    fn the_valid_slot_with_the_higher_counter_is_current() {
+        let cap = 1 << 20;
+        let mut page = vec![0u8; FILE_HEADER_LEN as usize];
+        assert_eq!(current_checkpoint(&page, ID, cap), None);
+        let put = |page: &mut Vec<u8>, c: &Checkpoint| {
+            let at = checkpoint_slot(c.counter) as usize;
+            page[at..at + 64].copy_from_slice(&encode_checkpoint(c, ID));
+        };
+        put(&mut page, &checkpoint(6));
+        put(&mut page, &checkpoint(7));
+        assert_eq!(checkpoint_slot(6), CHECKPOINT_SLOTS[0]);
+        assert_eq!(current_checkpoint(&page, ID, cap), Some(checkpoint(7)));
+        // the newer slot torn: the older one is current
+        page[checkpoint_slot(7) as usize + 20] ^= 1;
+        assert_eq!(current_checkpoint(&page, ID, cap), Some(checkpoint(6)));
+        assert_eq!(current_checkpoint(&page[..100], ID, cap), None);
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod dir;
 pub mod format;
 pub mod size;
 pub mod startup;
+pub mod syncer;
 pub mod uncacheable;
 
 mod file;
@@ -48,7 +49,8 @@ mod index;
 pub(crate) use index::IdHasher;
 mod store;
 
-pub use file::{OpenMode, FILE_NAME, MIN_CAPACITY};
+pub use file::{OpenMode, SyncJob, FILE_NAME, MIN_CAPACITY};
+pub use format::Checkpoint;
 pub use store::{
     CheckedObject, Fill, Meta, ObjectInfo, ObjectRef, Options, ScanReport, Stats, Store, Summary,
     VerifyError, VerifyReport,

@@ -24,6 +24,7 @@
 use crate::access_log::ResultCode;
 use std::ops::Range;
 use std::rc::Rc;
+use std::time::Duration;
 
 use httparse::Header;
 use log::debug;
@@ -31,6 +32,7 @@ use log::debug;
 use super::collapse::{Flights, Member};
 use super::{Conn, Exchange, OutBuf};
 use crate::cache::admission::Admission;
+use crate::cache::syncer::Syncer;
 use crate::cache::uncacheable::Uncacheable;
 use crate::cache::{unix_now, CacheError, Fill, Meta, ObjectRef, Store};
 use crate::http::cache_control::CacheControl;
@@ -77,10 +79,29 @@ pub struct Cache {
     pub via: ViaName,
     /// No write error is logged before this time (unix seconds): at most one a minute.
     quiet_until: u64,
+    /// The thread that makes checkpoints durable (`None` if it could not be started:
+    /// then the store takes them in place, blocking the loop while the disk syncs).
+    syncer: Option<Syncer>,
+    /// `--cache-sync`: seconds between checkpoints while something is written.
+    sync_every: u64,
 }
 
 impl Cache {
-    pub fn new(store: Store, admit_after: u32, admit_window: u64, via: ViaName) -> Cache {
+    pub fn new(
+        mut store: Store,
+        admit_after: u32,
+        admit_window: u64,
+        via: ViaName,
+        sync_every: u64,
+    ) -> Cache {
+        let syncer = match Syncer::spawn() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("no thread for cache syncs ({e}): they will block requests");
+                None
+            }
+        };
+        store.set_background_sync(syncer.is_some());
         Cache {
             store,
             admission: Admission::new(admit_after, admit_window, ADMISSION_SLOTS),
@@ -90,6 +111,8 @@ impl Cache {
             now: unix_now(),
             via,
             quiet_until: 0,
+            syncer,
+            sync_every,
         }
     }
 
@@ -142,9 +165,54 @@ impl Cache {
         }
     }
 
-    /// Forgets old request history (called on the loop's tick).
+    /// Forgets old request history and keeps the cache file synced (called on the
+    /// loop's tick): a finished checkpoint is handed to the store, and a new one is
+    /// started when one is due (see `Store::sync_due`).
     pub fn sweep(&mut self, now: u64) {
         self.admission.sweep(now);
+        let due = |store: &Store| store.sync_due(now, self.sync_every);
+        let Some(syncer) = self.syncer.as_mut() else {
+            if due(&self.store) {
+                if let Err(e) = self.store.sync_now() {
+                    self.trouble("cache sync failed", &e);
+                }
+            }
+            return;
+        };
+        let finished = syncer.finished();
+        let idle = syncer.idle();
+        if let Some((checkpoint, result)) = finished {
+            if let Err(e) = self.store.end_sync(checkpoint, result) {
+                self.trouble("cache sync failed", &e);
+            }
+        }
+        if !idle || !self.store.sync_due(now, self.sync_every) {
+            return;
+        }
+        match self.store.begin_sync(now) {
+            Ok(job) => {
+                let started = self.syncer.as_mut().is_some_and(|s| s.start(job));
+                if !started {
+                    // The thread is gone: sync in place from now on.
+                    self.syncer = None;
+                    self.store.set_background_sync(false);
+                }
+            }
+            Err(e) => self.trouble("cache sync failed", &e),
+        }
+    }
+
+    /// The last checkpoint, at shutdown: waits for a running one, then syncs the file
+    /// so the next start finds every object as it is and checks nothing. Blocks.
+    pub fn close(&mut self) {
+        if let Some(syncer) = self.syncer.as_mut() {
+            if let Some((checkpoint, result)) = syncer.wait(Duration::from_secs(30)) {
+                let _ = self.store.end_sync(checkpoint, result);
+            }
+        }
+        if let Err(e) = self.store.sync_for_close() {
+            log::warn!("cache not synced at shutdown: {e}; the next start checks what was written since the last sync");
+        }
     }
 }
 
