@@ -3467,11 +3467,12 @@ pub(crate) mod tests {
     }
 
     /// `kill -9` (every write failing from a random point on, a long one cut part-way)
-    /// in the middle of random operations, then reopen: every object found is exactly
-    /// one of the versions stored for its key, nothing indexed is damaged, and the
-    /// store keeps working.
+    /// in the middle of random operations, then reopen: every object found is whole and
+    /// is the latest version committed for its key (bodies differ per version, so an
+    /// older one is caught), a removed key stays removed, nothing indexed is damaged,
+    /// and the store keeps working.
     #[test]
-    fn crashes_at_any_write_never_expose_corrupt_bytes() {
+    fn a_crash_at_any_write_keeps_the_latest_version_whole_or_nothing() {
         crash_model("crash-model", false);
     }
 
