@@ -569,11 +569,17 @@ mod tests {
             let whole = fuzz::decode_chunked_in_pieces(&input, &[], limits);
             if !mutated && limits == &default {
                 let want = Ok((body_len, true));
-                assert_eq!(whole, fuzz::Decoded { data, end: want }, "{input:?}");
+                assert_eq!(
+                    whole,
+                    fuzz::Decoded { data, end: want },
+                    "{}",
+                    input.escape_ascii()
+                );
             }
             let cuts = random_cuts(&mut rng, input.len());
             let split = fuzz::decode_chunked_in_pieces(&input, &cuts, limits);
-            assert_eq!(split, whole, "{input:?} fed in pieces ending at {cuts:?}");
+            let input = input.escape_ascii();
+            assert_eq!(split, whole, "\"{input}\" fed in pieces ending at {cuts:?}");
             complete += usize::from(whole.end == Ok((body_len, true)));
             refused += usize::from(whole.end.is_err());
         }

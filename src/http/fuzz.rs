@@ -151,6 +151,7 @@ pub fn request_round_trip(data: &[u8], limits: &Limits) -> bool {
         return false;
     };
     let text = write_request_head(&req, data);
+    let head = data.get(..req.head_len).unwrap_or(data);
     let again = parse_request(&text, &unlimited_lengths(limits), &via);
     let want = Request {
         head_len: text.len(),
@@ -159,7 +160,8 @@ pub fn request_round_trip(data: &[u8], limits: &Limits) -> bool {
     assert_eq!(
         again,
         Ok(Some(want)),
-        "the request head written out again, {:?}, parses differently",
+        "the request head {:?} written out again, {:?}, parses differently",
+        String::from_utf8_lossy(head),
         String::from_utf8_lossy(&text)
     );
     true
@@ -172,6 +174,7 @@ pub fn response_round_trip(data: &[u8], limits: &Limits, method: &Method) -> boo
         return false;
     };
     let text = write_response_head(&resp, data);
+    let head = data.get(..resp.head_len).unwrap_or(data);
     let again = parse_response(&text, &unlimited_lengths(limits), method, &via);
     let want = Response {
         head_len: text.len(),
@@ -180,7 +183,8 @@ pub fn response_round_trip(data: &[u8], limits: &Limits, method: &Method) -> boo
     assert_eq!(
         again,
         Ok(Some(want)),
-        "the response head written out again, {:?}, parses differently",
+        "the response head {:?} written out again, {:?}, parses differently",
+        String::from_utf8_lossy(head),
         String::from_utf8_lossy(&text)
     );
     true
@@ -245,10 +249,20 @@ fn write_fields(out: &mut Vec<u8>, head: &[u8]) {
 
 /// How feeding a chunked body came out: the data handed out, then either how many
 /// bytes of the input the body took and whether it is complete, or the error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub data: Vec<u8>,
     pub end: Result<(usize, bool), HttpError>,
+}
+
+/// The data as escaped text, so that a failed comparison reads.
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("data", &format_args!("\"{}\"", self.data.escape_ascii()))
+            .field("end", &self.end)
+            .finish()
+    }
 }
 
 /// Feeds `input` to a chunked body's tracker as the connection loop does: the bytes
