@@ -268,7 +268,9 @@ impl std::fmt::Debug for Decoded {
 /// Feeds `input` to a chunked body's tracker as the connection loop does: the bytes
 /// arrive in pieces ending at the ascending offsets `cuts`; each piece is appended to
 /// what the tracker left unconsumed, the buffer is fed while the body is unfinished,
-/// and what the tracker consumed leaves the buffer.
+/// and what the tracker consumed leaves the buffer. (`conn::forward` feeds the
+/// upstream's buffer so when it dechunks a response, and a request body from the
+/// client's buffer past the bytes already scanned, which comes to the same.)
 pub fn decode_chunked_in_pieces(input: &[u8], cuts: &[usize], limits: &Limits) -> Decoded {
     let mut tracker = BodyTracker::new(BodyKind::Chunked, limits);
     let mut buf = Vec::new();
