@@ -244,7 +244,8 @@ impl ChunkedDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::testing::{mutate, next_u64};
+    use crate::http::fuzz;
+    use crate::http::testing::{self as generate, mutate, next_u64, Rng};
 
     /// Feeds `input` in pieces cut at the ascending offsets `cuts`, as reads would
     /// deliver it; returns (data, bytes consumed, done).
@@ -521,5 +522,70 @@ mod tests {
             let cut = (next_u64(&mut rng) % (input.len() as u64 + 1)) as usize;
             let _ = decode_split(&input, &[cut], &limits);
         }
+    }
+
+    /// Ascending cut points through `len` bytes: one-byte pieces, a few large ones,
+    /// or anything between.
+    fn random_cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+        let step = match rng.below(3) {
+            0 => 1,
+            1 => 64,
+            _ => 12,
+        };
+        let mut cuts = Vec::new();
+        let mut at = 0;
+        loop {
+            at += 1 + rng.below(step);
+            if at >= len {
+                return cuts;
+            }
+            cuts.push(at);
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_fed_in_random_pieces_decodes_as_in_one_piece() {
+        let mut rng = Rng(0x853c_49e6_748f_ea9b);
+        let alphabet = b"0123456789abcdefABCDEF;=\" \t\r\n\\:xZ\x00\xff";
+        let default = Limits::default();
+        // Small enough that generated lines and trailer sections cross them, and
+        // counting them must carry over from one piece to the next.
+        let tight = Limits {
+            chunk_line: 20,
+            trailers: 40,
+            ..Limits::default()
+        };
+        let (mut complete, mut refused) = (0, 0);
+        let n = 3000;
+        for i in 0..n {
+            let (mut input, data) = generate::chunked_body(&mut rng);
+            let mutated = i % 2 == 1;
+            if mutated {
+                mutate(&mut input, &mut rng.0, alphabet);
+            }
+            let body_len = input.len();
+            input.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+            let limits = if i % 8 == 0 { &tight } else { &default };
+            let whole = fuzz::decode_chunked_in_pieces(&input, &[], limits);
+            if !mutated && limits == &default {
+                let want = Ok((body_len, true));
+                assert_eq!(
+                    whole,
+                    fuzz::Decoded { data, end: want },
+                    "{}",
+                    input.escape_ascii()
+                );
+            }
+            let cuts = random_cuts(&mut rng, input.len());
+            let split = fuzz::decode_chunked_in_pieces(&input, &cuts, limits);
+            let input = input.escape_ascii();
+            assert_eq!(split, whole, "\"{input}\" fed in pieces ending at {cuts:?}");
+            complete += usize::from(whole.end == Ok((body_len, true)));
+            refused += usize::from(whole.end.is_err());
+        }
+        // Complete bodies and refused ones must both be common for the test to say
+        // much about either.
+        assert!(complete > n / 3, "{complete} complete");
+        assert!(refused > n / 5, "{refused} refused");
     }
 }
