@@ -939,4 +939,19 @@ mod tests {
         assert!(c.connect_ports.contains(443) && !c.connect_ports.contains(80));
         assert_eq!(c.timeouts, Timeouts::default());
     }
+
+    #[test]
+    fn cache_sync_is_whole_seconds_from_1_and_defaults_to_5() {
+        let sync_of = |args: &[&str]| -> Result<u64, String> {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+            let c: Config = cli.into();
+            Ok(c.cache.map_or(0, |s| s.sync_every))
+        };
+        assert_eq!(sync_of(&["larder"]), Ok(5));
+        assert_eq!(sync_of(&["larder", "--cache-sync", "30"]), Ok(30));
+        for bad in ["0", "1.5", "x"] {
+            let err = sync_of(&["larder", "--cache-sync", bad]).unwrap_err();
+            assert!(err.contains("whole number of seconds"), "{bad}: {err}");
+        }
+    }
 }

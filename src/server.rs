@@ -382,6 +382,7 @@ impl Server {
         self.ctx.unix = unix_now();
         if let Some(cache) = self.ctx.cache.as_mut() {
             cache.set_clock(self.ctx.unix);
+            cache.keep_synced(self.ctx.unix);
         }
         let mut dns = false;
         let mut signals = false;

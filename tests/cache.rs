@@ -159,6 +159,8 @@ fn populate(dir: &TempDir, capacity: u64, objects: &[(&str, &[u8], u64, u64)]) {
             meta(stored, expires),
         );
     }
+    // As larder leaves it when it stops: synced, nothing newer than its last sync.
+    store.sync_for_close().expect("sync");
 }
 
 /// The response head stored with `body`.
@@ -1015,7 +1017,7 @@ fn foreign_truncated_and_newer_files_are_refused_untouched() {
 
     file.set_len(1 << 20).expect("restore length");
     let newer = FileHeader {
-        version: 2,
+        version: 3,
         capacity: 1 << 20,
         file_id: 7,
         created: T0,
@@ -1027,7 +1029,7 @@ fn foreign_truncated_and_newer_files_are_refused_untouched() {
         let run = tool(&dir, args);
         assert_exit(&run, 2);
         assert!(
-            run.stderr.contains("version 2") && run.stderr.contains("newer larder"),
+            run.stderr.contains("version 3") && run.stderr.contains("newer larder"),
             "{args:?}: {}",
             run.stderr
         );

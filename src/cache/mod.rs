@@ -10,16 +10,22 @@
 //!    ring's write cursor (evicting, or copying forward what was used since it was
 //!    written), [`Store::write`] appends, [`Store::commit`] writes the record header last,
 //!    which makes the object visible, or [`Store::abort`] leaves the room dead.
-//! 4. Dropping the `Store` releases the lock. There is no shutdown step: `kill -9` at
-//!    any instant leaves a file the next open recovers.
+//! 4. Checkpoints ([`Store::begin_sync`], [`Store::end_sync`], or [`Store::sync_now`]
+//!    in place) sync the file and record where later writes may go, so that a power cut
+//!    loses only what came after the last one; larder takes one every `--cache-sync`
+//!    seconds on a thread of its own. [`Store::sync_for_close`] ends a clean shutdown.
+//!    Dropping the `Store` releases the lock; `kill -9` or a power cut at any instant
+//!    leaves a file the next open recovers.
 //!
 //! [`Store::open_read_only`] opens the file beside a running larder, without the lock:
 //! it never writes, and it reads every record through a checked copy (see the `store`
 //! module), since the larder that holds the lock may overwrite it meanwhile.
 //!
 //! # Invariants
-//! - The file never changes length and the file header is never written after creation.
-//!   Writes are positional; the map is never written through, grown or remapped.
+//! - The file never changes length. The file header's fields are written at creation
+//!   (and once more when a version 1 file becomes version 2); its two checkpoint slots
+//!   at every checkpoint. Writes are positional; the map is never written through,
+//!   grown or remapped.
 //! - A record header is trusted (its lengths used) only when its CRC, seeded with the
 //!   file's secret id, passes; no origin-supplied byte can pass as a header.
 //! - A record becomes visible only by its header, written after its payload; until
@@ -27,8 +33,11 @@
 //! - A record's room is allocated on the disk (`fallocate`) before it is claimed, where
 //!   the file system can: a full disk fails [`Store::begin`], not a write in mid-body.
 //! - Bytes are returned only from a record whose payload CRC passed in this process.
-//! - Records are never modified in place; the highest sequence number per key wins;
-//!   sequence numbers follow the ring's write order.
+//! - A record's payload is never modified in place; its header only becomes a pad of
+//!   the same length once the record is dead. The highest sequence number per key wins,
+//!   and a replaced record's header is a pad as soon as its replacement is written.
+//! - Between two checkpoints every write stays inside a window recovery can judge
+//!   (see "Durability" in the `store` module).
 //! - A pinned record and an unfinished fill's room are never overwritten.
 //! - The index holds at most `max_entries` entries of 16 bytes (plus table overhead).
 //!

@@ -26,14 +26,56 @@
 //! The payload is written into the reservation as it arrives; the real header is
 //! written last, replacing the pad, so the object appears atomically. Sequence numbers
 //! are taken in reservation order, so they follow the ring (except that a record kept
-//! in place keeps its number).
+//! in place, or jumped over while pinned, keeps its number).
 //!
 //! # Recovery
 //! Open walks every header from `A`: a header counts only if its CRC passes; anything
 //! else is skipped by [`ALIGN`] (never by a length it claims). Per key the highest
-//! sequence number wins, a tombstone meaning absent. The cursor resumes after the record
-//! with the highest sequence number; payload CRCs are checked lazily, before each
+//! sequence number wins, a tombstone meaning absent. Where the cursor and the horizon
+//! resume, and which records the scan checks itself, come from the checkpoint (see
+//! "Durability"); without one (a version 1 file) the cursor resumes after the record
+//! with the highest sequence number. Other payload CRCs are checked lazily, before each
 //! recovered object is first returned.
+//!
+//! # Durability
+//! Writes reach the disk when the kernel flushes them, in any order, page by page, so a
+//! power cut (unlike `kill -9`, which loses no completed write) may keep any subset of
+//! the writes since the last sync. The store therefore syncs at **checkpoints** and
+//! keeps every write between two checkpoints where recovery can judge it:
+//! - A checkpoint records the cursor `c`, a **limit** `L` (the first record boundary at
+//!   or after `max(h, c + W)`, where `W` is the window length, an eighth of the area
+//!   from 256 KiB to 64 MiB), the next sequence number and the lowest sequence number
+//!   of an unfinished fill. [`Store::begin_sync`] takes it; its [`SyncJob`] runs
+//!   `fdatasync`, writes it to a slot of the header page, and syncs again (on any thread);
+//!   [`Store::end_sync`] makes it the durable one.
+//! - Until the next checkpoint is durable, every write lies in the **window** `[c, L)`,
+//!   and in the previous window too (`[floor, limit)`): a claim that does not fit waits
+//!   for a checkpoint (in place, or `Busy` with [`Store::set_background_sync`]). The only
+//!   writes elsewhere are into the room of a fill begun earlier, and pads over the
+//!   header of a record that is dead. Wrapping ends a window.
+//! - Recovery with a checkpoint: before `c` and from `L` on, the file is as it was at
+//!   the checkpoint (or a dead record's header became a pad), so it is trusted; inside
+//!   the window, a record counts only if it is numbered after the checkpoint and its
+//!   payload CRC passes (checked by the scan); nothing else there counts, and a pad is
+//!   followed no further than the window's end (what it covers is dead, or was written
+//!   after the checkpoint and is lost with it). Outside it, an object
+//!   numbered from the checkpoint's lowest unfinished fill on is checked by the scan too
+//!   (its body may have been written after the checkpoint). The cursor resumes after the
+//!   last record trusted in the window, the horizon at `L`; then the open pads
+//!   over what the window held besides those records, and over damaged and superseded
+//!   objects, before the next checkpoint trusts that part of the file.
+//! - A record replaced by a newer one of its key (or by a tombstone) gets a pad in place
+//!   of its header at once, so an older version cannot win again wherever the ring puts
+//!   the two (a pinned record jumped over ends up after its replacement; a window sets
+//!   aside what it held). A fill that spans a checkpoint keeps all of its room when it
+//!   commits (a shorter header would uncover the rest outside the window).
+//!
+//! A power cut therefore loses what was stored since the last checkpoint (and the
+//! oldest objects the window held, next in line for eviction), never serves a
+//! damaged byte, and never brings back an object invalidated, purged or replaced before
+//! it. [`Store::sync_for_close`] ends a clean shutdown with a window that is just the
+//! free space, so nothing is lost or checked at the next start. A version 1 file (no
+//! checkpoints) is recovered as before and becomes version 2 at its first checkpoint.
 //!
 //! # Reading beside a running larder
 //! [`Store::open_read_only`] opens without the lock and never writes. The file may then
@@ -433,7 +475,8 @@ impl Store {
     /// Opens `dir/larder.cache`, creating it at `opts.capacity` if it is absent; takes
     /// the exclusive lock ([`CacheError::Locked`] when another process holds it); maps
     /// it; scans it. An existing file keeps its own capacity (a mismatch is in the
-    /// [`ScanReport`]). Never writes to an existing file.
+    /// [`ScanReport`]). Writes to an existing file only after a crash, to pad over what the scan
+    /// did not trust (see "Durability"); a cleanly closed one is not written.
     pub fn open(dir: &Path, opts: Options, now: u64) -> Result<Store, CacheError> {
         Store::open_file(&dir.join(FILE_NAME), opts, now)
     }
@@ -577,10 +620,12 @@ impl Store {
             checkpoint,
             true,
         );
-        self.next_seq = end
-            .seen_seq
-            .max(checkpoint.map_or(0, |c| c.next_seq.saturating_sub(1)))
-            .saturating_add(1);
+        // Above every number a record on the disk may carry: the window may hide records
+        // written after the checkpoint behind a pad, but each took 64 bytes of it at least.
+        let hidden = checkpoint.map_or(0, |c| {
+            c.next_seq.saturating_add((c.limit - c.cursor) / ALIGN)
+        });
+        self.next_seq = end.seen_seq.max(hidden).saturating_add(1);
         if let Some(c) = checkpoint {
             // Writes since the checkpoint lie in its window: the trusted records there
             // end at `window_end`, and the rest of it up to the limit is free.
@@ -1991,9 +2036,17 @@ fn scan_area(
         let total = u64::from(h.total_len);
         end.seen_seq = end.seen_seq.max(h.seq);
         let newer = h.kind != Kind::Pad && h.seq >= newer_from;
+        if in_window && h.kind == Kind::Pad {
+            // What a pad covers inside the window is dead or was written after the
+            // checkpoint (then lost with it), so the walk may jump it; but a pad from
+            // before the checkpoint may reach past the window, and past the window's
+            // end the file is trusted as it is: never further than that.
+            rel = (rel + total).min(w_end);
+            continue;
+        }
         if in_window && (!newer || rel + total > w_end) {
-            // Dead at the checkpoint (or a pad, whose length may be stale): step over
-            // it byte-block by byte-block, trusting nothing it says.
+            // Dead at the checkpoint: step over it byte-block by byte-block, trusting
+            // nothing it says.
             rel += ALIGN;
             continue;
         }

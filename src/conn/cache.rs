@@ -101,6 +101,11 @@ impl Cache {
                 None
             }
         };
+        // The first checkpoint here, before any request: until one is durable nothing
+        // can be stored. (After a clean stop it syncs a clean file: quick.)
+        if let Err(e) = store.sync_now() {
+            log::warn!("cache not synced at start-up ({e}): storing waits for a sync");
+        }
         store.set_background_sync(syncer.is_some());
         Cache {
             store,
@@ -165,11 +170,15 @@ impl Cache {
         }
     }
 
-    /// Forgets old request history and keeps the cache file synced (called on the
-    /// loop's tick): a finished checkpoint is handed to the store, and a new one is
-    /// started when one is due (see `Store::sync_due`).
+    /// Forgets old request history (called on the loop's tick).
     pub fn sweep(&mut self, now: u64) {
         self.admission.sweep(now);
+    }
+
+    /// Keeps the cache file synced (called once per loop turn; costs a channel poll
+    /// and a few comparisons): a finished checkpoint is handed to the store, and a new
+    /// one is started when one is due (see `Store::sync_due`).
+    pub fn keep_synced(&mut self, now: u64) {
         let due = |store: &Store| store.sync_due(now, self.sync_every);
         let Some(syncer) = self.syncer.as_mut() else {
             if due(&self.store) {
