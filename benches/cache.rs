@@ -3,7 +3,9 @@
 //! - start-up: open + scan of a 1 GiB file holding ~100k objects;
 //! - index memory per object, counted by a counting global allocator, at 100k objects
 //!   and at the worst moment (just after the table has grown) while filling;
-//! - append throughput through the ring, 1 MiB and 16 KiB objects;
+//! - append throughput through the ring, 1 MiB and 16 KiB objects, with checkpoints
+//!   taken in place when a window fills, and as larder takes them (a sync thread,
+//!   every 5 s or when half a window is used, a write finding the window full refused);
 //! - eviction quality: byte hit ratio of the store against an exact LRU of the same
 //!   capacity on one Zipf (α = 0.8) trace whose distinct objects total 10 × the capacity.
 //!
@@ -131,6 +133,8 @@ fn main() {
     index_memory_worst_case(&data);
     append_throughput(&data, MIB, 4 * GIB);
     append_throughput(&data, 16 * KIB, 2 * GIB);
+    append_with_syncs(&data, MIB, 4 * GIB, 5);
+    append_with_syncs(&data, 16 * KIB, 2 * GIB, 5);
     eviction_quality(&data);
 }
 
@@ -145,6 +149,8 @@ fn startup_and_index_memory(data: &[u8]) {
             let key = format!("http://startup.test/{i}");
             assert!(put(&mut store, key.as_bytes(), 10_500, data, i), "fill");
         }
+        // As larder leaves it when it stops.
+        store.sync_for_close().expect("sync");
     }
     let rss_before = rss_kib();
     let before = live();
@@ -422,4 +428,59 @@ impl Lru {
         self.order.insert(self.clock, key);
         false
     }
+}
+
+/// Appends as larder stores: checkpoints taken off the writing thread (the store in
+/// background mode, a `Syncer` running the jobs), one due every `every` seconds of
+/// writing or whenever half the window is used. A write that finds the window full
+/// (larder would relay that response without storing it) waits here for the next
+/// checkpoint and is tried again: the time spent so is reported as stalled.
+fn append_with_syncs(data: &[u8], size: u64, total: u64, every: u64) {
+    use larder::cache::syncer::Syncer;
+    let scratch = Scratch::new("append-sync");
+    let mut store = scratch.open(Options::for_capacity(GIB));
+    let mut syncer = Syncer::spawn().expect("sync thread");
+    store.sync_now().expect("first checkpoint");
+    store.set_background_sync(true);
+    let count = total / size;
+    let start = Instant::now();
+    let (mut stalled, mut refused, mut syncs) = (0.0f64, 0u64, 0u64);
+    let mut tick = |store: &mut Store, syncer: &mut Syncer, syncs: &mut u64| {
+        let now = start.elapsed().as_secs();
+        if let Some((checkpoint, result)) = syncer.finished() {
+            store.end_sync(checkpoint, result).expect("sync");
+            *syncs += 1;
+        }
+        if syncer.idle() && store.sync_due(now, every) {
+            let job = store.begin_sync(now).expect("checkpoint");
+            assert!(syncer.start(job), "sync thread gone");
+        }
+    };
+    for i in 0..count {
+        tick(&mut store, &mut syncer, &mut syncs);
+        let key = format!("http://append.test/{i}");
+        if put(&mut store, key.as_bytes(), size, data, i) {
+            continue;
+        }
+        refused += 1;
+        let wait = Instant::now();
+        while !put(&mut store, key.as_bytes(), size, data, i) {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            tick(&mut store, &mut syncer, &mut syncs);
+        }
+        stalled += wait.elapsed().as_secs_f64();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    row(
+        &format!(
+            "append, syncing: {} KiB objects, {} GiB, a sync every {every} s",
+            size / KIB,
+            total / GIB
+        ),
+        format!(
+            "{:.2} GB/s, {syncs} syncs, {refused} writes waited {:.1} ms in all",
+            (count * size) as f64 / secs / 1e9,
+            stalled * 1e3
+        ),
+    );
 }
