@@ -456,8 +456,9 @@ fn purge(store: &mut Store, url: Option<&str>, now: u64, json: bool) -> Result<O
             purged += 1;
         }
     }
-    // The tombstones must reach the disk before we say they are gone.
-    store.sync().map_err(|e| e.to_string())?;
+    // The tombstones must reach the disk before we say they are gone; a checkpoint
+    // over everything, so larder's next start has nothing to check.
+    store.sync_for_close().map_err(|e| e.to_string())?;
     let text = if json {
         format!("{}\n", Json::Obj(vec![("purged", Json::Num(purged))]))
     } else {

@@ -162,6 +162,9 @@ pub struct ObjectRef {
     /// The body.
     pub body: Range<u64>,
     pub meta: Meta,
+    /// Where the record ends (it may hold more than its payload: a fill finished after
+    /// a checkpoint keeps all of its room).
+    pub end: u64,
 }
 
 /// A reservation being written by [`Store::write`]. End it with [`Store::commit`] or
@@ -741,12 +744,8 @@ impl Store {
         let Some(body_end) = format::align_up(obj.body.end) else {
             return;
         };
-        // The whole record (one may hold more than its payload: a fill finished after a
-        // checkpoint keeps all of its room), so the ring jumps all of it.
-        let end = self
-            .header_at(obj.off)
-            .map(|h| obj.off + u64::from(h.total_len))
-            .map_or(body_end, |e| e.max(body_end));
+        // The whole record, so the ring jumps all of it.
+        let end = obj.end.max(body_end);
         if obj.off < FILE_HEADER_LEN || end > self.area_end || end <= obj.off {
             return;
         }
@@ -2171,6 +2170,7 @@ fn object_ref(off: u64, h: &RecordHeader) -> ObjectRef {
         head: head_start..body_start,
         body: body_start..body_start + h.body_len,
         meta: meta_of(h),
+        end: off + u64::from(h.total_len),
     }
 }
 
