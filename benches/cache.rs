@@ -445,7 +445,7 @@ fn append_with_syncs(data: &[u8], size: u64, total: u64, every: u64) {
     let count = total / size;
     let start = Instant::now();
     let (mut stalled, mut refused, mut syncs) = (0.0f64, 0u64, 0u64);
-    let mut tick = |store: &mut Store, syncer: &mut Syncer, syncs: &mut u64| {
+    let tick = |store: &mut Store, syncer: &mut Syncer, syncs: &mut u64| {
         let now = start.elapsed().as_secs();
         if let Some((checkpoint, result)) = syncer.finished() {
             store.end_sync(checkpoint, result).expect("sync");
