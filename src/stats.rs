@@ -307,6 +307,8 @@ pub struct CacheFigures {
     pub write_errors: u64,
     /// Storing is paused after a write error until this time (unix seconds).
     pub paused_until: Option<u64>,
+    /// When the cache file was last synced to the disk (unix seconds).
+    pub synced_at: Option<u64>,
 }
 
 /// Everything the status page and `/metrics` show, gathered when one is asked for.

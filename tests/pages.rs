@@ -309,3 +309,38 @@ fn the_status_page_shows_the_figures_and_escapes_host_names() {
     assert!(!status.contains("<script"), "{status}");
     assert!(status.contains("name=\"viewport\""), "{status}");
 }
+
+/// While larder stores, it syncs the cache file every `--cache-sync` seconds (off the
+/// loop), and `/metrics` says when it last did: the time moves past a store.
+#[test]
+fn the_cache_file_is_synced_while_storing_and_metrics_say_when() {
+    let origin = Origin::start(|_| Reply::Send(fresh(b"synced")));
+    let proxy = Proxy::start(&["--admit-after", "0", "--cache-sync", "1"]);
+    let last_sync = |proxy: &Proxy| {
+        let text = page(proxy, "/metrics").text();
+        let parsed = prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        parsed
+            .get("larder_cache_last_sync_timestamp_seconds", &[])
+            .unwrap_or_else(|| panic!("no last sync in\n{text}"))
+    };
+    // The first sync is made at start-up, before any request.
+    let started = last_sync(&proxy);
+    // A later second than that one, so a sync after the store is told apart.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let stored = proxy.get(&origin.url("/synced"));
+    assert!(stored
+        .header("cache-status")
+        .is_some_and(|s| s.contains("stored")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = last_sync(&proxy);
+        if now > started {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync after the store: last sync still at {now}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -225,6 +225,7 @@ fn figures() -> CacheFigures {
         oldest: Some(1_699_999_000),
         write_errors: 1,
         paused_until: None,
+        synced_at: Some(1_699_999_990),
     }
 }
 

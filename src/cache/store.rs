@@ -280,6 +280,9 @@ pub struct Summary {
     pub paused_until: u64,
     /// Since open: objects dropped because their payload failed its CRC.
     pub dropped_corrupt: u64,
+    /// When the latest durable checkpoint was taken (the store's clock, unix seconds):
+    /// what was stored before it survives a power cut. 0 before the first.
+    pub synced_at: u64,
 }
 
 /// A stored object copied out of the cache file and checked: its header CRC, its key
@@ -412,6 +415,8 @@ struct SyncState {
     taken_at: u64,
     /// Room the window could not give since then: the next window is at least this.
     want: u64,
+    /// `taken_at` of the latest checkpoint made durable.
+    synced_at: u64,
     /// Checkpoints are taken off the caller's thread (larder's loop): a full window
     /// is `Busy` rather than a checkpoint taken in place.
     background: bool,
@@ -1238,6 +1243,9 @@ impl Store {
                 self.file.upgrade()?;
                 // A job may finish after a later checkpoint taken in place: ignore it.
                 if checkpoint.counter > self.sync.durable {
+                    if checkpoint.counter == self.sync.counter {
+                        self.sync.synced_at = self.sync.taken_at;
+                    }
                     self.sync.durable = checkpoint.counter;
                     if checkpoint.counter > self.sync.wrap_counter {
                         self.sync.limit = checkpoint.limit;
@@ -1291,6 +1299,7 @@ impl Store {
                 0
             },
             dropped_corrupt: self.counters.dropped_corrupt,
+            synced_at: self.sync.synced_at,
         }
     }
 

@@ -223,6 +223,7 @@ fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
         },
         write_errors: s.write_errors,
         paused_until: Some(s.paused_until).filter(|&t| t > 0),
+        synced_at: Some(s.synced_at).filter(|&t| t > 0),
     }
 }
 

@@ -168,6 +168,13 @@ pub fn metrics_text(s: &Snapshot) -> String {
             "Failed writes to the cache file.",
             cache.write_errors,
         );
+        if let Some(synced) = cache.synced_at {
+            out.gauge(
+                "larder_cache_last_sync_timestamp_seconds",
+                "When the cache file was last synced to the disk (what was stored before survives a power cut), in seconds since the Unix epoch.",
+                synced,
+            );
+        }
         let paused = cache.paused_until.is_some_and(|until| until > s.now_unix);
         out.gauge(
             "larder_cache_storing_paused",
@@ -293,6 +300,7 @@ mod tests {
             oldest: Some(1_699_990_000),
             write_errors: 3,
             paused_until: Some(1_700_000_130),
+            synced_at: Some(1_700_000_095),
         }
     }
 
@@ -357,6 +365,7 @@ mod tests {
             ),
             ("larder_cache_write_errors_total", 3),
             ("larder_cache_storing_paused", 1),
+            ("larder_cache_last_sync_timestamp_seconds", 1_700_000_095),
         ] {
             assert_eq!(value(&text, series), Some(expected), "{series} in\n{text}");
         }

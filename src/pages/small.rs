@@ -122,6 +122,7 @@ mod tests {
         let mut s = snapshot(&st);
         s.cache = Some(CacheFigures {
             paused_until: Some(130),
+            synced_at: None,
             ..CacheFigures::default()
         });
         assert_eq!(

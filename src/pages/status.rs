@@ -299,6 +299,7 @@ mod tests {
                 oldest: Some(NOW - 2 * 86_400 - 4 * 3600),
                 write_errors: 0,
                 paused_until: None,
+                synced_at: None,
             }),
         }
     }
@@ -506,6 +507,7 @@ mod tests {
             oldest: Some(NOW + 100), // a clock that went back
             write_errors: 0,
             paused_until: None,
+            synced_at: None,
         });
         let page = status_html(&s);
         assert!(page.contains("style=\"width:0.0%\""));
