@@ -612,16 +612,12 @@ impl Server {
                 debug!("conn {id}: timed out in {:?}", cx.conn.state);
                 cx.conn.state = State::Closed;
             }
-            State::Waiting if crate::conn::request::still_waiting(&cx) => {
+            State::Waiting => {
                 // The fetch it waits for is under way (a long body that cannot be
                 // streamed, say); that fetch has deadlines of its own, and when it
-                // ends, this request is woken.
+                // ends, this request is woken. Or that fetch ended in this very turn:
+                // then the request is stepped below, and looks the URL up again.
                 cx.conn.deadline = Some(cx.ctx.now + timeouts.response);
-            }
-            State::Waiting => {
-                let secs = timeouts.response.as_secs_f64();
-                let message = format!("The server sent no response within {secs} s.");
-                fail(&mut cx, Problem::new(504, "response-timeout", &message));
             }
             State::Resolving | State::Connecting => {
                 let secs = timeouts.connect.as_secs_f64();

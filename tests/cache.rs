@@ -5,6 +5,7 @@
 //! Each test gets its own directory (see [`TempDir`]); none touches the user's cache, and
 //! `LARDER_*` variables of the test environment are removed from every tool run.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use larder::cache::format::{encode_file_header, FileHeader};
 use larder::cache::{CacheError, Meta, Options, Store};
 
-use crate::support::{get, Client, Origin, Proxy, Reply};
+use crate::support::{get, Client, Origin, Proxy, Reply, WAIT_LIMIT};
 
 /// A fresh directory under the system temp directory, removed with its contents on drop.
 struct TempDir {
@@ -60,12 +61,12 @@ fn opts(capacity: u64) -> Options {
     Options::for_capacity(capacity)
 }
 
-/// Opens the cache in `dir` as larder does, waiting (at most 2 s) while it is locked:
+/// Opens the cache in `dir` as larder does, waiting (at most 10 s) while it is locked:
 /// a store this test process just closed can stay locked for an instant, when another
 /// test's thread started a process meanwhile (the child holds a copy of the descriptor,
 /// and with it the lock, until it executes its program).
 fn open_store(dir: &Path, capacity: u64, now: u64) -> Store {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         match Store::open(dir, opts(capacity), now) {
             Err(CacheError::Locked(_)) if Instant::now() < deadline => {
@@ -1266,6 +1267,10 @@ const CRASH_SEED_ENV: &str = "LARDER_TEST_CRASH_SEED";
 const CRASH_CAPACITY: u64 = 1 << 20;
 /// Distinct keys the child writes: few, so it replaces and refreshes as well.
 const CRASH_KEYS: u64 = 150;
+/// What the child prints once its store is open and it starts writing: the parent's
+/// random delay before the kill counts from there, not from a process start that a
+/// busy machine can make take longer than the delay itself.
+const CRASH_READY: &str = "crash writer: writing";
 
 /// The body stored for `key`: its length and every byte follow from the key.
 fn crash_body(key: &str) -> Vec<u8> {
@@ -1311,11 +1316,26 @@ fn objects_survive_sigkill_at_random_moments() {
             .env(CRASH_DIR_ENV, dir.path())
             .env(CRASH_SEED_ENV, rng.next().to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn writer");
-        std::thread::sleep(Duration::from_millis(10 + rng.next() % 140));
+        let (ready, started) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // Read to the end, so that the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line == CRASH_READY {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        if started.recv_timeout(WAIT_LIMIT).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("round {round}: the writer did not start within {WAIT_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(rng.next() % 140));
         child.kill().expect("SIGKILL the writer");
         child.wait().expect("reap the writer");
 
@@ -1375,6 +1395,7 @@ fn crash_writer_child() {
         .unwrap_or(1);
     let mut rng = Rng::new(seed);
     let mut store = open_store(Path::new(&dir), CRASH_CAPACITY, now());
+    println!("{CRASH_READY}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut generation = 0;
     while Instant::now() < deadline {

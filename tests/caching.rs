@@ -10,15 +10,15 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::{
-    request, wait_for_log_lines, Client, Origin, Proxy, Reply, Request, Response, TempDir, TempFile,
+    request, set_reset_on_close, wait_for_log_lines, wait_until, Client, Gate, Origin, Proxy,
+    Reply, Request, Response, TempDir, TempFile,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -74,22 +74,34 @@ fn fresh(body: &[u8]) -> Vec<u8> {
 }
 
 /// An origin whose first answer is `fresh(body)` with all but its last 90,000 bytes
-/// sent at once and the rest after `pause`; later answers are sent whole.
-fn stalling_origin(body: &[u8], pause: Duration) -> Origin {
+/// sent at once and the rest once `gate` opens; later answers are sent whole.
+fn stalling_origin(body: &[u8], gate: &Arc<Gate>) -> Origin {
     let served = Arc::new(AtomicUsize::new(0));
     let full = body.to_vec();
+    let gate = Arc::clone(gate);
     Origin::start(move |_| {
         let reply = fresh(&full);
         if served.fetch_add(1, Ordering::SeqCst) > 0 {
             return Reply::Send(reply);
         }
+        let gate = Arc::clone(&gate);
         Reply::Stream(Box::new(move |stream: &mut TcpStream| {
             let split = reply.len() - 90_000;
             stream.write_all(&reply[..split])?;
-            thread::sleep(pause);
+            gate.wait();
             stream.write_all(&reply[split..])
         }))
     })
+}
+
+/// A reply that waits for `gate` to open, then sends `reply`: the origin "takes its
+/// time" for exactly as long as the test needs.
+fn after_gate(gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
+    let gate = Arc::clone(gate);
+    Reply::Stream(Box::new(move |stream: &mut TcpStream| {
+        gate.wait();
+        stream.write_all(&reply)
+    }))
 }
 
 /// Sends one request on a new connection and reads its response.
@@ -198,59 +210,35 @@ fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
-/// Starts `langs.len()` clients that send one GET for `url` at the same moment, each
-/// with its `Accept-Language` (none for ""), and returns their responses in that order.
-fn concurrent_gets(proxy: &Proxy, url: &str, langs: &[&str]) -> Vec<Response> {
-    let start = Arc::new(Barrier::new(langs.len()));
-    let clients: Vec<_> = langs
+/// Sends one GET for `url` per entry of `langs` (its `Accept-Language`; none for ""),
+/// each on its own connection; waits until larder has read every one of them and then
+/// until `ready` holds (or its wait gives up: the test's assertions then say what went
+/// wrong); opens `gate`, where the origin holds its answers; and returns the responses
+/// in order. So every request is in larder's hands before any answer comes, however
+/// slowly the machine runs, where starting them "at once" could not promise that.
+fn gated_gets(
+    proxy: &Proxy,
+    url: &str,
+    langs: &[&str],
+    gate: &Gate,
+    ready: impl FnMut() -> bool,
+) -> Vec<Response> {
+    let mut clients: Vec<Client> = langs
         .iter()
         .map(|lang| {
-            let (start, addr) = (Arc::clone(&start), proxy.addr());
-            let (url, lang) = (url.to_owned(), lang.to_string());
-            thread::spawn(move || {
-                let field = [("Accept-Language", lang.as_str())];
-                let fields = if lang.is_empty() { &[][..] } else { &field[..] };
-                let mut client = Client::connect(addr);
-                start.wait();
-                client.send(request("GET", &url, fields).as_bytes());
-                client.read_response()
-            })
+            let field = [("Accept-Language", *lang)];
+            let fields = if lang.is_empty() { &[][..] } else { &field[..] };
+            let mut client = proxy.client();
+            client.send(request("GET", url, fields).as_bytes());
+            client
         })
         .collect();
-    clients
-        .into_iter()
-        .map(|c| {
-            c.join()
-                .expect("a client thread failed; see its panic above")
-        })
-        .collect()
-}
-
-/// `struct linger` (Linux).
-#[repr(C)]
-struct Linger {
-    onoff: i32,
-    seconds: i32,
-}
-
-extern "C" {
-    fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
-}
-
-/// Makes closing `stream` send a reset instead of a FIN (SO_LINGER with a zero timeout),
-/// which std cannot do.
-fn set_reset_on_close(stream: &TcpStream) {
-    const SOL_SOCKET: i32 = 1;
-    const SO_LINGER: i32 = 13;
-    const LEN: u32 = std::mem::size_of::<Linger>() as u32;
-    let linger = Linger {
-        onoff: 1,
-        seconds: 0,
-    };
-    // SAFETY: `linger` is a valid struct linger of LEN bytes that outlives the call, and
-    // the descriptor belongs to `stream`.
-    let done = unsafe { setsockopt(stream.as_raw_fd(), SOL_SOCKET, SO_LINGER, &linger, LEN) };
-    assert_eq!(done, 0, "SO_LINGER: {}", io::Error::last_os_error());
+    for client in &clients {
+        client.wait_until_read();
+    }
+    wait_until(ready);
+    gate.open();
+    clients.iter_mut().map(Client::read_response).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -744,15 +732,19 @@ fn a_close_delimited_body_ended_by_a_reset_is_not_stored() {
     reply.extend_from_slice(&body);
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);
+    let relayed = Gate::new();
+    let reset_after = Arc::clone(&relayed);
     let origin = Origin::start(move |_| {
         let reply = reply.clone();
         if counter.fetch_add(1, Ordering::SeqCst) > 0 {
             return Reply::SendClose(reply);
         }
+        let reset_after = Arc::clone(&reset_after);
         Reply::Stream(Box::new(move |stream: &mut TcpStream| {
             stream.write_all(&reply)?;
-            // Time for larder to read every byte, so only the ending differs.
-            thread::sleep(Duration::from_millis(100));
+            // Once the client has every byte larder read, so that only the ending
+            // differs from a clean close.
+            reset_after.wait();
             set_reset_on_close(stream);
             Err(io::Error::other("end the connection with a reset"))
         }))
@@ -762,7 +754,9 @@ fn a_close_delimited_body_ended_by_a_reset_is_not_stored() {
     let mut client = proxy.client();
     client.send(request("GET", &url, &[]).as_bytes());
     assert_eq!(client.read_head().status, 200);
-    client.read_to_close();
+    assert!(client.read_exact(body.len()) == body, "the relayed body");
+    relayed.open();
+    assert!(client.read_to_close().is_empty(), "bytes after the body");
 
     let again = proxy.get(&url);
     assert!(again.body == body, "second fetch body");
@@ -776,16 +770,20 @@ fn a_close_delimited_body_ended_by_a_reset_is_not_stored() {
 #[test]
 fn a_fill_abandoned_by_its_client_is_not_stored() {
     let body = pattern(100_000);
-    let origin = stalling_origin(&body, Duration::from_millis(300));
+    let gate = Gate::new();
+    let origin = stalling_origin(&body, &gate);
     let log = TempFile::new("abandoned.log");
     let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
     let url = origin.url("/abandoned");
     let mut client = proxy.client();
     client.send(request("GET", &url, &[]).as_bytes());
     assert_eq!(client.read_head().status, 200);
-    drop(client);
-    // Past the origin's pause, so a fill that went on regardless would have finished.
-    thread::sleep(Duration::from_millis(500));
+    // Gone for good: a reset, which larder sees at once (a FIN could be a half-close).
+    client.close_with_reset();
+    // Once larder has logged the abandoned request, the origin sends the rest: a fill
+    // that went on regardless would now finish (and the next request share it or hit).
+    wait_for_log_lines(&log, 1);
+    gate.open();
 
     let again = proxy.get(&url);
     assert!(again.body == body, "second fetch body");
@@ -1648,48 +1646,64 @@ fn a_large_hit_reaches_a_slow_reader_intact() {
 // Collapsed misses
 
 /// Eight clients asking for one URL at once cost the origin one request, and every
-/// client gets the whole body, the ones that joined mid-fetch included.
+/// client gets the whole body: the ones that asked while the origin had not answered,
+/// and the ones that joined while the body was arriving.
 #[test]
 fn concurrent_misses_share_one_upstream_fetch() {
     const CLIENTS: usize = 8;
     let body = pattern(100_000);
     let reply = fresh(&body);
+    let half = reply.len() / 2;
+    let (head_gate, rest_gate) = (Gate::new(), Gate::new());
+    let (to_head, to_rest) = (Arc::clone(&head_gate), Arc::clone(&rest_gate));
     let origin = Origin::start(move |_| {
-        let reply = reply.clone();
+        let (reply, to_head, to_rest) = (reply.clone(), Arc::clone(&to_head), Arc::clone(&to_rest));
         Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(Duration::from_millis(300));
-            let half = reply.len() / 2;
+            to_head.wait();
             stream.write_all(&reply[..half])?;
-            thread::sleep(Duration::from_millis(100));
+            to_rest.wait();
             stream.write_all(&reply[half..])
         }))
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
-    let answers = concurrent_gets(&proxy, &origin.url("/popular-release"), &[""; CLIENTS]);
+    let url = origin.url("/popular-release");
+    let ask = || {
+        let mut client = proxy.client();
+        client.send(request("GET", &url, &[]).as_bytes());
+        client
+    };
+    // The first client's request is the one that reaches the origin.
+    let mut clients = vec![ask()];
+    assert!(
+        wait_until(|| origin.requests() == 1),
+        "no request reached the origin"
+    );
+    // Half the others ask before the origin answers...
+    clients.extend((1..CLIENTS / 2).map(|_| ask()));
+    for client in &clients {
+        client.wait_until_read();
+    }
+    head_gate.open();
+    // ...and half once the first client has had part of the body.
+    let first_head = clients[0].read_head();
+    assert_eq!(first_head.status, 200);
+    let some = clients[0].read_exact(1000);
+    clients.extend((CLIENTS / 2..CLIENTS).map(|_| ask()));
+    for client in &clients[CLIENTS / 2..] {
+        client.wait_until_read();
+    }
+    rest_gate.open();
+    let first_body = [some, clients[0].read_exact(body.len() - 1000)].concat();
+    assert!(first_body == body, "the first client got a wrong body");
+    assert_cache_status(&first_head, &["fwd=miss", "stored"], &[]);
+    let answers: Vec<Response> = clients[1..].iter_mut().map(Client::read_response).collect();
 
     assert_eq!(origin.requests(), 1, "the misses were not collapsed");
-    let mut collapsed = 0;
-    let mut leaders = 0;
     for answer in &answers {
         assert_eq!(answer.status, 200);
         assert!(answer.body == body, "a client got a wrong body");
-        let members = cache_status(answer);
-        if members.iter().any(|m| m == "collapsed") {
-            collapsed += 1;
-        } else if members.iter().any(|m| m == "stored") {
-            leaders += 1;
-        } else {
-            // One that only arrived once the fill was done is a plain hit.
-            assert_cache_status(answer, &["hit"], &[]);
-        }
+        assert_cache_status(answer, &["collapsed"], &["stored"]);
     }
-    assert_eq!(
-        leaders,
-        1,
-        "{:#?}",
-        answers.iter().map(head_text).collect::<Vec<_>>()
-    );
-    assert!(collapsed >= 1, "no follower says collapsed");
 }
 
 /// A partial answer to a Range request says nothing about the URL's full response:
@@ -1698,6 +1712,8 @@ fn concurrent_misses_share_one_upstream_fetch() {
 fn a_range_answer_does_not_stop_collapsing() {
     let full_gets = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&full_gets);
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
     let origin = Origin::start(move |request| {
         if request.header("range").is_some() {
             return Reply::Send(response(
@@ -1710,11 +1726,7 @@ fn a_range_answer_does_not_stop_collapsing() {
             ));
         }
         counter.fetch_add(1, Ordering::SeqCst);
-        let reply = fresh(b"the body");
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(Duration::from_millis(300));
-            stream.write_all(&reply)
-        }))
+        after_gate(&held, fresh(b"the body"))
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/resumable");
@@ -1722,7 +1734,7 @@ fn a_range_answer_does_not_stop_collapsing() {
     client.send(request("GET", &url, &[("Range", "bytes=0-1")]).as_bytes());
     assert_eq!(client.read_response().status, 206);
 
-    let answers = concurrent_gets(&proxy, &url, &["", "", "", ""]);
+    let answers = gated_gets(&proxy, &url, &["", "", "", ""], &gate, || true);
     for answer in &answers {
         assert_eq!(answer.text(), "the body");
     }
@@ -1743,20 +1755,21 @@ fn a_conditional_request_waiting_on_a_shared_fetch_gets_its_304() {
         &[("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")],
         b"the body",
     );
-    let origin = Origin::start(move |_| {
-        let reply = reply.clone();
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(Duration::from_millis(400));
-            stream.write_all(&reply)
-        }))
-    });
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
+    let origin = Origin::start(move |_| after_gate(&held, reply.clone()));
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/etagged");
     let mut leader = proxy.client();
     leader.send(request("GET", &url, &[]).as_bytes());
-    thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until(|| origin.requests() == 1),
+        "the fetch did not start"
+    );
     let mut waiter = proxy.client();
     waiter.send(request("GET", &url, &[("If-None-Match", "\"v1\"")]).as_bytes());
+    waiter.wait_until_read();
+    gate.open();
 
     assert_eq!(leader.read_response().text(), "the body");
     let answer = waiter.read_response();
@@ -1771,6 +1784,8 @@ fn a_conditional_request_waiting_on_a_shared_fetch_gets_its_304() {
 fn concurrent_misses_for_a_set_cookie_response_are_not_shared() {
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
     let origin = Origin::start(move |_| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         let cookie = format!("session={n}");
@@ -1779,13 +1794,16 @@ fn concurrent_misses_for_a_set_cookie_response_are_not_shared() {
             &[("Cache-Control", "max-age=60"), ("Set-Cookie", &cookie)],
             b"welcome",
         );
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(Duration::from_millis(300));
-            stream.write_all(&reply)
-        }))
+        after_gate(&held, reply)
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
-    let answers = concurrent_gets(&proxy, &origin.url("/session"), &["", "", "", ""]);
+    let answers = gated_gets(
+        &proxy,
+        &origin.url("/session"),
+        &["", "", "", ""],
+        &gate,
+        || true,
+    );
     let mut cookies: Vec<&str> = answers
         .iter()
         .map(|a| a.header("set-cookie").unwrap_or("none"))
@@ -1808,13 +1826,13 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// A reply that counts itself in flight for `hold`, then sends `reply`.
-    fn hold(self: &Arc<Self>, hold: Duration, reply: Vec<u8>) -> Reply {
-        let me = Arc::clone(self);
+    /// A reply that counts itself in flight until `gate` opens, then sends `reply`.
+    fn hold(self: &Arc<Self>, gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
+        let (me, gate) = (Arc::clone(self), Arc::clone(gate));
         let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
         me.most.fetch_max(n, Ordering::SeqCst);
         Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(hold);
+            gate.wait();
             me.now.fetch_sub(1, Ordering::SeqCst);
             stream.write_all(&reply)
         }))
@@ -1829,19 +1847,29 @@ fn requests_for_a_url_lately_not_stored_do_not_wait_for_each_other() {
     const CLIENTS: usize = 4;
     let inflight = Arc::new(InFlight::default());
     let counter = Arc::clone(&inflight);
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
+    let served = AtomicUsize::new(0);
     let origin = Origin::start(move |_| {
         let reply = response(
             "200 OK",
             &[("Cache-Control", "no-store")],
             b"fresh every time",
         );
-        counter.hold(Duration::from_millis(400), reply)
+        if served.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::Send(reply);
+        }
+        counter.hold(&held, reply)
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/no-store");
     assert_eq!(proxy.get(&url).text(), "fresh every time");
 
-    let answers = concurrent_gets(&proxy, &url, &[""; CLIENTS]);
+    // The origin holds its answers until every request has reached it (or the wait
+    // gives up, as it does when they queue behind each other in larder).
+    let answers = gated_gets(&proxy, &url, &[""; CLIENTS], &gate, || {
+        origin.requests() == 1 + CLIENTS
+    });
     for answer in &answers {
         assert_eq!(answer.text(), "fresh every time");
         assert_cache_status(answer, &["fwd=miss"], &["collapsed", "stored"]);
@@ -1862,14 +1890,17 @@ fn a_url_whose_response_became_storable_is_collapsed_again() {
     let gets = Arc::new(AtomicUsize::new(0));
     let inflight = Arc::new(InFlight::default());
     let (counter, holder) = (Arc::clone(&gets), Arc::clone(&inflight));
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
     let origin = Origin::start(move |request| {
         if request.method == "POST" {
             return Reply::Send(response("200 OK", &[], b"changed"));
         }
-        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Reply::Send(response("200 OK", &[("Cache-Control", "no-store")], b"v1"));
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::Send(response("200 OK", &[("Cache-Control", "no-store")], b"v1")),
+            1 => Reply::Send(fresh(b"v2")),
+            _ => holder.hold(&held, fresh(b"v2")),
         }
-        holder.hold(Duration::from_millis(300), fresh(b"v2"))
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/changes-its-mind");
@@ -1882,7 +1913,7 @@ fn a_url_whose_response_became_storable_is_collapsed_again() {
     client.send(request("POST", &url, &[("Content-Length", "0")]).as_bytes());
     assert_eq!(client.read_response().status, 200);
 
-    let answers = concurrent_gets(&proxy, &url, &["", "", "", ""]);
+    let answers = gated_gets(&proxy, &url, &["", "", "", ""], &gate, || true);
     for answer in &answers {
         assert_eq!(answer.text(), "v2");
     }
@@ -1898,21 +1929,20 @@ fn a_url_whose_response_became_storable_is_collapsed_again() {
 /// URL differ, so requests made at once must still each get their own variant.
 #[test]
 fn concurrent_requests_for_different_variants_never_mix() {
-    let origin = Origin::start(|request| {
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
+    let origin = Origin::start(move |request| {
         let lang = request.header("accept-language").unwrap_or("none");
         let reply = response(
             "200 OK",
             &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
             format!("lang={lang}").as_bytes(),
         );
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            thread::sleep(Duration::from_millis(300));
-            stream.write_all(&reply)
-        }))
+        after_gate(&held, reply)
     });
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let langs = ["en", "fr", "de", "en", "fr", "de"];
-    let answers = concurrent_gets(&proxy, &origin.url("/negotiated"), &langs);
+    let answers = gated_gets(&proxy, &origin.url("/negotiated"), &langs, &gate, || true);
     for (lang, answer) in langs.iter().zip(&answers) {
         assert_eq!(
             answer.text(),
@@ -1938,11 +1968,13 @@ fn a_wait_longer_than_the_response_timeout_still_gets_the_object() {
         ],
     );
     reply.extend_from_slice(&chunked_body(&body, 1000));
+    let gate = Gate::new();
+    let held = Arc::clone(&gate);
     let origin = Origin::start(move |_| {
-        let reply = reply.clone();
+        let (reply, held) = (reply.clone(), Arc::clone(&held));
         Reply::Stream(Box::new(move |stream: &mut TcpStream| {
             stream.write_all(&reply[..reply.len() / 2])?;
-            thread::sleep(Duration::from_millis(1600));
+            held.wait();
             stream.write_all(&reply[reply.len() / 2..])
         }))
     });
@@ -1953,38 +1985,57 @@ fn a_wait_longer_than_the_response_timeout_still_gets_the_object() {
     assert_eq!(first.read_head().status, 200);
     let mut waiting = proxy.client();
     waiting.send(request("GET", &url, &[]).as_bytes());
+    waiting.wait_until_read();
+    // Well past the one-second response timeout (a longer wait only makes the case
+    // plainer), then the rest of the body.
+    thread::sleep(Duration::from_secs(2));
+    gate.open();
     let answer = waiting.read_response();
     assert_eq!(answer.status, 200, "head:\n{}", head_text(&answer));
     assert!(answer.body == body, "the waiting client got a wrong body");
     assert_eq!(origin.requests(), 1);
 }
 
-/// The client whose request started a shared fetch may give up; the clients that joined
-/// it still get the whole body (from that fetch or a new one), never a cut one.
+/// The client whose request started a shared fetch may give up, closing its connection
+/// or vanishing (a reset); the clients that joined it still get the whole body (from
+/// that fetch or a new one), never a cut one.
 #[test]
 fn followers_get_the_whole_body_when_the_first_client_leaves() {
     let body = pattern(100_000);
-    let origin = stalling_origin(&body, Duration::from_millis(400));
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let url = origin.url("/leader-leaves");
-    let mut leader = proxy.client();
-    leader.send(request("GET", &url, &[]).as_bytes());
-    assert_eq!(leader.read_head().status, 200);
+    for reset in [false, true] {
+        let gate = Gate::new();
+        let origin = stalling_origin(&body, &gate);
+        let proxy = Proxy::start(&["--admit-after", "0"]);
+        let url = origin.url("/leader-leaves");
+        let mut leader = proxy.client();
+        leader.send(request("GET", &url, &[]).as_bytes());
+        assert_eq!(leader.read_head().status, 200);
 
-    let followers: Vec<_> = (0..2)
-        .map(|_| {
-            let mut client = proxy.client();
-            client.send(request("GET", &url, &[]).as_bytes());
-            client
-        })
-        .collect();
-    // Let larder attach them to the fetch before the leader goes.
-    thread::sleep(Duration::from_millis(100));
-    drop(leader);
-    for (i, mut follower) in followers.into_iter().enumerate() {
-        let answer = follower.read_response();
-        assert_eq!(answer.status, 200, "follower {i}");
-        assert!(answer.body == body, "follower {i} got a wrong body");
+        let followers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut client = proxy.client();
+                client.send(request("GET", &url, &[]).as_bytes());
+                client
+            })
+            .collect();
+        // larder attaches them to the fetch when it reads them, before the leader goes.
+        for follower in &followers {
+            follower.wait_until_read();
+        }
+        if reset {
+            leader.close_with_reset();
+        } else {
+            drop(leader);
+        }
+        gate.open();
+        for (i, mut follower) in followers.into_iter().enumerate() {
+            let answer = follower.read_response();
+            assert_eq!(answer.status, 200, "follower {i} (reset: {reset})");
+            assert!(
+                answer.body == body,
+                "follower {i} got a wrong body (reset: {reset})"
+            );
+        }
     }
 }
 
@@ -2114,4 +2165,215 @@ fn access_log_names_each_cache_outcome() {
     let got: Vec<String> = lines.iter().map(|l| outcome(l)).collect();
     assert_eq!(got, expected, "log:\n{lines:#?}");
     assert_eq!(origin.requests(), 6);
+}
+
+/// A client that hangs up while a hit's body is still being written did not get the
+/// object: its line says TCP_HIT_ABORTED, not TCP_HIT (which log tools would count as
+/// a whole object served from the cache), with the bytes written before it left.
+#[test]
+fn a_client_leaving_during_a_hit_is_logged_hit_aborted() {
+    // Far more than the socket buffers between larder and the client can hold (the
+    // kernel caps larder's send buffer at a few MiB), so larder is still writing when
+    // the client goes; and under a quarter of the 64 MiB cache, the most one object
+    // may take.
+    const SIZE: usize = 12 << 20;
+    const READ: usize = 64 << 10;
+    let body = pattern(SIZE);
+    let reply = fresh(&body);
+    let origin = Origin::start(move |_| Reply::Send(reply.clone()));
+    let log = TempFile::new("hit-aborted.log");
+    let proxy = Proxy::start(&[
+        "--admit-after",
+        "0",
+        "--cache-size",
+        "64M",
+        "--cache-max-object",
+        "16M",
+        "--access-log",
+        log.arg(),
+    ]);
+    let url = origin.url("/large");
+    let miss = proxy.get(&url);
+    assert!(miss.body == body, "the miss's body");
+    assert_cache_status(&miss, &["stored"], &[]);
+
+    let mut client = proxy.client();
+    client.send(request("GET", &url, &[]).as_bytes());
+    let hit = client.read_head();
+    assert_cache_status(&hit, &["hit"], &[]);
+    assert!(
+        client.read_exact(READ) == body[..READ],
+        "the hit's first bytes"
+    );
+    // Closing with unread bytes makes the kernel reset the connection, as a browser
+    // tab closed mid-download does.
+    drop(client);
+
+    let lines = wait_for_log_lines(&log, 2);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let fields: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        outcome(&lines[1]),
+        format!("TCP_HIT_ABORTED/200 GET {url}"),
+        "{lines:#?}"
+    );
+    let bytes: usize = fields[4].parse().expect("a byte count");
+    assert!(
+        bytes >= hit.raw.len() + READ && bytes < hit.raw.len() + SIZE,
+        "{bytes} bytes logged for a hit cut after at least {READ} of {SIZE}: {}",
+        lines[1]
+    );
+    assert_eq!(origin.requests(), 1);
+}
+
+/// RFC 9111 §4.4: a 3xx is a non-error status too, so a POST, PUT or DELETE answered
+/// with a redirect (a 303 See Other after a form is the common case) removes the stored
+/// target URI, and the same-origin URI its Location names, whether relative or absolute.
+#[test]
+fn an_unsafe_method_answered_with_a_redirect_invalidates_target_and_location() {
+    let origin = Origin::start(|request| {
+        if request.method == "GET" {
+            return Reply::Send(fresh(request.target.as_bytes()));
+        }
+        let host = request.header("host").unwrap_or("");
+        let result = request.target.replace("/target-", "/result-");
+        let (status, location) = match request.method.as_str() {
+            "POST" => ("303 See Other", result),
+            "PUT" => ("307 Temporary Redirect", format!("http://{host}{result}")),
+            _ => ("308 Permanent Redirect", result),
+        };
+        Reply::Send(response(status, &[("Location", &location)], b"moved"))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for (method, status) in [("POST", 303), ("PUT", 307), ("DELETE", 308)] {
+        let paths = [format!("/target-{method}"), format!("/result-{method}")];
+        for path in &paths {
+            proxy.get(&origin.url(path));
+            assert_cache_status(&proxy.get(&origin.url(path)), &["hit"], &[]);
+        }
+        let mut client = proxy.client();
+        let mut unsafe_request =
+            request(method, &origin.url(&paths[0]), &[("Content-Length", "4")]);
+        unsafe_request.push_str("data");
+        client.send(unsafe_request.as_bytes());
+        let answer = client.read_response();
+        assert_eq!(answer.status, status, "{method}");
+        for path in &paths {
+            let after = proxy.get(&origin.url(path));
+            assert_eq!(after.text(), path.as_str());
+            assert_cache_status(&after, &["fwd=miss"], &["hit"]);
+            let gets = requests_for(&origin, path)
+                .iter()
+                .filter(|r| r.method == "GET")
+                .count();
+            assert_eq!(gets, 2, "{method} answered {status} left {path} stored");
+        }
+    }
+}
+
+/// RFC 9111 §4.4: a cache must not invalidate a Location or Content-Location whose
+/// origin differs from the request's, or any site could empty another's entries by
+/// naming them in an answer to a POST. Another host name for the same server and
+/// another port are other origins; the same host and port is invalidated.
+#[test]
+fn location_and_content_location_on_another_origin_are_not_invalidated() {
+    let other = Origin::start(|request| Reply::Send(fresh(request.target.as_bytes())));
+    let elsewhere = other.url("/other-port");
+    let origin = Origin::start(move |request| {
+        if request.method == "GET" {
+            return Reply::Send(fresh(request.target.as_bytes()));
+        }
+        let host = request.header("host").unwrap_or("");
+        let port = host.rsplit(':').next().unwrap_or("");
+        let (location, content_location) = if request.target == "/form-away" {
+            // The same server by another name, and another server.
+            (
+                format!("http://localhost:{port}/by-name"),
+                elsewhere.clone(),
+            )
+        } else {
+            (
+                format!("http://{host}/same"),
+                format!("http://{host}/same-too"),
+            )
+        };
+        Reply::Send(response(
+            "303 See Other",
+            &[
+                ("Location", &location),
+                ("Content-Location", &content_location),
+            ],
+            b"see other",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let by_name = format!("http://localhost:{}/by-name", origin.port());
+    let other_port = other.url("/other-port");
+    let same = [origin.url("/same"), origin.url("/same-too")];
+    let stored = [&by_name, &other_port, &same[0], &same[1]];
+    for url in stored {
+        proxy.get(url);
+        assert_cache_status(&proxy.get(url), &["hit"], &[]);
+    }
+    let post = |path: &str| {
+        let mut client = proxy.client();
+        client.send(request("POST", &origin.url(path), &[("Content-Length", "0")]).as_bytes());
+        assert_eq!(client.read_response().status, 303, "POST {path}");
+    };
+
+    post("/form-away");
+    for url in [&by_name, &other_port] {
+        let after = proxy.get(url);
+        assert_cache_status(&after, &["hit"], &[]);
+    }
+    assert_eq!(requests_for(&origin, "/by-name").len(), 1);
+    assert_eq!(requests_for(&other, "/other-port").len(), 1);
+
+    // The control: the same names on the request's own origin are invalidated.
+    post("/form-here");
+    for (url, path) in same.iter().zip(["/same", "/same-too"]) {
+        assert_cache_status(&proxy.get(url), &["fwd=miss"], &["hit"]);
+        assert_eq!(requests_for(&origin, path).len(), 2, "{url} stayed stored");
+    }
+}
+
+/// RFC 9110 §15.1 and RFC 9111 §4.2.2: without explicit freshness, a response is stored
+/// and served fresh by heuristic (from its Last-Modified) only if its status is
+/// heuristically cacheable, which is exactly 200, 203, 204, 300, 301, 308, 404, 405,
+/// 410, 414 and 501. The same response with any other status goes to the origin every
+/// time.
+#[test]
+fn only_heuristically_cacheable_statuses_are_stored_without_explicit_freshness() {
+    const STORED: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+    const NOT_STORED: [u16; 12] = [201, 202, 302, 303, 307, 400, 401, 403, 500, 502, 503, 504];
+    let origin = Origin::start(|request| {
+        let code = request.target.trim_start_matches("/status-");
+        let status = format!("{code} Status {code}");
+        let ten_days_ago = http_date(now_secs() - 10 * 86_400);
+        let fields = [("Last-Modified", ten_days_ago.as_str())];
+        Reply::Send(if code == "204" {
+            head(&status, &fields)
+        } else {
+            response(&status, &fields, request.target.as_bytes())
+        })
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for code in STORED.iter().chain(&NOT_STORED) {
+        let path = format!("/status-{code}");
+        let url = origin.url(&path);
+        let first = proxy.get(&url);
+        let second = proxy.get(&url);
+        for answer in [&first, &second] {
+            assert_eq!(answer.status, *code, "head:\n{}", head_text(answer));
+        }
+        if STORED.contains(code) {
+            assert_cache_status(&first, &["stored"], &[]);
+            assert_cache_status(&second, &["hit"], &[]);
+            assert_eq!(requests_for(&origin, &path).len(), 1, "{code} not stored");
+        } else {
+            assert_cache_status(&first, &[], &["stored"]);
+            assert_cache_status(&second, &[], &["hit"]);
+            assert_eq!(requests_for(&origin, &path).len(), 2, "{code} was stored");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     dead_port, exit_of, get, ok, run_to_exit, without_settings, Client, Origin, Proxy, Reply,
-    TempDir,
+    TempDir, WAIT_LIMIT,
 };
 
 #[test]
@@ -246,9 +246,9 @@ impl Drop for Running {
 }
 
 /// Every address in larder's `listening on` lines, once `n` of them have been printed
-/// (they follow one another at start-up; waits at most 5 s).
+/// (they follow one another at start-up; waits at most [`WAIT_LIMIT`]).
 fn listening_addrs(proxy: &Proxy, n: usize) -> Vec<SocketAddr> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         let stderr = proxy.stderr();
         let addrs: Vec<SocketAddr> = stderr

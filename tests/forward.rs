@@ -557,11 +557,12 @@ fn slow_reader_gets_back_pressure_not_a_buffered_response() {
         written.load(Ordering::SeqCst)
     );
 
-    // A stalled reader must not hold up anybody else.
+    // A stalled reader must not hold up anybody else: held up, the request would wait
+    // until the stalled one is drained below; a busy machine may take a while anyway.
     let started = Instant::now();
     assert_eq!(proxy.get(&origin.url("/small")).text(), "small");
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "another client waited {:?}",
         started.elapsed()
     );

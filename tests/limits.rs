@@ -1,7 +1,7 @@
 //! The client connection limit: at `--max-conns`, larder leaves further connections in
 //! the kernel's backlog (no answer, no spinning) and serves them once a slot frees.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{get, ok, Origin, Proxy, Reply};
 
@@ -29,11 +29,11 @@ fn connection_beyond_max_conns_waits_until_one_closes() {
         "larder used {cpu_used} ticks of CPU in 0.5 s while at its limit (spinning?)"
     );
 
+    // Once a slot frees, the waiting connection is served (the read fails the test if
+    // it is not within its timeout).
     drop(first);
-    let started = Instant::now();
     let response = third.read_response();
     assert_eq!(response.status, 200);
-    assert!(started.elapsed() < Duration::from_secs(3));
 
     proxy.assert_alive();
     drop(second);

@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::{ok, wait_for_log_lines, Origin, Proxy, Reply, Server, TempFile};
+use crate::support::{
+    dead_port, ok, request, wait_for_log_lines, Origin, Proxy, Reply, Server, TempFile,
+};
 
 /// Checks the fields every line has: time with milliseconds (close to now), elapsed
 /// milliseconds, client address, byte count, and `-` for the user.
@@ -130,5 +132,96 @@ fn sigterm_writes_out_the_buffered_log_and_exits_zero() {
     let text = std::fs::read_to_string(log.path()).unwrap_or_default();
     for path in ["/one", "/two", "/three"] {
         assert!(text.contains(&origin.url(path)), "{path} missing:\n{text}");
+    }
+}
+
+/// The bytes field is what larder wrote to the client, head and body (and chunked
+/// framing), to the byte: log tools add it up as the traffic served. Each request here
+/// asks larder to close after its answer, and the count is checked against everything
+/// the client read until then, for a miss, a hit, a HEAD hit, a 304 larder made
+/// itself, a 304 relayed from the origin, a chunked miss, and error pages of larder's own.
+#[test]
+fn logged_bytes_are_exactly_what_the_client_received() {
+    let origin = Origin::start(|request| {
+        let body: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let reply = match request.target.as_str() {
+            "/validated" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v2\"\r\n\r\n".to_vec(),
+            "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+                .to_vec(),
+            _ => {
+                let mut reply = format!(
+                    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\n\
+                     Content-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                reply.extend_from_slice(&body);
+                reply
+            }
+        };
+        Reply::Send(reply)
+    });
+    let log = TempFile::new("bytes.log");
+    let proxy = Proxy::start(&[
+        "--admit-after",
+        "0",
+        "--access-log",
+        log.arg(),
+        "--block",
+        "blocked.test",
+    ]);
+    let page = origin.url("/page");
+    let dead = format!("http://127.0.0.1:{}/", dead_port());
+    // (method, URL, a field besides `Connection: close`, the logged outcome)
+    type Field<'a> = (&'a str, &'a str);
+    let cases: [(&str, &str, Option<Field>, &str); 8] = [
+        ("GET", &page, None, "TCP_MISS/200"),
+        ("GET", &page, None, "TCP_HIT/200"),
+        ("HEAD", &page, None, "TCP_HIT/200"),
+        (
+            "GET",
+            &page,
+            Some(("If-None-Match", "\"v1\"")),
+            "TCP_IMS_HIT/304",
+        ),
+        (
+            "GET",
+            &origin.url("/validated"),
+            Some(("If-None-Match", "\"v2\"")),
+            "TCP_MISS/304",
+        ),
+        ("GET", &origin.url("/chunked"), None, "TCP_MISS/200"),
+        ("GET", &dead, None, "TCP_MISS/502"),
+        ("GET", "http://blocked.test/", None, "TCP_DENIED/403"),
+    ];
+    let mut received = Vec::new();
+    for (method, url, field, _) in &cases {
+        let mut fields = vec![("Connection", "close")];
+        fields.extend(field);
+        let mut client = proxy.client();
+        client.send(request(method, url, &fields).as_bytes());
+        let bytes = client.read_to_close();
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 "),
+            "{method} {url}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        received.push(bytes.len());
+    }
+    let lines = wait_for_log_lines(&log, cases.len());
+    assert_eq!(lines.len(), cases.len(), "{lines:#?}");
+    for ((line, (method, url, _, code)), got) in lines.iter().zip(&cases).zip(&received) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            (fields[3], fields[5], fields[6]),
+            (*code, *method, *url),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            fields[4],
+            got.to_string(),
+            "{method} {url} ({code}): logged bytes against bytes received: {line}"
+        );
     }
 }

@@ -102,9 +102,14 @@ fn other_paths_and_methods_are_404_and_405_and_never_forwarded() {
     assert_eq!(origin.requests(), 0);
 }
 
+/// An absolute-form request naming larder's own address is answered by larder itself,
+/// as its page, and never forwarded to itself (which would show as one more accepted
+/// connection than the client's).
 #[test]
 fn absolute_form_naming_larders_own_address_gets_its_page() {
+    const ACCEPTED: &str = "larder_client_connections_accepted_total";
     let proxy = Proxy::start(&[]);
+    let before = proxy.metric(ACCEPTED);
     // As a literal…
     let direct = proxy.get(&format!("http://{}/health", proxy.addr()));
     assert_eq!(direct.status, 200);
@@ -113,6 +118,8 @@ fn absolute_form_naming_larders_own_address_gets_its_page() {
     let named = proxy.get(&format!("http://localhost:{}/health", proxy.addr().port()));
     assert_eq!(named.status, 200, "{}", named.text());
     assert_eq!(named.body, b"ok\n");
+    // The two requests' connections and the /metrics one: none from larder to itself.
+    assert_eq!(proxy.metric(ACCEPTED), before + 3.0);
     // A CONNECT to itself is still a loop.
     let proxy = Proxy::start(&["--connect-ports", "1-65535"]);
     let mut client = proxy.client();

@@ -387,15 +387,23 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
         }
         Io::Blocked => false,
         Io::Eof | Io::Failed(_) => {
-            if cx.ctx.cache.as_ref().is_some_and(|c| c.others_wait(ex)) {
-                debug!("conn {}: client left; fetching on for others", conn.id);
-                ex.detached = true;
-                return true;
-            }
-            abort(cx);
+            client_lost(cx);
             true
         }
     }
+}
+
+/// The client can no longer be written to: if other requests wait for this fetch, it
+/// goes on without the client (its bytes are dropped); else the exchange ends.
+pub fn client_lost(cx: &mut Cx) {
+    if let Some(ex) = cx.conn.ex.as_deref_mut() {
+        if cx.ctx.cache.as_ref().is_some_and(|c| c.others_wait(ex)) {
+            debug!("conn {}: client left; fetching on for others", cx.conn.id);
+            ex.detached = true;
+            return;
+        }
+    }
+    abort(cx);
 }
 
 /// Ends the exchange once the response is written: log it, pool or close the

@@ -406,6 +406,17 @@ pub fn step(cx: &mut Cx) -> Step {
         request::abort(cx);
         return Step::Close;
     }
+    if cx.conn.ready.err && responding(cx.conn) {
+        debug!("conn {}: client connection failed mid-response", cx.conn.id);
+        if cx.conn.state == State::Forward {
+            forward::client_lost(cx);
+        } else {
+            request::abort(cx);
+        }
+        if cx.conn.state == State::Closed {
+            return Step::Close;
+        }
+    }
     let mut budget = TURN_BUDGET;
     loop {
         let progress = match cx.conn.state {
@@ -446,6 +457,21 @@ fn awaiting_upstream(conn: &Conn) -> bool {
         State::Forward => ex.req_done && ex.resp == Resp::Head,
         _ => false,
     }
+}
+
+/// A response is under way to the client (its head is sent or being sent), and the
+/// client has not been left behind already. Then nothing is read from the client, so
+/// an error on its socket (a reset: the client is gone for good) is noticed only
+/// here, not when the upstream next sends. CONNECT is exempt: a tunnel reads both
+/// sides all along.
+fn responding(conn: &Conn) -> bool {
+    let Some(ex) = conn.ex.as_deref() else {
+        return false;
+    };
+    ex.status != 0
+        && !ex.detached
+        && ex.method != Method::Connect
+        && matches!(conn.state, State::Forward | State::Serve)
 }
 
 /// The client closed its side while its request waits for the upstream. A client

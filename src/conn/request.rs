@@ -325,20 +325,6 @@ pub fn waiting_step(cx: &mut Cx) -> bool {
     }
 }
 
-/// Whether the connection in `Waiting` still waits on a fetch under way.
-pub fn still_waiting(cx: &Cx) -> bool {
-    let url = cx
-        .conn
-        .ex
-        .as_ref()
-        .and_then(|ex| ex.cache.as_ref())
-        .map(|c| &*c.url);
-    match (cx.ctx.cache.as_ref(), url) {
-        (Some(cache), Some(url)) => cache.flights.waits(url, (cx.key, cx.conn.id)),
-        _ => false,
-    }
-}
-
 /// For a waiting request: `Some(true)` if it now reads the flight's stream (its head
 /// is queued), `Some(false)` to go on waiting, `None` if the flight is over.
 fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool> {

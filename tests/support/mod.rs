@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 /// How long a client waits for any single read before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a test waits for state it can observe (a log line, a count, a socket
+/// queue) before it fails: generous, so that a busy machine slows a test down
+/// rather than failing it.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long larder gets to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -140,6 +145,19 @@ impl Proxy {
         let mut client = self.client();
         client.send(get(url).as_bytes());
         client.read_response()
+    }
+
+    /// The value of the sample `name` (no labels) on larder's `/metrics` page, fetched
+    /// on a new connection (which itself counts as one accepted connection).
+    pub fn metric(&self, name: &str) -> f64 {
+        let mut client = self.client();
+        client.send(format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr).as_bytes());
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "/metrics: {}", response.text());
+        let metrics = prom::parse(&response.text()).expect("/metrics parses");
+        metrics
+            .get(name, &[])
+            .unwrap_or_else(|| panic!("no {name} on /metrics:\n{}", response.text()))
     }
 
     /// larder's resident set size in KiB, from `/proc/PID/status`.
@@ -586,6 +604,52 @@ pub fn ok(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Polls `done` every 5 ms until it holds, for at most [`WAIT_LIMIT`]; returns whether
+/// it held. For waits on state a test can observe instead of sleeps.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A gate an origin's handler waits at until the test opens it, so that "the origin
+/// is still answering" lasts exactly as long as the test needs rather than for a
+/// guessed time. A wait gives up after [`WAIT_LIMIT`], so that a test that fails
+/// before opening it leaves no thread behind for long.
+#[derive(Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    pub fn open(&self) {
+        *lock(&self.open) = true;
+        self.opened.notify_all();
+    }
+
+    /// Blocks until the gate is open (at most [`WAIT_LIMIT`]); returns whether it is.
+    pub fn wait(&self) -> bool {
+        let guard = lock(&self.open);
+        let (guard, _) = self
+            .opened
+            .wait_timeout_while(guard, WAIT_LIMIT, |open| !*open)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Client side
 
@@ -611,9 +675,10 @@ pub fn request(method: &str, url: &str, fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// The access log's non-empty lines once it has at least `n`, polling for up to 5 s.
+/// The access log's non-empty lines once it has at least `n`, polling for up to
+/// [`WAIT_LIMIT`] (larder writes the log out every 100 ms while it has connections).
 pub fn wait_for_log_lines(log: &TempFile, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         let text = std::fs::read_to_string(log.path()).unwrap_or_default();
         let lines: Vec<String> = text
@@ -737,10 +802,38 @@ impl Client {
             .expect("shutdown(Write)");
     }
 
+    /// Closes the connection with a reset rather than a FIN, as a client that vanishes
+    /// (a killed process, a dropped network) does.
+    pub fn close_with_reset(self) {
+        set_reset_on_close(&self.wire.stream);
+    }
+
     /// A second handle on the socket, e.g. to write from another thread while this one
     /// reads.
     pub fn writer(&self) -> TcpStream {
         self.wire.stream.try_clone().expect("clone client socket")
+    }
+
+    /// Waits (at most [`WAIT_LIMIT`], else the test fails) until larder has read every
+    /// byte this client sent: the kernel's queues for the connection, as
+    /// `/proc/net/tcp` shows them, hold nothing unread on larder's side and nothing
+    /// unsent on ours. larder parses a request in the turn that reads it, so after this
+    /// the request is in larder's hands, which no sleep can promise.
+    pub fn wait_until_read(&self) {
+        let ours = self.wire.stream.local_addr().expect("client address");
+        let larders = self.wire.stream.peer_addr().expect("larder's address");
+        let mut last = None;
+        let drained = wait_until(|| {
+            let larder_unread = tcp_queues(larders, ours).map(|(_, rx)| rx);
+            let client_unsent = tcp_queues(ours, larders).map(|(tx, _)| tx);
+            last = Some((larder_unread, client_unsent));
+            larder_unread == Some(0) && client_unsent == Some(0)
+        });
+        assert!(
+            drained,
+            "larder did not read the request in {WAIT_LIMIT:?}: (larder's unread bytes, \
+             our unsent bytes) = {last:?}"
+        );
     }
 
     /// Reads one response head and no body (interim responses, or the head of a body the
@@ -894,6 +987,32 @@ impl Client {
             Err(e) => panic!("connection failed, expected silence: {e}"),
         }
     }
+}
+
+/// The send and receive queue lengths of the IPv4 TCP socket `local` → `remote`, from
+/// `/proc/net/tcp` (`None` if there is no such socket). Addresses there are hex: the
+/// address as the kernel's 32-bit word in host byte order, the port as a number.
+fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let hex = |addr: SocketAddr| -> Option<String> {
+        let SocketAddr::V4(v4) = addr else {
+            return None;
+        };
+        let word = u32::from_ne_bytes(v4.ip().octets());
+        Some(format!("{word:08X}:{:04X}", v4.port()))
+    };
+    let (local, remote) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -1206,6 +1325,33 @@ pub fn black_hole() -> (TcpListener, TcpStream, u16) {
     let port = listener.local_addr().expect("address").port();
     let filler = TcpStream::connect(("127.0.0.1", port)).expect("fill the accept queue");
     (listener, filler, port)
+}
+
+/// `struct linger` (Linux).
+#[repr(C)]
+struct Linger {
+    onoff: i32,
+    seconds: i32,
+}
+
+extern "C" {
+    fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+}
+
+/// Makes closing `stream` send a reset instead of a FIN (SO_LINGER with a zero timeout),
+/// which std cannot do: a peer that vanishes rather than one that says goodbye.
+pub fn set_reset_on_close(stream: &TcpStream) {
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    const LEN: u32 = std::mem::size_of::<Linger>() as u32;
+    let linger = Linger {
+        onoff: 1,
+        seconds: 0,
+    };
+    // SAFETY: `linger` is a valid struct linger of LEN bytes that outlives the call, and
+    // the descriptor belongs to `stream`.
+    let done = unsafe { setsockopt(stream.as_raw_fd(), SOL_SOCKET, SO_LINGER, &linger, LEN) };
+    assert_eq!(done, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }
 
 fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> io::Result<TcpStream> {
