@@ -602,13 +602,8 @@ impl Store {
     }
 
     /// Pads over `[from, to)` written outside the window (see [`Store::repair`]).
-    fn write_gap_pads(&mut self, mut from: u64, to: u64) -> Result<(), CacheError> {
-        while from < to {
-            let len = (to - from).min(PAD_CHUNK);
-            self.put_room(from, &self.pad(len))?;
-            from += len;
-        }
-        Ok(())
+    fn write_gap_pads(&mut self, from: u64, to: u64) -> Result<(), CacheError> {
+        self.pads(from, to, Store::put_room)
     }
 
     /// What the start-up scan found.
@@ -1796,10 +1791,21 @@ impl Store {
     }
 
     /// Covers `[from, to)` with pads of at most `PAD_CHUNK` bytes each.
-    fn write_pads(&mut self, mut from: u64, to: u64) -> Result<(), CacheError> {
+    fn write_pads(&mut self, from: u64, to: u64) -> Result<(), CacheError> {
+        self.pads(from, to, Store::put)
+    }
+
+    /// Covers `[from, to)` with pads of at most `PAD_CHUNK` bytes each, written by `put`.
+    fn pads(
+        &mut self,
+        mut from: u64,
+        to: u64,
+        put: fn(&mut Store, u64, &[u8]) -> Result<(), CacheError>,
+    ) -> Result<(), CacheError> {
         while from < to {
             let len = (to - from).min(PAD_CHUNK);
-            self.put(from, &self.pad(len))?;
+            let pad = self.pad(len);
+            put(self, from, &pad)?;
             from += len;
         }
         Ok(())

@@ -627,7 +627,7 @@ fn via_names(value: &[u8], token: &str) -> bool {
 mod tests {
     use super::*;
     use crate::http::fuzz;
-    use crate::http::testing::{self as generate, mutate, next_u64, Rng};
+    use crate::http::testing::{self as generate, mutate, next_u64};
 
     fn via() -> ViaName {
         ViaName::new("larder-abcd1234".into())
@@ -1368,19 +1368,8 @@ mod tests {
     /// Generated request heads, every other one mutated, each followed by what a
     /// client's buffer may hold after a head.
     fn generated_requests(seed: u64, n: usize) -> Vec<(bool, Vec<u8>)> {
-        let mut rng = Rng(seed);
         let alphabet = b" \t\r\n:,;/@%[]#?.\x00\x7f\xffHTTP/1.0";
-        (0..n)
-            .map(|i| {
-                let mut input = generate::request_head(&mut rng);
-                let mutated = i % 2 == 1;
-                if mutated {
-                    mutate(&mut input, &mut rng.0, alphabet);
-                }
-                input.extend(generate::after_head(&mut rng));
-                (mutated, input)
-            })
-            .collect()
+        generate::heads(seed, n, generate::request_head, alphabet)
     }
 
     #[test]

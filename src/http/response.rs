@@ -206,7 +206,7 @@ fn response_body(framing: &Framing, version: Version) -> Result<BodyKind, HttpEr
 mod tests {
     use super::*;
     use crate::http::fuzz;
-    use crate::http::testing::{self as generate, mutate, next_u64, Rng};
+    use crate::http::testing::{self as generate, mutate, next_u64};
 
     fn via() -> ViaName {
         ViaName::new("larder-abcd1234".into())
@@ -582,19 +582,8 @@ mod tests {
     /// Generated response heads, every other one mutated, each followed by what an
     /// upstream's buffer may hold after a head.
     fn generated_responses(seed: u64, n: usize) -> Vec<(bool, Vec<u8>)> {
-        let mut rng = Rng(seed);
         let alphabet = b" \t\r\n:,;0123456789HTTP/.\x00\x7f\xff";
-        (0..n)
-            .map(|i| {
-                let mut input = generate::response_head(&mut rng);
-                let mutated = i % 2 == 1;
-                if mutated {
-                    mutate(&mut input, &mut rng.0, alphabet);
-                }
-                input.extend(generate::after_head(&mut rng));
-                (mutated, input)
-            })
-            .collect()
+        generate::heads(seed, n, generate::response_head, alphabet)
     }
 
     #[test]

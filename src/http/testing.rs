@@ -277,6 +277,29 @@ fn push_size_line(out: &mut Vec<u8>, rng: &mut Rng, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `n` generated heads (`head` makes one), every other one mutated with bytes from
+/// `alphabet`, each followed by what a buffer may hold after a head; with whether it
+/// was mutated.
+pub fn heads(
+    seed: u64,
+    n: usize,
+    head: fn(&mut Rng) -> Vec<u8>,
+    alphabet: &[u8],
+) -> Vec<(bool, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let mut input = head(&mut rng);
+            let mutated = i % 2 == 1;
+            if mutated {
+                mutate(&mut input, &mut rng.0, alphabet);
+            }
+            input.extend(after_head(&mut rng));
+            (mutated, input)
+        })
+        .collect()
+}
+
 /// What a connection's buffer may hold after a head: nothing, a body, the next
 /// message, or noise.
 pub fn after_head(rng: &mut Rng) -> Vec<u8> {
