@@ -13,10 +13,16 @@
 //! else to /dev/shm when it exists (tmpfs: memory speed, no disk wear), else to the
 //! system temp directory, and are removed at the end. The whole run takes well under a
 //! minute.
+//!
+//! `cargo bench --bench cache -- --check` also compares each figure with the target
+//! docs/PERFORMANCE.md states for it, prints a line per target (name, measured, target,
+//! PASS/FAIL) and exits non-zero if any is missed. It is meant to be run by hand on a
+//! quiet machine, not in CI: the timed figures depend on the machine.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -127,20 +133,161 @@ fn row(what: &str, figure: String) {
     println!("{what:<60} {figure}");
 }
 
-fn main() {
+fn main() -> ExitCode {
+    let check = match parse_args(std::env::args().skip(1)) {
+        Some(check) => check,
+        None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+    };
     let data = vec![0x5au8; MIB as usize];
-    startup_and_index_memory(&data);
-    index_memory_worst_case(&data);
-    append_throughput(&data, MIB, 4 * GIB);
-    append_throughput(&data, 16 * KIB, 2 * GIB);
+    let (startup_ms, index_at_100k) = startup_and_index_memory(&data);
+    let index_worst = index_memory_worst_case(&data);
+    let append_1m = append_throughput(&data, MIB, 4 * GIB, Options::for_capacity(GIB), "");
+    let append_16k = append_throughput(&data, 16 * KIB, 2 * GIB, Options::for_capacity(GIB), "");
     append_with_syncs(&data, MIB, 4 * GIB, 5);
     append_with_syncs(&data, 16 * KIB, 2 * GIB, 5);
-    eviction_quality(&data);
+    let eviction = eviction_quality(&data);
+    if !check {
+        return ExitCode::SUCCESS;
+    }
+
+    // The targets of docs/PERFORMANCE.md ("The cache file"); change them together.
+    let checks = [
+        Check::new(
+            "start-up: open + scan, 1 GiB, 100k objects",
+            startup_ms,
+            "ms",
+            Bound::Below(1000.0),
+        ),
+        Check::new(
+            "index memory at 100k objects",
+            index_at_100k,
+            "B/object",
+            Bound::AtMost(64.0),
+        ),
+        Check::new(
+            "index memory, worst while filling",
+            index_worst,
+            "B/object",
+            Bound::AtMost(64.0),
+        ),
+        Check::new(
+            "append: 1 MiB objects",
+            append_1m,
+            "GB/s",
+            Bound::AtLeast(1.0),
+        ),
+        Check::new(
+            "append: 16 KiB objects",
+            append_16k,
+            "GB/s",
+            Bound::AtLeast(1.0),
+        ),
+        Check::new(
+            "eviction: byte hit ratio, store / exact LRU",
+            eviction,
+            "x LRU",
+            Bound::AtLeast(0.9),
+        ),
+    ];
+    println!();
+    for c in &checks {
+        println!("{c}");
+    }
+    let missed = checks.iter().filter(|c| !c.met()).count();
+    println!(
+        "check: {} of {} targets met",
+        checks.len() - missed,
+        checks.len()
+    );
+    if missed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+const USAGE: &str = "usage: cargo bench --bench cache [-- --check]
+  --check   compare every figure with its target (docs/PERFORMANCE.md) and exit
+            non-zero when one is missed";
+
+/// `Some(true)` with `--check`, `None` for help. cargo adds `--bench` to a bench's
+/// arguments, and `cargo bench -- ARGS` hands ARGS to every bench target, so what was
+/// meant for another bench is ignored with a note rather than refused.
+fn parse_args(args: impl Iterator<Item = String>) -> Option<bool> {
+    let mut check = false;
+    for arg in args {
+        match arg.as_str() {
+            "--check" => check = true,
+            "-h" | "--help" => return None,
+            "--bench" => {}
+            other => eprintln!("cache bench: ignoring argument {other:?} (see --help)"),
+        }
+    }
+    Some(check)
+}
+
+/// How a figure must compare with its target.
+#[derive(Clone, Copy)]
+enum Bound {
+    Below(f64),
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+/// One target of `--check`: a measured figure and the bound it must meet.
+struct Check {
+    name: &'static str,
+    measured: f64,
+    unit: &'static str,
+    bound: Bound,
+}
+
+impl Check {
+    fn new(name: &'static str, measured: f64, unit: &'static str, bound: Bound) -> Check {
+        Check {
+            name,
+            measured,
+            unit,
+            bound,
+        }
+    }
+
+    /// False for a figure that could not be measured (NaN) too.
+    fn met(&self) -> bool {
+        match self.bound {
+            Bound::Below(t) => self.measured < t,
+            Bound::AtMost(t) => self.measured <= t,
+            Bound::AtLeast(t) => self.measured >= t,
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (op, target) = match self.bound {
+            Bound::Below(t) => ("<", t),
+            Bound::AtMost(t) => ("<=", t),
+            Bound::AtLeast(t) => (">=", t),
+        };
+        // Enough decimals to weigh a figure against its target: 100.8 ms, 57.1 B, 1.017.
+        let decimals = if self.measured.abs() < 10.0 { 3 } else { 1 };
+        let measured = format!("{:.decimals$} {}", self.measured, self.unit);
+        let target = format!("{op} {target} {}", self.unit);
+        let verdict = if self.met() { "PASS" } else { "FAIL" };
+        write!(
+            f,
+            "check: {:<45} measured {measured:<16} target {target:<16} {verdict}",
+            self.name
+        )
+    }
 }
 
 /// A 1 GiB file with ~100k objects of ~10 KiB: time to open and scan it, and the heap it
-/// holds afterwards per object.
-fn startup_and_index_memory(data: &[u8]) {
+/// holds afterwards per object. Returns (milliseconds, bytes per object).
+fn startup_and_index_memory(data: &[u8]) -> (f64, f64) {
     let scratch = Scratch::new("startup");
     let opts = Options::for_capacity(GIB);
     {
@@ -160,6 +307,7 @@ fn startup_and_index_memory(data: &[u8]) {
     let heap = live() - before;
     let rss_after = rss_kib();
     let objects = store.scan_report().objects;
+    let per_object = heap as f64 / objects as f64;
     row(
         &format!("start-up: open + scan, 1 GiB file, {objects} objects"),
         format!("{:.1} ms", secs * 1e3),
@@ -167,8 +315,7 @@ fn startup_and_index_memory(data: &[u8]) {
     row(
         &format!("index memory at {objects} objects"),
         format!(
-            "{:.1} B/object (store's estimate {:.1})",
-            heap as f64 / objects as f64,
+            "{per_object:.1} B/object (store's estimate {:.1})",
             store.stats().index_bytes as f64 / objects as f64
         ),
     );
@@ -181,6 +328,7 @@ fn startup_and_index_memory(data: &[u8]) {
             rss_after.saturating_sub(rss_before) as f64 / 1024.0
         ),
     );
+    (secs * 1e3, per_object)
 }
 
 /// This process's resident set size in KiB (`VmRSS`), 0 if it cannot be read.
@@ -196,8 +344,8 @@ fn rss_kib() -> u64 {
 }
 
 /// Fills a store one object at a time and reports the largest heap per object seen after
-/// 1024 objects: the moment just after the table grew is the worst case.
-fn index_memory_worst_case(data: &[u8]) {
+/// 1024 objects: the moment just after the table grew is the worst case. Returns it.
+fn index_memory_worst_case(data: &[u8]) -> f64 {
     let scratch = Scratch::new("memory");
     let opts = Options {
         max_entries: 1 << 20,
@@ -221,15 +369,19 @@ fn index_memory_worst_case(data: &[u8]) {
         "index memory, worst while filling to 200k objects",
         format!("{:.1} B/object (at {} objects)", worst.0, worst.1),
     );
+    worst.0
 }
 
-/// Writes `total` bytes of `size`-byte objects through a 1 GiB ring (several laps, so
-/// eviction runs), timed as a whole and after the first lap.
-fn append_throughput(data: &[u8], size: u64, total: u64) {
+/// Writes `total` bytes of `size`-byte objects through a ring of `opts.capacity` bytes
+/// (several laps, so eviction runs), timed as a whole and after the first lap. `opts`
+/// and `note` (appended to the row's name) let a variant of the store be measured
+/// beside the default one. Returns the whole run's GB/s.
+fn append_throughput(data: &[u8], size: u64, total: u64, opts: Options, note: &str) -> f64 {
     let scratch = Scratch::new("append");
-    let mut store = scratch.open(Options::for_capacity(GIB));
+    let ring = opts.capacity;
+    let mut store = scratch.open(opts);
     let count = total / size;
-    let first_lap = GIB / size;
+    let first_lap = ring / size;
     let start = Instant::now();
     let mut lap_end = start;
     for i in 0..count {
@@ -242,23 +394,26 @@ fn append_throughput(data: &[u8], size: u64, total: u64) {
     let all = start.elapsed().as_secs_f64();
     let later = lap_end.elapsed().as_secs_f64();
     let gb_s = |bytes: u64, secs: f64| bytes as f64 / secs / 1e9;
+    let whole = gb_s(count * size, all);
     row(
         &format!(
-            "append: {} KiB objects, {} GiB through a 1 GiB ring",
+            "append: {} KiB objects, {} GiB through a {} GiB ring{note}",
             size / KIB,
-            total / GIB
+            total / GIB,
+            ring / GIB
         ),
         format!(
-            "{:.2} GB/s ({:.2} GB/s after the first lap)",
-            gb_s(count * size, all),
-            gb_s((count - first_lap) * size, later)
+            "{whole:.2} GB/s ({:.2} GB/s after the first lap)",
+            gb_s(count.saturating_sub(first_lap) * size, later)
         ),
     );
+    whole
 }
 
 /// The store and an exact LRU, each of CAPACITY bytes, on one Zipf(0.8) trace over
-/// objects totalling 10 × CAPACITY; prints both byte hit ratios and their ratio.
-fn eviction_quality(data: &[u8]) {
+/// objects totalling 10 × CAPACITY; prints both byte hit ratios and their ratio, and
+/// returns the ratio.
+fn eviction_quality(data: &[u8]) -> f64 {
     const CAPACITY: u64 = 32 * MIB;
     const REQUESTS: usize = 600_000;
     let sizes = object_sizes(10 * CAPACITY);
@@ -312,6 +467,7 @@ fn eviction_quality(data: &[u8]) {
             stats.copied_bytes / MIB
         ),
     );
+    s / l
 }
 
 /// Object sizes, log-uniform between 512 B and 32 KiB, until they total `total` bytes.

@@ -1839,7 +1839,7 @@ impl InFlight {
     }
 }
 
-/// Regression (the harness's pass-through run lost a quarter of its rate to this):
+/// Regression (a pass-through load test lost a quarter of its rate to this):
 /// once a URL's response was not stored, requests for it fetch at once instead of
 /// queueing behind each other's fetches, which could never be shared anyway.
 #[test]

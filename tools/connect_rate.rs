@@ -3,15 +3,15 @@
 //!
 //! ```text
 //! cargo run --release --example connect-rate -- --proxy 127.0.0.1:19098 \
-//!     --target 127.0.0.1:19000 --path /c/1k.bin --conns 32 --duration 6
+//!     --target 127.0.0.1:19000 --path /size/1024 --conns 32 --duration 6
 //! ```
 //!
-//! Each tunnel is the work of the `rate` mode of the benchmark harness's Python client
-//! (`perf/lib/tunnel_client.py`): a new TCP connection to the proxy (`TCP_NODELAY`),
-//! `CONNECT host:port HTTP/1.1` with `Host`, the proxy's answer required to be `200` with
-//! nothing after its head, then `GET PATH HTTP/1.1` with `Host` and `Connection: close`
-//! inside the tunnel, the response read until EOF and required to be `200` with exactly
-//! `Content-Length` body bytes (any length when it has none), close. `--direct` connects
+//! (the target being the `origin` example, the proxy a larder started with
+//! `--connect-ports 19000`). Each tunnel is a new TCP connection to the proxy
+//! (`TCP_NODELAY`), `CONNECT host:port HTTP/1.1` with `Host`, the proxy's answer required
+//! to be `200` with nothing after its head, then `GET PATH HTTP/1.1` with `Host` and
+//! `Connection: close` inside the tunnel, the response read until EOF and required to be
+//! `200` with exactly `Content-Length` body bytes (any length when it has none), close. `--direct` connects
 //! straight to the target and skips the CONNECT: the ceiling of the machine. `--conns`
 //! streams each run one tunnel after another, all on one thread and one edge-triggered
 //! `mio::Poll`. The client's own work is a few microseconds per tunnel; most of the CPU
@@ -51,7 +51,7 @@ const USAGE: &str =
   --proxy ADDR      the proxy to open tunnels through (127.0.0.1 only)
   --direct          no proxy, no CONNECT: GET straight from the target (the ceiling)
   --target ADDR     the tunnels' destination (127.0.0.1 only; default 127.0.0.1:19000)
-  --path PATH       what to GET in each tunnel (default /c/1k.bin)
+  --path PATH       what to GET in each tunnel (default /size/1024)
   --conns N         concurrent streams, at most 4096 (default 32)
   --duration SECS   how long new tunnels are started, at most 3600 (default 6)";
 
@@ -124,7 +124,7 @@ fn parse_args(args: &[String]) -> Result<Option<Config>, String> {
     let mut proxy = None;
     let mut direct = false;
     let mut target = SocketAddr::from((Ipv4Addr::LOCALHOST, 19000));
-    let mut path = String::from("/c/1k.bin");
+    let mut path = String::from("/size/1024");
     let mut conns = 32;
     let mut duration = Duration::from_secs(6);
     let mut it = args.iter();

@@ -6,11 +6,13 @@
 //!
 //! Every `GET` is answered `200 OK` with `Content-Length`,
 //! `Cache-Control: public, max-age=86400` and a body of `--size` bytes; the path
-//! `/size/N` asks for N bytes instead (at most 1 GiB). `HEAD` gets the same head without
-//! the body. Connections stay open (HTTP/1.1 keep-alive, HTTP/1.0 with
-//! `Connection: keep-alive`) and pipelined requests are answered in order. Anything else
-//! (another method, a request body, a malformed head) gets an empty 400/405 answer and the
-//! connection is closed after it.
+//! `/size/N` asks for N bytes instead (at most 1 GiB). A path under `/nc/` (`/nc/size/N`)
+//! is answered the same with `Cache-Control: no-store`, so that a proxy's pass-through
+//! can be measured beside its hits. `HEAD` gets the same head without the body.
+//! Connections stay open (HTTP/1.1 keep-alive, HTTP/1.0 with `Connection: keep-alive`)
+//! and pipelined requests are answered in order. Anything else (another method, a
+//! request body, a malformed head) gets an empty 400/405 answer and the connection is
+//! closed after it.
 //!
 //! One thread, one edge-triggered `mio::Poll`. Bodies are never built per response: they
 //! are written straight from one shared filler buffer with vectored writes, so a 4 MiB
@@ -101,10 +103,12 @@ fn parse_size(s: &str) -> Option<usize> {
 /// What to answer to one request.
 #[derive(Debug, PartialEq, Eq)]
 enum Reply {
-    /// `200 OK` announcing `len` bytes; `body` is false for HEAD.
+    /// `200 OK` announcing `len` bytes; `body` is false for HEAD, `store` false for
+    /// `no-store`.
     Ok {
         len: usize,
         body: bool,
+        store: bool,
         http10: bool,
         close: bool,
     },
@@ -175,6 +179,10 @@ fn reply_for(req: &httparse::Request, default_size: usize) -> Reply {
         None => path,
     };
     let path = path.split('?').next().unwrap_or(path);
+    let (store, path) = match path.strip_prefix("/nc") {
+        Some(rest) if rest.starts_with('/') => (false, rest),
+        _ => (true, path),
+    };
     let len = match path.strip_prefix("/size/") {
         Some(n) => match parse_size(n) {
             Some(n) => n,
@@ -185,6 +193,7 @@ fn reply_for(req: &httparse::Request, default_size: usize) -> Reply {
     Reply::Ok {
         len,
         body,
+        store,
         http10,
         close: close_token || (http10 && !keep_alive_token),
     }
@@ -195,8 +204,17 @@ fn write_head(out: &mut Vec<u8>, reply: &Reply) {
     // Writing into a Vec cannot fail.
     let _ = match *reply {
         Reply::Ok {
-            len, http10, close, ..
+            len,
+            store,
+            http10,
+            close,
+            ..
         } => {
+            let cache_control = if store {
+                "public, max-age=86400"
+            } else {
+                "no-store"
+            };
             let connection = if close {
                 "Connection: close\r\n"
             } else if http10 {
@@ -207,7 +225,7 @@ fn write_head(out: &mut Vec<u8>, reply: &Reply) {
             write!(
                 out,
                 "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\
-                 Cache-Control: public, max-age=86400\r\n\
+                 Cache-Control: {cache_control}\r\n\
                  Content-Type: application/octet-stream\r\n{connection}\r\n"
             )
         }
@@ -512,6 +530,7 @@ mod tests {
         Reply::Ok {
             len,
             body,
+            store: true,
             http10,
             close,
         }
@@ -541,6 +560,27 @@ mod tests {
         assert_eq!(reply(b"GET /size/262144?x=1 HTTP/1.1\r\n\r\n", 1), want);
         let abs = b"GET http://127.0.0.1:1/size/262144 HTTP/1.1\r\n\r\n";
         assert_eq!(reply(abs, 1), want);
+    }
+
+    #[test]
+    fn nc_paths_are_no_store() {
+        let nc = |len| Reply::Ok {
+            len,
+            body: true,
+            store: false,
+            http10: false,
+            close: false,
+        };
+        assert_eq!(reply(b"GET /nc/size/5 HTTP/1.1\r\n\r\n", 1), nc(5));
+        assert_eq!(reply(b"GET http://h:1/nc/a?b HTTP/1.1\r\n\r\n", 7), nc(7));
+        assert_eq!(
+            reply(b"GET /ncx HTTP/1.1\r\n\r\n", 7),
+            ok(7, true, false, false)
+        );
+        let mut head = Vec::new();
+        write_head(&mut head, &nc(5));
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("Cache-Control: no-store\r\n"), "{head}");
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //!
 //! Any userland HTTP proxy does at least this work per request: a read from the client,
 //! a write to the origin, a read from the origin, a write to the client, and its share
-//! of an `epoll_wait`. Run in the benchmark harness in larder's place (`--custom`), it
-//! shows how much of a pass-through figure is the kernel's and how much is larder's own
-//! (parsing, rewriting heads, the cache lookup). An origin that takes absolute-form
-//! targets (the harness's nginx does) answers wrk's proxy requests through it.
+//! of an `epoll_wait`. Run in larder's place (`tools/loadtest.sh` does), it shows how
+//! much of a pass-through figure is the kernel's and how much is larder's own (parsing,
+//! rewriting heads, the cache lookup). An origin that takes absolute-form targets (the
+//! `origin` example does) answers wrk's proxy requests through it.
 //!
 //! One thread, one edge-triggered `mio::Poll`. Bytes a side cannot take yet wait in
 //! that side's queue; the other side is not read again until the queue drains (so a

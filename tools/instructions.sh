@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Instructions larder executes per request, counted with callgrind: a figure the noise of
+# a shared machine does not touch. For pass-through (`no-store` responses) and for hits,
+# larder runs under `valgrind --tool=callgrind` while wrk sends requests through it for
+# SHORT and then for LONG seconds (a new larder and cache each time); the difference in
+# instructions (the whole process) divided by the difference in requests leaves out what
+# does not grow with requests: start-up, the first misses, the exit.
+#
+#   tools/instructions.sh                   # 64 connections, 1 KiB bodies, 2 s and 6 s
+#   CONNS=16 SIZE=262144 tools/instructions.sh
+#
+# Settings (environment): CONNS (default 64), SIZE body bytes (default 1024), SHORT and
+# LONG seconds (default 2 and 6), PORTS "ORIGIN_PORT LARDER_PORT" on 127.0.0.1 (default
+# "19090 19091"), LARDER binary (default target/release/larder, built if missing).
+# Needs valgrind and wrk. Everything started here is stopped on exit, by PID.
+set -euo pipefail
+
+CONNS=${CONNS:-64}
+SIZE=${SIZE:-1024}
+SHORT=${SHORT:-2}
+LONG=${LONG:-6}
+PORTS=${PORTS:-19090 19091}
+
+die() {
+  echo "instructions: $*" >&2
+  exit 1
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LARDER=${LARDER:-$TARGET_DIR/release/larder}
+ORIGIN=$TARGET_DIR/release/examples/origin
+
+read -r ORIGIN_PORT LARDER_PORT _ <<<"$PORTS"
+for v in CONNS SIZE SHORT LONG ORIGIN_PORT LARDER_PORT; do
+  [[ ${!v:-} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v:-}')"
+done
+((LONG > SHORT)) || die "LONG ($LONG) must be longer than SHORT ($SHORT)"
+for tool in valgrind wrk cargo; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+cd "$ROOT"
+echo "== building (release)"
+cargo build --release --quiet --example origin
+if [[ ! -x $LARDER ]]; then
+  cargo build --release --quiet --bin larder
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/larder-instructions.XXXXXX")
+ORIGIN_PID=
+LARDER_PID=
+
+stop() {  # stop PID: SIGTERM, up to 30 s (callgrind writes its counts at exit), then SIGKILL
+  local pid=$1 i
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  stop "$LARDER_PID"
+  stop "$ORIGIN_PID"
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_line PID FILE TEXT: until FILE holds TEXT (60 s at most: valgrind starts slowly).
+wait_line() {
+  local pid=$1 file=$2 text=$3 i
+  for ((i = 0; i < 600; i++)); do
+    grep -qF "$text" "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || die "$(basename "$file") exited at start-up: $(tail -n 5 "$file")"
+    sleep 0.1
+  done
+  die "$(basename "$file") did not start within 60 s"
+}
+
+"$ORIGIN" --listen "127.0.0.1:$ORIGIN_PORT" --size "$SIZE" >"$WORK/origin.log" 2>&1 &
+ORIGIN_PID=$!
+wait_line "$ORIGIN_PID" "$WORK/origin.log" "origin listening on"
+
+# count NAME PATH SECS: instructions and requests of one larder run, in IR and REQUESTS
+# (globals, not printed: in a command substitution a failure would not stop the script,
+# and the trap would not know larder's PID).
+IR=
+REQUESTS=
+count() {
+  local name=$1 path=$2 secs=$3 out
+  out=$WORK/$name-$secs
+  valgrind --tool=callgrind --callgrind-out-file="$out.cg" \
+    "$LARDER" --listen "127.0.0.1:$LARDER_PORT" --cache-dir "$out.cache" \
+    >"$out.log" 2>&1 &
+  LARDER_PID=$!
+  wait_line "$LARDER_PID" "$out.log" "larder: listening on"
+  wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 10s -s tools/wrk/proxy.lua \
+    "http://127.0.0.1:$LARDER_PORT" -- "http://127.0.0.1:$ORIGIN_PORT$path" >"$out.wrk" 2>&1 ||
+    die "wrk failed: $(cat "$out.wrk")"
+  stop "$LARDER_PID"
+  LARDER_PID=
+  REQUESTS=$(awk '/ requests in / { print $1 }' "$out.wrk")
+  IR=$(awk '/^(summary|totals):/ { print $2; exit }' "$out.cg" 2>/dev/null || true)
+  [[ -n $REQUESTS && -n $IR ]] || die "no counts for $name ($secs s): $(tail -n 5 "$out.log")"
+}
+
+echo "== $CONNS connections, body $SIZE B, runs of $SHORT s and $LONG s under callgrind"
+for kind in pass-through hits; do
+  path=/size/$SIZE
+  [[ $kind == pass-through ]] && path=/nc/size/$SIZE  # the origin's no-store paths
+  count "$kind" "$path" "$SHORT"
+  ir1=$IR req1=$REQUESTS
+  count "$kind" "$path" "$LONG"
+  ir2=$IR req2=$REQUESTS
+  ((req2 > req1)) || die "$kind: the long run made no more requests ($req2) than the short ($req1)"
+  awk -v k="$kind" -v i1="$ir1" -v i2="$ir2" -v r1="$req1" -v r2="$req2" 'BEGIN {
+    printf "   %-13s %.1fk instructions per request (%d and %d requests)\n",
+      k, (i2 - i1) / (r2 - r1) / 1000, r1, r2 }'
+done
