@@ -382,7 +382,9 @@ impl Server {
         self.ctx.unix = unix_now();
         if let Some(cache) = self.ctx.cache.as_mut() {
             cache.set_clock(self.ctx.unix);
-            cache.keep_synced(self.ctx.unix);
+            if cache.sync_wanted() {
+                cache.keep_synced(self.ctx.unix);
+            }
         }
         let mut dns = false;
         let mut signals = false;
@@ -580,7 +582,9 @@ impl Server {
             log.flush();
         }
         if let Some(cache) = self.ctx.cache.as_mut() {
-            cache.sweep(unix_now());
+            let unix = unix_now();
+            cache.sweep(unix);
+            cache.keep_synced(unix);
         }
         if now >= self.next_reload {
             self.next_reload = now + RELOAD_EVERY;

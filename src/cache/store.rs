@@ -1162,6 +1162,13 @@ impl Store {
         self.sync.background = background;
     }
 
+    /// Whether storing waits for a checkpoint now: a write found the window full, or
+    /// there is no window (just opened, or the cursor wrapped). Two field reads, for a
+    /// caller that otherwise looks only now and then.
+    pub fn sync_wanted(&self) -> bool {
+        !self.is_read_only() && (self.sync.want > 0 || self.sync.limit == 0)
+    }
+
     /// Whether a checkpoint should be taken at `now` (unix seconds) when they are due
     /// every `every` seconds: something was written since the last one and it is
     /// `every` seconds old, or half the window is used, or a write found it full.

@@ -175,9 +175,10 @@ impl Cache {
         self.admission.sweep(now);
     }
 
-    /// Keeps the cache file synced (called once per loop turn; costs a channel poll
-    /// and a few comparisons): a finished checkpoint is handed to the store, and a new
-    /// one is started when one is due (see `Store::sync_due`).
+    /// Keeps the cache file synced (called on the loop's tick, and on a turn when
+    /// storing waits for a checkpoint: see [`Cache::sync_wanted`]): a finished
+    /// checkpoint is handed to the store, and a new one is started when one is due (see
+    /// `Store::sync_due`).
     pub fn keep_synced(&mut self, now: u64) {
         let due = |store: &Store| store.sync_due(now, self.sync_every);
         let Some(syncer) = self.syncer.as_mut() else {
@@ -209,6 +210,12 @@ impl Cache {
             }
             Err(e) => self.trouble("cache sync failed", &e),
         }
+    }
+
+    /// Storing waits for a checkpoint (a write found the window full): the loop then
+    /// calls [`Cache::keep_synced`] every turn rather than on its tick only.
+    pub fn sync_wanted(&self) -> bool {
+        self.store.sync_wanted()
     }
 
     /// The last checkpoint, at shutdown: waits for a running one, then syncs the file
