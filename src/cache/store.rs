@@ -2575,6 +2575,54 @@ pub(crate) mod tests {
         assert_eq!(store.lookup(b"pinned"), None, "evicted once unpinned");
     }
 
+    /// Regression: a record pinned while the ring reached it is jumped over and stays
+    /// where it is; if a fill begun before the jump then replaces it, the replacement
+    /// lies before it in ring order and is overwritten first, and at the next open the
+    /// old version won again (found by the power-cut model, but a clean restart is
+    /// enough). The replaced record's header now becomes a pad when it is replaced.
+    #[test]
+    fn a_version_jumped_over_while_pinned_never_wins_over_its_replacement() {
+        let dir = TempDir::new("jumped");
+        let mut store = open(&dir, 256 * KIB);
+        let filler = |store: &mut Store, i: &mut u32| {
+            *i += 1;
+            put_keyed(store, &format!("filler{i}"), 9 * 1024);
+        };
+        let mut n = 0;
+        for _ in 0..10 {
+            filler(&mut store, &mut n);
+        }
+        let old = put(&mut store, b"k", b"v1", &body_for(b"v1", 9000), Some(9000));
+        store.pin(&old);
+        // Round the ring to a few records before the pinned one, then begin the
+        // replacement there, and keep it open while the ring jumps the pinned record.
+        while store.stats().cursor > old.off || store.stats().cursor + 40 * KIB < old.off {
+            filler(&mut store, &mut n);
+        }
+        let mut fill = store.begin(b"k", b"v2", meta(1), Some(9000)).unwrap();
+        while store.stats().cursor <= old.off {
+            filler(&mut store, &mut n);
+        }
+        store.write(&mut fill, &body_for(b"v2", 9000)).unwrap();
+        let new = store.commit(fill).unwrap();
+        assert!(
+            new.off < old.off,
+            "the replacement lies before the jumped record"
+        );
+        store.unpin(&old);
+        // The ring goes round again: past the replacement, not yet to the old record.
+        while store.stats().cursor > old.off || store.stats().horizon <= new.end {
+            filler(&mut store, &mut n);
+        }
+        assert!(
+            store.stats().horizon <= old.off,
+            "the old record is still there"
+        );
+        close(store);
+        let mut store = open(&dir, 256 * KIB);
+        assert_eq!(get(&mut store, b"k").map(|(head, _)| head), None);
+    }
+
     #[test]
     fn an_unfinished_fill_survives_laps_of_other_writes() {
         let dir = TempDir::new("slow-fill");
