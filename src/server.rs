@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::access_log::AccessLog;
@@ -38,9 +38,10 @@ use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
 use crate::conn::cache::Cache;
+use crate::conn::ctx::{client_token, Gauges};
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
-use crate::conn::{step, tunnel, Conn, Cx, Exchange, Resp, State, Step};
+use crate::conn::{step, tunnel, Conn, Ctx, Cx, Resp, State, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
 use crate::http::page::Problem;
@@ -55,60 +56,11 @@ const LISTENERS: usize = usize::MAX - 16;
 /// Most `--listen` addresses.
 pub const MAX_LISTENERS: usize = 64;
 
-/// Client connection `key` ↔ token `2·key`; upstream socket `idx` ↔ `2·idx + 1`.
-pub fn client_token(key: usize) -> Token {
-    Token(key << 1)
-}
-
-pub fn upstream_token(idx: usize) -> Token {
-    Token((idx << 1) | 1)
-}
-
 const TICK_BUSY: Duration = Duration::from_millis(100);
 const TICK_IDLE: Duration = Duration::from_secs(1);
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 /// Free buffers kept between bursts.
 const POOLED_BUFFERS: usize = 64;
-
-/// State shared by every connection step.
-pub struct Ctx {
-    pub cfg: Config,
-    pub limits: Limits,
-    pub via: ViaName,
-    /// The time at the start of this turn (one clock read per turn).
-    pub now: Instant,
-    pub bufs: BufPool,
-    /// Vectors of finished heads, for the next ones.
-    pub heads: HeadPool,
-    /// Boxes of finished exchanges, for the next ones (at most `HeadPool::KEEP`).
-    pub spare_exchanges: Vec<Box<Exchange>>,
-    pub resolver: Resolver,
-    pub pool: Pool,
-    pub registry: Registry,
-    pub blocklist: Blocklist,
-    pub log: Option<AccessLog>,
-    /// The listening addresses: a request aimed at one of them is for larder itself.
-    pub locals: Vec<SocketAddr>,
-    /// Unix seconds at the start of this turn.
-    pub unix: u64,
-    /// What larder counted since start-up (status page, `/metrics`).
-    pub stats: Stats,
-    /// Figures the server keeps for the pages: open connections and tunnels (the
-    /// tunnels counted on each tick).
-    pub gauges: Gauges,
-    /// Stopping: requests finish and their connections close; nothing new is accepted.
-    pub draining: bool,
-    /// The cache, its file open and locked for larder's lifetime (`None` without one).
-    pub cache: Option<Cache>,
-}
-
-/// Figures only the server sees, kept where connection steps can read them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Gauges {
-    pub conns_open: u64,
-    pub tunnels_open: u64,
-    pub max_conns: u64,
-}
 
 /// One listening socket.
 struct Listener {

@@ -45,6 +45,7 @@
 
 pub mod cache;
 pub mod collapse;
+pub mod ctx;
 pub mod forward;
 pub mod pages;
 pub mod request;
@@ -64,7 +65,7 @@ use crate::buf::{Buf, HeadPool};
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
-use crate::server::Ctx;
+pub use ctx::Ctx;
 use log::debug;
 use upstream::Upstream;
 

@@ -12,6 +12,7 @@ use mio::Interest;
 
 use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
 use super::collapse::Member;
+use super::ctx::upstream_token;
 use super::upstream::Upstream;
 use super::{
     after_response, end_exchange, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State,
@@ -24,7 +25,6 @@ use crate::http::page::{error_response, Problem, ASK_ADMIN};
 use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, HttpError, Method};
-use crate::server::upstream_token;
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 

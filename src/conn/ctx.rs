@@ -1,0 +1,71 @@
+//! What every connection step works with: [`Ctx`], the state the loop shares with the
+//! connections (configuration, clocks, buffers, the resolver, the upstream pool, the
+//! access log, the cache, the figures), and the tokens that name sockets in the poll.
+//! The server owns and fills it; connection code reads and updates it, and never
+//! needs the server itself.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::{Registry, Token};
+
+use super::cache::Cache;
+use super::upstream::Pool;
+use super::Exchange;
+use crate::access_log::AccessLog;
+use crate::acl::blocklist::Blocklist;
+use crate::buf::{BufPool, HeadPool};
+use crate::config::Config;
+use crate::dns::Resolver;
+use crate::http::{Limits, ViaName};
+use crate::stats::Stats;
+
+/// Client connection `key` ↔ token `2·key`; upstream socket `idx` ↔ `2·idx + 1`.
+pub fn client_token(key: usize) -> Token {
+    Token(key << 1)
+}
+
+/// The token of upstream socket `idx` (see [`client_token`]).
+pub fn upstream_token(idx: usize) -> Token {
+    Token((idx << 1) | 1)
+}
+
+/// State shared by every connection step.
+pub struct Ctx {
+    pub cfg: Config,
+    pub limits: Limits,
+    pub via: ViaName,
+    /// The time at the start of this turn (one clock read per turn).
+    pub now: Instant,
+    pub bufs: BufPool,
+    /// Vectors of finished heads, for the next ones.
+    pub heads: HeadPool,
+    /// Boxes of finished exchanges, for the next ones (at most `HeadPool::KEEP`).
+    pub spare_exchanges: Vec<Box<Exchange>>,
+    pub resolver: Resolver,
+    pub pool: Pool,
+    pub registry: Registry,
+    pub blocklist: Blocklist,
+    pub log: Option<AccessLog>,
+    /// The listening addresses: a request aimed at one of them is for larder itself.
+    pub locals: Vec<SocketAddr>,
+    /// Unix seconds at the start of this turn.
+    pub unix: u64,
+    /// What larder counted since start-up (status page, `/metrics`).
+    pub stats: Stats,
+    /// Figures the server keeps for the pages: open connections and tunnels (the
+    /// tunnels counted on each tick).
+    pub gauges: Gauges,
+    /// Stopping: requests finish and their connections close; nothing new is accepted.
+    pub draining: bool,
+    /// The cache, its file open and locked for larder's lifetime (`None` without one).
+    pub cache: Option<Cache>,
+}
+
+/// Figures only the server sees, kept where connection steps can read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub conns_open: u64,
+    pub tunnels_open: u64,
+    pub max_conns: u64,
+}
