@@ -8,48 +8,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use larder::cache::format::{encode_file_header, FileHeader};
 use larder::cache::{CacheError, Meta, Options, Store};
 
-use crate::support::{get, Client, Origin, Proxy, Reply, WAIT_LIMIT};
-
-/// A fresh directory under the system temp directory, removed with its contents on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("larder-test-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().expect("temp paths are UTF-8")
-    }
-
-    fn file(&self) -> PathBuf {
-        self.path.join("larder.cache")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+use crate::support::{get, Client, Origin, Proxy, Reply, TempDir, WAIT_LIMIT};
 
 fn now() -> u64 {
     SystemTime::now()

@@ -17,8 +17,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::{
-    request, set_reset_on_close, wait_for_log_lines, wait_until, Client, Gate, Origin, Proxy,
-    Reply, Request, Response, TempDir, TempFile,
+    http_date, pattern, request, set_reset_on_close, wait_for_log_lines, wait_until, Client, Gate,
+    Origin, Proxy, Reply, Request, Response, TempDir, TempFile,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -35,13 +35,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Unix seconds as an IMF-fixdate, with larder's own formatter (as `clients.rs` does).
-fn http_date(secs: u64) -> String {
-    let mut out = Vec::new();
-    larder::http::date::push_http_date(&mut out, secs);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A response with status line `HTTP/1.1 {status}`, `fields`, a `Date` of now unless
@@ -191,11 +184,6 @@ fn outcome(line: &str) -> String {
         (Some(result), Some(method), Some(url)) => format!("{result} {method} {url}"),
         _ => panic!("not a Squid log line: {line}"),
     }
-}
-
-/// `len` bytes of every value 0..=255 in turn.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..=255u8).cycle().take(len).collect()
 }
 
 /// `body` in chunked framing, `chunk` bytes a chunk, with the terminating zero chunk.

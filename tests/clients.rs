@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::support::{larder_via, Origin, Proxy, Reply, Request, TempDir};
+use crate::support::{http_date, larder_via, pattern, Origin, Proxy, Reply, Request, TempDir};
 
 /// How long one client run may take before it is killed and the test fails.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,11 +46,6 @@ const PROXY_VARS: [&str; 8] = [
 /// cache may treat the files as fresh heuristically (RFC 9111 §4.2.2), and fixed so
 /// `Last-Modified` is the same on every run.
 const MTIME_SECS: u64 = 1_704_067_200;
-
-/// `len` bytes of every value 0..=255 in turn (NUL, CR and LF included).
-fn pattern(len: usize) -> Vec<u8> {
-    (0..=255u8).cycle().take(len).collect()
-}
 
 // ---------------------------------------------------------------------------------------
 // Client programs
@@ -270,13 +265,6 @@ fn set_mtime(path: &Path) {
         .open(path)
         .and_then(|file| file.set_modified(time))
         .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
-}
-
-/// Unix seconds as an IMF-fixdate (RFC 9110 §5.6.7), with larder's own formatter.
-fn http_date(secs: u64) -> String {
-    let mut out = Vec::new();
-    larder::http::date::push_http_date(&mut out, secs);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A served root with `file.bin` (100 000 bytes of [`pattern`]) and a server for it.

@@ -8,12 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{get, larder_via, ok, via_entries, Origin, Proxy, Reply};
-
-/// `len` bytes of every value 0..=255 in turn (NUL, CR and LF included).
-fn pattern(len: usize) -> Vec<u8> {
-    (0..=255u8).cycle().take(len).collect()
-}
+use crate::support::{get, larder_via, ok, pattern, via_entries, Origin, Proxy, Reply};
 
 #[test]
 fn get_returns_the_origin_body_exactly() {

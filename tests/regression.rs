@@ -2,12 +2,12 @@
 //! says how it showed. A test here fails on the code before its fix.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::support::{
-    black_hole, dead_port, get, hold_open, larder_via, ok, request, via_entries,
-    wait_for_log_lines, wait_until, Client, Gate, Origin, Proxy, Reply, Server, TempDir, TempFile,
-    WAIT_LIMIT,
+    black_hole, dead_port, get, hold_open, http_date, larder_via, ok, request, unix_now,
+    via_entries, wait_for_log_lines, wait_until, Client, Gate, Origin, Proxy, Reply, Server,
+    TempDir, TempFile, WAIT_LIMIT,
 };
 
 /// A 200 with a Content-Type and a minute of freshness, and validators.
@@ -15,21 +15,12 @@ fn fresh_page(body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/x-larder\r\nCache-Control: max-age=60\r\n\
          ETag: \"v1\"\r\nDate: {}\r\nContent-Length: {}\r\n\r\n",
-        http_date(),
+        http_date(unix_now()),
         body.len()
     )
     .into_bytes();
     out.extend_from_slice(body);
     out
-}
-
-fn http_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut out = Vec::new();
-    larder::http::date::push_http_date(&mut out, secs);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `printf 'GET ... \r\n\r\n' | nc -N proxy 3128` sends its request, then half-closes.
@@ -148,7 +139,7 @@ fn revalidated_and_reloaded_answers_log_their_content_type() {
             Reply::Send(
                 format!(
                     "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nCache-Control: max-age=0\r\nDate: {}\r\n\r\n",
-                    http_date()
+                    http_date(unix_now())
                 )
                 .into_bytes(),
             )

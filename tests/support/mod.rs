@@ -1086,12 +1086,41 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// The cache file larder keeps in this directory.
+    pub fn file(&self) -> PathBuf {
+        self.path.join(larder::cache::FILE_NAME)
+    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// `len` bytes of every value 0..=255 in turn (NUL, CR and LF included).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..=255u8).cycle().take(len).collect()
+}
+
+/// Unix seconds as an IMF-fixdate (RFC 9110 §5.6.7), with larder's own formatter.
+pub fn http_date(secs: u64) -> String {
+    let mut out = Vec::new();
+    larder::http::date::push_http_date(&mut out, secs);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 // ---------------------------------------------------------------------------------------
