@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod cache_control;
+pub mod cache_status;
 pub mod cached;
 pub mod chunked;
 pub mod conditional;
