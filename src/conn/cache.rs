@@ -22,6 +22,7 @@
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
 use crate::access_log::ResultCode;
+use crate::http::cache_status::Forwarded;
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
@@ -252,7 +253,7 @@ pub struct CacheEx {
     /// sent carries larder's validators instead of the client's conditionals).
     client_head: Option<Vec<u8>>,
     /// RFC 9211 `fwd` value: why the request went upstream.
-    fwd: &'static str,
+    fwd: Forwarded,
     /// Unix time the request was sent upstream (RFC 9111's request_time).
     requested: u64,
     fill: Option<Fill>,
@@ -284,7 +285,7 @@ pub struct Serving {
 
 impl CacheEx {
     /// Why the request went (or was going) to the origin: RFC 9211's `fwd` value.
-    pub fn fwd(&self) -> &'static str {
+    pub fn fwd(&self) -> Forwarded {
         self.fwd
     }
 
@@ -293,7 +294,7 @@ impl CacheEx {
         self.variant.as_deref().unwrap_or(&self.url)
     }
 
-    fn new(url: Rc<[u8]>, fwd: &'static str) -> CacheEx {
+    fn new(url: Rc<[u8]>, fwd: Forwarded) -> CacheEx {
         CacheEx {
             variant: None,
             url,
@@ -321,11 +322,11 @@ enum Found {
         obj: ObjectRef,
         variant: Option<Vec<u8>>,
         upstream_head: Vec<u8>,
-        fwd: &'static str,
+        fwd: Forwarded,
     },
     Miss {
         variant: Option<Vec<u8>>,
-        fwd: &'static str,
+        fwd: Forwarded,
     },
     OnlyIfCached,
 }
@@ -371,7 +372,7 @@ pub fn consult(
     let url = ex.target.url_bytes();
     let now = cache.now;
     if !matches!(ex.method, Method::Get | Method::Head) || ex.request_has_body {
-        let mut c = CacheEx::new(url, "method");
+        let mut c = CacheEx::new(url, Forwarded::Method);
         c.unsafe_method = !matches!(
             ex.method,
             Method::Get | Method::Head | Method::Options | Method::Trace
@@ -384,7 +385,7 @@ pub fn consult(
     let method = ex.method.clone();
     let plain_miss = || Found::Miss {
         variant: None,
-        fwd: "miss",
+        fwd: Forwarded::Miss,
     };
     // Nothing stored and no directives: a plain miss, known without parsing the
     // request's fields again (the common pass-through request).
@@ -396,7 +397,7 @@ pub fn consult(
         })
         .unwrap_or_else(plain_miss)
     };
-    let mut c = CacheEx::new(url, "miss");
+    let mut c = CacheEx::new(url, Forwarded::Miss);
     c.url_hash = url_hash;
     c.admit = admit;
     c.requested = now;
@@ -440,7 +441,7 @@ pub fn consult(
             // It was admitted once: its replacement need not earn admission again.
             // (A HEAD's answer has no body: it never replaces the stored GET.)
             c.admit = ex.method == Method::Get;
-            c.result = if fwd == "request" {
+            c.result = if fwd == Forwarded::Request {
                 ResultCode::ClientRefreshMiss
             } else {
                 ResultCode::RefreshModified
@@ -452,7 +453,7 @@ pub fn consult(
         Found::Miss { variant, fwd } => {
             c.variant = variant;
             c.fwd = fwd;
-            if fwd == "request" {
+            if fwd == Forwarded::Request {
                 c.result = ResultCode::ClientRefreshMiss;
             }
             if admit && ex.req_conditional {
@@ -530,7 +531,7 @@ fn look(
         if vary_key(&names, req, &mut key).is_err() {
             return Found::Miss {
                 variant: Some(key),
-                fwd: "miss",
+                fwd: Forwarded::Miss,
             };
         }
         obj = cache.store.lookup(&key);
@@ -542,11 +543,11 @@ fn look(
             return Found::OnlyIfCached;
         }
         let fwd = if client_refresh {
-            "request"
+            Forwarded::Request
         } else if vary_miss {
-            "vary-miss"
+            Forwarded::VaryMiss
         } else {
-            "miss"
+            Forwarded::Miss
         };
         return Found::Miss { variant, fwd };
     };
@@ -578,13 +579,17 @@ fn look(
             obj,
             variant,
             upstream_head,
-            fwd: if client_refresh { "request" } else { "stale" },
+            fwd: if client_refresh {
+                Forwarded::Request
+            } else {
+                Forwarded::Stale
+            },
         },
         Some(None) => Found::OnlyIfCached,
         // A stored head larder cannot read: treat it as absent; the response replaces it.
         None => Found::Miss {
             variant,
-            fwd: "miss",
+            fwd: Forwarded::Miss,
         },
     }
 }
@@ -716,7 +721,7 @@ pub fn queue_collapsed_head(ex: &mut Exchange, out: &mut OutBuf, eof: bool, head
 /// that the common response allocates nothing for it.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardedStatus {
-    fwd: &'static str,
+    fwd: Forwarded,
     fwd_status: Option<u16>,
     stored: bool,
 }
@@ -741,7 +746,7 @@ impl ForwardedStatus {
             }
         };
         put(b"Cache-Status: larder; fwd=");
-        put(self.fwd.as_bytes());
+        put(self.fwd.as_str().as_bytes());
         if let Some(status) = self.fwd_status {
             put(b"; fwd-status=");
             let mut digits = [0u8; 20];
@@ -795,12 +800,12 @@ pub fn response_head(
     if r.status == 304 && c.stale.is_some() {
         if let Some(plan) = refresh(cache, c, req_head, &ex.method, r, now) {
             let mut status = b"Cache-Status: larder; fwd=".to_vec();
-            status.extend_from_slice(c.fwd.as_bytes());
+            status.extend_from_slice(c.fwd.as_str().as_bytes());
             status.extend_from_slice(b"; fwd-status=304\r\n");
             ex.status = plan.status;
             // The 304 has no Content-Type; the stored head the client gets has.
             ex.content_type = super::forward::content_type(&plan.head);
-            c.result = if c.fwd == "request" {
+            c.result = if c.fwd == Forwarded::Request {
                 ResultCode::ClientRefreshMiss
             } else {
                 ResultCode::RefreshUnmodified

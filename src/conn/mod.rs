@@ -204,9 +204,10 @@ pub struct Exchange {
     /// Bytes sent to the client for this request, heads included.
     pub bytes: u64,
     pub content_type: Option<Box<str>>,
-    /// Tunnel: each direction's write side shut.
-    pub shut_up: bool,
-    pub shut_client: bool,
+    /// Tunnel: the write side of the upstream socket is shut (client → upstream is
+    /// done), and of the client socket (upstream → client is done).
+    pub upstream_write_shut: bool,
+    pub client_write_shut: bool,
     /// Tunnel: the kernel pipes of the directions that switched to splicing
     /// (client → upstream, upstream → client), and the bytes each has moved.
     pub pipes: [Option<crate::sys::Pipe>; 2],

@@ -28,6 +28,9 @@ use crate::http::{BodyKind, HttpError, Method};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 
+/// Too many open files in this process (errno value, the same on Linux and the BSDs).
+const EMFILE: i32 = 24;
+
 /// `Head` state: parse what has arrived, or read more.
 pub fn head_step(cx: &mut Cx) -> bool {
     let limits = cx.ctx.limits;
@@ -236,8 +239,8 @@ fn begin(cx: &mut Cx, req: Request) {
         status: 0,
         bytes: 0,
         content_type: None,
-        shut_up: false,
-        shut_client: false,
+        upstream_write_shut: false,
+        client_write_shut: false,
         pipes: [None, None],
         moved: [0, 0],
         cache: None,
@@ -492,7 +495,7 @@ fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
                 }
             }
             Err(e) => {
-                if e.raw_os_error() == Some(24) {
+                if e.raw_os_error() == Some(EMFILE) {
                     warn!(
                         "conn {}: out of file descriptors connecting to {addr}",
                         cx.conn.id

@@ -220,20 +220,20 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
         end(cx);
         return true;
     }
-    if c2u_drained && !ex.shut_up {
-        ex.shut_up = true;
+    if c2u_drained && !ex.upstream_write_shut {
+        ex.upstream_write_shut = true;
         let _ = up.sock.shutdown(Shutdown::Write);
         progress = true;
     }
-    if u2c_drained && !ex.shut_client {
-        ex.shut_client = true;
+    if u2c_drained && !ex.client_write_shut {
+        ex.client_write_shut = true;
         let _ = conn.sock.shutdown(Shutdown::Write);
         progress = true;
     }
     if progress {
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
     }
-    if a.broken || b.broken || (ex.shut_up && ex.shut_client) {
+    if a.broken || b.broken || (ex.upstream_write_shut && ex.client_write_shut) {
         end(cx);
         return true;
     }

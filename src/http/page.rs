@@ -1,6 +1,7 @@
 //! larder's own small responses: error pages that say what happened, readable in
 //! a browser and in curl alike.
 
+use super::cache_status::Forwarded;
 use super::ViaName;
 
 /// The standard reason phrase of `status` (RFC 9110 §15 and the registered
@@ -104,10 +105,14 @@ pub const ASK_ADMIN: &str = "If you need it, ask the administrator of this proxy
 /// the body:
 /// `<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1><p>{message}</p><hr><address>larder</address></body></html>\n`
 /// with the message HTML-escaped. (Browsers show it; curl users see the `<p>` line.)
-pub fn error_response(p: &Problem, via: &ViaName, close: bool, fwd: Option<&str>) -> Vec<u8> {
+pub fn error_response(p: &Problem, via: &ViaName, close: bool, fwd: Option<Forwarded>) -> Vec<u8> {
     let body = error_body(p.status, p.message);
     let cache_status = match fwd {
-        Some(fwd) => format!("Cache-Status: larder; fwd={fwd}; detail={}\r\n", p.detail),
+        Some(fwd) => format!(
+            "Cache-Status: larder; fwd={}; detail={}\r\n",
+            fwd.as_str(),
+            p.detail
+        ),
         None => format!("Cache-Status: larder; detail={}\r\n", p.detail),
     };
     response(
@@ -221,7 +226,7 @@ mod tests {
     #[test]
     fn error_page_body_names_status_and_detail() {
         let p = Problem::new(502, "dns-error", "DNS lookup failed");
-        let (head, body) = split(&error_response(&p, &via(), false, Some("miss")));
+        let (head, body) = split(&error_response(&p, &via(), false, Some(Forwarded::Miss)));
         assert!(head.contains("\r\nCache-Status: larder; fwd=miss; detail=dns-error\r\n"));
         assert_eq!(
             body,
