@@ -41,7 +41,7 @@ use crate::conn::cache::Cache;
 use crate::conn::ctx::{client_token, Gauges};
 use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
-use crate::conn::{step, tunnel, Conn, Ctx, Cx, Resp, State, Step};
+use crate::conn::{step, tunnel, Conn, Ctx, Resp, Scope, State, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
 use crate::http::page::Problem;
@@ -440,9 +440,9 @@ impl Server {
         }
     }
 
-    fn cx(&mut self, key: usize) -> Option<Cx<'_>> {
+    fn cx(&mut self, key: usize) -> Option<Scope<'_>> {
         let conn = self.conns.get_mut(key)?;
-        Some(Cx {
+        Some(Scope {
             key,
             conn,
             ups: &mut self.ups,

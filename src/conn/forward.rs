@@ -13,7 +13,7 @@ use log::debug;
 use super::cache::{body_complete, body_failed, response_head, OnResponse, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
-use super::{after_response, end_exchange, read_into, write_two, Cx, Exchange, Io, Resp, State};
+use super::{after_response, end_exchange, read_into, write_two, Exchange, Io, Resp, Scope, State};
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
@@ -26,7 +26,7 @@ use crate::http::{BodyKind, Version};
 /// connections after 5–60 s; a dead one is detected (EOF event) or retried anyway.
 pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
+pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let Some(idx) = cx.conn.up else {
         cx.conn.state = State::Closed;
         return true;
@@ -56,7 +56,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 /// While waiting for a response head after the whole request went up, the
 /// response timeout runs from that moment; otherwise any progress resets the
 /// body-idle timeout.
-fn refresh_deadline(cx: &mut Cx) {
+fn refresh_deadline(cx: &mut Scope) {
     let now = cx.ctx.now;
     let t = cx.ctx.cfg.timeouts;
     let Some(ex) = cx.conn.ex.as_deref_mut() else {
@@ -74,7 +74,7 @@ fn refresh_deadline(cx: &mut Cx) {
 }
 
 /// Request head and body, client → upstream.
-fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
+fn send_request(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
     let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
         return false;
@@ -151,7 +151,7 @@ fn send_request(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
 }
 
 /// Response head and body, upstream → larder.
-fn receive_response(cx: &mut Cx, idx: usize) -> bool {
+fn receive_response(cx: &mut Scope, idx: usize) -> bool {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
@@ -347,7 +347,7 @@ fn receive_response(cx: &mut Cx, idx: usize) -> bool {
 }
 
 /// Larder's bytes (`out`) then relayed body bytes, larder → client.
-fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
+fn send_response(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
     let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
         return false;
@@ -395,7 +395,7 @@ fn send_response(cx: &mut Cx, idx: usize, budget: &mut usize) -> bool {
 
 /// The client can no longer be written to: if other requests wait for this fetch, it
 /// goes on without the client (its bytes are dropped); else the exchange ends.
-pub fn client_lost(cx: &mut Cx) {
+pub fn client_lost(cx: &mut Scope) {
     if let Some(ex) = cx.conn.ex.as_deref_mut() {
         if cx.ctx.cache.as_ref().is_some_and(|c| c.others_wait(ex)) {
             debug!("conn {}: client left; fetching on for others", cx.conn.id);
@@ -408,7 +408,7 @@ pub fn client_lost(cx: &mut Cx) {
 
 /// Ends the exchange once the response is written: log it, pool or close the
 /// upstream, and go back to reading heads or close.
-fn complete(cx: &mut Cx, idx: usize) -> bool {
+fn complete(cx: &mut Scope, idx: usize) -> bool {
     let conn = &mut *cx.conn;
     let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get(idx)) else {
         return false;
@@ -454,7 +454,7 @@ fn complete(cx: &mut Cx, idx: usize) -> bool {
 
 /// Moves the current upstream socket into the idle pool (or closes it when the
 /// pool is full).
-fn release_to_pool(cx: &mut Cx, idx: usize) {
+fn release_to_pool(cx: &mut Scope, idx: usize) {
     cx.conn.up = None;
     let Some(up) = cx.ups.get_mut(idx) else {
         return;
@@ -471,7 +471,7 @@ fn release_to_pool(cx: &mut Cx, idx: usize) {
 
 /// The upstream failed while the request went up: retry once on a fresh
 /// connection when that is safe, else answer 502.
-fn upstream_lost(cx: &mut Cx, why: &str) {
+fn upstream_lost(cx: &mut Scope, why: &str) {
     let up = cx.conn.up.and_then(|idx| cx.ups.get(idx));
     let retry = match (cx.conn.ex.as_deref(), up) {
         (Some(ex), Some(up)) => may_retry(ex, up),
@@ -493,7 +493,7 @@ fn may_retry(ex: &Exchange, up: &Upstream) -> bool {
 }
 
 /// Sends the request again on a new connection (the pooled one was dead).
-fn retry_fresh(cx: &mut Cx) {
+fn retry_fresh(cx: &mut Scope) {
     drop_upstream(cx);
     let Some(ex) = cx.conn.ex.as_deref_mut() else {
         return;

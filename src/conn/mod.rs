@@ -319,8 +319,9 @@ pub enum Step {
     Close,
 }
 
-/// Everything one step of one connection may touch.
-pub struct Cx<'a> {
+/// Everything one step of one connection may touch: the connection (and its slab key),
+/// the upstream sockets, and the context every connection shares ([`Ctx`]).
+pub struct Scope<'a> {
     pub key: usize,
     pub conn: &'a mut Conn,
     pub ups: &'a mut Slab<Upstream>,
@@ -399,7 +400,7 @@ pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]
 }
 
 /// Steps a connection until it waits, spends its budget, or closes.
-pub fn step(cx: &mut Cx) -> Step {
+pub fn step(cx: &mut Scope) -> Step {
     if cx.conn.ready.hup && awaiting_upstream(cx.conn) && client_gone(cx.conn) {
         debug!(
             "conn {}: client closed while waiting for upstream",
@@ -550,7 +551,7 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
 /// Ends the current exchange: takes it from the connection and gives back what it
 /// holds in the cache (an unfinished fill is aborted, pinned objects unpinned). Every
 /// path that ends an exchange goes through here, so none can leak a pin or a fill.
-pub fn end_exchange(cx: &mut Cx) -> Option<Box<Exchange>> {
+pub fn end_exchange(cx: &mut Scope) -> Option<Box<Exchange>> {
     let mut ex = cx.conn.ex.take()?;
     cache::release(cx.ctx.cache.as_mut(), &mut ex);
     Some(ex)
@@ -558,7 +559,7 @@ pub fn end_exchange(cx: &mut Cx) -> Option<Box<Exchange>> {
 
 /// A response is done: read the next request (keep-alive) or close after flushing
 /// `out` and lingering (`close`).
-pub fn after_response(cx: &mut Cx, close: bool) {
+pub fn after_response(cx: &mut Scope, close: bool) {
     let conn = &mut *cx.conn;
     if close {
         conn.state = State::Closing;
@@ -578,7 +579,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// Flush `out`, half-close, then drain until EOF so the client is not reset
 /// while our last bytes are in flight.
-fn closing_step(cx: &mut Cx) -> bool {
+fn closing_step(cx: &mut Scope) -> bool {
     let conn = &mut *cx.conn;
     if !conn.out.is_empty() {
         return flush_out(conn);

@@ -15,7 +15,7 @@ use std::time::Instant;
 use log::{info, warn};
 
 use super::request::{queue_answer, record, Line};
-use super::{end_exchange, Cx};
+use super::{end_exchange, Scope};
 use crate::access_log::ResultCode;
 use crate::cache::CacheError;
 use crate::conn::cache::Cache;
@@ -68,7 +68,7 @@ pub struct Asked<'a> {
 
 /// Answers the current exchange, found to be for larder after DNS (its host name
 /// resolved to one of larder's addresses).
-pub fn answer_exchange(cx: &mut Cx) {
+pub fn answer_exchange(cx: &mut Scope) {
     let Some(ex) = end_exchange(cx) else {
         return;
     };
@@ -83,7 +83,7 @@ pub fn answer_exchange(cx: &mut Cx) {
 }
 
 /// Answers a request for larder (recognised at its head, or after DNS).
-pub fn answer(cx: &mut Cx, asked: &Asked) {
+pub fn answer(cx: &mut Scope, asked: &Asked) {
     let page = pages::decide(asked.method, asked.target.path_and_query(), cx.conn.admin);
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
@@ -181,7 +181,7 @@ pub fn answer(cx: &mut Cx, asked: &Asked) {
 /// Gathers the figures of the pages and renders them (`oldest`: find the oldest
 /// object, a walk of the in-memory index).
 fn with_snapshot(
-    cx: &mut Cx,
+    cx: &mut Scope,
     oldest: bool,
     render: impl FnOnce(&Snapshot) -> (u16, String),
 ) -> (u16, String) {
@@ -230,7 +230,7 @@ fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
 /// `PURGE URL`: removes the URL and each of its variants, and syncs the cache file
 /// so the removal survives a power cut. 200 when something was removed, 404 when
 /// nothing was stored, 503 when the cache cannot write.
-fn purge(cx: &mut Cx, target: &Target) -> (u16, String) {
+fn purge(cx: &mut Scope, target: &Target) -> (u16, String) {
     let url = target.url();
     let Some(cache) = cx.ctx.cache.as_mut() else {
         return (404, format!("no cache: nothing stored for {url}\n"));

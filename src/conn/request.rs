@@ -15,7 +15,7 @@ use super::collapse::Member;
 use super::ctx::upstream_token;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, flush_out, read_into, Conn, Cx, Exchange, Io, Resp, State,
+    after_response, end_exchange, flush_out, read_into, Conn, Exchange, Io, Resp, Scope, State,
 };
 use crate::access_log::{Entry, ResultCode};
 use crate::dns::{Answer, Lookup, Waiter};
@@ -32,7 +32,7 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 const EMFILE: i32 = 24;
 
 /// `Head` state: parse what has arrived, or read more.
-pub fn head_step(cx: &mut Cx) -> bool {
+pub fn head_step(cx: &mut Scope) -> bool {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     // Our last answer goes out before the next request is looked at, so a client
@@ -154,7 +154,7 @@ fn head_may_be_complete(conn: &mut Conn) -> bool {
 
 /// A parsed head: apply the access rules, then answer it (larder's own pages) or
 /// find an upstream.
-fn begin(cx: &mut Cx, req: Request) {
+fn begin(cx: &mut Scope, req: Request) {
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
     if cx.conn.denied.is_some() {
@@ -260,7 +260,7 @@ fn begin(cx: &mut Cx, req: Request) {
 
 /// Answers the current exchange from the cache, or makes it wait for another's
 /// fetch, or sends it upstream. `resumed`: it waited and its flight ended.
-fn route(cx: &mut Cx, resumed: bool) {
+fn route(cx: &mut Scope, resumed: bool) {
     if let Some(cache) = cx.ctx.cache.as_mut() {
         let log = cx.ctx.log.is_some();
         match consult(cache, cx.conn, cx.key, log, resumed) {
@@ -308,7 +308,7 @@ fn route(cx: &mut Cx, resumed: bool) {
 /// `Waiting` state: the fetch this request waits for (request collapsing) has a
 /// body to read as it arrives, or it has ended (the server steps us when woken).
 /// Read it, or look the URL up again: a hit now, or a fetch of its own.
-pub fn waiting_step(cx: &mut Cx) -> bool {
+pub fn waiting_step(cx: &mut Scope) -> bool {
     let me = (cx.key, cx.conn.id);
     let Some(cache) = cx.ctx.cache.as_mut() else {
         cx.conn.state = State::Closed;
@@ -372,7 +372,7 @@ fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool
 }
 
 /// Starts (or re-starts, for a retry) the DNS step for the current exchange.
-pub fn resolve(cx: &mut Cx, host: &str) {
+pub fn resolve(cx: &mut Scope, host: &str) {
     cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
     let waiter = Waiter {
         key: cx.key,
@@ -385,7 +385,7 @@ pub fn resolve(cx: &mut Cx, host: &str) {
 }
 
 /// A DNS answer for the current exchange: check the addresses, then connect.
-pub fn resolved(cx: &mut Cx, answer: Answer) {
+pub fn resolved(cx: &mut Scope, answer: Answer) {
     let addrs = match answer {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => Arc::from(Vec::new()),
@@ -439,7 +439,7 @@ pub fn resolved(cx: &mut Cx, answer: Answer) {
     connect_next(cx, None);
 }
 
-fn host_of(cx: &Cx) -> String {
+fn host_of(cx: &Scope) -> String {
     cx.conn
         .ex
         .as_ref()
@@ -447,7 +447,7 @@ fn host_of(cx: &Cx) -> String {
 }
 
 /// Connects to the current address, moving on to the next ones on failure.
-fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
+fn connect_next(cx: &mut Scope, mut last_err: Option<io::Error>) {
     loop {
         let (ip, port, host, key) = match cx.conn.ex.as_deref() {
             Some(ex) => match ex.addrs.as_ref().and_then(|a| a.get(ex.addr_idx)) {
@@ -511,7 +511,7 @@ fn connect_next(cx: &mut Cx, mut last_err: Option<io::Error>) {
 }
 
 /// Makes upstream `idx` this connection's.
-fn attach(cx: &mut Cx, idx: usize) {
+fn attach(cx: &mut Scope, idx: usize) {
     if let Some(up) = cx.ups.get_mut(idx) {
         up.owner = Some((cx.key, cx.conn.id));
         up.idle_deadline = None;
@@ -528,7 +528,7 @@ fn attach(cx: &mut Cx, idx: usize) {
 }
 
 /// `Connecting` state: wait for the handshake to finish, then forward or tunnel.
-pub fn connect_step(cx: &mut Cx) -> bool {
+pub fn connect_step(cx: &mut Scope) -> bool {
     let Some(idx) = cx.conn.up else {
         cx.conn.state = State::Closed;
         return true;
@@ -588,7 +588,7 @@ pub fn connect_step(cx: &mut Cx) -> bool {
 }
 
 /// Closes the current upstream socket (not pooled).
-pub fn drop_upstream(cx: &mut Cx) {
+pub fn drop_upstream(cx: &mut Scope) {
     if let Some(idx) = cx.conn.up.take() {
         if cx.ups.contains(idx) {
             let mut up = cx.ups.remove(idx);
@@ -599,7 +599,7 @@ pub fn drop_upstream(cx: &mut Cx) {
 
 /// The request failed before a response started: answer with an error page and
 /// close, or just close if the client already got response bytes.
-pub fn fail(cx: &mut Cx, p: Problem) {
+pub fn fail(cx: &mut Scope, p: Problem) {
     let result = if p.status == 403 {
         ResultCode::Denied
     } else {
@@ -608,7 +608,7 @@ pub fn fail(cx: &mut Cx, p: Problem) {
     fail_with(cx, p, result);
 }
 
-fn fail_with(cx: &mut Cx, p: Problem, result: ResultCode) {
+fn fail_with(cx: &mut Scope, p: Problem, result: ResultCode) {
     drop_upstream(cx);
     let started = cx.conn.ex.as_ref().map(|ex| ex.status != 0);
     if started == Some(true) {
@@ -629,7 +629,7 @@ fn fail_with(cx: &mut Cx, p: Problem, result: ResultCode) {
 
 /// The exchange cannot go on and the client already has part of a response:
 /// log it as aborted and close.
-pub fn abort(cx: &mut Cx) {
+pub fn abort(cx: &mut Scope) {
     drop_upstream(cx);
     if let Some(ex) = end_exchange(cx) {
         let result = match ex.cache.as_ref().map(|c| c.result) {
@@ -643,7 +643,7 @@ pub fn abort(cx: &mut Cx) {
 
 /// Answers a request that was refused at its head (the exchange never started).
 /// A refused CONNECT always closes: bytes behind it were meant for the tunnel.
-fn refuse(cx: &mut Cx, req: &Request, p: Problem, close: bool, result: ResultCode) {
+fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: ResultCode) {
     let close = close || !req.keep_alive || req.method == Method::Connect || cx.ctx.draining;
     if !close {
         cx.conn.inbuf.consume(req.head_len);
@@ -666,7 +666,7 @@ fn refuse(cx: &mut Cx, req: &Request, p: Problem, close: bool, result: ResultCod
 
 /// Sends larder's own error answer; `ex` is the exchange it answers, if one started
 /// (its `Cache-Status` then says why it went forward).
-pub fn answer(cx: &mut Cx, p: Problem, close: bool, ex: Option<&Exchange>, result: ResultCode) {
+pub fn answer(cx: &mut Scope, p: Problem, close: bool, ex: Option<&Exchange>, result: ResultCode) {
     let fwd = ex.and_then(|ex| ex.cache.as_ref()).map(|c| c.fwd());
     let page = error_response(&p, &cx.ctx.via, close, fwd);
     let line = Line {
@@ -686,7 +686,7 @@ pub fn answer(cx: &mut Cx, p: Problem, close: bool, ex: Option<&Exchange>, resul
 
 /// Queues a complete response larder made itself and ends the request: the
 /// connection reads the next request, or closes (`close`) once it is written.
-pub fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
+pub fn queue_answer(cx: &mut Scope, page: Vec<u8>, close: bool) {
     let conn = &mut *cx.conn;
     conn.out.push(&page);
     conn.ex = None;
@@ -696,7 +696,7 @@ pub fn queue_answer(cx: &mut Cx, page: Vec<u8>, close: bool) {
 }
 
 /// Counts and logs a finished exchange.
-pub fn log_exchange(cx: &mut Cx, ex: &Exchange, result: ResultCode) {
+pub fn log_exchange(cx: &mut Scope, ex: &Exchange, result: ResultCode) {
     let line = Line {
         method: ex.method.as_str(),
         url: ex.target.url(),
@@ -730,7 +730,7 @@ pub struct Line<'a> {
 
 /// Counts a finished request ([`crate::stats::Stats`]) and writes its access-log line.
 /// Every request larder answered, or failed to answer, goes through here once.
-pub fn record(cx: &mut Cx, line: &Line) {
+pub fn record(cx: &mut Scope, line: &Line) {
     let ctx = &mut *cx.ctx;
     ctx.stats
         .record(ctx.unix, line.result, line.bytes, line.host);

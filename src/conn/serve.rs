@@ -9,10 +9,10 @@
 //! the fill while it is being written, up to the bytes written so far.
 
 use super::request::{abort, log_exchange};
-use super::{after_response, end_exchange, write_two, Cx, Io, State};
+use super::{after_response, end_exchange, write_two, Io, Scope, State};
 use crate::access_log::ResultCode;
 
-pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
+pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
     let (Some(cache), Some(ex)) = (cx.ctx.cache.as_mut(), conn.ex.as_deref_mut()) else {
         conn.state = State::Closed;
@@ -83,7 +83,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 }
 
 /// The whole response is written: log it, unpin, and read the next request or close.
-fn complete(cx: &mut Cx) {
+fn complete(cx: &mut Scope) {
     let Some(ex) = end_exchange(cx) else {
         cx.conn.state = State::Closed;
         return;

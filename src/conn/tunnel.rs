@@ -20,7 +20,7 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 use super::request::{drop_upstream, log_exchange};
-use super::{read_into, write_two, Cx, Io, OutBuf, Readiness, State};
+use super::{read_into, write_two, Io, OutBuf, Readiness, Scope, State};
 use crate::buf::{Buf, BufPool};
 use crate::sys::Pipe;
 
@@ -169,7 +169,7 @@ fn splice_step(
     }
 }
 
-pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
+pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let Some(idx) = cx.conn.up else {
         cx.conn.state = State::Closed;
         return true;
@@ -241,7 +241,7 @@ pub fn step(cx: &mut Cx, budget: &mut usize) -> bool {
 }
 
 /// Logs the tunnel and closes both sides.
-pub fn end(cx: &mut Cx) {
+pub fn end(cx: &mut Scope) {
     if let Some(ex) = super::end_exchange(cx) {
         cx.ctx.stats.bytes_from_upstream += ex.moved[1];
         log_exchange(cx, &ex, ResultCode::Tunnel);
