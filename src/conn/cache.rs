@@ -42,7 +42,7 @@ use crate::http::cached::{
     with_request_fields, with_response_fields,
 };
 use crate::http::conditional::{client_conditional, refresh_head, revalidation_fields};
-use crate::http::freshness::{expires_at, storable, Serve, Stored};
+use crate::http::freshness::{expires_at, storable, Freshness, Stored};
 use crate::http::range::{push_content_range, range_answer, RangeAnswer};
 use crate::http::response::Response;
 use crate::http::target::parse_absolute;
@@ -560,11 +560,11 @@ fn look(
     let found = with_response_fields(head, |status, stored| {
         let j = judge(&cc, stored, times, now);
         match j.serve {
-            Serve::Fresh => Some(plan(
+            Freshness::Fresh => Some(plan(
                 req, head, status, stored, body_len, j.age, j.ttl, method, &cache.via,
             )),
-            Serve::Stale if cc.only_if_cached => None,
-            Serve::Stale => {
+            Freshness::Stale if cc.only_if_cached => None,
+            Freshness::Stale => {
                 let mut up = Vec::with_capacity(upstream_head.len() + 128);
                 // A HEAD is not revalidated: its answer could not refresh the body.
                 let validators = (*method != Method::Head).then_some(stored);

@@ -4,7 +4,7 @@
 //! No clock and no I/O: times are unix seconds from the caller.
 
 use super::cache_control::CacheControl;
-use super::freshness::{current_age, freshness_lifetime, may_serve, Serve, Stored};
+use super::freshness::{current_age, freshness_lifetime, may_serve, Freshness, Stored};
 use super::request::{header_slots, list_elements, Slot, STACK_SLOTS};
 use super::vary::vary_names;
 use super::{push_decimal, ViaName};
@@ -74,7 +74,7 @@ pub fn stored_head(client_head: &[u8], via: &ViaName) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Judgement {
     /// May answer without asking the origin ([`may_serve`]).
-    pub serve: Serve,
+    pub serve: Freshness,
     /// Current age in seconds (RFC 9111 §4.2.3), the Age value to send.
     pub age: u64,
     /// Seconds of freshness left (0 when stale), for `Cache-Status: ttl`.
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(
             j,
             Some(Judgement {
-                serve: Serve::Fresh,
+                serve: Freshness::Fresh,
                 age: 17,
                 ttl: 83
             })

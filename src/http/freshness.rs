@@ -175,7 +175,7 @@ fn corrected_initial_age(resp: &[Header<'_>], times: Stored) -> u64 {
 
 /// What a stored response may do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Serve {
+pub enum Freshness {
     /// Serve it as is: fresh enough for the request, or stale within the request's
     /// max-stale where the response allows that.
     Fresh,
@@ -186,35 +186,35 @@ pub enum Serve {
 /// Decides whether a stored response of `age` seconds with freshness `lifetime`
 /// may answer a request whose directives are `req_cc` (RFC 9111 §4.2.4, §5.2).
 ///
-/// [`Serve::Stale`] when any of: request or response no-cache; age > request
+/// [`Freshness::Stale`] when any of: request or response no-cache; age > request
 /// max-age; lifetime − age < request min-fresh; or the response is not fresh
 /// (lifetime ≤ age) and either the request has no max-stale covering age −
 /// lifetime or the response forbids serving it stale (must-revalidate, or
 /// proxy-revalidate or s-maxage, which bind shared caches: §5.2.2.2, .8, .10).
-/// Otherwise [`Serve::Fresh`]. `only-if-cached` is the caller's: it answers 504
+/// Otherwise [`Freshness::Fresh`]. `only-if-cached` is the caller's: it answers 504
 /// when there is nothing it may serve.
-pub fn may_serve(req_cc: &CacheControl, resp: &[Header<'_>], age: u64, lifetime: u64) -> Serve {
+pub fn may_serve(req_cc: &CacheControl, resp: &[Header<'_>], age: u64, lifetime: u64) -> Freshness {
     let resp_cc = CacheControl::from_response(resp);
     if req_cc.no_cache || resp_cc.no_cache {
-        return Serve::Stale;
+        return Freshness::Stale;
     }
     if req_cc.max_age.is_some_and(|max| age > max) {
-        return Serve::Stale;
+        return Freshness::Stale;
     }
     if req_cc
         .min_fresh
         .is_some_and(|min| lifetime < age.saturating_add(min))
     {
-        return Serve::Stale;
+        return Freshness::Stale;
     }
     if lifetime > age {
-        return Serve::Fresh;
+        return Freshness::Fresh;
     }
     let must_revalidate =
         resp_cc.must_revalidate || resp_cc.proxy_revalidate || resp_cc.s_maxage.is_some();
     match req_cc.max_stale {
-        Some(max) if !must_revalidate && age.saturating_sub(lifetime) <= max => Serve::Fresh,
-        _ => Serve::Stale,
+        Some(max) if !must_revalidate && age.saturating_sub(lifetime) <= max => Freshness::Fresh,
+        _ => Freshness::Stale,
     }
 }
 
@@ -259,7 +259,7 @@ mod tests {
         freshness_lifetime(&fields(resp), T)
     }
 
-    fn serve(req: &str, resp: &[(&str, &str)], age: u64, lifetime: u64) -> Serve {
+    fn serve(req: &str, resp: &[(&str, &str)], age: u64, lifetime: u64) -> Freshness {
         let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
         may_serve(&req_cc, &fields(resp), age, lifetime)
     }
@@ -543,44 +543,44 @@ mod tests {
 
     #[test]
     fn fresh_until_age_reaches_lifetime() {
-        assert_eq!(serve("", &[], 59, 60), Serve::Fresh);
-        assert_eq!(serve("", &[], 60, 60), Serve::Stale);
-        assert_eq!(serve("junk=, ,,", &[], 0, 0), Serve::Stale);
+        assert_eq!(serve("", &[], 59, 60), Freshness::Fresh);
+        assert_eq!(serve("", &[], 60, 60), Freshness::Stale);
+        assert_eq!(serve("junk=, ,,", &[], 0, 0), Freshness::Stale);
     }
 
     #[test]
     fn no_cache_on_either_side_always_revalidates() {
-        assert_eq!(serve("no-cache", &[], 0, 60), Serve::Stale);
+        assert_eq!(serve("no-cache", &[], 0, 60), Freshness::Stale);
         assert_eq!(
             serve("", &[("Cache-Control", "no-cache=\"Set-Cookie\"")], 0, 60),
-            Serve::Stale
+            Freshness::Stale
         );
         let pragma = CacheControl::from_request(&fields(&[("Pragma", "no-cache")]));
-        assert_eq!(may_serve(&pragma, &[], 0, 60), Serve::Stale);
+        assert_eq!(may_serve(&pragma, &[], 0, 60), Freshness::Stale);
     }
 
     #[test]
     fn request_max_age_and_min_fresh_tighten_freshness() {
-        assert_eq!(serve("max-age=10", &[], 10, 60), Serve::Fresh);
-        assert_eq!(serve("max-age=10", &[], 11, 60), Serve::Stale);
-        assert_eq!(serve("max-age=0", &[], 1, 60), Serve::Stale);
-        assert_eq!(serve("min-fresh=20", &[], 40, 60), Serve::Fresh);
-        assert_eq!(serve("min-fresh=20", &[], 41, 60), Serve::Stale);
+        assert_eq!(serve("max-age=10", &[], 10, 60), Freshness::Fresh);
+        assert_eq!(serve("max-age=10", &[], 11, 60), Freshness::Stale);
+        assert_eq!(serve("max-age=0", &[], 1, 60), Freshness::Stale);
+        assert_eq!(serve("min-fresh=20", &[], 40, 60), Freshness::Fresh);
+        assert_eq!(serve("min-fresh=20", &[], 41, 60), Freshness::Stale);
         assert_eq!(
             serve("min-fresh=99999999999999999999", &[], 0, 60),
-            Serve::Stale
+            Freshness::Stale
         );
     }
 
     #[test]
     fn max_stale_allows_stale_unless_the_response_forbids_it() {
-        assert_eq!(serve("max-stale=10", &[], 70, 60), Serve::Fresh);
-        assert_eq!(serve("max-stale=10", &[], 71, 60), Serve::Stale);
-        assert_eq!(serve("max-stale", &[], u64::MAX, 0), Serve::Fresh);
+        assert_eq!(serve("max-stale=10", &[], 70, 60), Freshness::Fresh);
+        assert_eq!(serve("max-stale=10", &[], 71, 60), Freshness::Stale);
+        assert_eq!(serve("max-stale", &[], u64::MAX, 0), Freshness::Fresh);
         for cc in ["must-revalidate", "proxy-revalidate", "s-maxage=60"] {
             assert_eq!(
                 serve("max-stale", &[("Cache-Control", cc)], 61, 60),
-                Serve::Stale,
+                Freshness::Stale,
                 "{cc}"
             );
         }
@@ -588,8 +588,11 @@ mod tests {
 
     #[test]
     fn max_age_and_min_fresh_win_over_max_stale() {
-        assert_eq!(serve("max-stale, max-age=5", &[], 70, 60), Serve::Stale);
-        assert_eq!(serve("max-stale, min-fresh=1", &[], 70, 60), Serve::Stale);
-        assert_eq!(serve("max-stale, no-cache", &[], 70, 60), Serve::Stale);
+        assert_eq!(serve("max-stale, max-age=5", &[], 70, 60), Freshness::Stale);
+        assert_eq!(
+            serve("max-stale, min-fresh=1", &[], 70, 60),
+            Freshness::Stale
+        );
+        assert_eq!(serve("max-stale, no-cache", &[], 70, 60), Freshness::Stale);
     }
 }
