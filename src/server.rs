@@ -453,7 +453,10 @@ impl Server {
     fn step_conn(&mut self, key: usize) {
         let Some(mut cx) = self.cx(key) else { return };
         cx.conn.queued = false;
-        match step(&mut cx) {
+        let next = step(&mut cx);
+        #[cfg(debug_assertions)]
+        cx.conn.check_invariants(key, cx.ups);
+        match next {
             Step::Wait => {}
             Step::Again => {
                 cx.conn.queued = true;

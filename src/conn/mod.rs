@@ -144,6 +144,57 @@ pub struct Conn {
     pub ex: Option<Box<Exchange>>,
 }
 
+impl Conn {
+    /// What the state tag promises about the rest of the connection, checked after
+    /// every step in debug builds (`.ci/run` runs the suite in one): a state that
+    /// needs a request in flight has one, an upstream the connection names exists and
+    /// names it back, and a connection that is not finished has a deadline.
+    #[cfg(debug_assertions)]
+    pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream>) {
+        let needs_exchange = matches!(
+            self.state,
+            State::Resolving | State::Connecting | State::Waiting | State::Tunnel
+        );
+        debug_assert!(
+            !needs_exchange || self.ex.is_some(),
+            "conn {}: {:?} without an exchange",
+            self.id,
+            self.state
+        );
+        if matches!(self.state, State::Connecting | State::Tunnel) {
+            debug_assert!(
+                self.up.is_some(),
+                "conn {}: {:?} without an upstream",
+                self.id,
+                self.state
+            );
+        }
+        if matches!(self.state, State::Resolving | State::Waiting) {
+            debug_assert!(
+                self.up.is_none(),
+                "conn {}: {:?} holds an upstream",
+                self.id,
+                self.state
+            );
+        }
+        if let Some(idx) = self.up {
+            let owner = ups.get(idx).map(|u| u.owner);
+            debug_assert_eq!(
+                owner,
+                Some(Some((key, self.id))),
+                "conn {}: its upstream {idx} does not name it",
+                self.id
+            );
+        }
+        debug_assert!(
+            self.state == State::Closed || self.deadline.is_some(),
+            "conn {}: {:?} without a deadline",
+            self.id,
+            self.state
+        );
+    }
+}
+
 /// Where the response to the current request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resp {
