@@ -23,7 +23,7 @@ pub(super) struct SyncState {
     /// Written since the latest checkpoint was taken.
     pub(super) dirty: bool,
     /// When the latest checkpoint was taken (the store's clock).
-    pub(super) taken_at: u64,
+    taken_at: u64,
     /// Room the window could not give since then: the next window is at least this.
     pub(super) want: u64,
     /// `taken_at` of the latest checkpoint made durable.
