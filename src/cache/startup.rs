@@ -71,25 +71,7 @@ mod tests {
     use super::*;
     use crate::cache::Meta;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "larder-startup-{name}-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::cache::store::tests::TempDir;
 
     fn put(store: &mut Store, key: &[u8]) {
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
@@ -102,7 +84,7 @@ mod tests {
     #[test]
     fn creates_the_directory_and_a_file_of_the_asked_size() {
         let tmp = TempDir::new("create");
-        let dir = tmp.0.join("nested").join("cache");
+        let dir = tmp.path().join("nested").join("cache");
         let opened = open_for_proxy(&dir, Some(1 << 20), None, 0).expect("open");
         assert_eq!(opened.store.stats().capacity, 1 << 20);
         assert!(opened.resized.is_none());
@@ -115,10 +97,10 @@ mod tests {
     #[test]
     fn existing_file_keeps_its_size_when_no_size_is_asked_for() {
         let tmp = TempDir::new("keep");
-        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), None, 0).expect("open");
+        let mut first = open_for_proxy(tmp.path(), Some(2 << 20), None, 0).expect("open");
         put(&mut first.store, b"http://a/kept");
         drop(first);
-        let mut again = open_for_proxy(&tmp.0, None, None, 0).expect("reopen");
+        let mut again = open_for_proxy(tmp.path(), None, None, 0).expect("reopen");
         assert_eq!(again.store.stats().capacity, 2 << 20);
         assert!(again.resized.is_none());
         assert!(again.store.lookup(b"http://a/kept").is_some());
@@ -127,24 +109,24 @@ mod tests {
     #[test]
     fn a_new_size_rewrites_the_file_and_keeps_objects() {
         let tmp = TempDir::new("resize");
-        let mut first = open_for_proxy(&tmp.0, Some(2 << 20), None, 0).expect("open");
+        let mut first = open_for_proxy(tmp.path(), Some(2 << 20), None, 0).expect("open");
         put(&mut first.store, b"http://a/moved");
         drop(first);
-        let mut bigger = open_for_proxy(&tmp.0, Some(3 << 20), None, 0).expect("resize");
+        let mut bigger = open_for_proxy(tmp.path(), Some(3 << 20), None, 0).expect("resize");
         assert_eq!(bigger.store.stats().capacity, 3 << 20);
         assert_eq!(bigger.resized.as_ref().map(|r| r.kept), Some(1));
         assert!(bigger.store.lookup(b"http://a/moved").is_some());
         drop(bigger);
         // The same size again (even unaligned, rounding to the same file) is no resize.
-        let same = open_for_proxy(&tmp.0, Some((3 << 20) + 7), None, 0).expect("reopen");
+        let same = open_for_proxy(tmp.path(), Some((3 << 20) + 7), None, 0).expect("reopen");
         assert!(same.resized.is_none());
     }
 
     #[test]
     fn a_held_lock_is_an_error_not_a_second_writer() {
         let tmp = TempDir::new("locked");
-        let _first = open_for_proxy(&tmp.0, Some(1 << 20), None, 0).expect("open");
-        match open_for_proxy(&tmp.0, Some(1 << 20), None, 0) {
+        let _first = open_for_proxy(tmp.path(), Some(1 << 20), None, 0).expect("open");
+        match open_for_proxy(tmp.path(), Some(1 << 20), None, 0) {
             Err(CacheError::Locked(_)) => {}
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("two openers of one cache"),

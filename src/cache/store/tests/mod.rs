@@ -25,7 +25,7 @@ impl TempDir {
         &self.0
     }
 
-    fn file(&self) -> PathBuf {
+    pub(crate) fn file(&self) -> PathBuf {
         self.0.join(FILE_NAME)
     }
 }
