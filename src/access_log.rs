@@ -95,7 +95,9 @@ impl ResultCode {
 pub struct Entry<'a> {
     /// When the request finished.
     pub time: SystemTime,
+    /// Time from the start of the request to its end (logged in milliseconds).
     pub elapsed: Duration,
+    /// The client's address.
     pub client: IpAddr,
     /// Squid result code.
     pub result: ResultCode,

@@ -20,6 +20,7 @@ pub struct HeadPool {
 }
 
 impl HeadPool {
+    /// Most head vectors kept for reuse.
     pub const KEEP: usize = 64;
     /// A head vector grown past this (a very large head) is freed, not kept.
     pub const MAX_CAPACITY: usize = 4096;
@@ -95,6 +96,7 @@ pub struct Buf {
 }
 
 impl Buf {
+    /// An empty buffer; it holds no memory until bytes are read into it.
     pub const fn new() -> Buf {
         Buf {
             mem: None,
@@ -111,10 +113,12 @@ impl Buf {
         }
     }
 
+    /// Number of pending bytes.
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
+    /// No bytes are pending.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

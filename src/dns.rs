@@ -36,7 +36,9 @@ const STD_PREFIX: &str = "failed to lookup address information: ";
 /// so the loop drops answers whose id no longer matches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiter {
+    /// The waiting connection's slab key.
     pub key: usize,
+    /// The waiting connection's unique id.
     pub id: u64,
 }
 

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug)]
+/// An error that stops larder from starting or running.
 pub enum Error {
     /// A setting is unusable (e.g. an unreadable block list).
     Config(String),

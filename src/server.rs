@@ -70,6 +70,8 @@ struct Listener {
     ready: bool,
 }
 
+/// The proxy's event loop: the listening sockets, the client and upstream
+/// connections, and the state they share.
 pub struct Server {
     poll: Poll,
     events: Events,

@@ -212,7 +212,9 @@ pub fn max_conns_for(nofile: Option<u64>) -> usize {
 pub struct Pipe {
     r: std::os::fd::OwnedFd,
     w: std::os::fd::OwnedFd,
+    /// Bytes now in the pipe.
     pub len: usize,
+    /// The pipe's size in bytes, as the kernel granted it.
     pub cap: usize,
 }
 
@@ -310,8 +312,8 @@ fn pipe_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> 
 #[cfg(target_os = "linux")]
 mod ffi {
     extern "C" {
-        pub fn pipe2(fds: *mut i32, flags: i32) -> i32;
-        pub fn splice(
+        pub(super) fn pipe2(fds: *mut i32, flags: i32) -> i32;
+        pub(super) fn splice(
             fd_in: i32,
             off_in: *mut i64,
             fd_out: i32,
@@ -319,13 +321,13 @@ mod ffi {
             len: usize,
             flags: u32,
         ) -> isize;
-        pub fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+        pub(super) fn fcntl(fd: i32, cmd: i32, ...) -> i32;
     }
-    pub const O_NONBLOCK: i32 = 0o4000;
-    pub const O_CLOEXEC: i32 = 0o2000000;
-    pub const F_SETPIPE_SZ: i32 = 1031;
-    pub const SPLICE_F_MOVE: u32 = 1;
-    pub const SPLICE_F_NONBLOCK: u32 = 2;
+    pub(super) const O_NONBLOCK: i32 = 0o4000;
+    pub(super) const O_CLOEXEC: i32 = 0o2000000;
+    pub(super) const F_SETPIPE_SZ: i32 = 1031;
+    pub(super) const SPLICE_F_MOVE: u32 = 1;
+    pub(super) const SPLICE_F_NONBLOCK: u32 = 2;
 }
 
 #[cfg(target_os = "linux")]
@@ -334,6 +336,8 @@ impl Pipe {
     /// `pipe-max-size` allows this much to unprivileged processes).
     const WANT: i32 = 1 << 20;
 
+    /// Makes a pipe and asks the kernel to grow it to 1 MiB; `cap` is what was granted
+    /// (64 KiB, the usual default, if the request failed).
     pub fn new() -> std::io::Result<Pipe> {
         let (r, w) = pipe_pair()?;
         use std::os::fd::AsRawFd;

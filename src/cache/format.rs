@@ -45,6 +45,7 @@ pub const MAX_CAPACITY: u64 = (u32::MAX as u64 + 1) * ALIGN;
 /// The fields of the file header. It is written once, at creation, and never modified.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FileHeader {
+    /// Format version the file is in: [`VERSION`], or an older one no lower than [`MIN_VERSION`].
     pub version: u32,
     /// The file's total length; the data area is `[FILE_HEADER_LEN, capacity)`.
     pub capacity: u64,
@@ -98,16 +99,22 @@ impl Kind {
 /// The fields of a record header (the magic, flags and header CRC are implied).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RecordHeader {
+    /// What the record holds.
     pub kind: Kind,
+    /// Length of the key that follows the header.
     pub key_len: u16,
+    /// Length of the stored response head that follows the key.
     pub head_len: u32,
     /// Length of the whole record including this header and padding; a multiple of
     /// [`ALIGN`]. For a pad, the length of the gap it covers.
     pub total_len: u32,
+    /// Length of the body that follows the head.
     pub body_len: u64,
     /// Monotonic per file, never reused; 0 for pads.
     pub seq: u64,
+    /// When the request was sent upstream (unix seconds).
     pub requested: u64,
+    /// When the response arrived (unix seconds).
     pub stored: u64,
     /// Unix seconds at which the object turns stale, 0 = unknown.
     pub expires: u64,

@@ -94,8 +94,11 @@ pub enum CacheError {
     NotACache(PathBuf),
     /// The file was written by a newer larder; it is left untouched.
     Version {
+        /// The cache file.
         path: PathBuf,
+        /// The format version the file records.
         found: u32,
+        /// The newest format version this larder reads.
         supported: u32,
     },
     /// The file is shorter than the capacity its header records.
@@ -110,7 +113,12 @@ pub enum CacheError {
     /// Storing is paused after a write error; lookups still work.
     Disabled,
     /// The body written differs from the length announced at [`Store::begin`].
-    Incomplete { expected: u64, written: u64 },
+    Incomplete {
+        /// Body length announced at [`Store::begin`].
+        expected: u64,
+        /// Body bytes written.
+        written: u64,
+    },
     /// The stored object a refresh refers to is no longer intact.
     Gone,
     /// A newer object for the key was stored while this one was being written.

@@ -15,7 +15,9 @@ use super::{CacheError, Options, Store};
 
 /// The open cache and what start-up did to it.
 pub struct Opened {
+    /// The opened store.
     pub store: Store,
+    /// The cache file the store is backed by.
     pub path: PathBuf,
     /// Set when an existing file was rewritten at a new `--cache-size`.
     pub resized: Option<Compacted>,

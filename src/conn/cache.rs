@@ -63,6 +63,7 @@ const RELEASE_AFTER: u64 = 8 << 20;
 /// The proxy's cache: the store, the admission table, and the accounting that
 /// keeps the map's pages from piling up in larder's RSS.
 pub struct Cache {
+    /// The object store in the cache file.
     pub store: Store,
     admission: Admission,
     /// URLs whose responses were lately not stored: requests for them do not wait
@@ -88,6 +89,10 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Wraps an opened store and takes a first checkpoint. A response is admitted once
+    /// its URL was requested more than `admit_after` times, each within `admit_window`
+    /// seconds of the previous; `via` names larder in the heads it adds; `sync_every`
+    /// is `--cache-sync`.
     pub fn new(
         mut store: Store,
         admit_after: u32,
@@ -280,6 +285,7 @@ pub struct Serving {
     pub obj: Option<ObjectRef>,
     /// File offsets of the body bytes still to write.
     pub pos: u64,
+    /// File offset just past the body's last byte to write.
     pub end: u64,
 }
 
@@ -1050,6 +1056,7 @@ pub struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
+    /// A sink for the exchange `ex`: it writes only if there is a cache and `ex` has a fill.
     pub fn new(cache: Option<&'a mut Cache>, ex: &'a mut Option<CacheEx>) -> Sink<'a> {
         match (cache, ex.as_mut()) {
             (Some(cache), Some(c)) if c.fill.is_some() => Sink {
@@ -1063,6 +1070,7 @@ impl<'a> Sink<'a> {
         }
     }
 
+    /// Writes `bytes` to the fill; on a write error drops the fill.
     pub fn put(&mut self, bytes: &[u8]) {
         let (Some(cache), Some(c)) = (self.cache.as_deref_mut(), self.c.as_deref_mut()) else {
             return;

@@ -47,6 +47,7 @@ pub struct Stream {
     pub head: Vec<u8>,
     /// File offset of the body's first byte, and its announced length.
     pub body_start: u64,
+    /// The body's announced length in bytes.
     pub len: u64,
     /// Body bytes written to the fill so far.
     pub written: u64,

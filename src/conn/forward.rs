@@ -26,6 +26,8 @@ use crate::http::{BodyKind, Version};
 /// connections after 5–60 s; a dead one is detected (EOF event) or retried anyway.
 pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Relays the request body upstream and the response back to the client, spending
+/// at most `budget` bytes. Returns whether anything was done.
 pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let Some(idx) = cx.conn.up else {
         cx.conn.state = State::Closed;

@@ -59,10 +59,13 @@ pub fn is_self(local: SocketAddr, ip: IpAddr, port: u16) -> bool {
 
 /// A request for larder, as much of it as the answer needs.
 pub struct Asked<'a> {
+    /// The request method.
     pub method: &'a Method,
+    /// The request target.
     pub target: &'a Target,
     /// The client may keep the connection and nothing of the request is left unread.
     pub keep: bool,
+    /// When the request started: the logged time runs from here.
     pub started: Instant,
 }
 

@@ -715,6 +715,7 @@ pub fn log_exchange(cx: &mut Scope, ex: &Exchange, result: ResultCode) {
 pub struct Line<'a> {
     /// "-" when no request could be read.
     pub method: &'a str,
+    /// The request's URL; "-" when no request could be read.
     pub url: &'a str,
     /// The target's host, for the figures by host ("" when there is none).
     pub host: &'a str,
@@ -722,9 +723,13 @@ pub struct Line<'a> {
     pub status: u16,
     /// Bytes sent to the client, heads included.
     pub bytes: u64,
+    /// The upstream address; `None` when no upstream was contacted.
     pub peer: Option<IpAddr>,
+    /// Squid result code.
     pub result: ResultCode,
+    /// When the request started: the logged time runs from here.
     pub started: std::time::Instant,
+    /// The response's Content-Type; "-" when there is none.
     pub content_type: &'a str,
 }
 

@@ -12,6 +12,8 @@ use super::request::{abort, log_exchange};
 use super::{after_response, end_exchange, write_two, Io, Scope, State};
 use crate::access_log::ResultCode;
 
+/// Writes a cached response to the client, spending at most `budget` bytes.
+/// Returns whether anything was done.
 pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
     let (Some(cache), Some(ex)) = (cx.ctx.cache.as_mut(), conn.ex.as_deref_mut()) else {

@@ -169,6 +169,8 @@ fn splice_step(
     }
 }
 
+/// Relays a CONNECT tunnel's bytes both ways, spending at most `budget` bytes.
+/// Returns whether anything was done.
 pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let Some(idx) = cx.conn.up else {
         cx.conn.state = State::Closed;

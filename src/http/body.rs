@@ -36,6 +36,7 @@ enum Tracking {
 }
 
 impl BodyTracker {
+    /// Starts tracking a body of framing `kind`; `limits` bound a chunked body's lines.
     pub fn new(kind: BodyKind, limits: &Limits) -> BodyTracker {
         let state = match kind {
             BodyKind::None | BodyKind::Length(0) => Tracking::Done,
@@ -79,6 +80,7 @@ impl BodyTracker {
         })
     }
 
+    /// The whole body has been seen.
     pub fn is_done(&self) -> bool {
         match &self.state {
             Tracking::Done => true,
@@ -92,6 +94,7 @@ impl BodyTracker {
         matches!(self.state, Tracking::Close) || self.is_done()
     }
 
+    /// The framing the tracker was made for.
     pub fn kind(&self) -> BodyKind {
         self.kind
     }
@@ -114,7 +117,7 @@ pub(super) struct Framing {
 impl Framing {
     /// Takes note of one field line if it is a framing field. The error is a detail
     /// for the caller's status (400 for a request, 502 for a response).
-    pub fn add(&mut self, name: &str, value: &[u8]) -> Result<(), &'static str> {
+    pub(super) fn add(&mut self, name: &str, value: &[u8]) -> Result<(), &'static str> {
         // Every field of every head comes here; the two names are told by length first.
         if name.len() != 14 && name.len() != 17 {
             return Ok(());

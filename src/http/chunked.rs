@@ -75,6 +75,8 @@ fn is_qdtext(b: u8) -> bool {
 }
 
 impl ChunkedDecoder {
+    /// A decoder at the start of a chunked body, held to the chunk-line and trailer
+    /// limits of `limits`.
     pub fn new(limits: &Limits) -> Self {
         ChunkedDecoder {
             state: State::SizeStart,
@@ -85,6 +87,7 @@ impl ChunkedDecoder {
         }
     }
 
+    /// The last chunk and the trailer section have been read.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }

@@ -99,7 +99,9 @@ fn storable_response_with(
 /// refresh these are the times of the revalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
+    /// When the request was sent upstream (RFC 9111's request_time).
     pub request_time: u64,
+    /// When the response head arrived (RFC 9111's response_time).
     pub response_time: u64,
 }
 

@@ -79,13 +79,16 @@ pub fn reason(status: u16) -> &'static str {
 /// a rule of the proxy's configuration (those go to larder's own log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Problem<'a> {
+    /// HTTP status of the answer.
     pub status: u16,
     /// A token (letters, digits, `-`): `dns-error`, `blocked`, `bad-request`, ...
     pub detail: &'static str,
+    /// The sentence the client reads.
     pub message: &'a str,
 }
 
 impl<'a> Problem<'a> {
+    /// A problem answered with `status`, the `Cache-Status` token `detail` and `message`.
     pub fn new(status: u16, detail: &'static str, message: &'a str) -> Problem<'a> {
         Problem {
             status,

@@ -23,7 +23,12 @@ pub enum RangeAnswer {
     /// on an empty body.
     Full,
     /// 206 with body bytes `start..end` (end exclusive, start < end <= len).
-    Partial { start: u64, end: u64 },
+    Partial {
+        /// Offset of the first body byte sent.
+        start: u64,
+        /// Offset just past the last body byte sent.
+        end: u64,
+    },
     /// 416: a valid single bytes range none of which lies within the body.
     Unsatisfiable,
 }

@@ -17,7 +17,9 @@ use std::mem::MaybeUninit;
 /// A validated upstream response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// Status code from the status line.
     pub status: u16,
+    /// HTTP version from the status line.
     pub version: Version,
     /// Bytes of `buf` the head occupied, final line ending included.
     pub head_len: usize,

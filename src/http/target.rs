@@ -38,10 +38,12 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
+    /// The host: lowercased, without a trailing dot, an IPv6 literal without brackets.
     pub fn host(&self) -> &str {
         self.text(self.host.0, self.host.1)
     }
 
+    /// The port to connect to.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -27,12 +27,17 @@ use crate::http::Method;
 /// What larder answers to a request for itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
+    /// The HTML status page (`/`).
     Status,
+    /// The counters for Prometheus (`/metrics`).
     Metrics,
+    /// The health check for load balancers (`/health`).
     Health,
+    /// The proxy auto-config file (`/proxy.pac`, `/wpad.dat`).
     Pac,
     /// Remove the target URL from the cache.
     Purge,
+    /// No page at this path (404).
     NotFound,
     /// The page exists but is for `--admin` clients only (403).
     AdminOnly,

@@ -10,7 +10,12 @@ use std::net::Ipv4Addr;
 pub enum PacDirect {
     /// An IPv4 range, matched against hosts written as IPv4 literals (a PAC file
     /// cannot resolve names cheaply: a DNS lookup there blocks the browser).
-    Net { addr: Ipv4Addr, prefix: u8 },
+    Net {
+        /// The range's network address.
+        addr: Ipv4Addr,
+        /// Length of the range's prefix in bits.
+        prefix: u8,
+    },
     /// A domain and its subdomains, lowercase, without a leading or trailing dot.
     Domain(String),
 }

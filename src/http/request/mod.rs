@@ -14,8 +14,11 @@ use std::mem::MaybeUninit;
 /// A validated client request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// Method from the request line.
     pub method: Method,
+    /// The request target, normalized (see [`Target`]).
     pub target: Target,
+    /// HTTP version from the request line.
     pub version: Version,
     /// None | Length(n) | Chunked (never Close for requests; always None for CONNECT).
     pub body: BodyKind,
@@ -33,6 +36,7 @@ pub struct Request {
     /// fields are checked anyway, so that a request with neither needs no second
     /// look at its head.
     pub directives: bool,
+    /// The head has a conditional (`If-…`) field; see `directives`.
     pub conditional: bool,
 }
 
@@ -554,11 +558,11 @@ pub(super) struct FieldCopier<'b> {
 
 impl<'b> FieldCopier<'b> {
     /// `src`: the buffer httparse parsed, which the names and values point into.
-    pub fn new(src: &'b [u8]) -> FieldCopier<'b> {
+    pub(super) fn new(src: &'b [u8]) -> FieldCopier<'b> {
         FieldCopier { src, run: None }
     }
 
-    pub fn field(&mut self, out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    pub(super) fn field(&mut self, out: &mut Vec<u8>, name: &str, value: &[u8]) {
         match self.plain_line(name, value) {
             Some((start, end)) => match &mut self.run {
                 Some((_, run_end)) if *run_end == start => *run_end = end,
@@ -575,7 +579,7 @@ impl<'b> FieldCopier<'b> {
     }
 
     /// Copies the pending run; call before writing anything else to `out`.
-    pub fn flush(&mut self, out: &mut Vec<u8>) {
+    pub(super) fn flush(&mut self, out: &mut Vec<u8>) {
         if let Some((start, end)) = self.run.take() {
             out.extend_from_slice(self.src.get(start..end).unwrap_or_default());
         }
