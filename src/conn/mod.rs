@@ -78,7 +78,9 @@ pub const TURN_BUDGET: usize = 256 * 1024;
 /// saves the extra system call that would only return `WouldBlock`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Readiness {
+    /// The socket may have bytes to read.
     pub r: bool,
+    /// The socket may take bytes to write.
     pub w: bool,
     /// The peer closed its side (EPOLLRDHUP) or the socket has an error: a short
     /// read then does not mean "drained", because the EOF must still be read.
@@ -91,16 +93,23 @@ pub struct Readiness {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a client connection is in its lifecycle.
 pub enum State {
+    /// Reading a request head: the first one, or the next on a kept connection.
     Head,
+    /// Waiting for the DNS lookup of the target's host.
     Resolving,
+    /// Connecting to the origin, trying the resolved addresses in turn.
     Connecting,
+    /// Sending the request upstream and relaying the response to the client.
     Forward,
     /// Writing a response from the cache.
     Serve,
     /// Waiting for another connection's fetch of the same URL (request collapsing).
     Waiting,
+    /// Relaying a CONNECT tunnel's bytes both ways.
     Tunnel,
+    /// Flushing the last answer, half-closing, then draining the client before closing.
     Closing,
     /// Finished; the server closes it after the current batch.
     Closed,
@@ -111,8 +120,11 @@ pub enum State {
 pub struct Conn {
     /// Unique for the process's life: the generation that DNS answers carry.
     pub id: u64,
+    /// The client socket.
     pub sock: TcpStream,
+    /// The client's address.
     pub peer: SocketAddr,
+    /// What is known of the client socket's readiness.
     pub ready: Readiness,
     /// The client half-closed.
     pub eof: bool,
@@ -121,9 +133,11 @@ pub struct Conn {
     /// Bytes larder itself sends the client (response heads, error pages), written
     /// before any relayed body bytes.
     pub out: OutBuf,
+    /// Where the connection is in its lifecycle.
     pub state: State,
     /// Index of the upstream socket in use.
     pub up: Option<usize>,
+    /// When the current state times out; set whenever the state is not `Closed`.
     pub deadline: Option<Instant>,
     /// Why the access rules refuse this client; answered 403 at its first head.
     pub denied: Option<Box<str>>,
@@ -140,7 +154,9 @@ pub struct Conn {
     pub line_ended: bool,
     /// Bytes discarded while lingering in `Closing`.
     pub drained: usize,
+    /// In `Closing`: `out` is flushed and the write side shut, or shutting it failed.
     pub shut: bool,
+    /// The request in flight, if any.
     pub ex: Option<Box<Exchange>>,
 }
 
@@ -209,10 +225,15 @@ pub enum Resp {
 /// One request in flight: what was asked, and how far each half has come.
 #[derive(Debug)]
 pub struct Exchange {
+    /// When the request's head was parsed: the logged time runs from here.
     pub started: Instant,
+    /// Method of the client's request.
     pub method: Method,
+    /// The request target.
     pub target: Target,
+    /// HTTP version the client spoke.
     pub client_version: Version,
+    /// The client wants the connection kept (never set while larder is stopping).
     pub client_keep_alive: bool,
     /// The re-serialized head for upstream; kept until a response arrives so a
     /// request that met a dead pooled connection can be sent again.
@@ -220,14 +241,23 @@ pub struct Exchange {
     /// The request has Cache-Control or Pragma / an `If-…` field
     /// ([`crate::http::request::Request`]'s `directives` and `conditional`).
     pub req_directives: bool,
+    /// The request has an `If-…` field (see `req_directives`).
     pub req_conditional: bool,
+    /// Bytes of `upstream_head` written upstream so far.
     pub head_sent: usize,
+    /// Finds the end of the request body.
     pub req_body: BodyTracker,
     /// Validated body bytes at the front of `inbuf` not yet written upstream.
     pub req_pending: usize,
+    /// The request body has been read to its end (from the start if there is none).
     pub req_done: bool,
+    /// The request head announced a body: the request is never retried, nor answered
+    /// from the cache.
     pub request_has_body: bool,
+    /// How far the response has come.
     pub resp: Resp,
+    /// Finds the end of the upstream response's body; `None` until a forwarded
+    /// response's final head is parsed.
     pub resp_body: Option<BodyTracker>,
     /// Validated response body bytes at the front of the upstream's `inbuf`.
     pub resp_pending: usize,
@@ -239,9 +269,14 @@ pub struct Exchange {
     pub reusable: bool,
     /// Something arrived from upstream for this request.
     pub got_bytes: bool,
+    /// The request was already sent again after a dead pooled connection (once at most).
     pub retried: bool,
+    /// The `--timeout-response` deadline was set, when the whole request had been sent.
     pub response_deadline_set: bool,
+    /// The resolved addresses of the target's host; `None` before a lookup, and when a
+    /// pooled connection was taken instead.
     pub addrs: Option<Arc<[IpAddr]>>,
+    /// Index in `addrs` of the address being connected to or in use.
     pub addr_idx: usize,
     /// [`upstream::Pool::key`] of the target's origin, computed once by `route` (to
     /// look in the pool) and given to a new upstream socket for when it goes back.
@@ -254,14 +289,17 @@ pub struct Exchange {
     pub status: u16,
     /// Bytes sent to the client for this request, heads included.
     pub bytes: u64,
+    /// The response's Content-Type, for the access log.
     pub content_type: Option<Box<str>>,
     /// Tunnel: the write side of the upstream socket is shut (client → upstream is
     /// done), and of the client socket (upstream → client is done).
     pub upstream_write_shut: bool,
+    /// Tunnel: the client socket's write side is shut (see `upstream_write_shut`).
     pub client_write_shut: bool,
     /// Tunnel: the kernel pipes of the directions that switched to splicing
     /// (client → upstream, upstream → client), and the bytes each has moved.
     pub pipes: [Option<crate::sys::Pipe>; 2],
+    /// Tunnel: bytes each direction has moved (same order as `pipes`).
     pub moved: [u64; 2],
     /// The cache's part: lookup result, fill, pinned objects (`None` without a cache
     /// and for CONNECT).
@@ -276,6 +314,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The upstream address in use: the current one of `addrs`, else that of the
+    /// pooled connection taken.
     pub fn peer_ip(&self) -> Option<IpAddr> {
         match &self.addrs {
             Some(addrs) => addrs.get(self.addr_idx).copied(),
@@ -285,6 +325,8 @@ impl Exchange {
 }
 
 impl Conn {
+    /// A connection just accepted from `peer`, about to read its first head, with no
+    /// deadline yet. `id` must be unique for the process's life.
     pub fn new(id: u64, sock: TcpStream, peer: SocketAddr) -> Conn {
         Conn {
             id,
@@ -318,14 +360,17 @@ pub struct OutBuf {
 }
 
 impl OutBuf {
+    /// Bytes not yet written.
     pub fn pending(&self) -> &[u8] {
         self.data.get(self.pos..).unwrap_or(&[])
     }
 
+    /// Everything pushed has been written.
     pub fn is_empty(&self) -> bool {
         self.pos >= self.data.len()
     }
 
+    /// Appends a copy of `bytes`.
     pub fn push(&mut self, bytes: &[u8]) {
         self.data.extend_from_slice(bytes);
     }
@@ -373,18 +418,26 @@ pub enum Step {
 /// Everything one step of one connection may touch: the connection (and its slab key),
 /// the upstream sockets, and the context every connection shares ([`Ctx`]).
 pub struct Scope<'a> {
+    /// The connection's slab key.
     pub key: usize,
+    /// The connection being stepped.
     pub conn: &'a mut Conn,
+    /// All upstream sockets, by slab key.
     pub ups: &'a mut Slab<Upstream>,
+    /// What every connection shares.
     pub ctx: &'a mut Ctx,
 }
 
 /// Result of one read or write attempt.
 #[derive(Debug)]
 pub enum Io {
+    /// This many bytes were moved; never 0.
     Done(usize),
+    /// The socket would block (a read into an empty buffer also says so).
     Blocked,
+    /// The peer closed its side: nothing more can be read.
     Eof,
+    /// The system call failed.
     Failed(io::Error),
 }
 
