@@ -45,11 +45,14 @@ mod decimal_tests {
 /// 502 from an upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// `HTTP/1.0`.
     Http10,
+    /// `HTTP/1.1`.
     Http11,
 }
 
 impl Version {
+    /// The version as written in a start line, e.g. `HTTP/1.1`.
     pub fn as_str(self) -> &'static str {
         match self {
             Version::Http10 => "HTTP/1.0",
@@ -86,11 +89,14 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
 /// by the caller, whatever `status` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpError {
+    /// Status larder answers with when the message came from the client.
     pub status: u16,
+    /// What is wrong, in a few words; the error page shows it to the client.
     pub detail: &'static str,
 }
 
 impl HttpError {
+    /// A rejection answered with `status`, saying `detail`.
     pub const fn new(status: u16, detail: &'static str) -> HttpError {
         HttpError { status, detail }
     }
@@ -144,6 +150,7 @@ pub struct ViaName {
 }
 
 impl ViaName {
+    /// The name for `token`, with its `Via` field line formatted.
     pub fn new(token: String) -> ViaName {
         let line = format!("Via: 1.1 {token}\r\n");
         ViaName { token, line }
@@ -159,15 +166,25 @@ impl ViaName {
 /// integers; anything else that is a valid token is `Other`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
+    /// `GET` (RFC 9110 §9.3.1).
     Get,
+    /// `HEAD` (RFC 9110 §9.3.2).
     Head,
+    /// `POST` (RFC 9110 §9.3.3).
     Post,
+    /// `PUT` (RFC 9110 §9.3.4).
     Put,
+    /// `DELETE` (RFC 9110 §9.3.5).
     Delete,
+    /// `OPTIONS` (RFC 9110 §9.3.7).
     Options,
+    /// `TRACE` (RFC 9110 §9.3.8).
     Trace,
+    /// `PATCH` (RFC 5789).
     Patch,
+    /// `CONNECT` (RFC 9110 §9.3.6): a tunnel to `host:port`.
     Connect,
+    /// Any other valid token, exactly as sent.
     Other(Box<str>),
 }
 
@@ -194,6 +211,7 @@ impl Method {
         })
     }
 
+    /// The method token as it goes on the wire.
     pub fn as_str(&self) -> &str {
         match self {
             Method::Get => "GET",

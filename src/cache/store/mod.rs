@@ -170,6 +170,7 @@ pub struct ObjectRef {
     pub head: Range<u64>,
     /// The body.
     pub body: Range<u64>,
+    /// The times stored with the object.
     pub meta: Meta,
     /// Where the record ends (it may hold more than its payload: a fill finished after
     /// a checkpoint keeps all of its room).
@@ -226,6 +227,7 @@ impl fmt::Debug for Fill {
 /// A snapshot of the store, for `larder-cache stats` and the status page.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Stats {
+    /// Objects in the index.
     pub objects: u64,
     /// Live bytes: the bytes the records of the indexed objects take in the file (record
     /// header, key, head, body and padding to 64 bytes; see [`Summary::live_bytes`]).
@@ -237,23 +239,29 @@ pub struct Stats {
     pub free_bytes: u64,
     /// The file's length.
     pub capacity: u64,
-    /// The write cursor and the horizon (file offsets).
+    /// The write cursor (a file offset).
     pub cursor: u64,
+    /// The horizon (a file offset).
     pub horizon: u64,
-    /// Smallest and largest stored time among the objects (`None` when empty).
+    /// Smallest stored time among the objects (unix seconds; `None` when empty).
     pub oldest: Option<u64>,
+    /// Largest stored time among the objects (unix seconds; `None` when empty).
     pub newest: Option<u64>,
-    /// Records pinned, fills in progress.
+    /// Records pinned.
     pub pinned: u64,
+    /// Fills in progress.
     pub filling: u64,
-    /// Since open: objects evicted, second chances given (kept in place or copied),
-    /// bytes copied forward, objects dropped for a bad payload CRC, write errors, bytes
-    /// written.
+    /// Since open: objects evicted.
     pub evictions: u64,
+    /// Since open: second chances given (objects kept in place or copied forward).
     pub second_chances: u64,
+    /// Since open: bytes copied forward.
     pub copied_bytes: u64,
+    /// Since open: objects dropped for a bad payload CRC.
     pub dropped_corrupt: u64,
+    /// Since open: write errors.
     pub write_errors: u64,
+    /// Since open: bytes written.
     pub bytes_written: u64,
     /// Heap bytes of the index table (an estimate from its capacity).
     pub index_bytes: u64,
@@ -302,15 +310,20 @@ pub struct Summary {
 pub struct CheckedObject {
     /// The record's offset in the file.
     pub off: u64,
+    /// The record's sequence number (unique within the file).
     pub seq: u64,
+    /// The object's key: its URL, followed for a `Vary` variant by the request fields
+    /// that select it.
     pub key: Vec<u8>,
     /// The stored response head.
     pub head: Vec<u8>,
     /// The body; empty when the object was listed rather than read (see `body_len`).
     pub body: Vec<u8>,
+    /// The body's length, also when `body` was not read.
     pub body_len: u64,
     /// The record's length in the file.
     pub total_len: u64,
+    /// The times stored with the object.
     pub meta: Meta,
 }
 
@@ -333,9 +346,10 @@ pub struct VerifyReport {
 pub struct ScanReport {
     /// The file did not exist and was created.
     pub created: bool,
-    /// The file's capacity, and the capacity asked for when it differs (the file's own
-    /// wins; `larder-cache compact --capacity` changes it).
+    /// The file's capacity.
     pub capacity: u64,
+    /// The capacity asked for, when it differs from the file's (the file's own wins;
+    /// `larder-cache compact --capacity` changes it).
     pub requested_capacity: Option<u64>,
     /// Valid record headers of any kind.
     pub records: u64,
@@ -357,13 +371,20 @@ pub struct ScanReport {
 /// One indexed object, as [`Store::objects`] lists it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ObjectInfo<'a> {
+    /// The object's key: its URL, followed for a `Vary` variant by the request fields
+    /// that select it.
     pub key: &'a [u8],
+    /// The record's offset in the file.
     pub off: u64,
+    /// The record's sequence number (unique within the file).
     pub seq: u64,
+    /// Length of the stored response head.
     pub head_len: u64,
+    /// Length of the body.
     pub body_len: u64,
     /// The record's length on disk.
     pub total_len: u64,
+    /// The times stored with the object.
     pub meta: Meta,
     /// Its payload CRC was checked in this process.
     pub verified: bool,
@@ -375,7 +396,12 @@ pub enum VerifyError {
     /// The indexed record's header no longer decodes.
     Header,
     /// The payload does not match its CRC.
-    Payload { stored: u32, computed: u32 },
+    Payload {
+        /// The CRC the record header holds.
+        stored: u32,
+        /// The CRC of the payload as read.
+        computed: u32,
+    },
 }
 
 impl fmt::Display for VerifyError {
