@@ -361,6 +361,7 @@ fn unusable_here(e: &io::Error) -> bool {
 pub struct PortList(Vec<(u16, u16)>);
 
 impl PortList {
+    /// Whether `port` lies in one of the ranges.
     pub fn contains(&self, port: u16) -> bool {
         self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
     }
@@ -399,20 +400,29 @@ impl std::str::FromStr for PortList {
 pub struct Config {
     /// Every address to listen on (at least one, no repeats).
     pub listen: Vec<SocketAddr>,
+    /// Clients allowed to use the proxy; empty: loopback only.
     pub allow: Vec<Cidr>,
     /// Who may see the status page and metrics and send PURGE; empty: loopback.
     pub admin: Vec<Cidr>,
+    /// `--pac-direct`: destinations the PAC file sends DIRECT.
     pub pac_direct: Vec<crate::pages::pac::PacDirect>,
     /// How long a stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Clients refused even if allowed.
     pub deny: Vec<Cidr>,
+    /// Blocked domains, each with its subdomains.
     pub block: Vec<String>,
+    /// Files of blocked domains, re-read when they change.
     pub block_list: Vec<PathBuf>,
+    /// Blocked destination networks, checked on IP literals and resolved addresses.
     pub block_ip: Vec<Cidr>,
+    /// Ports CONNECT may reach.
     pub connect_ports: PortList,
     /// `None`: derive from the open-file limit at start-up.
     pub max_conns: Option<usize>,
+    /// Every deadline larder enforces.
     pub timeouts: Timeouts,
+    /// The access log file (`-`: standard output); `None`: no access log.
     pub access_log: Option<PathBuf>,
     /// `None`: run without a cache (benchmarks and library use; the binary always has one).
     pub cache: Option<CacheSettings>,
@@ -421,13 +431,17 @@ pub struct Config {
 /// Where the cache file lives and the size asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
+    /// Directory of the cache file.
     pub dir: PathBuf,
     /// `--cache-size` when given: a new file's size, or a new size for an existing one.
     pub size: Option<u64>,
     /// `--cache-max-object`; `None`: an eighth of the cache.
     pub max_object: Option<u64>,
-    /// `--admit-after` and `--admit-window`.
+    /// `--admit-after`: a response is stored once its URL was requested more than
+    /// this many times in a run (0: at once).
     pub admit_after: u32,
+    /// `--admit-window`: seconds within which each request of such a run follows the
+    /// one before.
     pub admit_window: u64,
     /// `--cache-sync`: seconds between checkpoints.
     pub sync_every: u64,
@@ -436,11 +450,17 @@ pub struct CacheSettings {
 /// Every deadline larder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// How long a new connection has to send its first request head (`--timeout-head`).
     pub head: Duration,
+    /// How long a kept connection may stay idle between requests (`--timeout-idle`).
     pub idle: Duration,
+    /// How long resolving and connecting to an upstream may take (`--timeout-connect`).
     pub connect: Duration,
+    /// How long to wait for the response once the request is sent (`--timeout-response`).
     pub response: Duration,
+    /// How long a body transfer may stall, either direction (`--timeout-body`).
     pub body: Duration,
+    /// How long a CONNECT tunnel may stay idle (`--timeout-tunnel`).
     pub tunnel: Duration,
 }
 

@@ -23,8 +23,9 @@ pub struct Stats {
     pub hit_bytes: u64,
     /// Bytes read from upstream servers (heads included; tunnels too).
     pub bytes_from_upstream: u64,
-    /// Client connections accepted, and the most open at once.
+    /// Client connections accepted.
     pub conns_accepted: u64,
+    /// The most client connections open at once.
     pub conns_peak: u64,
     /// Names that did not resolve (each failed lookup a request waited for).
     pub dns_failures: u64,
@@ -39,6 +40,7 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// All counters at zero, for a larder started at `started_unix` (unix seconds).
     pub fn new(started_unix: u64) -> Stats {
         Stats {
             started_unix,
@@ -101,9 +103,13 @@ impl Stats {
 /// Requests, hits and bytes over a span of time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Requests finished.
     pub requests: u64,
+    /// Of those, the ones answered from the cache.
     pub hits: u64,
+    /// Bytes sent to clients, heads included.
     pub bytes: u64,
+    /// Of those, the bytes of responses answered from the cache.
     pub hit_bytes: u64,
 }
 
@@ -215,8 +221,11 @@ impl Default for TopHosts {
 /// One row of [`TopHosts::top`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostBytes {
+    /// The target host.
     pub host: String,
+    /// Bytes sent to clients for it (may be over-counted; see [`TopHosts`]).
     pub bytes: u64,
+    /// Requests for it (counted along with its bytes).
     pub requests: u64,
 }
 
@@ -296,6 +305,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// `oldest`, which walks the in-memory index).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheFigures {
+    /// Objects in the cache.
     pub objects: u64,
     /// Bytes of the records of stored objects.
     pub live_bytes: u64,
@@ -316,15 +326,19 @@ pub struct CacheFigures {
 pub struct Snapshot<'a> {
     /// larder's version (`CARGO_PKG_VERSION`).
     pub version: &'static str,
+    /// When the snapshot was taken (unix seconds).
     pub now_unix: u64,
+    /// What larder counted since start-up.
     pub stats: &'a Stats,
-    /// Client connections open now, and the limit.
+    /// Client connections open now.
     pub conns_open: u64,
+    /// The limit on open client connections.
     pub max_conns: u64,
     /// CONNECT tunnels open now.
     pub tunnels_open: u64,
-    /// Upstream connections: idle in the pool, and in use.
+    /// Upstream connections idle in the pool.
     pub upstreams_idle: u64,
+    /// Upstream connections in use.
     pub upstreams_busy: u64,
     /// The addresses larder listens on.
     pub listen: &'a [SocketAddr],

@@ -32,20 +32,30 @@ pub fn upstream_token(idx: usize) -> Token {
 
 /// State shared by every connection step.
 pub struct Ctx {
+    /// The validated configuration.
     pub cfg: Config,
+    /// Size limits for parsing heads and bodies.
     pub limits: Limits,
+    /// larder's name in the `Via` fields it adds.
     pub via: ViaName,
     /// The time at the start of this turn (one clock read per turn).
     pub now: Instant,
+    /// Free I/O buffers, for the next reads.
     pub bufs: BufPool,
     /// Vectors of finished heads, for the next ones.
     pub heads: HeadPool,
     /// Boxes of finished exchanges, for the next ones (at most `HeadPool::KEEP`).
     pub spare_exchanges: Vec<Box<Exchange>>,
+    /// The DNS resolver.
     pub resolver: Resolver,
+    /// Idle upstream sockets, by origin.
     pub pool: Pool,
+    /// The poll registry, for registering new sockets.
     pub registry: Registry,
+    /// The blocked domains and destination networks (`--block`, `--block-list`,
+    /// `--block-ip`).
     pub blocklist: Blocklist,
+    /// The access log; `None` when there is none.
     pub log: Option<AccessLog>,
     /// The listening addresses: a request aimed at one of them is for larder itself.
     pub locals: Vec<SocketAddr>,
@@ -65,7 +75,10 @@ pub struct Ctx {
 /// Figures only the server sees, kept where connection steps can read them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
+    /// Client connections open.
     pub conns_open: u64,
+    /// CONNECT tunnels open (counted on each tick).
     pub tunnels_open: u64,
+    /// The limit on open client connections.
     pub max_conns: u64,
 }

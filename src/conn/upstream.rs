@@ -25,15 +25,20 @@ pub const POOL_TOTAL: usize = 1024;
 /// One socket to an origin server.
 #[derive(Debug)]
 pub struct Upstream {
+    /// The socket to the origin.
     pub sock: TcpStream,
+    /// What is known of the socket's readiness.
     pub ready: Readiness,
     /// Bytes read from the origin not yet relayed.
     pub inbuf: Buf,
+    /// The origin's host, as in the request target.
     pub host: Box<str>,
+    /// The origin's port.
     pub port: u16,
     /// [`Pool::key`] of (host, port), computed once when the socket is made: putting
     /// it back in the pool after every exchange then hashes nothing.
     pub pool_key: u64,
+    /// The address connected to.
     pub addr: SocketAddr,
     /// The client connection using it: (slab key, connection id). `None` while pooled.
     pub owner: Option<(usize, u64)>,
@@ -49,6 +54,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// A socket just opened to `addr` for the origin `host:port`: not yet connected,
+    /// not owned, not pooled. `pool_key` is [`Pool::key`] of the origin.
     pub fn new(
         sock: TcpStream,
         host: &str,
@@ -89,10 +96,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Idle sockets in the pool.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// No socket is pooled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
