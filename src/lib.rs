@@ -4,6 +4,8 @@
 //! and the benchmarks share one implementation. See `docs/ARCHITECTURE.md` for the
 //! event loop, the connection states and the invariants.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod access_log;
 pub mod acl;
 pub mod buf;

@@ -251,7 +251,9 @@ fn write_fields(out: &mut Vec<u8>, head: &[u8]) {
 /// bytes of the input the body took and whether it is complete, or the error.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The body's data, in the order the tracker handed it out.
     pub data: Vec<u8>,
+    /// Input bytes the body took and whether it is complete, or the error.
     pub end: Result<(usize, bool), HttpError>,
 }
 

@@ -3,7 +3,7 @@
 //! heads and chunked bodies senders write, for the property tests.
 
 /// xorshift64: deterministic, so a failing input can be reproduced from the seed.
-pub fn next_u64(state: &mut u64) -> u64 {
+pub(crate) fn next_u64(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
@@ -12,7 +12,7 @@ pub fn next_u64(state: &mut u64) -> u64 {
 
 /// Applies one to four random edits to `input` (overwrite, insert or delete a
 /// byte drawn from `alphabet`, which should hold the bytes the grammar cares about).
-pub fn mutate(input: &mut Vec<u8>, rng: &mut u64, alphabet: &[u8]) {
+pub(crate) fn mutate(input: &mut Vec<u8>, rng: &mut u64, alphabet: &[u8]) {
     for _ in 0..1 + next_u64(rng) % 4 {
         if input.is_empty() || alphabet.is_empty() {
             return;
@@ -30,7 +30,7 @@ pub fn mutate(input: &mut Vec<u8>, rng: &mut u64, alphabet: &[u8]) {
 }
 
 /// A field list as httparse gives it, from `(name, value)` pairs.
-pub fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
+pub(crate) fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
     list.iter()
         .map(|&(name, value)| httparse::Header {
             name,
@@ -40,23 +40,23 @@ pub fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
 }
 
 /// The generator as a value, with the draws the head and body generators need.
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (next_u64(&mut self.0) % n.max(1) as u64) as usize
     }
 
     /// True one time in `n`.
-    pub fn one_in(&mut self, n: usize) -> bool {
+    pub(crate) fn one_in(&mut self, n: usize) -> bool {
         self.below(n) == 0
     }
 
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len())]
     }
 
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| next_u64(&mut self.0) as u8).collect()
     }
 }
@@ -106,7 +106,7 @@ fn host(rng: &mut Rng) -> &'static str {
 /// A request head built from random methods, targets, versions and fields, mostly
 /// ones larder accepts (some combinations are refused, such as Content-Length beside
 /// Transfer-Encoding, or CONNECT with content).
-pub fn request_head(rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn request_head(rng: &mut Rng) -> Vec<u8> {
     let method = rng.pick(&[
         "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
         "PROPFIND", "get", "M-SEARCH",
@@ -174,7 +174,7 @@ pub fn request_head(rng: &mut Rng) -> Vec<u8> {
 /// A response head built from random statuses, reasons, versions and fields, mostly
 /// ones larder accepts; now and then with bare LF line endings, which upstreams send
 /// and larder reads.
-pub fn response_head(rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn response_head(rng: &mut Rng) -> Vec<u8> {
     let status = rng.pick(&[
         100, 103, 200, 200, 200, 204, 206, 301, 304, 404, 407, 500, 599, 999,
     ]);
@@ -222,7 +222,7 @@ pub fn response_head(rng: &mut Rng) -> Vec<u8> {
 /// A chunked body of many small chunks with extensions (tokens, quoted strings,
 /// whitespace where the grammar allows it) and trailers; returns it with the data it
 /// carries.
-pub fn chunked_body(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn chunked_body(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     let mut body = Vec::new();
     let mut data = Vec::new();
     for _ in 0..rng.below(16) {
@@ -280,7 +280,7 @@ fn push_size_line(out: &mut Vec<u8>, rng: &mut Rng, len: usize) {
 /// `n` generated heads (`head` makes one), every other one mutated with bytes from
 /// `alphabet`, each followed by what a buffer may hold after a head; with whether it
 /// was mutated.
-pub fn heads(
+pub(crate) fn heads(
     seed: u64,
     n: usize,
     head: fn(&mut Rng) -> Vec<u8>,
@@ -302,7 +302,7 @@ pub fn heads(
 
 /// What a connection's buffer may hold after a head: nothing, a body, the next
 /// message, or noise.
-pub fn after_head(rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn after_head(rng: &mut Rng) -> Vec<u8> {
     match rng.below(4) {
         0 => Vec::new(),
         1 => b"hello".to_vec(),
