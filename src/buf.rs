@@ -96,7 +96,7 @@ pub struct Buf {
 }
 
 impl Buf {
-    /// An empty buffer; it holds no memory until bytes are read into it.
+    /// An empty buffer that holds no memory yet.
     pub const fn new() -> Buf {
         Buf {
             mem: None,
