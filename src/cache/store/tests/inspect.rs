@@ -70,14 +70,7 @@ fn live_bytes_kept_incrementally_equal_the_count_by_headers() {
                 second_chances += s.second_chances;
                 drop(store);
                 if let Some(obj) = &body_at {
-                    let f = fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(dir.file())
-                        .unwrap();
-                    let mut byte = [0u8];
-                    f.read_exact_at(&mut byte, obj.body.start).unwrap();
-                    f.write_all_at(&[byte[0] ^ 1], obj.body.start).unwrap();
+                    flip(&dir, obj.body.start, 1);
                 }
                 let max = 20 + (rng.next() % 40) as usize;
                 store = Store::open(dir.path(), limited(max), 1000).unwrap();

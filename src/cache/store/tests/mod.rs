@@ -135,6 +135,18 @@ fn damage(dir: &TempDir, off: u64, bytes: &[u8]) {
     f.write_all_at(bytes, off).unwrap();
 }
 
+/// Flips the bits of `mask` in the byte at `off` of the cache file.
+fn flip(dir: &TempDir, off: u64, mask: u8) {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.file())
+        .unwrap();
+    let mut byte = [0u8];
+    f.read_exact_at(&mut byte, off).unwrap();
+    f.write_all_at(&[byte[0] ^ mask], off).unwrap();
+}
+
 mod crash;
 mod fill;
 mod inspect;

@@ -113,16 +113,7 @@ fn a_flipped_body_byte_drops_the_object_at_first_lookup_only() {
     // closed cleanly: nothing is newer than the last checkpoint, so the scan does
     // not read the payloads (see the torn tail for what it does otherwise)
     close(store);
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.file())
-        .unwrap();
-    let mut byte = [0u8];
-    f.read_exact_at(&mut byte, b.body.start + 1234).unwrap();
-    f.write_all_at(&[byte[0] ^ 0x10], b.body.start + 1234)
-        .unwrap();
-    drop(f);
+    flip(&dir, b.body.start + 1234, 0x10);
     let mut store = open(&dir, MIB);
     assert_eq!(store.verify().len(), 1);
     assert!(matches!(store.verify()[0], (off, VerifyError::Payload { .. }) if off == b.off));
