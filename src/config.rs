@@ -424,8 +424,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// The access log file (`-`: standard output); `None`: no access log.
     pub access_log: Option<PathBuf>,
-    /// `None`: run without a cache (benchmarks and library use; the binary always has one).
-    pub cache: Option<CacheSettings>,
+    /// The cache: where its file is and how it is used.
+    pub cache: CacheSettings,
 }
 
 /// Where the cache file lives and the size asked for.
@@ -506,14 +506,14 @@ impl From<Cli> for Config {
                 tunnel: c.timeout_tunnel,
             },
             access_log: c.access_log,
-            cache: Some(CacheSettings {
+            cache: CacheSettings {
                 dir: c.cache_dir.unwrap_or_else(crate::cache::dir::default_dir),
                 size: c.cache_size,
                 max_object: c.cache_max_object,
                 admit_after: c.admit_after,
                 admit_window: c.admit_window,
                 sync_every: c.cache_sync,
-            }),
+            },
         }
     }
 }
@@ -965,7 +965,7 @@ mod tests {
         let sync_of = |args: &[&str]| -> Result<u64, String> {
             let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
             let c: Config = cli.into();
-            Ok(c.cache.map_or(0, |s| s.sync_every))
+            Ok(c.cache.sync_every)
         };
         assert_eq!(sync_of(&["larder"]), Ok(5));
         assert_eq!(sync_of(&["larder", "--cache-sync", "30"]), Ok(30));

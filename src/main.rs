@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         }
     }
     let config = Config::from(cli);
-    if let Some(Err(message)) = config.cache.as_ref().map(|c| c.check()) {
+    if let Err(message) = config.cache.check() {
         eprintln!("larder: {message}");
         return ExitCode::from(2);
     }
@@ -67,13 +67,9 @@ fn main() -> ExitCode {
         }
     };
     larder::sys::catch_signals();
-    if let Some(note) = server.cache_note() {
-        eprintln!("larder: {note}");
-    }
-    if let Some(warning) = server
-        .cache_file()
-        .and_then(|(path, capacity)| dir::space_warning(&path, capacity))
-    {
+    eprintln!("larder: {}", server.cache_note());
+    let (path, capacity) = server.cache_file();
+    if let Some(warning) = dir::space_warning(&path, capacity) {
         warn!("{warning}");
     }
     if let Some(warning) = config::loopback_only_warning(&allow, server.local_addrs()) {

@@ -84,7 +84,7 @@ pub struct Server {
     conns: Slab<Box<Conn>>,
     ups: Slab<Upstream>,
     ctx: Ctx,
-    cache_note: Option<String>,
+    cache_note: String,
     acl: ClientAcl,
     /// Who may see the status page and metrics and send PURGE.
     admins: ClientAcl,
@@ -158,27 +158,22 @@ impl Server {
         // After the bind, so a port already in use is reported before a cache is made
         // or resized for nothing.
         let via = ViaName::new(format!("larder-{:08x}", random_u32()));
-        let (cache, cache_note) = match &cfg.cache {
-            Some(settings) => {
-                let opened = startup::open_for_proxy(
-                    &settings.dir,
-                    settings.size,
-                    settings.max_object,
-                    unix_now(),
-                )
-                .map_err(Error::Cache)?;
-                let note = cache_note(&opened);
-                let cache = Cache::new(
-                    opened.store,
-                    settings.admit_after,
-                    settings.admit_window,
-                    via.clone(),
-                    settings.sync_every,
-                );
-                (Some(cache), Some(note))
-            }
-            None => (None, None),
-        };
+        let settings = &cfg.cache;
+        let opened = startup::open_for_proxy(
+            &settings.dir,
+            settings.size,
+            settings.max_object,
+            unix_now(),
+        )
+        .map_err(Error::Cache)?;
+        let cache_note = cache_note(&opened);
+        let cache = Cache::new(
+            opened.store,
+            settings.admit_after,
+            settings.admit_window,
+            via.clone(),
+            settings.sync_every,
+        );
         let now = Instant::now();
         let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
         let nodelay_inherited = if all_nodelay { None } else { Some(false) };
@@ -236,9 +231,9 @@ impl Server {
     }
 
     /// One line on the cache for the start-up message: file, size, objects, and a
-    /// resize if one happened. `None` without a cache.
-    pub fn cache_note(&self) -> Option<&str> {
-        self.cache_note.as_deref()
+    /// resize if one happened.
+    pub fn cache_note(&self) -> &str {
+        &self.cache_note
     }
 
     /// Runs the loop until an unrecoverable poll error, or until it is stopped (when
@@ -261,9 +256,7 @@ impl Server {
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
         }
-        if let Some(cache) = self.ctx.cache.as_mut() {
-            cache.close();
-        }
+        self.ctx.cache.close();
         Ok(())
     }
 
@@ -334,11 +327,10 @@ impl Server {
         }
         self.ctx.now = Instant::now();
         self.ctx.unix = unix_now();
-        if let Some(cache) = self.ctx.cache.as_mut() {
-            cache.set_clock(self.ctx.unix);
-            if cache.sync_wanted() {
-                cache.keep_synced(self.ctx.unix);
-            }
+        let cache = &mut self.ctx.cache;
+        cache.set_clock(self.ctx.unix);
+        if cache.sync_wanted() {
+            cache.keep_synced(self.ctx.unix);
         }
         let mut dns = false;
         let mut signals = false;
@@ -428,10 +420,7 @@ impl Server {
     /// Queues the connections whose awaited fetch ended this turn (request
     /// collapsing); they run on the next turn, which polls without sleeping.
     fn wake_waiters(&mut self) {
-        let Some(cache) = self.ctx.cache.as_mut() else {
-            return;
-        };
-        for (key, id) in cache.flights.wake.drain(..) {
+        for (key, id) in self.ctx.cache.flights.wake.drain(..) {
             if let Some(c) = self.conns.get_mut(key) {
                 let waits = matches!(c.state, State::Waiting | State::Serve);
                 if c.id == id && waits && !c.queued {
@@ -538,11 +527,9 @@ impl Server {
         if let Some(log) = self.ctx.log.as_mut() {
             log.flush();
         }
-        if let Some(cache) = self.ctx.cache.as_mut() {
-            let unix = unix_now();
-            cache.sweep(unix);
-            cache.keep_synced(unix);
-        }
+        let unix = unix_now();
+        self.ctx.cache.sweep(unix);
+        self.ctx.cache.keep_synced(unix);
         if now >= self.next_reload {
             self.next_reload = now + RELOAD_EVERY;
             let n = self.ctx.blocklist.reload_changed();
@@ -658,11 +645,11 @@ impl Server {
         }
     }
 
-    /// The cache file and its capacity in bytes (`None` without a cache).
-    pub fn cache_file(&self) -> Option<(std::path::PathBuf, u64)> {
-        let dir = &self.ctx.cfg.cache.as_ref()?.dir;
-        let capacity = self.ctx.cache.as_ref()?.store.scan_report().capacity;
-        Some((crate::cache::dir::file_path(dir), capacity))
+    /// The cache file and its capacity in bytes.
+    pub fn cache_file(&self) -> (std::path::PathBuf, u64) {
+        let dir = &self.ctx.cfg.cache.dir;
+        let capacity = self.ctx.cache.store.scan_report().capacity;
+        (crate::cache::dir::file_path(dir), capacity)
     }
 }
 

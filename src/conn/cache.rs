@@ -768,7 +768,8 @@ impl ForwardedStatus {
 
 /// What to do with a final response head from upstream.
 pub enum OnResponse {
-    /// Relay it; append this Cache-Status line to the head (none without a cache).
+    /// Relay it; append this Cache-Status line to the head (none when the cache had no
+    /// part in the request).
     Relay(Option<ForwardedStatus>),
     /// A 304 refreshed the stale entry: the head for the client is queued and the body
     /// comes from the map (`ex.cache.serve`).
@@ -782,15 +783,12 @@ pub enum OnResponse {
 ///
 /// `out` and `eof` are the client connection's output buffer and half-close flag.
 pub fn response_head(
-    cache: Option<&mut Cache>,
+    cache: &mut Cache,
     ex: &mut Exchange,
     out: &mut OutBuf,
     eof: bool,
     r: &Response,
 ) -> OnResponse {
-    let Some(cache) = cache else {
-        return OnResponse::Relay(None);
-    };
     let Some(c) = ex.cache.as_mut() else {
         return OnResponse::Relay(None);
     };
@@ -1051,28 +1049,21 @@ fn invalidate(cache: &mut Cache, c: &CacheEx, url: &str, client_head: &[u8]) {
 /// Writes relayed body bytes into the exchange's fill, if any; a failure drops the
 /// fill (the response is still relayed whole). Readers of the flight are told.
 pub struct Sink<'a> {
-    cache: Option<&'a mut Cache>,
+    cache: &'a mut Cache,
     c: Option<&'a mut CacheEx>,
 }
 
 impl<'a> Sink<'a> {
-    /// A sink for the exchange `ex`: it writes only if there is a cache and `ex` has a fill.
-    pub fn new(cache: Option<&'a mut Cache>, ex: &'a mut Option<CacheEx>) -> Sink<'a> {
-        match (cache, ex.as_mut()) {
-            (Some(cache), Some(c)) if c.fill.is_some() => Sink {
-                cache: Some(cache),
-                c: Some(c),
-            },
-            _ => Sink {
-                cache: None,
-                c: None,
-            },
-        }
+    /// A sink for the exchange `ex`: it writes only if `ex` has a fill.
+    pub fn new(cache: &'a mut Cache, ex: &'a mut Option<CacheEx>) -> Sink<'a> {
+        let c = ex.as_mut().filter(|c| c.fill.is_some());
+        Sink { cache, c }
     }
 
     /// Writes `bytes` to the fill; on a write error drops the fill.
     pub fn put(&mut self, bytes: &[u8]) {
-        let (Some(cache), Some(c)) = (self.cache.as_deref_mut(), self.c.as_deref_mut()) else {
+        let cache = &mut *self.cache;
+        let Some(c) = self.c.as_deref_mut() else {
             return;
         };
         let Some(fill) = c.fill.as_mut() else {
@@ -1093,8 +1084,8 @@ impl<'a> Sink<'a> {
 }
 
 /// The response body is complete: commit the fill, which makes the object visible.
-pub fn body_complete(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
-    let (Some(cache), Some(c)) = (cache, ex.as_mut()) else {
+pub fn body_complete(cache: &mut Cache, ex: &mut Option<CacheEx>) {
+    let Some(c) = ex.as_mut() else {
         return;
     };
     let mut stored = None;
@@ -1108,8 +1099,8 @@ pub fn body_complete(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
 }
 
 /// The response will not complete (reset, truncated): drop the fill now.
-pub fn body_failed(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
-    let (Some(cache), Some(c)) = (cache, ex.as_mut()) else {
+pub fn body_failed(cache: &mut Cache, ex: &mut Option<CacheEx>) {
+    let Some(c) = ex.as_mut() else {
         return;
     };
     if let Some(fill) = c.fill.take() {
@@ -1120,11 +1111,8 @@ pub fn body_failed(cache: Option<&mut Cache>, ex: &mut Option<CacheEx>) {
 
 /// Ends the exchange's use of the cache: aborts an unfinished fill, unpins what it
 /// pinned, leaves its flight. Called through [`super::end_exchange`].
-pub fn release(cache: Option<&mut Cache>, ex: &mut Exchange) {
+pub fn release(cache: &mut Cache, ex: &mut Exchange) {
     let Some(c) = ex.cache.as_mut() else {
-        return;
-    };
-    let Some(cache) = cache else {
         return;
     };
     if let Some(fill) = c.fill.take() {

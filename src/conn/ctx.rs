@@ -68,8 +68,8 @@ pub struct Ctx {
     pub gauges: Gauges,
     /// Stopping: requests finish and their connections close; nothing new is accepted.
     pub draining: bool,
-    /// The cache, its file open and locked for larder's lifetime (`None` without one).
-    pub cache: Option<Cache>,
+    /// The cache, its file open and locked for larder's lifetime.
+    pub cache: Cache,
 }
 
 /// Figures only the server sees, kept where connection steps can read them.

@@ -197,7 +197,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                     up.eof = true;
                     ex.reusable = false;
                     // A reset is not an end: whatever the framing, nothing is stored.
-                    body_failed(cx.ctx.cache.as_mut(), &mut ex.cache);
+                    body_failed(&mut cx.ctx.cache, &mut ex.cache);
                     progress = true;
                 }
             }
@@ -243,7 +243,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                     r.client_head.extend_from_slice(b"\r\n");
                 }
                 let cache_status =
-                    match response_head(cx.ctx.cache.as_mut(), ex, &mut conn.out, conn.eof, &r) {
+                    match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
                         OnResponse::Relay(line) => line,
                         OnResponse::Serve => {
                             // A 304 refreshed the entry; the answer comes from the cache.
@@ -306,7 +306,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
             return progress;
         };
         if !tracker.is_done() && ex.resp_pending < up.inbuf.len() {
-            let mut sink = Sink::new(cx.ctx.cache.as_mut(), &mut ex.cache);
+            let mut sink = Sink::new(&mut cx.ctx.cache, &mut ex.cache);
             let res = if ex.dechunk {
                 let data = up.inbuf.data();
                 let out = &mut conn.out;
@@ -337,7 +337,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
         // The body is complete and checked (a clean FIN ends a close-delimited one; a
         // reset already dropped the fill): the stored object may become visible.
         if tracker.is_done() || (up.eof && tracker.eof_completes()) {
-            body_complete(cx.ctx.cache.as_mut(), &mut ex.cache);
+            body_complete(&mut cx.ctx.cache, &mut ex.cache);
         }
         if up.eof && !tracker.is_done() && !tracker.eof_completes() {
             debug!("conn {}: upstream closed mid-body", conn.id);
@@ -399,7 +399,7 @@ fn send_response(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
 /// goes on without the client (its bytes are dropped); else the exchange ends.
 pub fn client_lost(cx: &mut Scope) {
     if let Some(ex) = cx.conn.ex.as_deref_mut() {
-        if cx.ctx.cache.as_ref().is_some_and(|c| c.others_wait(ex)) {
+        if cx.ctx.cache.others_wait(ex) {
             debug!("conn {}: client left; fetching on for others", cx.conn.id);
             ex.detached = true;
             return;

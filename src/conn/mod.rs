@@ -301,8 +301,8 @@ pub struct Exchange {
     pub pipes: [Option<crate::sys::Pipe>; 2],
     /// Tunnel: bytes each direction has moved (same order as `pipes`).
     pub moved: [u64; 2],
-    /// The cache's part: lookup result, fill, pinned objects (`None` without a cache
-    /// and for CONNECT).
+    /// The cache's part: lookup result, fill, pinned objects (`None` for a request the
+    /// cache has no part in, such as CONNECT).
     pub cache: Option<cache::CacheEx>,
     /// The client left while others wait for this response: it is still fetched and
     /// stored for them, and its bytes for the client are dropped.
@@ -657,7 +657,7 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
 /// path that ends an exchange goes through here, so none can leak a pin or a fill.
 pub fn end_exchange(cx: &mut Scope) -> Option<Box<Exchange>> {
     let mut ex = cx.conn.ex.take()?;
-    cache::release(cx.ctx.cache.as_mut(), &mut ex);
+    cache::release(&mut cx.ctx.cache, &mut ex);
     Some(ex)
 }
 

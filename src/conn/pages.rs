@@ -208,7 +208,7 @@ fn with_snapshot(
         upstreams_busy: busy,
         listen: &ctx.locals,
         draining: ctx.draining,
-        cache: ctx.cache.as_ref().map(|c| cache_figures(c, oldest)),
+        cache: Some(cache_figures(&ctx.cache, oldest)),
     };
     render(&snapshot)
 }
@@ -235,10 +235,7 @@ fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
 /// nothing was stored, 503 when the cache cannot write.
 fn purge(cx: &mut Scope, target: &Target) -> (u16, String) {
     let url = target.url();
-    let Some(cache) = cx.ctx.cache.as_mut() else {
-        return (404, format!("no cache: nothing stored for {url}\n"));
-    };
-    match purge_url(cache, url) {
+    match purge_url(&mut cx.ctx.cache, url) {
         Ok(0) => (404, format!("not in the cache: {url}\n")),
         Ok(n) => {
             info!("conn {}: purged {url} ({n} object(s))", cx.conn.id);

@@ -261,25 +261,23 @@ fn begin(cx: &mut Scope, req: Request) {
 /// Answers the current exchange from the cache, or makes it wait for another's
 /// fetch, or sends it upstream. `resumed`: it waited and its flight ended.
 fn route(cx: &mut Scope, resumed: bool) {
-    if let Some(cache) = cx.ctx.cache.as_mut() {
-        let log = cx.ctx.log.is_some();
-        match consult(cache, cx.conn, cx.key, log, resumed) {
-            Consulted::Forward => {}
-            Consulted::Serve => {
-                cx.conn.state = State::Serve;
-                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-                return;
-            }
-            Consulted::OnlyIfCached => {
-                let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
-                fail(cx, Problem::new(504, "only-if-cached", message));
-                return;
-            }
-            Consulted::Wait => {
-                cx.conn.state = State::Waiting;
-                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.response);
-                return;
-            }
+    let log = cx.ctx.log.is_some();
+    match consult(&mut cx.ctx.cache, cx.conn, cx.key, log, resumed) {
+        Consulted::Forward => {}
+        Consulted::Serve => {
+            cx.conn.state = State::Serve;
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            return;
+        }
+        Consulted::OnlyIfCached => {
+            let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
+            fail(cx, Problem::new(504, "only-if-cached", message));
+            return;
+        }
+        Consulted::Wait => {
+            cx.conn.state = State::Waiting;
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.response);
+            return;
         }
     }
     let Some(ex) = cx.conn.ex.as_deref_mut() else {
@@ -310,11 +308,7 @@ fn route(cx: &mut Scope, resumed: bool) {
 /// Read it, or look the URL up again: a hit now, or a fetch of its own.
 pub fn waiting_step(cx: &mut Scope) -> bool {
     let me = (cx.key, cx.conn.id);
-    let Some(cache) = cx.ctx.cache.as_mut() else {
-        cx.conn.state = State::Closed;
-        return true;
-    };
-    match collapsed_read(cache, cx.conn, me) {
+    match collapsed_read(&mut cx.ctx.cache, cx.conn, me) {
         Some(true) => {
             cx.conn.state = State::Serve;
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);

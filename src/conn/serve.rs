@@ -16,7 +16,8 @@ use crate::access_log::ResultCode;
 /// Returns whether anything was done.
 pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     let conn = &mut *cx.conn;
-    let (Some(cache), Some(ex)) = (cx.ctx.cache.as_mut(), conn.ex.as_deref_mut()) else {
+    let cache = &mut cx.ctx.cache;
+    let Some(ex) = conn.ex.as_deref_mut() else {
         conn.state = State::Closed;
         return true;
     };
