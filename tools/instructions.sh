@@ -26,6 +26,9 @@ die() {
   exit 1
 }
 
+# shellcheck source=tools/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LARDER=${LARDER:-$TARGET_DIR/release/larder}
@@ -51,17 +54,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/larder-instructions.XXXXXX")
 ORIGIN_PID=
 LARDER_PID=
 
-stop() {  # stop PID: SIGTERM, up to 30 s (callgrind writes its counts at exit), then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# callgrind writes its counts at exit: give it time.
+stop() { stop_within "$1" 30; }
 
 cleanup() {
   local rc=$?
@@ -73,16 +67,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_line PID FILE TEXT: until FILE holds TEXT (60 s at most: valgrind starts slowly).
-wait_line() {
-  local pid=$1 file=$2 text=$3 i
-  for ((i = 0; i < 600; i++)); do
-    grep -qF "$text" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || die "$(basename "$file") exited at start-up: $(tail -n 5 "$file")"
-    sleep 0.1
-  done
-  die "$(basename "$file") did not start within 60 s"
-}
+# valgrind starts slowly.
+wait_line() { wait_line_within "$1" "$2" "$3" 60; }
 
 "$ORIGIN" --listen "127.0.0.1:$ORIGIN_PORT" --size "$SIZE" >"$WORK/origin.log" 2>&1 &
 ORIGIN_PID=$!

@@ -40,6 +40,9 @@ die() {
   exit 1
 }
 
+# shellcheck source=tools/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LARDER=${LARDER:-$TARGET_DIR/release/larder}
@@ -87,17 +90,7 @@ LARDER_PID=
 RELAY_PID=
 WRK_PID=
 
-stop() {  # stop PID: SIGTERM, up to 5 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+stop() { stop_within "$1" 5; }
 
 cleanup() {
   local rc=$?
@@ -119,16 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_line PID FILE TEXT: until FILE holds TEXT (10 s at most, and only while PID lives).
-wait_line() {
-  local pid=$1 file=$2 text=$3 i
-  for ((i = 0; i < 100; i++)); do
-    grep -qF "$text" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || die "$(basename "$file" .log) exited at start-up"
-    sleep 0.1
-  done
-  die "$(basename "$file" .log) did not start within 10 s"
-}
+wait_line() { wait_line_within "$1" "$2" "$3" 10; }
 
 rss() { awk '/^VmRSS:/ { print $2, $3 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
