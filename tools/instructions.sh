@@ -21,18 +21,9 @@ SHORT=${SHORT:-2}
 LONG=${LONG:-6}
 PORTS=${PORTS:-19090 19091}
 
-die() {
-  echo "instructions: $*" >&2
-  exit 1
-}
-
+TOOL=instructions
 # shellcheck source=tools/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-LARDER=${LARDER:-$TARGET_DIR/release/larder}
-ORIGIN=$TARGET_DIR/release/examples/origin
 
 read -r ORIGIN_PORT LARDER_PORT _ <<<"$PORTS"
 for v in CONNS SIZE SHORT LONG ORIGIN_PORT LARDER_PORT; do

@@ -1,5 +1,16 @@
-# Helpers shared by tools/loadtest.sh and tools/instructions.sh (sourced, not run).
-# The sourcing script defines die().
+# What tools/loadtest.sh and tools/instructions.sh share (sourced, not run): where the
+# binaries are, and how to fail, stop a process and wait for one to start. The sourcing
+# script sets TOOL (its name, for messages) first.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LARDER=${LARDER:-$TARGET_DIR/release/larder}
+ORIGIN=$TARGET_DIR/release/examples/origin
+
+die() {
+  echo "$TOOL: $*" >&2
+  exit 1
+}
 
 # stop PID SECS: SIGTERM, then up to SECS seconds for it to exit, then SIGKILL.
 stop_within() {

@@ -35,18 +35,9 @@ PORTS=${PORTS:-19080 19081 19082}
 DEPTH=${DEPTH:-16}
 LARDER_ARGS=${LARDER_ARGS:-}
 
-die() {
-  echo "loadtest: $*" >&2
-  exit 1
-}
-
+TOOL=loadtest
 # shellcheck source=tools/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-LARDER=${LARDER:-$TARGET_DIR/release/larder}
-ORIGIN=$TARGET_DIR/release/examples/origin
 RELAY=$TARGET_DIR/release/examples/relay-floor
 
 read -r ORIGIN_PORT LARDER_PORT RELAY_PORT _ <<<"$PORTS"
