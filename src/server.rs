@@ -20,7 +20,6 @@
 //! never reach a slab key that a new connection has taken; DNS answers carry the
 //! connection id for the same reason.
 
-use crate::access_log::ResultCode;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,12 +38,10 @@ use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
 use crate::conn::cache::Cache;
 use crate::conn::ctx::{client_token, Gauges};
-use crate::conn::request::{abort, answer, fail};
 use crate::conn::upstream::{Pool, Upstream};
-use crate::conn::{step, tunnel, Conn, Ctx, Resp, Scope, State, Step};
+use crate::conn::{self, step, Conn, Ctx, Scope, Step};
 use crate::dns::Resolver;
 use crate::error::Error;
-use crate::http::page::Problem;
 use crate::http::{Limits, ViaName};
 use crate::stats::Stats;
 use crate::sys;
@@ -304,9 +301,7 @@ impl Server {
     /// begun and nothing left to write.
     fn close_idle(&mut self) {
         for (key, c) in self.conns.iter_mut() {
-            let idle = c.state == State::Head && c.inbuf.is_empty() && c.out.is_empty();
-            if idle {
-                c.state = State::Closed;
+            if c.close_if_idle() {
                 self.closing.push(key);
             }
         }
@@ -422,8 +417,7 @@ impl Server {
     fn wake_waiters(&mut self) {
         for (key, id) in self.ctx.cache.flights.wake.drain(..) {
             if let Some(c) = self.conns.get_mut(key) {
-                let waits = matches!(c.state, State::Waiting | State::Serve);
-                if c.id == id && waits && !c.queued {
+                if c.id == id && c.follows_a_flight() && !c.queued {
                     c.queued = true;
                     self.ready.push(key);
                 }
@@ -464,8 +458,8 @@ impl Server {
             return;
         };
         let mut probe = [0u8; 1];
-        match crate::conn::read_into(&mut up.sock, &mut up.ready, &mut probe) {
-            crate::conn::Io::Blocked => {}
+        match conn::read_into(&mut up.sock, &mut up.ready, &mut probe) {
+            conn::Io::Blocked => {}
             _ => self.close_pooled(idx),
         }
     }
@@ -485,10 +479,9 @@ impl Server {
             let Some(mut cx) = self.cx(waiter.key) else {
                 continue;
             };
-            if cx.conn.id != waiter.id || cx.conn.state != State::Resolving {
+            if cx.conn.id != waiter.id || !conn::on_dns(&mut cx, answer) {
                 continue;
             }
-            crate::conn::request::resolved(&mut cx, answer);
             if !cx.conn.queued {
                 cx.conn.queued = true;
                 self.ready.push(waiter.key);
@@ -503,7 +496,7 @@ impl Server {
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .inspect(|(_, c)| tunnels += u64::from(c.state == State::Tunnel))
+            .inspect(|(_, c)| tunnels += u64::from(c.is_tunnel()))
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(k, _)| k)
             .collect();
@@ -541,66 +534,18 @@ impl Server {
         self.next_tick = now + if busy { TICK_BUSY } else { TICK_IDLE };
     }
 
-    /// A connection's deadline passed: what that means depends on its state.
+    /// A connection's deadline passed: the connection decides what that means
+    /// ([`conn::on_deadline`]); it is then closed, or stepped.
     fn expire(&mut self, key: usize) {
-        let timeouts = self.ctx.cfg.timeouts;
         let Some(mut cx) = self.cx(key) else { return };
-        cx.conn.deadline = None;
-        let id = cx.conn.id;
-        match cx.conn.state {
-            // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
-            // A connection idle between requests is closed without a word: the
-            // client may be sending its next request right now (RFC 9112 §9.5).
-            State::Head if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
-                let message = "The rest of the request head did not arrive in time.";
-                let p = Problem::new(408, "head-timeout", message);
-                answer(&mut cx, p, true, None, ResultCode::None);
-            }
-            State::Head | State::Closing | State::Closed => {
-                debug!("conn {id}: timed out in {:?}", cx.conn.state);
-                cx.conn.state = State::Closed;
-            }
-            State::Waiting => {
-                // The fetch it waits for is under way (a long body that cannot be
-                // streamed, say); that fetch has deadlines of its own, and when it
-                // ends, this request is woken. Or that fetch ended in this very turn:
-                // then the request is stepped below, and looks the URL up again.
-                cx.conn.deadline = Some(cx.ctx.now + timeouts.response);
-            }
-            State::Resolving | State::Connecting => {
-                let secs = timeouts.connect.as_secs_f64();
-                let message = format!("No connection to the server within {secs} s.");
-                fail(&mut cx, Problem::new(504, "connect-timeout", &message));
-            }
-            State::Forward => {
-                let waiting = cx
-                    .conn
-                    .ex
-                    .as_ref()
-                    .is_some_and(|ex| ex.resp == Resp::Head && ex.response_deadline_set);
-                if waiting {
-                    let secs = timeouts.response.as_secs_f64();
-                    let message = format!("The server sent no response within {secs} s.");
-                    fail(&mut cx, Problem::new(504, "response-timeout", &message));
-                } else {
-                    debug!("conn {id}: body transfer stalled");
-                    abort(&mut cx);
+        match conn::on_deadline(&mut cx) {
+            Step::Close => self.closing.push(key),
+            Step::Wait | Step::Again => {
+                if !cx.conn.queued {
+                    cx.conn.queued = true;
+                    self.ready.push(key);
                 }
             }
-            State::Serve => {
-                debug!("conn {id}: client stopped reading a cached response");
-                abort(&mut cx);
-            }
-            State::Tunnel => {
-                debug!("conn {id}: tunnel idle");
-                tunnel::end(&mut cx);
-            }
-        }
-        if cx.conn.state == State::Closed {
-            self.closing.push(key);
-        } else if !cx.conn.queued {
-            cx.conn.queued = true;
-            self.ready.push(key);
         }
     }
 
@@ -608,15 +553,7 @@ impl Server {
         if !self.conns.contains(key) {
             return;
         }
-        let mut resolving = false;
-        if let Some(mut cx) = self.cx(key) {
-            resolving = cx.conn.state == State::Resolving;
-            if cx.conn.ex.is_some() {
-                // Closed with a request in flight (e.g. the client went away).
-                abort(&mut cx);
-            }
-            crate::conn::request::drop_upstream(&mut cx);
-        }
+        let resolving = self.cx(key).is_some_and(|mut cx| conn::close(&mut cx));
         let mut conn = self.conns.remove(key);
         self.ctx.gauges.conns_open = self.conns.len() as u64;
         if resolving {

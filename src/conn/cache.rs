@@ -359,14 +359,12 @@ struct Plan {
 pub fn consult(
     cache: &mut Cache,
     conn: &mut Conn,
+    ex: &mut Exchange,
     key: usize,
     log: bool,
     resumed: bool,
 ) -> Consulted {
     let waiter = (key, conn.id);
-    let Some(ex) = conn.ex.as_deref_mut() else {
-        return Consulted::Forward;
-    };
     // A request that waited may have had its conditionals taken out for the fetch
     // it would have made: it is looked up again as the client sent it.
     if let Some(head) = ex.cache.as_mut().and_then(|c| c.client_head.take()) {

@@ -6,6 +6,10 @@
 //! buffer they land in has room and everything in it has been validated, so a slow
 //! reader on one side stops larder reading from the other (back-pressure) and at
 //! most one buffer per direction is held.
+//!
+//! Each half returns what it found, and when the exchange cannot go on in this state
+//! it says how it ends ([`End`]); [`step`] carries that out with the exchange and
+//! the relay in hand.
 
 use crate::access_log::ResultCode;
 use log::debug;
@@ -13,7 +17,10 @@ use log::debug;
 use super::cache::{body_complete, body_failed, response_head, OnResponse, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
-use super::{after_response, end_exchange, read_into, write_two, Exchange, Io, Resp, Scope, State};
+use super::{
+    after_response, end_exchange, read_into, recycle, write_two, Exchange, Io, Relay, Resp, Scope,
+    State,
+};
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
@@ -26,48 +33,103 @@ use crate::http::{BodyKind, Version};
 /// connections after 5–60 s; a dead one is detected (EOF event) or retried anyway.
 pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How a forwarded exchange leaves the `Forward` state before its response is done.
+#[derive(Debug)]
+enum End {
+    /// Answer with larder's error page (or just close, if the client already has part
+    /// of a response).
+    Fail(Problem<'static>),
+    /// Log the exchange as aborted and close.
+    Abort,
+    /// A pooled socket turned out dead before any response byte: send the request
+    /// again on a new connection.
+    Retry,
+    /// The client can no longer be written to.
+    ClientLost,
+    /// A 304 refreshed the stale entry; the answer is queued and its body comes from
+    /// the cache. `reuse`: the upstream socket may be pooled.
+    Refreshed {
+        /// The upstream socket may be pooled.
+        reuse: bool,
+    },
+}
+
 /// Relays the request body upstream and the response back to the client, spending
-/// at most `budget` bytes. Returns whether anything was done.
-pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
-    let Some(idx) = cx.conn.up else {
-        cx.conn.state = State::Closed;
-        return true;
+/// at most `budget` bytes. Returns the next state and whether anything was done.
+pub fn step(
+    cx: &mut Scope,
+    mut ex: Box<Exchange>,
+    mut relay: Relay,
+    budget: &mut usize,
+) -> (State, bool) {
+    if !cx.ups.contains(relay.up) {
+        // Cannot happen: the socket is closed only through this connection.
+        return (abort(cx, ex, None), true);
+    }
+    let halves = send_request(cx, &mut ex, &mut relay, budget).and_then(|sent| {
+        let received = receive_response(cx, &mut ex, &mut relay)?;
+        let relayed = send_response(cx, &mut ex, &mut relay, budget)?;
+        Ok(sent | received | relayed)
+    });
+    let progress = match halves {
+        Ok(progress) => progress,
+        Err(end) => return (leave(cx, ex, relay, end), true),
     };
-    if !cx.ups.contains(idx) || cx.conn.ex.is_none() {
-        cx.conn.state = State::Closed;
-        return true;
-    }
-    let mut progress = send_request(cx, idx, budget);
-    if cx.conn.state != State::Forward {
-        return true;
-    }
-    progress |= receive_response(cx, idx);
-    if cx.conn.state != State::Forward {
-        return true;
-    }
-    progress |= send_response(cx, idx, budget);
-    if cx.conn.state != State::Forward {
-        return true;
-    }
     if progress {
-        refresh_deadline(cx);
+        refresh_deadline(cx, &ex, &mut relay);
     }
-    progress | complete(cx, idx)
+    match completed(cx, &relay) {
+        Some(by_eof) => (finish(cx, ex, relay, by_eof), true),
+        None => (State::Forward { ex, relay }, progress),
+    }
+}
+
+/// Carries out how the exchange leaves `Forward`.
+fn leave(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, end: End) -> State {
+    match end {
+        End::Fail(p) => fail(cx, ex, Some(relay.up), p),
+        End::Abort => abort(cx, ex, Some(relay.up)),
+        End::Retry => retry_fresh(cx, ex, relay.up),
+        End::ClientLost => client_lost(cx, ex, relay),
+        End::Refreshed { reuse } => {
+            if reuse {
+                release_to_pool(cx, relay.up);
+            } else {
+                drop_upstream(cx, relay.up);
+            }
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            State::Serve { ex }
+        }
+    }
+}
+
+/// The deadline passed: no response head within `--timeout-response` of the whole
+/// request going up (504), or the body stalled (the exchange is aborted).
+pub fn timed_out(cx: &mut Scope, ex: Box<Exchange>, relay: Relay) -> State {
+    if matches!(relay.resp, Resp::Head) && relay.response_deadline_set {
+        let secs = cx.ctx.cfg.timeouts.response.as_secs_f64();
+        let message = format!("The server sent no response within {secs} s.");
+        fail(
+            cx,
+            ex,
+            Some(relay.up),
+            Problem::new(504, "response-timeout", &message),
+        )
+    } else {
+        debug!("conn {}: body transfer stalled", cx.conn.id);
+        abort(cx, ex, Some(relay.up))
+    }
 }
 
 /// While waiting for a response head after the whole request went up, the
 /// response timeout runs from that moment; otherwise any progress resets the
 /// body-idle timeout.
-fn refresh_deadline(cx: &mut Scope) {
+fn refresh_deadline(cx: &mut Scope, ex: &Exchange, relay: &mut Relay) {
     let now = cx.ctx.now;
     let t = cx.ctx.cfg.timeouts;
-    let Some(ex) = cx.conn.ex.as_deref_mut() else {
-        return;
-    };
-    let sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
-    if ex.resp == Resp::Head && sent {
-        if !ex.response_deadline_set {
-            ex.response_deadline_set = true;
+    if matches!(relay.resp, Resp::Head) && relay.request_sent(ex) {
+        if !relay.response_deadline_set {
+            relay.response_deadline_set = true;
             cx.conn.deadline = Some(now + t.response);
         }
     } else {
@@ -76,10 +138,15 @@ fn refresh_deadline(cx: &mut Scope) {
 }
 
 /// Request head and body, client → upstream.
-fn send_request(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
+fn send_request(
+    cx: &mut Scope,
+    ex: &mut Exchange,
+    relay: &mut Relay,
+    budget: &mut usize,
+) -> Result<bool, End> {
     let conn = &mut *cx.conn;
-    let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
-        return false;
+    let Some(up) = cx.ups.get_mut(relay.up) else {
+        return Ok(false);
     };
     let mut progress = false;
     if !ex.req_done && ex.req_pending < conn.inbuf.len() {
@@ -92,18 +159,17 @@ fn send_request(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
             Err(e) => {
                 debug!("conn {}: bad request body: {}", conn.id, e);
                 ex.close_after = true;
-                fail(cx, Problem::new(400, "bad-request", e.detail));
-                return true;
+                return Err(End::Fail(Problem::new(400, "bad-request", e.detail)));
             }
         }
     }
-    let head = ex.upstream_head.get(ex.head_sent..).unwrap_or(&[]);
+    let head = ex.upstream_head.get(relay.head_sent..).unwrap_or(&[]);
     let body = conn.inbuf.data().get(..ex.req_pending).unwrap_or(&[]);
     if up.ready.w && up.connected && (!head.is_empty() || !body.is_empty()) {
         match write_two(&mut up.sock, &mut up.ready, head, body) {
             Io::Done(n) => {
                 let h = n.min(head.len());
-                ex.head_sent += h;
+                relay.head_sent += h;
                 let b = n - h;
                 conn.inbuf.consume(b);
                 ex.req_pending -= b;
@@ -112,15 +178,14 @@ fn send_request(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
             }
             Io::Blocked => {}
             Io::Eof | Io::Failed(_) => {
-                upstream_lost(cx, "upstream connection failed while sending the request");
-                return true;
+                if may_retry(ex, relay, up) {
+                    return Err(End::Retry);
+                }
+                let why = "upstream connection failed while sending the request";
+                return Err(End::Fail(Problem::new(502, "upstream-failed", why)));
             }
         }
     }
-    let conn = &mut *cx.conn;
-    let Some(ex) = conn.ex.as_deref_mut() else {
-        return progress;
-    };
     let all_scanned = ex.req_pending == conn.inbuf.len();
     if !ex.req_done && all_scanned && conn.ready.r && !conn.eof && conn.inbuf.has_room() {
         match read_into(
@@ -137,42 +202,37 @@ fn send_request(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
                 conn.eof = true;
                 progress = true;
             }
-            Io::Failed(_) => {
-                abort(cx);
-                return true;
-            }
+            Io::Failed(_) => return Err(End::Abort),
         }
     }
-    let conn = &*cx.conn;
-    if conn.eof && conn.ex.as_ref().is_some_and(|ex| !ex.req_done) {
+    if conn.eof && !ex.req_done {
         // The client went away in the middle of its request body.
-        abort(cx);
-        return true;
+        return Err(End::Abort);
     }
-    progress
+    Ok(progress)
 }
 
 /// Response head and body, upstream → larder.
-fn receive_response(cx: &mut Scope, idx: usize) -> bool {
+fn receive_response(cx: &mut Scope, ex: &mut Exchange, relay: &mut Relay) -> Result<bool, End> {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
-    let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
-        return false;
+    let Some(up) = cx.ups.get_mut(relay.up) else {
+        return Ok(false);
     };
     let mut progress = false;
-    let want = match ex.resp {
+    let want = match &relay.resp {
         Resp::Head => true,
         // Read only once everything buffered is validated, and (when de-chunking
         // into `out`) while the client keeps up.
-        Resp::Body => {
-            ex.resp_pending == up.inbuf.len()
-                && ex.resp_body.as_ref().is_some_and(|t| !t.is_done())
-                && (!ex.dechunk || conn.out.pending().len() < BUF_SIZE)
+        Resp::Body(tracker) => {
+            relay.resp_pending == up.inbuf.len()
+                && !tracker.is_done()
+                && (!relay.dechunk || conn.out.pending().len() < BUF_SIZE)
         }
         Resp::Done => false,
     };
     if want && up.ready.r && !up.eof {
-        if ex.resp == Resp::Head && !up.inbuf.has_room() {
+        if matches!(relay.resp, Resp::Head) && !up.inbuf.has_room() {
             up.inbuf.grow(limits.response_head + 1);
         }
         if up.inbuf.has_room() {
@@ -183,7 +243,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
             ) {
                 Io::Done(n) => {
                     up.inbuf.filled(n);
-                    ex.got_bytes = true;
+                    relay.got_bytes = true;
                     cx.ctx.stats.bytes_from_upstream += n as u64;
                     progress = true;
                 }
@@ -195,7 +255,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                 Io::Failed(e) => {
                     debug!("conn {}: upstream read: {}", conn.id, e);
                     up.eof = true;
-                    ex.reusable = false;
+                    relay.reusable = false;
                     // A reset is not an end: whatever the framing, nothing is stored.
                     body_failed(&mut cx.ctx.cache, &mut ex.cache);
                     progress = true;
@@ -204,7 +264,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
         }
     }
     let mut refreshed = None;
-    while ex.resp == Resp::Head && !up.inbuf.is_empty() {
+    while matches!(relay.resp, Resp::Head) && !up.inbuf.is_empty() {
         let head = cx.ctx.heads.take();
         match parse_response_into(up.inbuf.data(), &limits, &ex.method, &cx.ctx.via, head) {
             Ok(None) => break,
@@ -224,7 +284,7 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                 let mut framing: &[u8] = b"";
                 match r.body {
                     BodyKind::Chunked if ex.client_version == Version::Http10 => {
-                        ex.dechunk = true;
+                        relay.dechunk = true;
                         close = true;
                     }
                     BodyKind::Chunked => framing = b"Transfer-Encoding: chunked\r\n",
@@ -264,50 +324,38 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                 conn.out.push(b"\r\n");
                 ex.status = r.status;
                 ex.close_after = close;
-                ex.reusable = r.reusable;
-                ex.resp = Resp::Body;
-                ex.resp_body = Some(BodyTracker::new(r.body, &limits));
+                relay.reusable = r.reusable;
+                relay.resp = Resp::Body(BodyTracker::new(r.body, &limits));
             }
             Err(e) => {
                 debug!("conn {}: bad upstream response: {}", conn.id, e);
-                fail(cx, Problem::new(502, "bad-response", e.detail));
-                return true;
+                return Err(End::Fail(Problem::new(502, "bad-response", e.detail)));
             }
         }
     }
     if let Some(reusable) = refreshed {
-        let sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
-        let reuse = reusable && sent && !up.eof && up.inbuf.is_empty();
-        ex.resp = Resp::Done;
+        let reuse = reusable && relay.request_sent(ex) && !up.eof && up.inbuf.is_empty();
+        relay.resp = Resp::Done;
         conn.ready.w = true;
-        if reuse {
-            release_to_pool(cx, idx);
-        } else {
-            drop_upstream(cx);
-        }
-        cx.conn.state = State::Serve;
-        cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-        return true;
+        return Err(End::Refreshed { reuse });
     }
-    if ex.resp == Resp::Head && up.eof {
-        if may_retry(ex, up) {
-            retry_fresh(cx);
-        } else if ex.got_bytes {
+    if matches!(relay.resp, Resp::Head) && up.eof {
+        if may_retry(ex, relay, up) {
+            return Err(End::Retry);
+        }
+        let p = if relay.got_bytes {
             let message = "The server closed the connection in the middle of its response.";
-            fail(cx, Problem::new(502, "bad-response", message));
+            Problem::new(502, "bad-response", message)
         } else {
             let message = "The server closed the connection without answering.";
-            fail(cx, Problem::new(502, "no-response", message));
-        }
-        return true;
-    }
-    if ex.resp == Resp::Body {
-        let Some(tracker) = ex.resp_body.as_mut() else {
-            return progress;
+            Problem::new(502, "no-response", message)
         };
-        if !tracker.is_done() && ex.resp_pending < up.inbuf.len() {
+        return Err(End::Fail(p));
+    }
+    if let Resp::Body(tracker) = &mut relay.resp {
+        if !tracker.is_done() && relay.resp_pending < up.inbuf.len() {
             let mut sink = Sink::new(&mut cx.ctx.cache, &mut ex.cache);
-            let res = if ex.dechunk {
+            let res = if relay.dechunk {
                 let data = up.inbuf.data();
                 let out = &mut conn.out;
                 tracker
@@ -318,21 +366,21 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
                     })
                     .inspect(|p| up.inbuf.consume(p.consumed))
             } else {
-                let fresh = up.inbuf.data().get(ex.resp_pending..).unwrap_or(&[]);
+                let fresh = up.inbuf.data().get(relay.resp_pending..).unwrap_or(&[]);
+                let pending = &mut relay.resp_pending;
                 tracker
                     .feed(fresh, |r| sink.put(fresh.get(r).unwrap_or(&[])))
-                    .inspect(|p| ex.resp_pending += p.consumed)
+                    .inspect(|p| *pending += p.consumed)
             };
             if let Err(e) = res {
                 debug!("conn {}: bad upstream body: {}", conn.id, e);
-                abort(cx);
-                return true;
+                return Err(End::Abort);
             }
             progress = true;
         }
-        if tracker.is_done() && up.inbuf.len() > ex.resp_pending {
+        if tracker.is_done() && up.inbuf.len() > relay.resp_pending {
             // Bytes after the end of the response: the connection is out of step.
-            ex.reusable = false;
+            relay.reusable = false;
         }
         // The body is complete and checked (a clean FIN ends a close-delimited one; a
         // reset already dropped the fill): the stored object may become visible.
@@ -341,35 +389,39 @@ fn receive_response(cx: &mut Scope, idx: usize) -> bool {
         }
         if up.eof && !tracker.is_done() && !tracker.eof_completes() {
             debug!("conn {}: upstream closed mid-body", conn.id);
-            abort(cx);
-            return true;
+            return Err(End::Abort);
         }
     }
-    progress
+    Ok(progress)
 }
 
 /// Larder's bytes (`out`) then relayed body bytes, larder → client.
-fn send_response(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
+fn send_response(
+    cx: &mut Scope,
+    ex: &mut Exchange,
+    relay: &mut Relay,
+    budget: &mut usize,
+) -> Result<bool, End> {
     let conn = &mut *cx.conn;
-    let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
-        return false;
+    let Some(up) = cx.ups.get_mut(relay.up) else {
+        return Ok(false);
     };
-    if ex.detached {
+    if relay.detached {
         // Nobody to write to: drop what the client would have got (it is stored).
-        let n = ex.resp_pending;
+        let n = relay.resp_pending;
         up.inbuf.consume(n);
-        ex.resp_pending = 0;
+        relay.resp_pending = 0;
         conn.out.advance(conn.out.pending().len());
-        return n > 0;
+        return Ok(n > 0);
     }
-    let body = if ex.resp == Resp::Body && !ex.dechunk {
-        up.inbuf.data().get(..ex.resp_pending).unwrap_or(&[])
+    let body = if matches!(relay.resp, Resp::Body(_)) && !relay.dechunk {
+        up.inbuf.data().get(..relay.resp_pending).unwrap_or(&[])
     } else {
         &[]
     };
     let out = conn.out.pending();
     if !conn.ready.w || (out.is_empty() && body.is_empty()) {
-        return false;
+        return Ok(false);
     }
     match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
@@ -379,85 +431,81 @@ fn send_response(cx: &mut Scope, idx: usize, budget: &mut usize) -> bool {
             }
             let b = n - o;
             up.inbuf.consume(b);
-            ex.resp_pending -= b;
+            relay.resp_pending -= b;
             ex.bytes += n as u64;
             *budget = budget.saturating_sub(n);
             if up.inbuf.is_empty() {
                 up.inbuf.release_if_empty(&mut cx.ctx.bufs);
             }
-            true
+            Ok(true)
         }
-        Io::Blocked => false,
-        Io::Eof | Io::Failed(_) => {
-            client_lost(cx);
-            true
-        }
+        Io::Blocked => Ok(false),
+        Io::Eof | Io::Failed(_) => Err(End::ClientLost),
     }
 }
 
 /// The client can no longer be written to: if other requests wait for this fetch, it
 /// goes on without the client (its bytes are dropped); else the exchange ends.
-pub fn client_lost(cx: &mut Scope) {
-    if let Some(ex) = cx.conn.ex.as_deref_mut() {
-        if cx.ctx.cache.others_wait(ex) {
-            debug!("conn {}: client left; fetching on for others", cx.conn.id);
-            ex.detached = true;
-            return;
-        }
+pub fn client_lost(cx: &mut Scope, ex: Box<Exchange>, mut relay: Relay) -> State {
+    if cx.ctx.cache.others_wait(&ex) {
+        debug!("conn {}: client left; fetching on for others", cx.conn.id);
+        relay.detached = true;
+        return State::Forward { ex, relay };
     }
-    abort(cx);
+    abort(cx, ex, Some(relay.up))
+}
+
+/// Whether the response is written whole: `Some(by_eof)` (`by_eof`: a body without a
+/// length ended by the upstream's FIN), `None` while it is not.
+fn completed(cx: &Scope, relay: &Relay) -> Option<bool> {
+    let up = cx.ups.get(relay.up)?;
+    if relay.resp_pending != 0 || !cx.conn.out.is_empty() {
+        return None;
+    }
+    let Resp::Body(tracker) = &relay.resp else {
+        return None;
+    };
+    let by_eof = !tracker.is_done() && up.eof && tracker.eof_completes();
+    if !tracker.is_done() && !by_eof {
+        return None;
+    }
+    Some(by_eof)
 }
 
 /// Ends the exchange once the response is written: log it, pool or close the
 /// upstream, and go back to reading heads or close.
-fn complete(cx: &mut Scope, idx: usize) -> bool {
-    let conn = &mut *cx.conn;
-    let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get(idx)) else {
-        return false;
-    };
-    if ex.resp != Resp::Body || ex.resp_pending != 0 || !conn.out.is_empty() {
-        return false;
-    }
-    let Some(tracker) = ex.resp_body.as_ref() else {
-        return false;
-    };
-    let by_eof = !tracker.is_done() && up.eof && tracker.eof_completes();
-    if !tracker.is_done() && !by_eof {
-        return false;
-    }
-    ex.resp = Resp::Done;
-    let request_sent = ex.req_done && ex.head_sent == ex.upstream_head.len() && ex.req_pending == 0;
-    let reuse = request_sent && ex.reusable && !by_eof && !up.eof && up.inbuf.is_empty();
+fn finish(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, by_eof: bool) -> State {
+    let (up_eof, up_drained) = cx
+        .ups
+        .get(relay.up)
+        .map_or((true, false), |up| (up.eof, up.inbuf.is_empty()));
+    let request_sent = relay.request_sent(&ex);
+    let reuse = request_sent && relay.reusable && !by_eof && !up_eof && up_drained;
     let close_client =
-        ex.close_after || !ex.client_keep_alive || conn.eof || !request_sent || ex.detached;
-    let Some(ex) = end_exchange(cx) else {
-        return true;
-    };
+        ex.close_after || !ex.client_keep_alive || cx.conn.eof || !request_sent || relay.detached;
+    let ex = end_exchange(cx, ex);
     let result = match ex.cache.as_ref() {
-        _ if ex.detached => ResultCode::MissAborted,
+        _ if relay.detached => ResultCode::MissAborted,
         Some(c) => c.result,
         None => ResultCode::Miss,
     };
     log_exchange(cx, &ex, result);
     if reuse {
-        release_to_pool(cx, idx);
+        release_to_pool(cx, relay.up);
     } else {
-        drop_upstream(cx);
+        drop_upstream(cx, relay.up);
     }
-    let detached = ex.detached;
-    super::recycle(cx.ctx, ex);
-    if detached {
-        cx.conn.state = State::Closed;
+    recycle(cx.ctx, ex);
+    if relay.detached {
+        State::Closed
     } else {
-        after_response(cx, close_client);
+        after_response(cx, close_client)
     }
-    true
 }
 
-/// Moves the current upstream socket into the idle pool (or closes it when the
-/// pool is full).
+/// Moves upstream socket `idx` into the idle pool (or closes it when the pool is
+/// full).
 fn release_to_pool(cx: &mut Scope, idx: usize) {
-    cx.conn.up = None;
     let Some(up) = cx.ups.get_mut(idx) else {
         return;
     };
@@ -466,23 +514,7 @@ fn release_to_pool(cx: &mut Scope, idx: usize) {
     up.idle_deadline = Some(cx.ctx.now + POOL_IDLE);
     up.inbuf.release_if_empty(&mut cx.ctx.bufs);
     if !cx.ctx.pool.put(up.pool_key, idx) {
-        cx.conn.up = Some(idx);
-        drop_upstream(cx);
-    }
-}
-
-/// The upstream failed while the request went up: retry once on a fresh
-/// connection when that is safe, else answer 502.
-fn upstream_lost(cx: &mut Scope, why: &str) {
-    let up = cx.conn.up.and_then(|idx| cx.ups.get(idx));
-    let retry = match (cx.conn.ex.as_deref(), up) {
-        (Some(ex), Some(up)) => may_retry(ex, up),
-        _ => false,
-    };
-    if retry {
-        retry_fresh(cx);
-    } else {
-        fail(cx, Problem::new(502, "upstream-failed", why));
+        drop_upstream(cx, idx);
     }
 }
 
@@ -490,28 +522,25 @@ fn upstream_lost(cx: &mut Scope, why: &str) {
 /// fresh connection only if the failed one was a reused (pooled) socket — an idle
 /// connection the origin closed — and resending cannot change anything: once,
 /// idempotent, and with no body (whose bytes are already consumed).
-fn may_retry(ex: &Exchange, up: &Upstream) -> bool {
-    up.reused && !ex.got_bytes && !ex.retried && !ex.request_has_body && ex.method.is_idempotent()
+fn may_retry(ex: &Exchange, relay: &Relay, up: &Upstream) -> bool {
+    up.reused
+        && !relay.got_bytes
+        && !ex.retried
+        && !ex.request_has_body
+        && ex.method.is_idempotent()
 }
 
-/// Sends the request again on a new connection (the pooled one was dead).
-fn retry_fresh(cx: &mut Scope) {
-    drop_upstream(cx);
-    let Some(ex) = cx.conn.ex.as_deref_mut() else {
-        return;
-    };
+/// Sends the request again on a new connection (pooled socket `idx` was dead).
+fn retry_fresh(cx: &mut Scope, mut ex: Box<Exchange>, idx: usize) -> State {
+    let pool_key = cx.ups.get(idx).map_or(0, |up| up.pool_key);
+    drop_upstream(cx, idx);
     debug!(
         "conn {}: pooled upstream was dead; retrying once",
         cx.conn.id
     );
     ex.retried = true;
-    ex.head_sent = 0;
-    ex.got_bytes = false;
-    ex.response_deadline_set = false;
-    ex.addrs = None;
-    ex.pooled_peer = None;
-    let host = ex.target.host().to_owned();
-    resolve(cx, &host);
+    ex.peer = None;
+    resolve(cx, ex, pool_key)
 }
 
 /// The Content-Type value in a serialized head, for the access log.

@@ -3,26 +3,27 @@
 //! # Lifecycle
 //!
 //! ```text
-//!            accept
-//!              │
-//!              ▼
-//!   ┌────────► Head ──── bad head / denied / blocked ──► (error page) ─┐
-//!   │          │ request head parsed                                   │
-//!   │          ├── fresh in the cache ──────────────► Serve ──┐        │
-//!   │          ├── another client is fetching it ─► Waiting   │        │
-//!   │          │        (its fetch ends: look up again) ◄─┘   │        │
-//!   │          ├── pooled upstream for host:port ──────────┐  │        │
-//!   │          ▼                                           │  │        │
-//!   │      Resolving ── DNS answer (waker) ──► Connecting  │  │        │
-//!   │                                           │          │  │        │
-//!   │                      CONNECT ◄────────────┤          │  │        │
-//!   │                         │                 ▼          ▼  │        │
-//!   │                       Tunnel           Forward ◄─────┘  │        │
-//!   │                         │                 │ 304 ──► Serve        │
-//!   └── keep-alive ───────────┼─────────────────┴─────────────┘        │
-//!                             ▼                                        ▼
-//!                          Closing (flush, half-close, drain) ──► closed
+//!              accept
+//!                │
+//!                ▼
+//!   ┌────────► Head ── bad head, refused, or larder's own page: answer queued ──┐
+//!   │            │ request head parsed: route it                                │
+//!   │            ├─ fresh in the cache ───────────────────────────► Serve ─┐    │
+//!   │            ├─ another client fetches it ──► Waiting                  │    │
+//!   │            │    its body streams, or it stored a hit ────────► Serve  │    │
+//!   │            │    it stored nothing: route again, as from Head         │    │
+//!   │            ├─ a pooled upstream for host:port ───────────► Forward ──┤    │
+//!   │            ▼                                                ▲  │    │    │
+//!   │        Resolving ── DNS answer ──► Connecting ──────────────┘  │    │    │
+//!   │                                        │ CONNECT      304 ─► Serve  │    │
+//!   │                                        ▼                           │    │
+//!   │                                      Tunnel ── ends ──► Closed     │    │
+//!   └───────────────────────── keep-alive ◄─────────────────────────────┤    │
+//!                                                        close ─────────┴────┴──► Closing ──► Closed
 //! ```
+//!
+//! Each variant of [`State`] owns what only that phase uses (see `state.rs`); a step
+//! takes the state by value and returns the next one.
 //!
 //! * `Head`: bytes from the client accumulate in `inbuf` until a whole head is
 //!   there; the first head has `timeouts.head`, later ones `timeouts.idle`.
@@ -34,88 +35,52 @@
 //! * `Serve`: a response from the cache: the head in `out`, the body from the map
 //!   (see `serve.rs`; the cache path is described in `cache.rs`).
 //! * `Waiting`: the request waits for another connection's fetch of the same URL
-//!   (request collapsing); woken when that fetch ends.
+//!   (request collapsing); woken when that fetch streams its body or ends.
 //! * `Tunnel`: bytes are copied both ways; each direction half-closes on its own.
 //! * `Closing`: flush `out`, `shutdown(Write)`, read and discard until EOF or a short
 //!   deadline, so the client reads our last response instead of a reset.
+//!
+//! What a passed deadline means is decided here too ([`on_deadline`]); the server
+//! only keeps the clock and the lists of ready and finished connections.
 //!
 //! A connection is closed by the server *after* the batch of events that decided
 //! it (see `server.rs`), and every DNS answer carries the connection id, because a
 //! slab key may be reused by a newer connection.
 
 pub mod cache;
+mod closing;
 pub mod collapse;
 pub mod ctx;
 pub mod forward;
+pub mod io;
 pub mod pages;
 pub mod request;
 pub mod serve;
+pub mod state;
 pub mod tunnel;
 pub mod upstream;
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use log::debug;
 use mio::net::TcpStream;
 use slab::Slab;
 
+use crate::access_log::ResultCode;
 use crate::buf::{Buf, HeadPool};
-use crate::http::body::BodyTracker;
-use crate::http::target::Target;
+use crate::dns::Answer;
+use crate::http::page::Problem;
 use crate::http::{Method, Version};
 pub use ctx::Ctx;
-use log::debug;
+pub use io::{read_into, write_two, Io, OutBuf, Readiness};
+pub use state::{Exchange, HeadScan, Linger, Relay, Resp, Route, Splice, State};
 use upstream::Upstream;
 
 /// Bytes one connection may move in one loop turn before others get their go.
 pub const TURN_BUDGET: usize = 256 * 1024;
 
-/// Userland copy of a socket's readiness (mio is edge-triggered): set by events,
-/// cleared by [`read_into`] and [`write_two`] when the socket is known drained or
-/// full — on `WouldBlock`, and (as nginx does) on a short read or write, which
-/// saves the extra system call that would only return `WouldBlock`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Readiness {
-    /// The socket may have bytes to read.
-    pub r: bool,
-    /// The socket may take bytes to write.
-    pub w: bool,
-    /// The peer closed its side (EPOLLRDHUP) or the socket has an error: a short
-    /// read then does not mean "drained", because the EOF must still be read.
-    pub hup: bool,
-    /// The socket has an error (EPOLLERR): the next read reports it.
-    pub err: bool,
-    /// A short read after the peer's FIN (and no error) emptied the socket, so the
-    /// next read can only return EOF: [`read_into`] reports it without asking.
-    pub fin: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-/// Where a client connection is in its lifecycle.
-pub enum State {
-    /// Reading a request head: the first one, or the next on a kept connection.
-    Head,
-    /// Waiting for the DNS lookup of the target's host.
-    Resolving,
-    /// Connecting to the origin, trying the resolved addresses in turn.
-    Connecting,
-    /// Sending the request upstream and relaying the response to the client.
-    Forward,
-    /// Writing a response from the cache.
-    Serve,
-    /// Waiting for another connection's fetch of the same URL (request collapsing).
-    Waiting,
-    /// Relaying a CONNECT tunnel's bytes both ways.
-    Tunnel,
-    /// Flushing the last answer, half-closing, then draining the client before closing.
-    Closing,
-    /// Finished; the server closes it after the current batch.
-    Closed,
-}
-
-/// A client connection and, while it has a request in flight, its exchange.
+/// A client connection: its socket and buffers, and where it is in its lifecycle.
 #[derive(Debug)]
 pub struct Conn {
     /// Unique for the process's life: the generation that DNS answers carry.
@@ -133,10 +98,8 @@ pub struct Conn {
     /// Bytes larder itself sends the client (response heads, error pages), written
     /// before any relayed body bytes.
     pub out: OutBuf,
-    /// Where the connection is in its lifecycle.
+    /// Where the connection is in its lifecycle, with that phase's data.
     pub state: State,
-    /// Index of the upstream socket in use.
-    pub up: Option<usize>,
     /// When the current state times out; set whenever the state is not `Closed`.
     pub deadline: Option<Instant>,
     /// Why the access rules refuse this client; answered 403 at its first head.
@@ -147,181 +110,6 @@ pub struct Conn {
     pub queued: bool,
     /// Requests answered so far (the first head has its own timeout).
     pub served: u32,
-    /// How far `inbuf` was searched for the end of a head.
-    pub head_scan: usize,
-    /// The request line of the head being read has ended, and the head was parsed
-    /// once then (a line without a version is refused at once, not at a timeout).
-    pub line_ended: bool,
-    /// Bytes discarded while lingering in `Closing`.
-    pub drained: usize,
-    /// In `Closing`: `out` is flushed and the write side shut, or shutting it failed.
-    pub shut: bool,
-    /// The request in flight, if any.
-    pub ex: Option<Box<Exchange>>,
-}
-
-impl Conn {
-    /// What the state tag promises about the rest of the connection, checked after
-    /// every step in debug builds (`.ci/run` runs the suite in one): a state that
-    /// needs a request in flight has one, an upstream the connection names exists and
-    /// names it back, and a connection that is not finished has a deadline.
-    #[cfg(debug_assertions)]
-    pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream>) {
-        let needs_exchange = matches!(
-            self.state,
-            State::Resolving | State::Connecting | State::Waiting | State::Tunnel
-        );
-        debug_assert!(
-            !needs_exchange || self.ex.is_some(),
-            "conn {}: {:?} without an exchange",
-            self.id,
-            self.state
-        );
-        if matches!(self.state, State::Connecting | State::Tunnel) {
-            debug_assert!(
-                self.up.is_some(),
-                "conn {}: {:?} without an upstream",
-                self.id,
-                self.state
-            );
-        }
-        if matches!(self.state, State::Resolving | State::Waiting) {
-            debug_assert!(
-                self.up.is_none(),
-                "conn {}: {:?} holds an upstream",
-                self.id,
-                self.state
-            );
-        }
-        if let Some(idx) = self.up {
-            let owner = ups.get(idx).map(|u| u.owner);
-            debug_assert_eq!(
-                owner,
-                Some(Some((key, self.id))),
-                "conn {}: its upstream {idx} does not name it",
-                self.id
-            );
-        }
-        debug_assert!(
-            self.state == State::Closed || self.deadline.is_some(),
-            "conn {}: {:?} without a deadline",
-            self.id,
-            self.state
-        );
-    }
-}
-
-/// Where the response to the current request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resp {
-    /// No final response head yet.
-    Head,
-    /// Relaying the body.
-    Body,
-    /// All of it written to the client.
-    Done,
-}
-
-/// One request in flight: what was asked, and how far each half has come.
-#[derive(Debug)]
-pub struct Exchange {
-    /// When the request's head was parsed: the logged time runs from here.
-    pub started: Instant,
-    /// Method of the client's request.
-    pub method: Method,
-    /// The request target.
-    pub target: Target,
-    /// HTTP version the client spoke.
-    pub client_version: Version,
-    /// The client wants the connection kept (never set while larder is stopping).
-    pub client_keep_alive: bool,
-    /// The re-serialized head for upstream; kept until a response arrives so a
-    /// request that met a dead pooled connection can be sent again.
-    pub upstream_head: Vec<u8>,
-    /// The request has Cache-Control or Pragma / an `If-…` field
-    /// ([`crate::http::request::Request`]'s `directives` and `conditional`).
-    pub req_directives: bool,
-    /// The request has an `If-…` field (see `req_directives`).
-    pub req_conditional: bool,
-    /// Bytes of `upstream_head` written upstream so far.
-    pub head_sent: usize,
-    /// Finds the end of the request body.
-    pub req_body: BodyTracker,
-    /// Validated body bytes at the front of `inbuf` not yet written upstream.
-    pub req_pending: usize,
-    /// The request body has been read to its end (from the start if there is none).
-    pub req_done: bool,
-    /// The request head announced a body: the request is never retried, nor answered
-    /// from the cache.
-    pub request_has_body: bool,
-    /// How far the response has come.
-    pub resp: Resp,
-    /// Finds the end of the upstream response's body; `None` until a forwarded
-    /// response's final head is parsed.
-    pub resp_body: Option<BodyTracker>,
-    /// Validated response body bytes at the front of the upstream's `inbuf`.
-    pub resp_pending: usize,
-    /// HTTP/1.0 client and a chunked response: send the data only, then close.
-    pub dechunk: bool,
-    /// Close the client connection after this response.
-    pub close_after: bool,
-    /// The upstream socket may be pooled after this response.
-    pub reusable: bool,
-    /// Something arrived from upstream for this request.
-    pub got_bytes: bool,
-    /// The request was already sent again after a dead pooled connection (once at most).
-    pub retried: bool,
-    /// The `--timeout-response` deadline was set, when the whole request had been sent.
-    pub response_deadline_set: bool,
-    /// The resolved addresses of the target's host; `None` before a lookup, and when a
-    /// pooled connection was taken instead.
-    pub addrs: Option<Arc<[IpAddr]>>,
-    /// Index in `addrs` of the address being connected to or in use.
-    pub addr_idx: usize,
-    /// [`upstream::Pool::key`] of the target's origin, computed once by `route` (to
-    /// look in the pool) and given to a new upstream socket for when it goes back.
-    /// 0 for CONNECT, whose upstream is never pooled.
-    pub pool_key: u64,
-    /// The address of the pooled connection this exchange took, when no lookup gave
-    /// it `addrs` (kept apart so that taking one allocates nothing).
-    pub pooled_peer: Option<IpAddr>,
-    /// Status sent to the client (0: none yet).
-    pub status: u16,
-    /// Bytes sent to the client for this request, heads included.
-    pub bytes: u64,
-    /// The response's Content-Type, for the access log.
-    pub content_type: Option<Box<str>>,
-    /// Tunnel: the write side of the upstream socket is shut (client → upstream is
-    /// done), and of the client socket (upstream → client is done).
-    pub upstream_write_shut: bool,
-    /// Tunnel: the client socket's write side is shut (see `upstream_write_shut`).
-    pub client_write_shut: bool,
-    /// Tunnel: the kernel pipes of the directions that switched to splicing
-    /// (client → upstream, upstream → client), and the bytes each has moved.
-    pub pipes: [Option<crate::sys::Pipe>; 2],
-    /// Tunnel: bytes each direction has moved (same order as `pipes`).
-    pub moved: [u64; 2],
-    /// The cache's part: lookup result, fill, pinned objects (`None` for a request the
-    /// cache has no part in, such as CONNECT).
-    pub cache: Option<cache::CacheEx>,
-    /// The client left while others wait for this response: it is still fetched and
-    /// stored for them, and its bytes for the client are dropped.
-    pub detached: bool,
-    /// The client closed its side while the request waited for the upstream, and
-    /// was sent a `100 Continue` to tell a half-close from a hang-up (see
-    /// [`step`]).
-    pub probed: bool,
-}
-
-impl Exchange {
-    /// The upstream address in use: the current one of `addrs`, else that of the
-    /// pooled connection taken.
-    pub fn peer_ip(&self) -> Option<IpAddr> {
-        match &self.addrs {
-            Some(addrs) => addrs.get(self.addr_idx).copied(),
-            None => self.pooled_peer,
-        }
-    }
 }
 
 impl Conn {
@@ -336,71 +124,70 @@ impl Conn {
             eof: false,
             inbuf: Buf::new(),
             out: OutBuf::default(),
-            state: State::Head,
-            up: None,
+            state: State::Head(HeadScan::default()),
             deadline: None,
             denied: None,
             admin: false,
             queued: false,
             served: 0,
-            head_scan: 0,
-            line_ended: false,
-            drained: 0,
-            shut: false,
-            ex: None,
-        }
-    }
-}
-
-/// Bytes larder generates for a client, with a write position.
-#[derive(Debug, Default)]
-pub struct OutBuf {
-    data: Vec<u8>,
-    pos: usize,
-}
-
-impl OutBuf {
-    /// Bytes not yet written.
-    pub fn pending(&self) -> &[u8] {
-        self.data.get(self.pos..).unwrap_or(&[])
-    }
-
-    /// Everything pushed has been written.
-    pub fn is_empty(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    /// Appends a copy of `bytes`.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
-    }
-
-    /// Appends `bytes`, adopting the vector itself when nothing is pending (a
-    /// response head built by the parser is then sent without a copy).
-    pub fn push_vec(&mut self, bytes: Vec<u8>) {
-        if self.is_empty() {
-            self.data = bytes;
-            self.pos = 0;
-        } else {
-            self.data.extend_from_slice(&bytes);
         }
     }
 
-    /// Drops `n` written bytes, freeing the memory once all are written so an idle
-    /// connection holds none.
-    pub fn advance(&mut self, n: usize) {
-        drop(self.advance_keep(n));
+    /// Takes the state out for a step, leaving `Closed` until the step puts the
+    /// next one back.
+    fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, State::Closed)
     }
 
-    /// [`OutBuf::advance`], handing the emptied vector back (for a [`HeadPool`])
-    /// instead of freeing it.
-    pub fn advance_keep(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.pos += n;
-        if self.pos >= self.data.len() {
-            self.pos = 0;
-            return Some(std::mem::take(&mut self.data));
+    /// Finished: the server closes it after this batch.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Relaying a CONNECT tunnel.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.state, State::Tunnel { .. })
+    }
+
+    /// Waiting for another connection's fetch, or reading its body as it is stored:
+    /// the flight wakes it.
+    pub fn follows_a_flight(&self) -> bool {
+        matches!(self.state, State::Waiting { .. } | State::Serve { .. })
+    }
+
+    /// While stopping: marks the connection closed if it waits for a next request
+    /// with nothing begun and nothing left to write. Returns whether it did.
+    pub fn close_if_idle(&mut self) -> bool {
+        let idle =
+            matches!(self.state, State::Head(_)) && self.inbuf.is_empty() && self.out.is_empty();
+        if idle {
+            self.state = State::Closed;
         }
-        None
+        idle
+    }
+
+    /// What the states promise about the rest of the connection, checked after every
+    /// step in debug builds (`.ci/run` runs the suite in one): an upstream the state
+    /// holds exists and names this connection back, and a connection that is not
+    /// finished has a deadline. (That a state has its exchange and its upstream is
+    /// not checked: the variants cannot be made without them.)
+    #[cfg(debug_assertions)]
+    pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream>) {
+        if let Some(idx) = self.state.upstream() {
+            let owner = ups.get(idx).map(|u| u.owner);
+            debug_assert_eq!(
+                owner,
+                Some(Some((key, self.id))),
+                "conn {}: its upstream {idx} does not name it",
+                self.id
+            );
+        }
+        debug_assert!(
+            self.is_closed() || self.deadline.is_some(),
+            "conn {}: {} without a deadline",
+            self.id,
+            self.state.name()
+        );
     }
 }
 
@@ -428,116 +215,42 @@ pub struct Scope<'a> {
     pub ctx: &'a mut Ctx,
 }
 
-/// Result of one read or write attempt.
-#[derive(Debug)]
-pub enum Io {
-    /// This many bytes were moved; never 0.
-    Done(usize),
-    /// The socket would block (a read into an empty buffer also says so).
-    Blocked,
-    /// The peer closed its side: nothing more can be read.
-    Eof,
-    /// The system call failed.
-    Failed(io::Error),
-}
-
-/// Reads once into `buf`, retrying on EINTR, and updates `ready`. A zero-length
-/// `buf` reports `Blocked` without a system call (and leaves `ready` alone); so does
-/// `Eof` once `ready.fin` says the peer's FIN is all that is left.
-pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) -> Io {
-    if buf.is_empty() {
-        return Io::Blocked;
-    }
-    if ready.fin {
-        return Io::Eof;
-    }
-    loop {
-        match sock.read(buf) {
-            Ok(0) => return Io::Eof,
-            Ok(n) => {
-                if n < buf.len() {
-                    if !ready.hup {
-                        ready.r = false;
-                    } else if !ready.err {
-                        // Nothing can follow a FIN, and the socket is empty.
-                        ready.fin = true;
-                    }
-                }
-                return Io::Done(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ready.r = false;
-                return Io::Blocked;
-            }
-            Err(e) => return Io::Failed(e),
-        }
-    }
-}
-
-/// Writes `a` then `b` with one `writev`, retrying on EINTR, and updates `ready.w`.
-pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]) -> Io {
-    loop {
-        let res = if a.is_empty() {
-            sock.write(b)
-        } else if b.is_empty() {
-            sock.write(a)
-        } else {
-            sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-        };
-        match res {
-            Ok(0) => return Io::Failed(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                if n < a.len() + b.len() {
-                    ready.w = false;
-                }
-                return Io::Done(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ready.w = false;
-                return Io::Blocked;
-            }
-            Err(e) => return Io::Failed(e),
-        }
-    }
-}
-
 /// Steps a connection until it waits, spends its budget, or closes.
 pub fn step(cx: &mut Scope) -> Step {
-    if cx.conn.ready.hup && awaiting_upstream(cx.conn) && client_gone(cx.conn) {
+    if cx.conn.ready.hup && awaiting_upstream(&cx.conn.state) && client_gone(cx.conn) {
         debug!(
             "conn {}: client closed while waiting for upstream",
             cx.conn.id
         );
-        request::abort(cx);
+        let state = cx.conn.take_state();
+        cx.conn.state = abandon(cx, state);
         return Step::Close;
     }
-    if cx.conn.ready.err && responding(cx.conn) {
+    if cx.conn.ready.err && responding(&cx.conn.state) {
         debug!("conn {}: client connection failed mid-response", cx.conn.id);
-        if cx.conn.state == State::Forward {
-            forward::client_lost(cx);
-        } else {
-            request::abort(cx);
-        }
-        if cx.conn.state == State::Closed {
+        cx.conn.state = match cx.conn.take_state() {
+            State::Forward { ex, relay } => forward::client_lost(cx, ex, relay),
+            other => abandon(cx, other),
+        };
+        if cx.conn.is_closed() {
             return Step::Close;
         }
     }
     let mut budget = TURN_BUDGET;
     loop {
-        let progress = match cx.conn.state {
-            State::Head => request::head_step(cx),
-            State::Resolving => false,
-            State::Waiting => request::waiting_step(cx),
-            State::Connecting => request::connect_step(cx),
-            State::Forward => forward::step(cx, &mut budget),
-            State::Serve => serve::step(cx, &mut budget),
-            State::Tunnel => tunnel::step(cx, &mut budget),
-            State::Closing => closing_step(cx),
+        let (next, progress) = match cx.conn.take_state() {
+            State::Head(scan) => request::head_step(cx, scan),
+            resolving @ State::Resolving { .. } => (resolving, false),
+            State::Waiting { ex } => request::waiting_step(cx, ex),
+            State::Connecting { ex, route, up } => request::connect_step(cx, ex, route, up),
+            State::Forward { ex, relay } => forward::step(cx, ex, relay, &mut budget),
+            State::Serve { ex } => serve::step(cx, ex, &mut budget),
+            State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
+            State::Closing(linger) => closing::step(cx, linger),
             State::Closed => return Step::Close,
         };
-        if cx.conn.state == State::Closed {
+        cx.conn.state = next;
+        if cx.conn.is_closed() {
             return Step::Close;
         }
         if !progress {
@@ -549,19 +262,99 @@ pub fn step(cx: &mut Scope) -> Step {
     }
 }
 
+/// The connection's deadline passed: what that means depends on its state. Returns
+/// `Close`, or `Again` for a connection to step now.
+pub fn on_deadline(cx: &mut Scope) -> Step {
+    cx.conn.deadline = None;
+    let timeouts = cx.ctx.cfg.timeouts;
+    let id = cx.conn.id;
+    cx.conn.state = match cx.conn.take_state() {
+        // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
+        // A connection idle between requests is closed without a word: the
+        // client may be sending its next request right now (RFC 9112 §9.5).
+        State::Head(_) if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
+            let message = "The rest of the request head did not arrive in time.";
+            let p = Problem::new(408, "head-timeout", message);
+            request::answer(cx, p, true, None, ResultCode::None)
+        }
+        state @ (State::Head(_) | State::Closing(_) | State::Closed) => {
+            debug!("conn {id}: timed out in {}", state.name());
+            State::Closed
+        }
+        State::Waiting { ex } => {
+            // The fetch it waits for is under way (a long body that cannot be
+            // streamed, say); that fetch has deadlines of its own, and when it
+            // ends, this request is woken. Or that fetch ended in this very turn:
+            // then the request is stepped next, and looks the URL up again.
+            cx.conn.deadline = Some(cx.ctx.now + timeouts.response);
+            State::Waiting { ex }
+        }
+        State::Resolving { ex, .. } => request::connect_timeout(cx, ex, None),
+        State::Connecting { ex, up, .. } => request::connect_timeout(cx, ex, Some(up)),
+        State::Forward { ex, relay } => forward::timed_out(cx, ex, relay),
+        State::Serve { ex } => {
+            debug!("conn {id}: client stopped reading a cached response");
+            request::abort(cx, ex, None)
+        }
+        State::Tunnel { ex, splice } => {
+            debug!("conn {id}: tunnel idle");
+            tunnel::end(cx, ex, &splice)
+        }
+    };
+    if cx.conn.is_closed() {
+        Step::Close
+    } else {
+        Step::Again
+    }
+}
+
+/// A DNS answer for the connection: it goes on if it is still resolving (it may have
+/// timed out meanwhile). Returns whether it was resolving.
+pub fn on_dns(cx: &mut Scope, answer: Answer) -> bool {
+    match cx.conn.take_state() {
+        State::Resolving { ex, pool_key } => {
+            cx.conn.state = request::resolved(cx, ex, pool_key, answer);
+            true
+        }
+        other => {
+            cx.conn.state = other;
+            false
+        }
+    }
+}
+
+/// The server is closing the connection: a request still in flight is logged as
+/// aborted and its upstream closed. Returns whether it was resolving (the server
+/// then cancels the lookup).
+pub fn close(cx: &mut Scope) -> bool {
+    let state = cx.conn.take_state();
+    let resolving = matches!(state, State::Resolving { .. });
+    cx.conn.state = abandon(cx, state);
+    resolving
+}
+
+/// Ends whatever the state was doing: a request in flight is logged as aborted, its
+/// upstream closed. The connection is finished.
+fn abandon(cx: &mut Scope, state: State) -> State {
+    match state.into_parts() {
+        (Some(ex), up) => request::abort(cx, ex, up),
+        (None, _) => State::Closed,
+    }
+}
+
 /// The client has sent its request and has nothing to read yet: we are resolving,
 /// connecting or waiting for the response head. CONNECT is exempt: half-close is
 /// part of what a tunnel carries.
-fn awaiting_upstream(conn: &Conn) -> bool {
-    let Some(ex) = conn.ex.as_deref() else {
+fn awaiting_upstream(state: &State) -> bool {
+    let Some(ex) = state.exchange() else {
         return false;
     };
     if ex.method == Method::Connect || ex.status != 0 {
         return false;
     }
-    match conn.state {
-        State::Resolving | State::Connecting | State::Waiting => true,
-        State::Forward => ex.req_done && ex.resp == Resp::Head,
+    match state {
+        State::Resolving { .. } | State::Connecting { .. } | State::Waiting { .. } => true,
+        State::Forward { relay, .. } => ex.req_done && matches!(relay.resp, Resp::Head),
         _ => false,
     }
 }
@@ -571,14 +364,12 @@ fn awaiting_upstream(conn: &Conn) -> bool {
 /// an error on its socket (a reset: the client is gone for good) is noticed only
 /// here, not when the upstream next sends. CONNECT is exempt: a tunnel reads both
 /// sides all along.
-fn responding(conn: &Conn) -> bool {
-    let Some(ex) = conn.ex.as_deref() else {
-        return false;
-    };
-    ex.status != 0
-        && !ex.detached
-        && ex.method != Method::Connect
-        && matches!(conn.state, State::Forward | State::Serve)
+fn responding(state: &State) -> bool {
+    match state {
+        State::Forward { ex, relay } => ex.status != 0 && !relay.detached,
+        State::Serve { ex } => ex.status != 0,
+        _ => false,
+    }
 }
 
 /// The client closed its side while its request waits for the upstream. A client
@@ -593,8 +384,12 @@ fn client_gone(conn: &mut Conn) -> bool {
     if conn.ready.err {
         return true;
     }
-    let Some(ex) = conn.ex.as_deref_mut() else {
-        return false;
+    let ex = match &mut conn.state {
+        State::Resolving { ex, .. }
+        | State::Connecting { ex, .. }
+        | State::Waiting { ex }
+        | State::Forward { ex, .. } => ex,
+        _ => return false,
     };
     if ex.probed || ex.client_version != Version::Http11 {
         return false;
@@ -620,22 +415,29 @@ fn client_gone(conn: &mut Conn) -> bool {
     }
 }
 
-/// Writes what larder queued for the client. Returns progress; a write error
-/// closes the connection.
-pub fn flush_out(conn: &mut Conn) -> bool {
+/// What [`flush_out`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Some bytes went out.
+    Some,
+    /// Nothing could be written now.
+    Blocked,
+    /// The write failed: the client is gone.
+    Failed,
+}
+
+/// Writes what larder queued for the client.
+pub fn flush_out(conn: &mut Conn) -> Flushed {
     if !conn.ready.w {
-        return false;
+        return Flushed::Blocked;
     }
     match write_two(&mut conn.sock, &mut conn.ready, conn.out.pending(), &[]) {
         Io::Done(n) => {
             conn.out.advance(n);
-            true
+            Flushed::Some
         }
-        Io::Blocked => false,
-        Io::Eof | Io::Failed(_) => {
-            conn.state = State::Closed;
-            true
-        }
+        Io::Blocked => Flushed::Blocked,
+        Io::Eof | Io::Failed(_) => Flushed::Failed,
     }
 }
 
@@ -645,148 +447,30 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
     ctx.heads.give(std::mem::take(&mut ex.upstream_head));
     if ctx.spare_exchanges.len() < HeadPool::KEEP {
         ex.cache = None;
-        ex.addrs = None;
         ex.content_type = None;
-        ex.pipes = [None, None];
         ctx.spare_exchanges.push(ex);
     }
 }
 
-/// Ends the current exchange: takes it from the connection and gives back what it
-/// holds in the cache (an unfinished fill is aborted, pinned objects unpinned). Every
-/// path that ends an exchange goes through here, so none can leak a pin or a fill.
-pub fn end_exchange(cx: &mut Scope) -> Option<Box<Exchange>> {
-    let mut ex = cx.conn.ex.take()?;
+/// Ends an exchange's use of the cache (an unfinished fill is aborted, pinned objects
+/// unpinned) and hands it back for logging. Every path that ends an exchange goes
+/// through here, so none can leak a pin or a fill.
+pub fn end_exchange(cx: &mut Scope, mut ex: Box<Exchange>) -> Box<Exchange> {
     cache::release(&mut cx.ctx.cache, &mut ex);
-    Some(ex)
+    ex
 }
 
 /// A response is done: read the next request (keep-alive) or close after flushing
 /// `out` and lingering (`close`).
-pub fn after_response(cx: &mut Scope, close: bool) {
+pub fn after_response(cx: &mut Scope, close: bool) -> State {
     let conn = &mut *cx.conn;
     if close {
-        conn.state = State::Closing;
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+        State::Closing(Linger::default())
     } else {
-        conn.state = State::Head;
         conn.served += 1;
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.idle);
         conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
-    }
-}
-
-/// Longest we linger after our last response to let the client read it.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-/// Most bytes discarded while lingering.
-const LINGER_BYTES: usize = 256 * 1024;
-
-/// Flush `out`, half-close, then drain until EOF so the client is not reset
-/// while our last bytes are in flight.
-fn closing_step(cx: &mut Scope) -> bool {
-    let conn = &mut *cx.conn;
-    if !conn.out.is_empty() {
-        return flush_out(conn);
-    }
-    if !conn.shut {
-        conn.shut = true;
-        conn.inbuf.clear(&mut cx.ctx.bufs);
-        if conn.eof || conn.sock.shutdown(std::net::Shutdown::Write).is_err() {
-            conn.state = State::Closed;
-            return true;
-        }
-        conn.deadline = Some(cx.ctx.now + LINGER);
-    }
-    if !conn.ready.r {
-        return false;
-    }
-    let mut scratch = [0u8; 4096];
-    match read_into(&mut conn.sock, &mut conn.ready, &mut scratch) {
-        Io::Done(n) => {
-            conn.drained += n;
-            if conn.drained > LINGER_BYTES {
-                conn.state = State::Closed;
-            }
-            true
-        }
-        Io::Blocked => false,
-        Io::Eof | Io::Failed(_) => {
-            conn.state = State::Closed;
-            true
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{read_into, Io, Readiness};
-    use std::io::Write;
-    use std::net::{Shutdown, TcpListener};
-
-    /// A connected pair: larder's end as a mio stream, the peer as a std stream.
-    fn pair() -> (mio::net::TcpStream, std::net::TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let peer =
-            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (ours, _) = listener.accept().expect("accept");
-        ours.set_nonblocking(true).expect("nonblocking");
-        (mio::net::TcpStream::from_std(ours), peer)
-    }
-
-    /// Loopback delivers within the peer's send; the pause only guards against a
-    /// slow scheduler.
-    fn settle() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-
-    /// The peer sends "last" and its FIN; we read with the readiness an event would
-    /// have given (`err`: EPOLLERR came too). Returns whether `fin` was inferred, after
-    /// checking that the next read reports EOF either way.
-    fn read_last_words(err: bool) -> bool {
-        let (mut ours, mut peer) = pair();
-        peer.write_all(b"last").expect("write");
-        peer.shutdown(Shutdown::Write).expect("shutdown");
-        settle();
-        let mut ready = Readiness {
-            r: true,
-            hup: true,
-            err,
-            ..Readiness::default()
-        };
-        let mut buf = [0u8; 64];
-        let first = read_into(&mut ours, &mut ready, &mut buf);
-        assert!(matches!(first, Io::Done(4)), "{first:?}");
-        let fin = ready.fin;
-        assert!(ready.r, "{ready:?}");
-        let next = read_into(&mut ours, &mut ready, &mut buf);
-        assert!(matches!(next, Io::Eof), "{next:?}");
-        fin
-    }
-
-    #[test]
-    fn short_read_after_fin_reports_eof_next() {
-        assert!(read_last_words(false));
-    }
-
-    #[test]
-    fn short_read_with_an_error_pending_still_asks_the_socket() {
-        assert!(!read_last_words(true));
-    }
-
-    #[test]
-    fn short_read_without_fin_means_drained() {
-        let (mut ours, mut peer) = pair();
-        peer.write_all(b"more to come").expect("write");
-        settle();
-        let mut ready = Readiness {
-            r: true,
-            ..Readiness::default()
-        };
-        let mut buf = [0u8; 64];
-        assert!(matches!(
-            read_into(&mut ours, &mut ready, &mut buf),
-            Io::Done(12)
-        ));
-        assert!(!ready.r && !ready.fin, "{ready:?}");
+        State::Head(HeadScan::default())
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use log::{info, warn};
 
 use super::request::{queue_answer, record, Line};
-use super::{end_exchange, Scope};
+use super::{end_exchange, recycle, Exchange, Scope, State};
 use crate::access_log::ResultCode;
 use crate::cache::CacheError;
 use crate::conn::cache::Cache;
@@ -71,22 +71,21 @@ pub struct Asked<'a> {
 
 /// Answers the current exchange, found to be for larder after DNS (its host name
 /// resolved to one of larder's addresses).
-pub fn answer_exchange(cx: &mut Scope) {
-    let Some(ex) = end_exchange(cx) else {
-        return;
-    };
+pub fn answer_exchange(cx: &mut Scope, ex: Box<Exchange>) -> State {
+    let ex = end_exchange(cx, ex);
     let asked = Asked {
         method: &ex.method,
         target: &ex.target,
         keep: ex.client_keep_alive && ex.req_done && ex.req_pending == 0,
         started: ex.started,
     };
-    answer(cx, &asked);
-    super::recycle(cx.ctx, ex);
+    let next = answer(cx, &asked);
+    recycle(cx.ctx, ex);
+    next
 }
 
 /// Answers a request for larder (recognised at its head, or after DNS).
-pub fn answer(cx: &mut Scope, asked: &Asked) {
+pub fn answer(cx: &mut Scope, asked: &Asked) -> State {
     let page = pages::decide(asked.method, asked.target.path_and_query(), cx.conn.admin);
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
@@ -178,7 +177,7 @@ pub fn answer(cx: &mut Scope, asked: &Asked) {
         content_type,
     };
     record(cx, &line);
-    queue_answer(cx, bytes, close);
+    queue_answer(cx, bytes, close)
 }
 
 /// Gathers the figures of the pages and renders them (`oldest`: find the oldest

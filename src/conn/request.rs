@@ -15,7 +15,8 @@ use super::collapse::Member;
 use super::ctx::upstream_token;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, flush_out, read_into, Conn, Exchange, Io, Resp, Scope, State,
+    after_response, end_exchange, flush_out, read_into, recycle, Conn, Exchange, Flushed, HeadScan,
+    Io, Relay, Route, Scope, Splice, State,
 };
 use crate::access_log::{Entry, ResultCode};
 use crate::dns::{Answer, Lookup, Waiter};
@@ -32,49 +33,51 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 const EMFILE: i32 = 24;
 
 /// `Head` state: parse what has arrived, or read more.
-pub fn head_step(cx: &mut Scope) -> bool {
+pub fn head_step(cx: &mut Scope, mut scan: HeadScan) -> (State, bool) {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     // Our last answer goes out before the next request is looked at, so a client
     // that pipelines without reading cannot make `out` grow.
     if !conn.out.is_empty() {
-        return flush_out(conn);
+        return match flush_out(conn) {
+            Flushed::Some => (State::Head(scan), true),
+            Flushed::Blocked => (State::Head(scan), false),
+            Flushed::Failed => (State::Closed, true),
+        };
     }
     let len = conn.inbuf.len();
     // A head is parsed only once its end may be there (or a limit is reached), so a
     // client that trickles a head byte by byte costs a scan of the new bytes, not a
     // parse of the whole head each time.
-    if len > 0 && (head_may_be_complete(conn) || len >= limits.request_line || len >= limits.head) {
+    if len > 0
+        && (head_may_be_complete(conn.inbuf.data(), &mut scan)
+            || len >= limits.request_line
+            || len >= limits.head)
+    {
         let head = cx.ctx.heads.take();
         match parse_request_into(conn.inbuf.data(), &limits, &cx.ctx.via, head) {
-            Ok(Some(req)) => {
-                conn.head_scan = 0;
-                conn.line_ended = false;
-                begin(cx, req);
-                return true;
-            }
+            Ok(Some(req)) => return (begin(cx, req), true),
             Ok(None) => {}
             Err(e) => {
                 debug!("conn {}: bad request: {}", conn.id, e);
-                if conn.denied.is_some() {
+                let next = if conn.denied.is_some() {
                     // Who may not use the proxy learns only that.
                     let message = denied_message(conn);
                     let p = Problem::new(403, "denied", &message);
-                    answer(cx, p, true, None, ResultCode::Denied);
+                    answer(cx, p, true, None, ResultCode::Denied)
                 } else {
-                    answer(cx, parse_problem(&e), true, None, ResultCode::None);
-                }
-                return true;
+                    answer(cx, parse_problem(&e), true, None, ResultCode::None)
+                };
+                return (next, true);
             }
         }
     }
     if conn.eof {
         // The client closed between requests (normal) or mid-head (nothing to say).
-        conn.state = State::Closed;
-        return true;
+        return (State::Closed, true);
     }
     if !conn.ready.r {
-        return false;
+        return (State::Head(scan), false);
     }
     if !conn.inbuf.has_room() {
         // A head larger than a pooled buffer: grow once, up to the head limit (the
@@ -88,20 +91,19 @@ pub fn head_step(cx: &mut Scope) -> bool {
     ) {
         Io::Done(n) => {
             conn.inbuf.filled(n);
-            true
+            (State::Head(scan), true)
         }
         Io::Blocked => {
             conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
-            false
+            (State::Head(scan), false)
         }
         Io::Eof => {
             conn.eof = true;
-            true
+            (State::Head(scan), true)
         }
         Io::Failed(e) => {
             debug!("conn {}: client read: {}", conn.id, e);
-            conn.state = State::Closed;
-            true
+            (State::Closed, true)
         }
     }
 }
@@ -130,23 +132,22 @@ fn denied_message(conn: &Conn) -> String {
     )
 }
 
-/// Looks for the blank line that ends a head in the bytes not searched yet; also
-/// true once when the request line ends, so that a line the parser refuses outright
-/// (`GET http://h/` without a version, HTTP/0.9 style, after which a client waits
-/// for an answer) is answered at once.
-fn head_may_be_complete(conn: &mut Conn) -> bool {
-    let data = conn.inbuf.data();
+/// Looks for the blank line that ends a head in the bytes of `data` not searched
+/// yet; also true once when the request line ends, so that a line the parser refuses
+/// outright (`GET http://h/` without a version, HTTP/0.9 style, after which a client
+/// waits for an answer) is answered at once.
+fn head_may_be_complete(data: &[u8], scan: &mut HeadScan) -> bool {
     if data.ends_with(b"\r\n\r\n") {
         // The usual case: a whole head arrived in one read.
-        conn.head_scan = data.len();
+        scan.scanned = data.len();
         return true;
     }
-    let from = conn.head_scan.saturating_sub(3).min(data.len());
+    let from = scan.scanned.saturating_sub(3).min(data.len());
     let fresh = data.get(from..).unwrap_or(&[]);
     let found = fresh.windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
-    conn.head_scan = data.len();
-    if !conn.line_ended && fresh.contains(&b'\n') {
-        conn.line_ended = true;
+    scan.scanned = data.len();
+    if !scan.line_ended && fresh.contains(&b'\n') {
+        scan.line_ended = true;
         return true;
     }
     found
@@ -154,19 +155,13 @@ fn head_may_be_complete(conn: &mut Conn) -> bool {
 
 /// A parsed head: apply the access rules, then answer it (larder's own pages) or
 /// find an upstream.
-fn begin(cx: &mut Scope, req: Request) {
+fn begin(cx: &mut Scope, req: Request) -> State {
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
     if cx.conn.denied.is_some() {
         let message = denied_message(cx.conn);
-        refuse(
-            cx,
-            &req,
-            Problem::new(403, "denied", &message),
-            true,
-            ResultCode::Denied,
-        );
-        return;
+        let p = Problem::new(403, "denied", &message);
+        return refuse(cx, &req, p, true, ResultCode::Denied);
     }
     if super::pages::for_larder(&req.method, &req.target, &cx.ctx.locals) {
         let keep = req.keep_alive && !has_body;
@@ -179,8 +174,7 @@ fn begin(cx: &mut Scope, req: Request) {
             keep,
             started: cx.ctx.now,
         };
-        super::pages::answer(cx, &asked);
-        return;
+        return super::pages::answer(cx, &asked);
     }
     if req.target.is_authority() {
         let port = req.target.port();
@@ -191,8 +185,7 @@ fn begin(cx: &mut Scope, req: Request) {
             );
             let message = format!("This proxy does not open tunnels to port {port}. {ASK_ADMIN}");
             let p = Problem::new(403, "port-not-allowed", &message);
-            refuse(cx, &req, p, has_body, ResultCode::Denied);
-            return;
+            return refuse(cx, &req, p, has_body, ResultCode::Denied);
         }
     }
     if let Some(rule) = cx.ctx.blocklist.blocked_host(req.target.host()) {
@@ -203,8 +196,7 @@ fn begin(cx: &mut Scope, req: Request) {
             req.target.host()
         );
         let p = Problem::new(403, "blocked", &message);
-        refuse(cx, &req, p, has_body, ResultCode::Denied);
-        return;
+        return refuse(cx, &req, p, has_body, ResultCode::Denied);
     }
     cx.conn.inbuf.consume(req.head_len);
     let req_done = req.body == BodyKind::None;
@@ -221,111 +213,90 @@ fn begin(cx: &mut Scope, req: Request) {
         upstream_head: req.upstream_head,
         req_directives: req.directives,
         req_conditional: req.conditional,
-        head_sent: 0,
         req_pending: 0,
-        resp: Resp::Head,
-        resp_body: None,
-        resp_pending: 0,
-        dechunk: false,
-        close_after: false,
-        reusable: false,
-        got_bytes: false,
         retried: false,
-        response_deadline_set: false,
-        addrs: None,
-        addr_idx: 0,
-        pool_key: 0,
-        pooled_peer: None,
+        peer: None,
         status: 0,
         bytes: 0,
         content_type: None,
-        upstream_write_shut: false,
-        client_write_shut: false,
-        pipes: [None, None],
-        moved: [0, 0],
+        close_after: false,
         cache: None,
-        detached: false,
         probed: false,
     };
     // A box kept from a finished exchange, if there is one: see `recycle`.
-    cx.conn.ex = Some(match cx.ctx.spare_exchanges.pop() {
+    let ex = match cx.ctx.spare_exchanges.pop() {
         Some(mut spare) => {
             *spare = ex;
             spare
         }
         None => Box::new(ex),
-    });
-    route(cx, false);
+    };
+    route(cx, ex, false)
 }
 
-/// Answers the current exchange from the cache, or makes it wait for another's
-/// fetch, or sends it upstream. `resumed`: it waited and its flight ended.
-fn route(cx: &mut Scope, resumed: bool) {
+/// Answers the exchange from the cache, or makes it wait for another's fetch, or
+/// sends it upstream. `resumed`: it waited and its flight ended.
+fn route(cx: &mut Scope, mut ex: Box<Exchange>, resumed: bool) -> State {
     let log = cx.ctx.log.is_some();
-    match consult(&mut cx.ctx.cache, cx.conn, cx.key, log, resumed) {
+    match consult(&mut cx.ctx.cache, cx.conn, &mut ex, cx.key, log, resumed) {
         Consulted::Forward => {}
         Consulted::Serve => {
-            cx.conn.state = State::Serve;
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            return;
+            return State::Serve { ex };
         }
         Consulted::OnlyIfCached => {
             let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
-            fail(cx, Problem::new(504, "only-if-cached", message));
-            return;
+            return fail(cx, ex, None, Problem::new(504, "only-if-cached", message));
         }
         Consulted::Wait => {
-            cx.conn.state = State::Waiting;
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.response);
-            return;
+            return State::Waiting { ex };
         }
     }
-    let Some(ex) = cx.conn.ex.as_deref_mut() else {
-        return;
-    };
+    let mut pool_key = 0;
     if ex.method != Method::Connect {
         let ups = &*cx.ups;
         let (host, port) = (ex.target.host(), ex.target.port());
-        let key = cx.ctx.pool.key(host, port);
-        ex.pool_key = key;
-        let pooled = cx.ctx.pool.take(key, |i| {
+        pool_key = cx.ctx.pool.key(host, port);
+        let pooled = cx.ctx.pool.take(pool_key, |i| {
             ups.get(i)
                 .is_some_and(|u| u.port == port && *u.host == *host)
         });
         if let Some(idx) = pooled {
-            attach(cx, idx);
-            cx.conn.state = State::Forward;
+            attach(cx, &mut ex, idx);
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            return;
+            return State::Forward {
+                ex,
+                relay: Relay::new(idx),
+            };
         }
     }
-    let host = ex.target.host().to_owned();
-    resolve(cx, &host);
+    resolve(cx, ex, pool_key)
 }
 
 /// `Waiting` state: the fetch this request waits for (request collapsing) has a
 /// body to read as it arrives, or it has ended (the server steps us when woken).
 /// Read it, or look the URL up again: a hit now, or a fetch of its own.
-pub fn waiting_step(cx: &mut Scope) -> bool {
+pub fn waiting_step(cx: &mut Scope, mut ex: Box<Exchange>) -> (State, bool) {
     let me = (cx.key, cx.conn.id);
-    match collapsed_read(&mut cx.ctx.cache, cx.conn, me) {
+    match collapsed_read(&mut cx.ctx.cache, cx.conn, &mut ex, me) {
         Some(true) => {
-            cx.conn.state = State::Serve;
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            true
+            (State::Serve { ex }, true)
         }
-        Some(false) => false,
-        None => {
-            route(cx, true);
-            true
-        }
+        Some(false) => (State::Waiting { ex }, false),
+        None => (route(cx, ex, true), true),
     }
 }
 
 /// For a waiting request: `Some(true)` if it now reads the flight's stream (its head
 /// is queued), `Some(false)` to go on waiting, `None` if the flight is over.
-fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool> {
-    let ex = conn.ex.as_deref_mut()?;
+fn collapsed_read(
+    cache: &mut Cache,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    me: Member,
+) -> Option<bool> {
     let c = ex.cache.as_mut()?;
     if !cache.flights.waits(&c.url, me) {
         return None;
@@ -365,115 +336,91 @@ fn collapsed_read(cache: &mut Cache, conn: &mut Conn, me: Member) -> Option<bool
     Some(true)
 }
 
-/// Starts (or re-starts, for a retry) the DNS step for the current exchange.
-pub fn resolve(cx: &mut Scope, host: &str) {
+/// Starts (or re-starts, for a retry) the DNS step for the exchange.
+pub fn resolve(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64) -> State {
     cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
     let waiter = Waiter {
         key: cx.key,
         id: cx.conn.id,
     };
-    match cx.ctx.resolver.lookup(host, waiter, cx.ctx.now) {
-        Lookup::Ready(answer) => resolved(cx, answer),
-        Lookup::Pending => cx.conn.state = State::Resolving,
+    match cx.ctx.resolver.lookup(ex.target.host(), waiter, cx.ctx.now) {
+        Lookup::Ready(answer) => resolved(cx, ex, pool_key, answer),
+        Lookup::Pending => State::Resolving { ex, pool_key },
     }
 }
 
-/// A DNS answer for the current exchange: check the addresses, then connect.
-pub fn resolved(cx: &mut Scope, answer: Answer) {
+/// A DNS answer for the exchange: check the addresses, then connect.
+pub fn resolved(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64, answer: Answer) -> State {
     let addrs = match answer {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => Arc::from(Vec::new()),
         Err(e) => {
             cx.ctx.stats.dns_failures += 1;
-            let message = format!("The name {} could not be resolved: {e}.", host_of(cx));
-            fail(cx, Problem::new(502, "dns-error", &message));
-            return;
+            let message = format!("The name {} could not be resolved: {e}.", ex.target.host());
+            return fail(cx, ex, None, Problem::new(502, "dns-error", &message));
         }
     };
     for &ip in addrs.iter() {
         if let Some(rule) = cx.ctx.blocklist.blocked_ip(ip) {
-            info!("conn {}: {} refused: {rule}", cx.conn.id, host_of(cx));
+            info!("conn {}: {} refused: {rule}", cx.conn.id, ex.target.host());
             cx.ctx.stats.blocked += 1;
             let message = format!(
                 "The site {} is blocked by this proxy. {ASK_ADMIN}",
-                host_of(cx)
+                ex.target.host()
             );
-            fail_with(
-                cx,
-                Problem::new(403, "blocked", &message),
-                ResultCode::Denied,
-            );
-            return;
+            let p = Problem::new(403, "blocked", &message);
+            return fail_with(cx, ex, None, p, ResultCode::Denied);
         }
     }
-    let port = cx.conn.ex.as_ref().map_or(0, |ex| ex.target.port());
+    let port = ex.target.port();
     if addrs.iter().any(|&ip| {
         cx.ctx
             .locals
             .iter()
             .any(|&l| super::pages::is_self(l, ip, port))
     }) {
-        let is_connect = cx
-            .conn
-            .ex
-            .as_ref()
-            .is_some_and(|ex| ex.method == Method::Connect);
-        if is_connect {
+        if ex.method == Method::Connect {
             let message = "A tunnel to this proxy itself would loop.";
-            fail(cx, Problem::new(508, "loop-detected", message));
-        } else {
-            super::pages::answer_exchange(cx);
+            return fail(cx, ex, None, Problem::new(508, "loop-detected", message));
         }
-        return;
+        return super::pages::answer_exchange(cx, ex);
     }
-    if let Some(ex) = cx.conn.ex.as_deref_mut() {
-        ex.addrs = Some(addrs);
-        ex.addr_idx = 0;
-    }
-    connect_next(cx, None);
+    let route = Route {
+        addrs,
+        next: 0,
+        pool_key,
+    };
+    connect_next(cx, ex, route, None)
 }
 
-fn host_of(cx: &Scope) -> String {
-    cx.conn
-        .ex
-        .as_ref()
-        .map_or_else(String::new, |ex| ex.target.host().to_owned())
-}
-
-/// Connects to the current address, moving on to the next ones on failure.
-fn connect_next(cx: &mut Scope, mut last_err: Option<io::Error>) {
+/// Connects to the route's next address, moving on to the ones after on failure.
+fn connect_next(
+    cx: &mut Scope,
+    mut ex: Box<Exchange>,
+    mut route: Route,
+    mut last_err: Option<io::Error>,
+) -> State {
     loop {
-        let (ip, port, host, key) = match cx.conn.ex.as_deref() {
-            Some(ex) => match ex.addrs.as_ref().and_then(|a| a.get(ex.addr_idx)) {
-                Some(&ip) => (
-                    ip,
-                    ex.target.port(),
-                    ex.target.host().to_owned(),
-                    ex.pool_key,
+        let Some(&ip) = route.addrs.get(route.next) else {
+            let (detail, message) = match &last_err {
+                Some(e) => (
+                    "connect-failed",
+                    format!("Cannot connect to {}: {e}.", ex.target.host_header()),
                 ),
-                None => {
-                    let (detail, message) = match &last_err {
-                        Some(e) => (
-                            "connect-failed",
-                            format!("Cannot connect to {}: {e}.", ex.target.host_header()),
-                        ),
-                        None => (
-                            "dns-error",
-                            format!("The name {} has no address.", ex.target.host()),
-                        ),
-                    };
-                    fail(cx, Problem::new(502, detail, &message));
-                    return;
-                }
-            },
-            None => return,
+                None => (
+                    "dns-error",
+                    format!("The name {} has no address.", ex.target.host()),
+                ),
+            };
+            return fail(cx, ex, None, Problem::new(502, detail, &message));
         };
+        let port = ex.target.port();
         let addr = SocketAddr::new(ip, port);
         match TcpStream::connect(addr) {
             Ok(sock) => {
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
-                let mut up = Upstream::new(sock, &host, port, key, addr);
+                let mut up = Upstream::new(sock, ex.target.host(), port, route.pool_key, addr);
                 if let Err(e) = cx.ctx.registry.register(
                     &mut up.sock,
                     upstream_token(idx),
@@ -482,10 +429,9 @@ fn connect_next(cx: &mut Scope, mut last_err: Option<io::Error>) {
                     last_err = Some(e);
                 } else {
                     entry.insert(up);
-                    attach(cx, idx);
-                    cx.conn.state = State::Connecting;
+                    attach(cx, &mut ex, idx);
                     cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
-                    return;
+                    return State::Connecting { ex, route, up: idx };
                 }
             }
             Err(e) => {
@@ -498,41 +444,35 @@ fn connect_next(cx: &mut Scope, mut last_err: Option<io::Error>) {
                 last_err = Some(e);
             }
         }
-        if let Some(ex) = cx.conn.ex.as_deref_mut() {
-            ex.addr_idx += 1;
-        }
+        route.next += 1;
     }
 }
 
-/// Makes upstream `idx` this connection's.
-fn attach(cx: &mut Scope, idx: usize) {
+/// Makes upstream `idx` this connection's, for the exchange `ex`.
+fn attach(cx: &mut Scope, ex: &mut Exchange, idx: usize) {
     if let Some(up) = cx.ups.get_mut(idx) {
         up.owner = Some((cx.key, cx.conn.id));
         up.idle_deadline = None;
         // Readiness that arrived while pooled was consumed there; assume writable so
         // the request goes out at once (a WouldBlock corrects it).
         up.ready.w = true;
-        if let Some(ex) = cx.conn.ex.as_deref_mut() {
-            if ex.addrs.is_none() {
-                ex.pooled_peer = Some(up.addr.ip());
-            }
-        }
+        ex.peer = Some(up.addr.ip());
     }
-    cx.conn.up = Some(idx);
 }
 
 /// `Connecting` state: wait for the handshake to finish, then forward or tunnel.
-pub fn connect_step(cx: &mut Scope) -> bool {
-    let Some(idx) = cx.conn.up else {
-        cx.conn.state = State::Closed;
-        return true;
-    };
+pub fn connect_step(
+    cx: &mut Scope,
+    mut ex: Box<Exchange>,
+    mut route: Route,
+    idx: usize,
+) -> (State, bool) {
     let Some(up) = cx.ups.get_mut(idx) else {
-        cx.conn.state = State::Closed;
-        return true;
+        // Cannot happen: the socket is closed only through this connection.
+        return (abort(cx, ex, None), true);
     };
     if !up.ready.w && !up.ready.r {
-        return false;
+        return (State::Connecting { ex, route, up: idx }, false);
     }
     // mio's recipe asks take_error, then peer_addr; asking peer_addr first gives the
     // same answers and saves a system call on every successful connect.
@@ -548,96 +488,106 @@ pub fn connect_step(cx: &mut Scope) -> bool {
         Ok(false) => {
             // A spurious wake-up before the handshake finished.
             up.ready = Default::default();
-            false
+            (State::Connecting { ex, route, up: idx }, false)
         }
         Ok(true) => {
             up.connected = true;
             let _ = up.sock.set_nodelay(true);
-            let Some(ex) = cx.conn.ex.as_deref_mut() else {
-                cx.conn.state = State::Closed;
-                return true;
-            };
             if ex.method == Method::Connect {
                 cx.ctx.stats.tunnels += 1;
                 ex.status = 200;
                 cx.conn.out.push(ESTABLISHED);
-                cx.conn.state = State::Tunnel;
                 cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
+                let splice = Box::new(Splice::new(idx));
+                (State::Tunnel { ex, splice }, true)
             } else {
-                cx.conn.state = State::Forward;
                 cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+                let relay = Relay::new(idx);
+                (State::Forward { ex, relay }, true)
             }
-            true
         }
         Err(e) => {
             debug!("conn {}: connect to {} failed: {}", cx.conn.id, up.addr, e);
-            drop_upstream(cx);
-            if let Some(ex) = cx.conn.ex.as_deref_mut() {
-                ex.addr_idx += 1;
-            }
-            connect_next(cx, Some(e));
-            true
+            drop_upstream(cx, idx);
+            route.next += 1;
+            // A request that fails on every address names none in the log.
+            ex.peer = None;
+            (connect_next(cx, ex, route, Some(e)), true)
         }
     }
 }
 
-/// Closes the current upstream socket (not pooled).
-pub fn drop_upstream(cx: &mut Scope) {
-    if let Some(idx) = cx.conn.up.take() {
-        if cx.ups.contains(idx) {
-            let mut up = cx.ups.remove(idx);
-            up.inbuf.clear(&mut cx.ctx.bufs);
-        }
+/// `Resolving` or `Connecting` took longer than `--timeout-connect`: 504.
+pub fn connect_timeout(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>) -> State {
+    let secs = cx.ctx.cfg.timeouts.connect.as_secs_f64();
+    let message = format!("No connection to the server within {secs} s.");
+    fail(cx, ex, up, Problem::new(504, "connect-timeout", &message))
+}
+
+/// Closes upstream socket `idx` (not pooled).
+pub fn drop_upstream(cx: &mut Scope, idx: usize) {
+    if cx.ups.contains(idx) {
+        let mut up = cx.ups.remove(idx);
+        up.inbuf.clear(&mut cx.ctx.bufs);
     }
 }
 
-/// The request failed before a response started: answer with an error page and
-/// close, or just close if the client already got response bytes.
-pub fn fail(cx: &mut Scope, p: Problem) {
+/// The request failed before a response started: close its upstream `up` if any, and
+/// answer with an error page, or just close if the client already got response bytes.
+pub fn fail(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>, p: Problem) -> State {
     let result = if p.status == 403 {
         ResultCode::Denied
     } else {
         ResultCode::Miss
     };
-    fail_with(cx, p, result);
+    fail_with(cx, ex, up, p, result)
 }
 
-fn fail_with(cx: &mut Scope, p: Problem, result: ResultCode) {
-    drop_upstream(cx);
-    let started = cx.conn.ex.as_ref().map(|ex| ex.status != 0);
-    if started == Some(true) {
-        abort(cx);
-        return;
+fn fail_with(
+    cx: &mut Scope,
+    ex: Box<Exchange>,
+    up: Option<usize>,
+    p: Problem,
+    result: ResultCode,
+) -> State {
+    if let Some(idx) = up {
+        drop_upstream(cx, idx);
+    }
+    if ex.status != 0 {
+        return abort(cx, ex, None);
     }
     if p.status >= 500 {
         debug!("conn {}: {} {}", cx.conn.id, p.status, p.message);
     }
     // Keep the client connection when its request was read whole. Never after a
     // CONNECT: what the client sent behind it was meant for the tunnel.
-    let keep = cx.conn.ex.as_ref().is_some_and(|ex| {
-        ex.req_done && ex.req_pending == 0 && ex.client_keep_alive && ex.method != Method::Connect
-    });
-    let ex = end_exchange(cx);
-    answer(cx, p, !keep, ex.as_deref(), result);
+    let keep =
+        ex.req_done && ex.req_pending == 0 && ex.client_keep_alive && ex.method != Method::Connect;
+    let ex = end_exchange(cx, ex);
+    let next = answer(cx, p, !keep, Some(&ex), result);
+    recycle(cx.ctx, ex);
+    next
 }
 
-/// The exchange cannot go on and the client already has part of a response:
-/// log it as aborted and close.
-pub fn abort(cx: &mut Scope) {
-    drop_upstream(cx);
-    if let Some(ex) = end_exchange(cx) {
-        let result = match ex.cache.as_ref().map(|c| c.result) {
-            Some(ResultCode::Hit) | Some(ResultCode::ImsHit) => ResultCode::HitAborted,
-            _ => ResultCode::MissAborted,
-        };
-        log_exchange(cx, &ex, result);
+/// The exchange cannot go on and the client may already have part of a response:
+/// close its upstream `up` if any, log it as aborted, and close.
+pub fn abort(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>) -> State {
+    if let Some(idx) = up {
+        drop_upstream(cx, idx);
     }
-    cx.conn.state = State::Closed;
+    let ex = end_exchange(cx, ex);
+    let result = match ex.cache.as_ref().map(|c| c.result) {
+        Some(ResultCode::Hit) | Some(ResultCode::ImsHit) => ResultCode::HitAborted,
+        _ => ResultCode::MissAborted,
+    };
+    log_exchange(cx, &ex, result);
+    recycle(cx.ctx, ex);
+    State::Closed
 }
 
 /// Answers a request that was refused at its head (the exchange never started).
 /// A refused CONNECT always closes: bytes behind it were meant for the tunnel.
-fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: ResultCode) {
+fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: ResultCode) -> State {
     let close = close || !req.keep_alive || req.method == Method::Connect || cx.ctx.draining;
     if !close {
         cx.conn.inbuf.consume(req.head_len);
@@ -655,12 +605,18 @@ fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: Result
         content_type: "text/html",
     };
     record(cx, &line);
-    queue_answer(cx, page, close);
+    queue_answer(cx, page, close)
 }
 
 /// Sends larder's own error answer; `ex` is the exchange it answers, if one started
 /// (its `Cache-Status` then says why it went forward).
-pub fn answer(cx: &mut Scope, p: Problem, close: bool, ex: Option<&Exchange>, result: ResultCode) {
+pub fn answer(
+    cx: &mut Scope,
+    p: Problem,
+    close: bool,
+    ex: Option<&Exchange>,
+    result: ResultCode,
+) -> State {
     let fwd = ex.and_then(|ex| ex.cache.as_ref()).map(|c| c.fwd());
     let page = error_response(&p, &cx.ctx.via, close, fwd);
     let line = Line {
@@ -669,24 +625,22 @@ pub fn answer(cx: &mut Scope, p: Problem, close: bool, ex: Option<&Exchange>, re
         host: ex.map_or("", |ex| ex.target.host()),
         status: p.status,
         bytes: page.len() as u64,
-        peer: ex.and_then(|ex| ex.peer_ip()),
+        peer: ex.and_then(|ex| ex.peer),
         result,
         started: ex.map_or(cx.ctx.now, |ex| ex.started),
         content_type: "text/html",
     };
     record(cx, &line);
-    queue_answer(cx, page, close);
+    queue_answer(cx, page, close)
 }
 
-/// Queues a complete response larder made itself and ends the request: the
-/// connection reads the next request, or closes (`close`) once it is written.
-pub fn queue_answer(cx: &mut Scope, page: Vec<u8>, close: bool) {
-    let conn = &mut *cx.conn;
-    conn.out.push(&page);
-    conn.ex = None;
+/// Queues a complete response larder made itself: the connection reads the next
+/// request, or closes (`close`) once it is written.
+pub fn queue_answer(cx: &mut Scope, page: Vec<u8>, close: bool) -> State {
+    cx.conn.out.push(&page);
     // The answer is written by the Head/Closing steps; make sure they try now.
-    conn.ready.w = true;
-    after_response(cx, close);
+    cx.conn.ready.w = true;
+    after_response(cx, close)
 }
 
 /// Counts and logs a finished exchange.
@@ -697,7 +651,7 @@ pub fn log_exchange(cx: &mut Scope, ex: &Exchange, result: ResultCode) {
         host: ex.target.host(),
         status: ex.status,
         bytes: ex.bytes,
-        peer: ex.peer_ip(),
+        peer: ex.peer,
         result,
         started: ex.started,
         content_type: ex.content_type.as_deref().unwrap_or("-"),

@@ -9,25 +9,42 @@
 //! the fill while it is being written, up to the bytes written so far.
 
 use super::request::{abort, log_exchange};
-use super::{after_response, end_exchange, write_two, Io, Scope, State};
+use super::{after_response, end_exchange, recycle, write_two, Exchange, Io, Scope, State};
 use crate::access_log::ResultCode;
 
+/// What one attempt to write did.
+enum Wrote {
+    /// Bytes went out.
+    Some,
+    /// Nothing can be written now (the client is not writable, or the flight being
+    /// read has no new bytes yet: it wakes us).
+    Nothing,
+    /// The whole response is written.
+    All,
+    /// The response cannot be finished: abort the exchange.
+    Failed,
+}
+
 /// Writes a cached response to the client, spending at most `budget` bytes.
-/// Returns whether anything was done.
-pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
+/// Returns the next state and whether anything was done.
+pub fn step(cx: &mut Scope, mut ex: Box<Exchange>, budget: &mut usize) -> (State, bool) {
+    match write(cx, &mut ex, budget) {
+        Wrote::Some => (State::Serve { ex }, true),
+        Wrote::Nothing => (State::Serve { ex }, false),
+        Wrote::All => (complete(cx, ex), true),
+        Wrote::Failed => (abort(cx, ex, None), true),
+    }
+}
+
+fn write(cx: &mut Scope, ex: &mut Exchange, budget: &mut usize) -> Wrote {
     let conn = &mut *cx.conn;
     let cache = &mut cx.ctx.cache;
-    let Some(ex) = conn.ex.as_deref_mut() else {
-        conn.state = State::Closed;
-        return true;
-    };
     let Some(c) = ex.cache.as_mut() else {
-        conn.state = State::Closed;
-        return true;
+        // Cannot happen: `Serve` is entered only with something to serve.
+        return Wrote::Failed;
     };
     let Some(s) = c.serve.as_mut() else {
-        conn.state = State::Closed;
-        return true;
+        return Wrote::Failed;
     };
     // Reading a body another exchange is storing: up to what it has written, until the
     // object lands (then it is pinned for us) or the flight fails (then we cannot
@@ -39,8 +56,7 @@ pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
         } else if let Some(written_end) = cache.flights.readable_end(&c.url, c.me) {
             end = end.min(written_end);
         } else {
-            abort(cx);
-            return true;
+            return Wrote::Failed;
         }
     }
     let want = end.saturating_sub(s.pos).min(*budget as u64);
@@ -48,20 +64,17 @@ pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     if body.len() as u64 != want {
         // The pinned range is outside the file: cannot happen for a record the store
         // returned; never send a short body under a Content-Length.
-        abort(cx);
-        return true;
+        return Wrote::Failed;
     }
     let out = conn.out.pending();
     if out.is_empty() && body.is_empty() {
         if s.pos < s.end {
-            // Waiting for the flight's next bytes (it wakes us).
-            return false;
+            return Wrote::Nothing;
         }
-        complete(cx);
-        return true;
+        return Wrote::All;
     }
     if !conn.ready.w {
-        return false;
+        return Wrote::Nothing;
     }
     match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
@@ -75,25 +88,19 @@ pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
             cache.note_served(b);
             *budget = budget.saturating_sub(n);
             conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            true
+            Wrote::Some
         }
-        Io::Blocked => false,
-        Io::Eof | Io::Failed(_) => {
-            abort(cx);
-            true
-        }
+        Io::Blocked => Wrote::Nothing,
+        Io::Eof | Io::Failed(_) => Wrote::Failed,
     }
 }
 
 /// The whole response is written: log it, unpin, and read the next request or close.
-fn complete(cx: &mut Scope) {
-    let Some(ex) = end_exchange(cx) else {
-        cx.conn.state = State::Closed;
-        return;
-    };
+fn complete(cx: &mut Scope, ex: Box<Exchange>) -> State {
+    let ex = end_exchange(cx, ex);
     let result = ex.cache.as_ref().map_or(ResultCode::Hit, |c| c.result);
     log_exchange(cx, &ex, result);
     let close = ex.close_after || cx.conn.eof;
-    super::recycle(cx.ctx, ex);
-    after_response(cx, close);
+    recycle(cx.ctx, ex);
+    after_response(cx, close)
 }

@@ -19,8 +19,11 @@ use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
-use super::request::{drop_upstream, log_exchange};
-use super::{read_into, write_two, Io, OutBuf, Readiness, Scope, State};
+use super::request::{abort, drop_upstream, log_exchange};
+use super::{
+    end_exchange, read_into, recycle, write_two, Exchange, Io, OutBuf, Readiness, Scope, Splice,
+    State,
+};
 use crate::buf::{Buf, BufPool};
 use crate::sys::Pipe;
 
@@ -170,20 +173,22 @@ fn splice_step(
 }
 
 /// Relays a CONNECT tunnel's bytes both ways, spending at most `budget` bytes.
-/// Returns whether anything was done.
-pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
-    let Some(idx) = cx.conn.up else {
-        cx.conn.state = State::Closed;
-        return true;
-    };
+/// Returns the next state and whether anything was done.
+pub fn step(
+    cx: &mut Scope,
+    mut ex: Box<Exchange>,
+    mut splice: Box<Splice>,
+    budget: &mut usize,
+) -> (State, bool) {
     let conn = &mut *cx.conn;
-    let (Some(ex), Some(up)) = (conn.ex.as_deref_mut(), cx.ups.get_mut(idx)) else {
-        conn.state = State::Closed;
-        return true;
+    let Some(up) = cx.ups.get_mut(splice.up) else {
+        // Cannot happen: the socket is closed only through this connection.
+        return (abort(cx, ex, None), true);
     };
     let bufs = &mut cx.ctx.bufs;
-    let [pipe_up, pipe_down] = &mut ex.pipes;
-    let [moved_up, moved_down] = &mut ex.moved;
+    let sp = &mut *splice;
+    let [pipe_up, pipe_down] = &mut sp.pipes;
+    let [moved_up, moved_down] = &mut sp.moved;
 
     let mut c2u = Dir {
         src: &mut conn.sock,
@@ -219,36 +224,33 @@ pub fn step(cx: &mut Scope, budget: &mut usize) -> bool {
     // Both ways done: `close` sends both FINs (nothing unread is left, so no RST),
     // and the two `shutdown` calls would only cost system calls.
     if c2u_drained && u2c_drained {
-        end(cx);
-        return true;
+        return (end(cx, ex, &splice), true);
     }
-    if c2u_drained && !ex.upstream_write_shut {
-        ex.upstream_write_shut = true;
+    if c2u_drained && !splice.upstream_write_shut {
+        splice.upstream_write_shut = true;
         let _ = up.sock.shutdown(Shutdown::Write);
         progress = true;
     }
-    if u2c_drained && !ex.client_write_shut {
-        ex.client_write_shut = true;
+    if u2c_drained && !splice.client_write_shut {
+        splice.client_write_shut = true;
         let _ = conn.sock.shutdown(Shutdown::Write);
         progress = true;
     }
     if progress {
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
     }
-    if a.broken || b.broken || (ex.upstream_write_shut && ex.client_write_shut) {
-        end(cx);
-        return true;
+    if a.broken || b.broken || (splice.upstream_write_shut && splice.client_write_shut) {
+        return (end(cx, ex, &splice), true);
     }
-    progress
+    (State::Tunnel { ex, splice }, progress)
 }
 
 /// Logs the tunnel and closes both sides.
-pub fn end(cx: &mut Scope) {
-    if let Some(ex) = super::end_exchange(cx) {
-        cx.ctx.stats.bytes_from_upstream += ex.moved[1];
-        log_exchange(cx, &ex, ResultCode::Tunnel);
-        super::recycle(cx.ctx, ex);
-    }
-    drop_upstream(cx);
-    cx.conn.state = State::Closed;
+pub fn end(cx: &mut Scope, ex: Box<Exchange>, splice: &Splice) -> State {
+    let ex = end_exchange(cx, ex);
+    cx.ctx.stats.bytes_from_upstream += splice.moved[1];
+    log_exchange(cx, &ex, ResultCode::Tunnel);
+    recycle(cx.ctx, ex);
+    drop_upstream(cx, splice.up);
+    State::Closed
 }

@@ -1,0 +1,228 @@
+//! Non-blocking socket I/O as the connection steps use it: readiness kept in
+//! userland, one read or one vectored write per call, and the buffer of bytes larder
+//! itself writes to a client.
+
+use std::io::{self, IoSlice, Read, Write};
+
+use mio::net::TcpStream;
+
+/// Userland copy of a socket's readiness (mio is edge-triggered): set by events,
+/// cleared by [`read_into`] and [`write_two`] when the socket is known drained or
+/// full — on `WouldBlock`, and (as nginx does) on a short read or write, which
+/// saves the extra system call that would only return `WouldBlock`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Readiness {
+    /// The socket may have bytes to read.
+    pub r: bool,
+    /// The socket may take bytes to write.
+    pub w: bool,
+    /// The peer closed its side (EPOLLRDHUP) or the socket has an error: a short
+    /// read then does not mean "drained", because the EOF must still be read.
+    pub hup: bool,
+    /// The socket has an error (EPOLLERR): the next read reports it.
+    pub err: bool,
+    /// A short read after the peer's FIN (and no error) emptied the socket, so the
+    /// next read can only return EOF: [`read_into`] reports it without asking.
+    pub fin: bool,
+}
+
+/// Result of one read or write attempt.
+#[derive(Debug)]
+pub enum Io {
+    /// This many bytes were moved; never 0.
+    Done(usize),
+    /// The socket would block (a read into an empty buffer also says so).
+    Blocked,
+    /// The peer closed its side: nothing more can be read.
+    Eof,
+    /// The system call failed.
+    Failed(io::Error),
+}
+
+/// Reads once into `buf`, retrying on EINTR, and updates `ready`. A zero-length
+/// `buf` reports `Blocked` without a system call (and leaves `ready` alone); so does
+/// `Eof` once `ready.fin` says the peer's FIN is all that is left.
+pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) -> Io {
+    if buf.is_empty() {
+        return Io::Blocked;
+    }
+    if ready.fin {
+        return Io::Eof;
+    }
+    loop {
+        match sock.read(buf) {
+            Ok(0) => return Io::Eof,
+            Ok(n) => {
+                if n < buf.len() {
+                    if !ready.hup {
+                        ready.r = false;
+                    } else if !ready.err {
+                        // Nothing can follow a FIN, and the socket is empty.
+                        ready.fin = true;
+                    }
+                }
+                return Io::Done(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.r = false;
+                return Io::Blocked;
+            }
+            Err(e) => return Io::Failed(e),
+        }
+    }
+}
+
+/// Writes `a` then `b` with one `writev`, retrying on EINTR, and updates `ready.w`.
+pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]) -> Io {
+    loop {
+        let res = if a.is_empty() {
+            sock.write(b)
+        } else if b.is_empty() {
+            sock.write(a)
+        } else {
+            sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+        };
+        match res {
+            Ok(0) => return Io::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                if n < a.len() + b.len() {
+                    ready.w = false;
+                }
+                return Io::Done(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.w = false;
+                return Io::Blocked;
+            }
+            Err(e) => return Io::Failed(e),
+        }
+    }
+}
+
+/// Bytes larder generates for a client, with a write position.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    /// Bytes not yet written.
+    pub fn pending(&self) -> &[u8] {
+        self.data.get(self.pos..).unwrap_or(&[])
+    }
+
+    /// Everything pushed has been written.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// Appends a copy of `bytes`.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Appends `bytes`, adopting the vector itself when nothing is pending (a
+    /// response head built by the parser is then sent without a copy).
+    pub fn push_vec(&mut self, bytes: Vec<u8>) {
+        if self.is_empty() {
+            self.data = bytes;
+            self.pos = 0;
+        } else {
+            self.data.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Drops `n` written bytes, freeing the memory once all are written so an idle
+    /// connection holds none.
+    pub fn advance(&mut self, n: usize) {
+        drop(self.advance_keep(n));
+    }
+
+    /// [`OutBuf::advance`], handing the emptied vector back (for a [`crate::buf::HeadPool`])
+    /// instead of freeing it.
+    pub fn advance_keep(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.pos += n;
+        if self.pos >= self.data.len() {
+            self.pos = 0;
+            return Some(std::mem::take(&mut self.data));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_into, Io, Readiness};
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+
+    /// A connected pair: larder's end as a mio stream, the peer as a std stream.
+    fn pair() -> (mio::net::TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("nonblocking");
+        (mio::net::TcpStream::from_std(ours), peer)
+    }
+
+    /// Loopback delivers within the peer's send; the pause only guards against a
+    /// slow scheduler.
+    fn settle() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    /// The peer sends "last" and its FIN; we read with the readiness an event would
+    /// have given (`err`: EPOLLERR came too). Returns whether `fin` was inferred, after
+    /// checking that the next read reports EOF either way.
+    fn read_last_words(err: bool) -> bool {
+        let (mut ours, mut peer) = pair();
+        peer.write_all(b"last").expect("write");
+        peer.shutdown(Shutdown::Write).expect("shutdown");
+        settle();
+        let mut ready = Readiness {
+            r: true,
+            hup: true,
+            err,
+            ..Readiness::default()
+        };
+        let mut buf = [0u8; 64];
+        let first = read_into(&mut ours, &mut ready, &mut buf);
+        assert!(matches!(first, Io::Done(4)), "{first:?}");
+        let fin = ready.fin;
+        assert!(ready.r, "{ready:?}");
+        let next = read_into(&mut ours, &mut ready, &mut buf);
+        assert!(matches!(next, Io::Eof), "{next:?}");
+        fin
+    }
+
+    #[test]
+    fn short_read_after_fin_reports_eof_next() {
+        assert!(read_last_words(false));
+    }
+
+    #[test]
+    fn short_read_with_an_error_pending_still_asks_the_socket() {
+        assert!(!read_last_words(true));
+    }
+
+    #[test]
+    fn short_read_without_fin_means_drained() {
+        let (mut ours, mut peer) = pair();
+        peer.write_all(b"more to come").expect("write");
+        settle();
+        let mut ready = Readiness {
+            r: true,
+            ..Readiness::default()
+        };
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            read_into(&mut ours, &mut ready, &mut buf),
+            Io::Done(12)
+        ));
+        assert!(!ready.r && !ready.fin, "{ready:?}");
+    }
+}

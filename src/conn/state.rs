@@ -1,0 +1,294 @@
+//! What a connection holds in each phase of its life: [`State`], whose variants own
+//! the data only that phase uses, and [`Exchange`], the request in flight.
+//!
+//! A state is taken out of the connection by value for each step, and the step
+//! returns the next one (`State::Closed` meanwhile, so nothing sees a half-made
+//! state). A variant therefore cannot lack what it needs: a connection that is
+//! `Forward` has its exchange and its upstream socket by construction, and one that
+//! reads heads has neither.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cache::CacheEx;
+use crate::http::body::BodyTracker;
+use crate::http::target::Target;
+use crate::http::{Method, Version};
+use crate::sys::Pipe;
+
+/// Where a client connection is in its lifecycle (see the diagram in `conn/mod.rs`).
+#[derive(Debug)]
+pub enum State {
+    /// Reading a request head: the first one, or the next on a kept connection.
+    Head(HeadScan),
+    /// Waiting for the DNS lookup of the target's host.
+    Resolving {
+        /// The request.
+        ex: Box<Exchange>,
+        /// [`super::upstream::Pool::key`] of the target's origin (0 for CONNECT),
+        /// for the socket that will be made.
+        pool_key: u64,
+    },
+    /// Connecting to the origin, trying the resolved addresses in turn.
+    Connecting {
+        /// The request.
+        ex: Box<Exchange>,
+        /// The addresses, and which one is being tried.
+        route: Route,
+        /// The upstream socket connecting.
+        up: usize,
+    },
+    /// Sending the request upstream and relaying the response to the client.
+    Forward {
+        /// The request.
+        ex: Box<Exchange>,
+        /// The two halves of the relay.
+        relay: Relay,
+    },
+    /// Writing a response from the cache.
+    Serve {
+        /// The request; its cache part holds the pinned object and the bytes left.
+        ex: Box<Exchange>,
+    },
+    /// Waiting for another connection's fetch of the same URL (request collapsing).
+    Waiting {
+        /// The request.
+        ex: Box<Exchange>,
+    },
+    /// Relaying a CONNECT tunnel's bytes both ways.
+    Tunnel {
+        /// The CONNECT request.
+        ex: Box<Exchange>,
+        /// The two directions.
+        splice: Box<Splice>,
+    },
+    /// Flushing the last answer, half-closing, then draining the client before closing.
+    Closing(Linger),
+    /// Finished; the server closes it after the current batch.
+    Closed,
+}
+
+impl State {
+    /// The state's name, for log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Head(_) => "Head",
+            State::Resolving { .. } => "Resolving",
+            State::Connecting { .. } => "Connecting",
+            State::Forward { .. } => "Forward",
+            State::Serve { .. } => "Serve",
+            State::Waiting { .. } => "Waiting",
+            State::Tunnel { .. } => "Tunnel",
+            State::Closing(_) => "Closing",
+            State::Closed => "Closed",
+        }
+    }
+
+    /// The upstream socket the state holds, if any.
+    pub fn upstream(&self) -> Option<usize> {
+        match self {
+            State::Connecting { up, .. } => Some(*up),
+            State::Forward { relay, .. } => Some(relay.up),
+            State::Tunnel { splice, .. } => Some(splice.up),
+            _ => None,
+        }
+    }
+
+    /// The request in flight, if any.
+    pub fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            State::Resolving { ex, .. }
+            | State::Connecting { ex, .. }
+            | State::Forward { ex, .. }
+            | State::Serve { ex }
+            | State::Waiting { ex }
+            | State::Tunnel { ex, .. } => Some(ex),
+            State::Head(_) | State::Closing(_) | State::Closed => None,
+        }
+    }
+
+    /// Takes the request in flight and the upstream socket, leaving nothing behind:
+    /// for ending the connection whatever it was doing.
+    pub fn into_parts(self) -> (Option<Box<Exchange>>, Option<usize>) {
+        match self {
+            State::Resolving { ex, .. } | State::Serve { ex } | State::Waiting { ex } => {
+                (Some(ex), None)
+            }
+            State::Connecting { ex, up, .. } => (Some(ex), Some(up)),
+            State::Forward { ex, relay } => (Some(ex), Some(relay.up)),
+            State::Tunnel { ex, splice } => (Some(ex), Some(splice.up)),
+            State::Head(_) | State::Closing(_) | State::Closed => (None, None),
+        }
+    }
+}
+
+/// `Head`: how far the bytes in `inbuf` were searched for the end of a head.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeadScan {
+    /// How far `inbuf` was searched for the end of a head.
+    pub scanned: usize,
+    /// The request line of the head being read has ended, and the head was parsed
+    /// once then (a line without a version is refused at once, not at a timeout).
+    pub line_ended: bool,
+}
+
+/// `Connecting`: where the target's host resolved to.
+#[derive(Debug)]
+pub struct Route {
+    /// The resolved addresses of the target's host.
+    pub addrs: Arc<[IpAddr]>,
+    /// Index in `addrs` of the address being connected to.
+    pub next: usize,
+    /// [`super::upstream::Pool::key`] of the target's origin (0 for CONNECT).
+    pub pool_key: u64,
+}
+
+/// `Forward`: the upstream socket and how far each half of the relay has come. The
+/// request body's progress is the exchange's ([`Exchange::req_body`]), since it
+/// outlives a retry on a new socket; everything here starts again with the socket.
+#[derive(Debug)]
+pub struct Relay {
+    /// The upstream socket.
+    pub up: usize,
+    /// Bytes of [`Exchange::upstream_head`] written upstream so far.
+    pub head_sent: usize,
+    /// How far the response has come.
+    pub resp: Resp,
+    /// Validated response body bytes at the front of the upstream's `inbuf`.
+    pub resp_pending: usize,
+    /// HTTP/1.0 client and a chunked response: send the data only, then close.
+    pub dechunk: bool,
+    /// The upstream socket may be pooled after this response.
+    pub reusable: bool,
+    /// Something arrived from upstream for this request.
+    pub got_bytes: bool,
+    /// The `--timeout-response` deadline was set, when the whole request had been sent.
+    pub response_deadline_set: bool,
+    /// The client left while others wait for this response: it is still fetched and
+    /// stored for them, and its bytes for the client are dropped.
+    pub detached: bool,
+}
+
+impl Relay {
+    /// A relay over upstream socket `up`, nothing sent yet.
+    pub fn new(up: usize) -> Relay {
+        Relay {
+            up,
+            head_sent: 0,
+            resp: Resp::Head,
+            resp_pending: 0,
+            dechunk: false,
+            reusable: false,
+            got_bytes: false,
+            response_deadline_set: false,
+            detached: false,
+        }
+    }
+
+    /// The whole request (head and body) has gone upstream.
+    pub fn request_sent(&self, ex: &Exchange) -> bool {
+        ex.req_done && self.head_sent == ex.upstream_head.len() && ex.req_pending == 0
+    }
+}
+
+/// Where the response to a forwarded request is.
+#[derive(Debug)]
+pub enum Resp {
+    /// No final response head yet.
+    Head,
+    /// Relaying the body; the tracker finds its end.
+    Body(BodyTracker),
+    /// All of it written to the client.
+    Done,
+}
+
+/// `Tunnel`: the upstream socket and the two directions' progress.
+#[derive(Debug)]
+pub struct Splice {
+    /// The upstream socket.
+    pub up: usize,
+    /// The write side of the upstream socket is shut (client → upstream is done).
+    pub upstream_write_shut: bool,
+    /// The client socket's write side is shut (upstream → client is done).
+    pub client_write_shut: bool,
+    /// The kernel pipes of the directions that switched to splicing
+    /// (client → upstream, upstream → client).
+    pub pipes: [Option<Pipe>; 2],
+    /// Bytes each direction has moved (same order as `pipes`).
+    pub moved: [u64; 2],
+}
+
+impl Splice {
+    /// A tunnel over upstream socket `up`, nothing moved yet.
+    pub fn new(up: usize) -> Splice {
+        Splice {
+            up,
+            upstream_write_shut: false,
+            client_write_shut: false,
+            pipes: [None, None],
+            moved: [0, 0],
+        }
+    }
+}
+
+/// `Closing`: what lingering has done.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Linger {
+    /// Bytes discarded while lingering.
+    pub drained: usize,
+    /// `out` is flushed and the write side shut, or shutting it failed.
+    pub shut: bool,
+}
+
+/// One request in flight: what was asked, how far its body has been read, and what
+/// is counted and logged of it. What only one phase uses is in that [`State`].
+#[derive(Debug)]
+pub struct Exchange {
+    /// When the request's head was parsed: the logged time runs from here.
+    pub started: Instant,
+    /// Method of the client's request.
+    pub method: Method,
+    /// The request target.
+    pub target: Target,
+    /// HTTP version the client spoke.
+    pub client_version: Version,
+    /// The client wants the connection kept (never set while larder is stopping).
+    pub client_keep_alive: bool,
+    /// The re-serialized head for upstream; kept until a response arrives so a
+    /// request that met a dead pooled connection can be sent again.
+    pub upstream_head: Vec<u8>,
+    /// The request has Cache-Control or Pragma / an `If-…` field
+    /// ([`crate::http::request::Request`]'s `directives` and `conditional`).
+    pub req_directives: bool,
+    /// The request has an `If-…` field (see `req_directives`).
+    pub req_conditional: bool,
+    /// Finds the end of the request body.
+    pub req_body: BodyTracker,
+    /// Validated body bytes at the front of `inbuf` not yet written upstream.
+    pub req_pending: usize,
+    /// The request body has been read to its end (from the start if there is none).
+    pub req_done: bool,
+    /// The request head announced a body: the request is never retried, nor answered
+    /// from the cache.
+    pub request_has_body: bool,
+    /// The request was already sent again after a dead pooled connection (once at most).
+    pub retried: bool,
+    /// The upstream address in use, or last used; `None` while none was contacted.
+    pub peer: Option<IpAddr>,
+    /// Status sent to the client (0: none yet).
+    pub status: u16,
+    /// Bytes sent to the client for this request, heads included.
+    pub bytes: u64,
+    /// The response's Content-Type, for the access log.
+    pub content_type: Option<Box<str>>,
+    /// Close the client connection after this response.
+    pub close_after: bool,
+    /// The cache's part: lookup result, fill, pinned objects (`None` for a request the
+    /// cache has no part in, such as CONNECT).
+    pub cache: Option<CacheEx>,
+    /// The client closed its side while the request waited for the upstream, and
+    /// was sent a `100 Continue` to tell a half-close from a hang-up (see
+    /// `conn::step`).
+    pub probed: bool,
+}
