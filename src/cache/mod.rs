@@ -60,6 +60,9 @@ mod store;
 
 pub use file::{OpenMode, SyncJob, FILE_NAME, MIN_CAPACITY};
 pub use format::Checkpoint;
+/// A temporary directory for tests anywhere in the crate.
+#[cfg(test)]
+pub(crate) use store::tests::TempDir;
 pub use store::{
     CheckedObject, Fill, Meta, ObjectInfo, ObjectRef, Options, ScanReport, Stats, Store, Summary,
     VerifyError, VerifyReport,

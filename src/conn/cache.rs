@@ -21,6 +21,7 @@
 //! carries Vary, a variants marker is stored under the URL and the response under
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
+use super::Socket;
 use crate::access_log::ResultCode;
 use crate::http::cache_status::Forwarded;
 use std::ops::Range;
@@ -356,9 +357,9 @@ struct Plan {
 /// `resumed`: the request waited for another's fetch (see [`Consulted::Wait`]); it
 /// is not counted for admission again and does not wait a second time.
 /// `key` is the connection's slab key, to wake it when it has to wait.
-pub fn consult(
+pub fn consult<S: Socket>(
     cache: &mut Cache,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     ex: &mut Exchange,
     key: usize,
     log: bool,

@@ -2,6 +2,7 @@
 //! drained until EOF, so it reads that answer instead of a reset (closing a socket
 //! with unread bytes in it sends RST, which may destroy what is still in flight).
 
+use super::Socket;
 use std::time::Duration;
 
 use super::{flush_out, read_into, Flushed, Io, Linger, Scope, State};
@@ -14,7 +15,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// Flush `out`, half-close, then drain until EOF (or [`LINGER`], or
 /// [`LINGER_BYTES`]). Until `out` is flushed the deadline is the body timeout set
 /// when the answer was queued.
-pub(super) fn step(cx: &mut Scope, mut linger: Linger) -> (State, bool) {
+pub(super) fn step<S: Socket>(cx: &mut Scope<S>, mut linger: Linger) -> (State, bool) {
     let conn = &mut *cx.conn;
     if !conn.out.is_empty() {
         return match flush_out(conn) {

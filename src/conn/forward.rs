@@ -11,6 +11,7 @@
 //! it says how it ends ([`End`]); [`step`] carries that out with the exchange and
 //! the relay in hand.
 
+use super::Socket;
 use crate::access_log::ResultCode;
 use log::debug;
 
@@ -56,8 +57,8 @@ enum End {
 
 /// Relays the request body upstream and the response back to the client, spending
 /// at most `budget` bytes. Returns the next state and whether anything was done.
-pub fn step(
-    cx: &mut Scope,
+pub fn step<S: Socket>(
+    cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
     mut relay: Relay,
     budget: &mut usize,
@@ -85,7 +86,7 @@ pub fn step(
 }
 
 /// Carries out how the exchange leaves `Forward`.
-fn leave(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, end: End) -> State {
+fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, end: End) -> State {
     match end {
         End::Fail(p) => fail(cx, ex, Some(relay.up), p),
         End::Abort => abort(cx, ex, Some(relay.up)),
@@ -105,7 +106,7 @@ fn leave(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, end: End) -> State {
 
 /// The deadline passed: no response head within `--timeout-response` of the whole
 /// request going up (504), or the body stalled (the exchange is aborted).
-pub fn timed_out(cx: &mut Scope, ex: Box<Exchange>, relay: Relay) -> State {
+pub fn timed_out<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay) -> State {
     if matches!(relay.resp, Resp::Head) && relay.response_deadline_set {
         let secs = cx.ctx.cfg.timeouts.response.as_secs_f64();
         let message = format!("The server sent no response within {secs} s.");
@@ -124,7 +125,7 @@ pub fn timed_out(cx: &mut Scope, ex: Box<Exchange>, relay: Relay) -> State {
 /// While waiting for a response head after the whole request went up, the
 /// response timeout runs from that moment; otherwise any progress resets the
 /// body-idle timeout.
-fn refresh_deadline(cx: &mut Scope, ex: &Exchange, relay: &mut Relay) {
+fn refresh_deadline<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, relay: &mut Relay) {
     let now = cx.ctx.now;
     let t = cx.ctx.cfg.timeouts;
     if matches!(relay.resp, Resp::Head) && relay.request_sent(ex) {
@@ -138,8 +139,8 @@ fn refresh_deadline(cx: &mut Scope, ex: &Exchange, relay: &mut Relay) {
 }
 
 /// Request head and body, client → upstream.
-fn send_request(
-    cx: &mut Scope,
+fn send_request<S: Socket>(
+    cx: &mut Scope<S>,
     ex: &mut Exchange,
     relay: &mut Relay,
     budget: &mut usize,
@@ -213,7 +214,11 @@ fn send_request(
 }
 
 /// Response head and body, upstream → larder.
-fn receive_response(cx: &mut Scope, ex: &mut Exchange, relay: &mut Relay) -> Result<bool, End> {
+fn receive_response<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: &mut Exchange,
+    relay: &mut Relay,
+) -> Result<bool, End> {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     let Some(up) = cx.ups.get_mut(relay.up) else {
@@ -396,8 +401,8 @@ fn receive_response(cx: &mut Scope, ex: &mut Exchange, relay: &mut Relay) -> Res
 }
 
 /// Larder's bytes (`out`) then relayed body bytes, larder → client.
-fn send_response(
-    cx: &mut Scope,
+fn send_response<S: Socket>(
+    cx: &mut Scope<S>,
     ex: &mut Exchange,
     relay: &mut Relay,
     budget: &mut usize,
@@ -446,7 +451,7 @@ fn send_response(
 
 /// The client can no longer be written to: if other requests wait for this fetch, it
 /// goes on without the client (its bytes are dropped); else the exchange ends.
-pub fn client_lost(cx: &mut Scope, ex: Box<Exchange>, mut relay: Relay) -> State {
+pub fn client_lost<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, mut relay: Relay) -> State {
     if cx.ctx.cache.others_wait(&ex) {
         debug!("conn {}: client left; fetching on for others", cx.conn.id);
         relay.detached = true;
@@ -457,7 +462,7 @@ pub fn client_lost(cx: &mut Scope, ex: Box<Exchange>, mut relay: Relay) -> State
 
 /// Whether the response is written whole: `Some(by_eof)` (`by_eof`: a body without a
 /// length ended by the upstream's FIN), `None` while it is not.
-fn completed(cx: &Scope, relay: &Relay) -> Option<bool> {
+fn completed<S: Socket>(cx: &Scope<S>, relay: &Relay) -> Option<bool> {
     let up = cx.ups.get(relay.up)?;
     if relay.resp_pending != 0 || !cx.conn.out.is_empty() {
         return None;
@@ -474,7 +479,7 @@ fn completed(cx: &Scope, relay: &Relay) -> Option<bool> {
 
 /// Ends the exchange once the response is written: log it, pool or close the
 /// upstream, and go back to reading heads or close.
-fn finish(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, by_eof: bool) -> State {
+fn finish<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, by_eof: bool) -> State {
     let (up_eof, up_drained) = cx
         .ups
         .get(relay.up)
@@ -505,7 +510,7 @@ fn finish(cx: &mut Scope, ex: Box<Exchange>, relay: Relay, by_eof: bool) -> Stat
 
 /// Moves upstream socket `idx` into the idle pool (or closes it when the pool is
 /// full).
-fn release_to_pool(cx: &mut Scope, idx: usize) {
+fn release_to_pool<S: Socket>(cx: &mut Scope<S>, idx: usize) {
     let Some(up) = cx.ups.get_mut(idx) else {
         return;
     };
@@ -522,7 +527,7 @@ fn release_to_pool(cx: &mut Scope, idx: usize) {
 /// fresh connection only if the failed one was a reused (pooled) socket — an idle
 /// connection the origin closed — and resending cannot change anything: once,
 /// idempotent, and with no body (whose bytes are already consumed).
-fn may_retry(ex: &Exchange, relay: &Relay, up: &Upstream) -> bool {
+fn may_retry<S: Socket>(ex: &Exchange, relay: &Relay, up: &Upstream<S>) -> bool {
     up.reused
         && !relay.got_bytes
         && !ex.retried
@@ -531,7 +536,7 @@ fn may_retry(ex: &Exchange, relay: &Relay, up: &Upstream) -> bool {
 }
 
 /// Sends the request again on a new connection (pooled socket `idx` was dead).
-fn retry_fresh(cx: &mut Scope, mut ex: Box<Exchange>, idx: usize) -> State {
+fn retry_fresh<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, idx: usize) -> State {
     let pool_key = cx.ups.get(idx).map_or(0, |up| up.pool_key);
     drop_upstream(cx, idx);
     debug!(

@@ -4,8 +4,6 @@
 
 use std::io::{self, IoSlice, Read, Write};
 
-use mio::net::TcpStream;
-
 /// Userland copy of a socket's readiness (mio is edge-triggered): set by events,
 /// cleared by [`read_into`] and [`write_two`] when the socket is known drained or
 /// full — on `WouldBlock`, and (as nginx does) on a short read or write, which
@@ -42,7 +40,7 @@ pub enum Io {
 /// Reads once into `buf`, retrying on EINTR, and updates `ready`. A zero-length
 /// `buf` reports `Blocked` without a system call (and leaves `ready` alone); so does
 /// `Eof` once `ready.fin` says the peer's FIN is all that is left.
-pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) -> Io {
+pub fn read_into(sock: &mut impl Read, ready: &mut Readiness, buf: &mut [u8]) -> Io {
     if buf.is_empty() {
         return Io::Blocked;
     }
@@ -74,7 +72,7 @@ pub fn read_into(sock: &mut TcpStream, ready: &mut Readiness, buf: &mut [u8]) ->
 }
 
 /// Writes `a` then `b` with one `writev`, retrying on EINTR, and updates `ready.w`.
-pub fn write_two(sock: &mut TcpStream, ready: &mut Readiness, a: &[u8], b: &[u8]) -> Io {
+pub fn write_two(sock: &mut impl Write, ready: &mut Readiness, a: &[u8], b: &[u8]) -> Io {
     loop {
         let res = if a.is_empty() {
             sock.write(b)

@@ -56,9 +56,13 @@ pub mod io;
 pub mod pages;
 pub mod request;
 pub mod serve;
+pub mod socket;
 pub mod state;
 pub mod tunnel;
 pub mod upstream;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -74,6 +78,7 @@ use crate::http::page::Problem;
 use crate::http::{Method, Version};
 pub use ctx::Ctx;
 pub use io::{read_into, write_two, Io, OutBuf, Readiness};
+pub use socket::Socket;
 pub use state::{Exchange, HeadScan, Linger, Relay, Resp, Route, Splice, State};
 use upstream::Upstream;
 
@@ -82,11 +87,11 @@ pub const TURN_BUDGET: usize = 256 * 1024;
 
 /// A client connection: its socket and buffers, and where it is in its lifecycle.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<S = TcpStream> {
     /// Unique for the process's life: the generation that DNS answers carry.
     pub id: u64,
     /// The client socket.
-    pub sock: TcpStream,
+    pub sock: S,
     /// The client's address.
     pub peer: SocketAddr,
     /// What is known of the client socket's readiness.
@@ -112,10 +117,10 @@ pub struct Conn {
     pub served: u32,
 }
 
-impl Conn {
+impl<S: Socket> Conn<S> {
     /// A connection just accepted from `peer`, about to read its first head, with no
     /// deadline yet. `id` must be unique for the process's life.
-    pub fn new(id: u64, sock: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(id: u64, sock: S, peer: SocketAddr) -> Conn<S> {
         Conn {
             id,
             sock,
@@ -172,7 +177,7 @@ impl Conn {
     /// finished has a deadline. (That a state has its exchange and its upstream is
     /// not checked: the variants cannot be made without them.)
     #[cfg(debug_assertions)]
-    pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream>) {
+    pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream<S>>) {
         if let Some(idx) = self.state.upstream() {
             let owner = ups.get(idx).map(|u| u.owner);
             debug_assert_eq!(
@@ -204,19 +209,19 @@ pub enum Step {
 
 /// Everything one step of one connection may touch: the connection (and its slab key),
 /// the upstream sockets, and the context every connection shares ([`Ctx`]).
-pub struct Scope<'a> {
+pub struct Scope<'a, S = TcpStream> {
     /// The connection's slab key.
     pub key: usize,
     /// The connection being stepped.
-    pub conn: &'a mut Conn,
+    pub conn: &'a mut Conn<S>,
     /// All upstream sockets, by slab key.
-    pub ups: &'a mut Slab<Upstream>,
+    pub ups: &'a mut Slab<Upstream<S>>,
     /// What every connection shares.
     pub ctx: &'a mut Ctx,
 }
 
 /// Steps a connection until it waits, spends its budget, or closes.
-pub fn step(cx: &mut Scope) -> Step {
+pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
     if cx.conn.ready.hup && awaiting_upstream(&cx.conn.state) && client_gone(cx.conn) {
         debug!(
             "conn {}: client closed while waiting for upstream",
@@ -264,7 +269,7 @@ pub fn step(cx: &mut Scope) -> Step {
 
 /// The connection's deadline passed: what that means depends on its state. Returns
 /// `Close`, or `Again` for a connection to step now.
-pub fn on_deadline(cx: &mut Scope) -> Step {
+pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
     cx.conn.deadline = None;
     let timeouts = cx.ctx.cfg.timeouts;
     let id = cx.conn.id;
@@ -310,7 +315,7 @@ pub fn on_deadline(cx: &mut Scope) -> Step {
 
 /// A DNS answer for the connection: it goes on if it is still resolving (it may have
 /// timed out meanwhile). Returns whether it was resolving.
-pub fn on_dns(cx: &mut Scope, answer: Answer) -> bool {
+pub fn on_dns<S: Socket>(cx: &mut Scope<S>, answer: Answer) -> bool {
     match cx.conn.take_state() {
         State::Resolving { ex, pool_key } => {
             cx.conn.state = request::resolved(cx, ex, pool_key, answer);
@@ -326,7 +331,7 @@ pub fn on_dns(cx: &mut Scope, answer: Answer) -> bool {
 /// The server is closing the connection: a request still in flight is logged as
 /// aborted and its upstream closed. Returns whether it was resolving (the server
 /// then cancels the lookup).
-pub fn close(cx: &mut Scope) -> bool {
+pub fn close<S: Socket>(cx: &mut Scope<S>) -> bool {
     let state = cx.conn.take_state();
     let resolving = matches!(state, State::Resolving { .. });
     cx.conn.state = abandon(cx, state);
@@ -335,7 +340,7 @@ pub fn close(cx: &mut Scope) -> bool {
 
 /// Ends whatever the state was doing: a request in flight is logged as aborted, its
 /// upstream closed. The connection is finished.
-fn abandon(cx: &mut Scope, state: State) -> State {
+fn abandon<S: Socket>(cx: &mut Scope<S>, state: State) -> State {
     match state.into_parts() {
         (Some(ex), up) => request::abort(cx, ex, up),
         (None, _) => State::Closed,
@@ -380,7 +385,7 @@ fn responding(state: &State) -> bool {
 /// must accept at any time, RFC 9110 §15.2): a closed socket answers it with a
 /// reset, which arrives as an error event, and then the client is gone. An
 /// HTTP/1.0 client, which may not be sent a 1xx, is taken at its word and answered.
-fn client_gone(conn: &mut Conn) -> bool {
+fn client_gone<S: Socket>(conn: &mut Conn<S>) -> bool {
     if conn.ready.err {
         return true;
     }
@@ -427,7 +432,7 @@ pub enum Flushed {
 }
 
 /// Writes what larder queued for the client.
-pub fn flush_out(conn: &mut Conn) -> Flushed {
+pub fn flush_out<S: Socket>(conn: &mut Conn<S>) -> Flushed {
     if !conn.ready.w {
         return Flushed::Blocked;
     }
@@ -455,14 +460,14 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
 /// Ends an exchange's use of the cache (an unfinished fill is aborted, pinned objects
 /// unpinned) and hands it back for logging. Every path that ends an exchange goes
 /// through here, so none can leak a pin or a fill.
-pub fn end_exchange(cx: &mut Scope, mut ex: Box<Exchange>) -> Box<Exchange> {
+pub fn end_exchange<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> Box<Exchange> {
     cache::release(&mut cx.ctx.cache, &mut ex);
     ex
 }
 
 /// A response is done: read the next request (keep-alive) or close after flushing
 /// `out` and lingering (`close`).
-pub fn after_response(cx: &mut Scope, close: bool) -> State {
+pub fn after_response<S: Socket>(cx: &mut Scope<S>, close: bool) -> State {
     let conn = &mut *cx.conn;
     if close {
         conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);

@@ -9,6 +9,7 @@
 //! page, and the connection reads its next request (or closes, if the request had a
 //! body larder did not read).
 
+use super::Socket;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -71,7 +72,7 @@ pub struct Asked<'a> {
 
 /// Answers the current exchange, found to be for larder after DNS (its host name
 /// resolved to one of larder's addresses).
-pub fn answer_exchange(cx: &mut Scope, ex: Box<Exchange>) -> State {
+pub fn answer_exchange<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>) -> State {
     let ex = end_exchange(cx, ex);
     let asked = Asked {
         method: &ex.method,
@@ -85,7 +86,7 @@ pub fn answer_exchange(cx: &mut Scope, ex: Box<Exchange>) -> State {
 }
 
 /// Answers a request for larder (recognised at its head, or after DNS).
-pub fn answer(cx: &mut Scope, asked: &Asked) -> State {
+pub fn answer<S: Socket>(cx: &mut Scope<S>, asked: &Asked) -> State {
     let page = pages::decide(asked.method, asked.target.path_and_query(), cx.conn.admin);
     let close = !asked.keep || cx.ctx.draining;
     let (status, content_type, body, extra, result) = match page {
@@ -182,8 +183,8 @@ pub fn answer(cx: &mut Scope, asked: &Asked) -> State {
 
 /// Gathers the figures of the pages and renders them (`oldest`: find the oldest
 /// object, a walk of the in-memory index).
-fn with_snapshot(
-    cx: &mut Scope,
+fn with_snapshot<S: Socket>(
+    cx: &mut Scope<S>,
     oldest: bool,
     render: impl FnOnce(&Snapshot) -> (u16, String),
 ) -> (u16, String) {
@@ -232,7 +233,7 @@ fn cache_figures(cache: &Cache, oldest: bool) -> CacheFigures {
 /// `PURGE URL`: removes the URL and each of its variants, and syncs the cache file
 /// so the removal survives a power cut. 200 when something was removed, 404 when
 /// nothing was stored, 503 when the cache cannot write.
-fn purge(cx: &mut Scope, target: &Target) -> (u16, String) {
+fn purge<S: Socket>(cx: &mut Scope<S>, target: &Target) -> (u16, String) {
     let url = target.url();
     match purge_url(&mut cx.ctx.cache, url) {
         Ok(0) => (404, format!("not in the cache: {url}\n")),

@@ -1,14 +1,13 @@
 //! From a request head to a connected upstream: parsing, access rules, DNS,
 //! connecting, and larder's own error answers.
 
+use super::Socket;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use log::{debug, info, warn};
-use mio::net::TcpStream;
-use mio::Interest;
 
 use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
 use super::collapse::Member;
@@ -33,7 +32,7 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 const EMFILE: i32 = 24;
 
 /// `Head` state: parse what has arrived, or read more.
-pub fn head_step(cx: &mut Scope, mut scan: HeadScan) -> (State, bool) {
+pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bool) {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     // Our last answer goes out before the next request is looked at, so a client
@@ -122,7 +121,7 @@ fn parse_problem(e: &HttpError) -> Problem<'static> {
 }
 
 /// The page of a client the access rules refuse (the rule itself goes to the log).
-fn denied_message(conn: &Conn) -> String {
+fn denied_message<S: Socket>(conn: &Conn<S>) -> String {
     if let Some(why) = &conn.denied {
         info!("conn {}: refused: {why}", conn.id);
     }
@@ -155,7 +154,7 @@ fn head_may_be_complete(data: &[u8], scan: &mut HeadScan) -> bool {
 
 /// A parsed head: apply the access rules, then answer it (larder's own pages) or
 /// find an upstream.
-fn begin(cx: &mut Scope, req: Request) -> State {
+fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
     if cx.conn.denied.is_some() {
@@ -236,7 +235,7 @@ fn begin(cx: &mut Scope, req: Request) -> State {
 
 /// Answers the exchange from the cache, or makes it wait for another's fetch, or
 /// sends it upstream. `resumed`: it waited and its flight ended.
-fn route(cx: &mut Scope, mut ex: Box<Exchange>, resumed: bool) -> State {
+fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> State {
     let log = cx.ctx.log.is_some();
     match consult(&mut cx.ctx.cache, cx.conn, &mut ex, cx.key, log, resumed) {
         Consulted::Forward => {}
@@ -277,7 +276,7 @@ fn route(cx: &mut Scope, mut ex: Box<Exchange>, resumed: bool) -> State {
 /// `Waiting` state: the fetch this request waits for (request collapsing) has a
 /// body to read as it arrives, or it has ended (the server steps us when woken).
 /// Read it, or look the URL up again: a hit now, or a fetch of its own.
-pub fn waiting_step(cx: &mut Scope, mut ex: Box<Exchange>) -> (State, bool) {
+pub fn waiting_step<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> (State, bool) {
     let me = (cx.key, cx.conn.id);
     match collapsed_read(&mut cx.ctx.cache, cx.conn, &mut ex, me) {
         Some(true) => {
@@ -291,9 +290,9 @@ pub fn waiting_step(cx: &mut Scope, mut ex: Box<Exchange>) -> (State, bool) {
 
 /// For a waiting request: `Some(true)` if it now reads the flight's stream (its head
 /// is queued), `Some(false)` to go on waiting, `None` if the flight is over.
-fn collapsed_read(
+fn collapsed_read<S: Socket>(
     cache: &mut Cache,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     ex: &mut Exchange,
     me: Member,
 ) -> Option<bool> {
@@ -337,7 +336,7 @@ fn collapsed_read(
 }
 
 /// Starts (or re-starts, for a retry) the DNS step for the exchange.
-pub fn resolve(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64) -> State {
+pub fn resolve<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, pool_key: u64) -> State {
     cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
     let waiter = Waiter {
         key: cx.key,
@@ -350,7 +349,12 @@ pub fn resolve(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64) -> State {
 }
 
 /// A DNS answer for the exchange: check the addresses, then connect.
-pub fn resolved(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64, answer: Answer) -> State {
+pub fn resolved<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: Box<Exchange>,
+    pool_key: u64,
+    answer: Answer,
+) -> State {
     let addrs = match answer {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => Arc::from(Vec::new()),
@@ -394,8 +398,8 @@ pub fn resolved(cx: &mut Scope, ex: Box<Exchange>, pool_key: u64, answer: Answer
 }
 
 /// Connects to the route's next address, moving on to the ones after on failure.
-fn connect_next(
-    cx: &mut Scope,
+fn connect_next<S: Socket>(
+    cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
     mut route: Route,
     mut last_err: Option<io::Error>,
@@ -416,16 +420,12 @@ fn connect_next(
         };
         let port = ex.target.port();
         let addr = SocketAddr::new(ip, port);
-        match TcpStream::connect(addr) {
+        match S::connect(addr) {
             Ok(sock) => {
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
                 let mut up = Upstream::new(sock, ex.target.host(), port, route.pool_key, addr);
-                if let Err(e) = cx.ctx.registry.register(
-                    &mut up.sock,
-                    upstream_token(idx),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
+                if let Err(e) = up.sock.register(&cx.ctx.registry, upstream_token(idx)) {
                     last_err = Some(e);
                 } else {
                     entry.insert(up);
@@ -449,7 +449,7 @@ fn connect_next(
 }
 
 /// Makes upstream `idx` this connection's, for the exchange `ex`.
-fn attach(cx: &mut Scope, ex: &mut Exchange, idx: usize) {
+fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize) {
     if let Some(up) = cx.ups.get_mut(idx) {
         up.owner = Some((cx.key, cx.conn.id));
         up.idle_deadline = None;
@@ -461,8 +461,8 @@ fn attach(cx: &mut Scope, ex: &mut Exchange, idx: usize) {
 }
 
 /// `Connecting` state: wait for the handshake to finish, then forward or tunnel.
-pub fn connect_step(
-    cx: &mut Scope,
+pub fn connect_step<S: Socket>(
+    cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
     mut route: Route,
     idx: usize,
@@ -474,17 +474,7 @@ pub fn connect_step(
     if !up.ready.w && !up.ready.r {
         return (State::Connecting { ex, route, up: idx }, false);
     }
-    // mio's recipe asks take_error, then peer_addr; asking peer_addr first gives the
-    // same answers and saves a system call on every successful connect.
-    let outcome = match up.sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => match up.sock.take_error() {
-            Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => Ok(false),
-        },
-        Err(e) => Err(e),
-    };
-    match outcome {
+    match up.sock.handshake() {
         Ok(false) => {
             // A spurious wake-up before the handshake finished.
             up.ready = Default::default();
@@ -492,7 +482,7 @@ pub fn connect_step(
         }
         Ok(true) => {
             up.connected = true;
-            let _ = up.sock.set_nodelay(true);
+            let _ = up.sock.set_nodelay();
             if ex.method == Method::Connect {
                 cx.ctx.stats.tunnels += 1;
                 ex.status = 200;
@@ -518,14 +508,18 @@ pub fn connect_step(
 }
 
 /// `Resolving` or `Connecting` took longer than `--timeout-connect`: 504.
-pub fn connect_timeout(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>) -> State {
+pub fn connect_timeout<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: Box<Exchange>,
+    up: Option<usize>,
+) -> State {
     let secs = cx.ctx.cfg.timeouts.connect.as_secs_f64();
     let message = format!("No connection to the server within {secs} s.");
     fail(cx, ex, up, Problem::new(504, "connect-timeout", &message))
 }
 
 /// Closes upstream socket `idx` (not pooled).
-pub fn drop_upstream(cx: &mut Scope, idx: usize) {
+pub fn drop_upstream<S: Socket>(cx: &mut Scope<S>, idx: usize) {
     if cx.ups.contains(idx) {
         let mut up = cx.ups.remove(idx);
         up.inbuf.clear(&mut cx.ctx.bufs);
@@ -534,7 +528,12 @@ pub fn drop_upstream(cx: &mut Scope, idx: usize) {
 
 /// The request failed before a response started: close its upstream `up` if any, and
 /// answer with an error page, or just close if the client already got response bytes.
-pub fn fail(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>, p: Problem) -> State {
+pub fn fail<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: Box<Exchange>,
+    up: Option<usize>,
+    p: Problem,
+) -> State {
     let result = if p.status == 403 {
         ResultCode::Denied
     } else {
@@ -543,8 +542,8 @@ pub fn fail(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>, p: Problem) ->
     fail_with(cx, ex, up, p, result)
 }
 
-fn fail_with(
-    cx: &mut Scope,
+fn fail_with<S: Socket>(
+    cx: &mut Scope<S>,
     ex: Box<Exchange>,
     up: Option<usize>,
     p: Problem,
@@ -571,7 +570,7 @@ fn fail_with(
 
 /// The exchange cannot go on and the client may already have part of a response:
 /// close its upstream `up` if any, log it as aborted, and close.
-pub fn abort(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>) -> State {
+pub fn abort<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, up: Option<usize>) -> State {
     if let Some(idx) = up {
         drop_upstream(cx, idx);
     }
@@ -587,7 +586,13 @@ pub fn abort(cx: &mut Scope, ex: Box<Exchange>, up: Option<usize>) -> State {
 
 /// Answers a request that was refused at its head (the exchange never started).
 /// A refused CONNECT always closes: bytes behind it were meant for the tunnel.
-fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: ResultCode) -> State {
+fn refuse<S: Socket>(
+    cx: &mut Scope<S>,
+    req: &Request,
+    p: Problem,
+    close: bool,
+    result: ResultCode,
+) -> State {
     let close = close || !req.keep_alive || req.method == Method::Connect || cx.ctx.draining;
     if !close {
         cx.conn.inbuf.consume(req.head_len);
@@ -610,8 +615,8 @@ fn refuse(cx: &mut Scope, req: &Request, p: Problem, close: bool, result: Result
 
 /// Sends larder's own error answer; `ex` is the exchange it answers, if one started
 /// (its `Cache-Status` then says why it went forward).
-pub fn answer(
-    cx: &mut Scope,
+pub fn answer<S: Socket>(
+    cx: &mut Scope<S>,
     p: Problem,
     close: bool,
     ex: Option<&Exchange>,
@@ -636,7 +641,7 @@ pub fn answer(
 
 /// Queues a complete response larder made itself: the connection reads the next
 /// request, or closes (`close`) once it is written.
-pub fn queue_answer(cx: &mut Scope, page: Vec<u8>, close: bool) -> State {
+pub fn queue_answer<S: Socket>(cx: &mut Scope<S>, page: Vec<u8>, close: bool) -> State {
     cx.conn.out.push(&page);
     // The answer is written by the Head/Closing steps; make sure they try now.
     cx.conn.ready.w = true;
@@ -644,7 +649,7 @@ pub fn queue_answer(cx: &mut Scope, page: Vec<u8>, close: bool) -> State {
 }
 
 /// Counts and logs a finished exchange.
-pub fn log_exchange(cx: &mut Scope, ex: &Exchange, result: ResultCode) {
+pub fn log_exchange<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, result: ResultCode) {
     let line = Line {
         method: ex.method.as_str(),
         url: ex.target.url(),
@@ -683,7 +688,7 @@ pub struct Line<'a> {
 
 /// Counts a finished request ([`crate::stats::Stats`]) and writes its access-log line.
 /// Every request larder answered, or failed to answer, goes through here once.
-pub fn record(cx: &mut Scope, line: &Line) {
+pub fn record<S: Socket>(cx: &mut Scope<S>, line: &Line) {
     let ctx = &mut *cx.ctx;
     ctx.stats
         .record(ctx.unix, line.result, line.bytes, line.host);

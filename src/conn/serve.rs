@@ -9,6 +9,7 @@
 //! the fill while it is being written, up to the bytes written so far.
 
 use super::request::{abort, log_exchange};
+use super::Socket;
 use super::{after_response, end_exchange, recycle, write_two, Exchange, Io, Scope, State};
 use crate::access_log::ResultCode;
 
@@ -27,7 +28,11 @@ enum Wrote {
 
 /// Writes a cached response to the client, spending at most `budget` bytes.
 /// Returns the next state and whether anything was done.
-pub fn step(cx: &mut Scope, mut ex: Box<Exchange>, budget: &mut usize) -> (State, bool) {
+pub fn step<S: Socket>(
+    cx: &mut Scope<S>,
+    mut ex: Box<Exchange>,
+    budget: &mut usize,
+) -> (State, bool) {
     match write(cx, &mut ex, budget) {
         Wrote::Some => (State::Serve { ex }, true),
         Wrote::Nothing => (State::Serve { ex }, false),
@@ -36,7 +41,7 @@ pub fn step(cx: &mut Scope, mut ex: Box<Exchange>, budget: &mut usize) -> (State
     }
 }
 
-fn write(cx: &mut Scope, ex: &mut Exchange, budget: &mut usize) -> Wrote {
+fn write<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, budget: &mut usize) -> Wrote {
     let conn = &mut *cx.conn;
     let cache = &mut cx.ctx.cache;
     let Some(c) = ex.cache.as_mut() else {
@@ -96,7 +101,7 @@ fn write(cx: &mut Scope, ex: &mut Exchange, budget: &mut usize) -> Wrote {
 }
 
 /// The whole response is written: log it, unpin, and read the next request or close.
-fn complete(cx: &mut Scope, ex: Box<Exchange>) -> State {
+fn complete<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>) -> State {
     let ex = end_exchange(cx, ex);
     let result = ex.cache.as_ref().map_or(ResultCode::Hit, |c| c.result);
     log_exchange(cx, &ex, result);

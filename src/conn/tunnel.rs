@@ -14,10 +14,9 @@
 //! while short tunnels (most HTTPS requests) never pay for creating pipes. If a
 //! pipe cannot be had (e.g. out of descriptors) the direction keeps copying.
 
+use super::Socket;
 use crate::access_log::ResultCode;
 use std::net::Shutdown;
-
-use mio::net::TcpStream;
 
 use super::request::{abort, drop_upstream, log_exchange};
 use super::{
@@ -31,11 +30,11 @@ use crate::sys::Pipe;
 pub const SPLICE_AFTER: u64 = 64 * 1024;
 
 /// One direction of a tunnel.
-struct Dir<'a> {
-    src: &'a mut TcpStream,
+struct Dir<'a, S> {
+    src: &'a mut S,
     src_ready: &'a mut Readiness,
     src_eof: &'a mut bool,
-    dst: &'a mut TcpStream,
+    dst: &'a mut S,
     dst_ready: &'a mut Readiness,
     /// Copied bytes not yet written.
     buf: &'a mut Buf,
@@ -52,7 +51,7 @@ struct Flow {
     sent: usize,
 }
 
-impl Dir<'_> {
+impl<S: Socket> Dir<'_, S> {
     fn copied_pending(&self) -> bool {
         !self.buf.is_empty() || self.prefix.as_ref().is_some_and(|p| !p.is_empty())
     }
@@ -88,14 +87,15 @@ impl Dir<'_> {
                 return f;
             }
         }
-        if self.pipe.is_none() && *self.moved >= SPLICE_AFTER && !*self.src_eof {
+        let kernel_sockets = self.src.fd().is_some() && self.dst.fd().is_some();
+        if self.pipe.is_none() && *self.moved >= SPLICE_AFTER && !*self.src_eof && kernel_sockets {
             if let Ok(p) = Pipe::new() {
                 *self.pipe = Some(p);
             }
         }
         match self.pipe.as_mut() {
             Some(pipe) => {
-                let (src, dst) = (&mut *self.src, &mut *self.dst);
+                let (src, dst) = (&*self.src, &*self.dst);
                 splice_step(
                     pipe,
                     src,
@@ -127,19 +127,24 @@ impl Dir<'_> {
     }
 }
 
-/// Source → pipe → destination, as far as both sockets allow.
-fn splice_step(
+/// Source → pipe → destination, as far as both sockets allow. A pipe is made only
+/// for kernel sockets, so both have descriptors.
+fn splice_step<S: Socket>(
     pipe: &mut Pipe,
-    src: &mut TcpStream,
+    src: &S,
     src_ready: &mut Readiness,
     src_eof: &mut bool,
-    dst: &mut TcpStream,
+    dst: &S,
     dst_ready: &mut Readiness,
     f: &mut Flow,
 ) {
+    let (Some(src), Some(dst)) = (src.fd(), dst.fd()) else {
+        f.broken = true;
+        return;
+    };
     let mut drain = |pipe: &mut Pipe, f: &mut Flow| {
         if pipe.len > 0 && dst_ready.w {
-            match pipe.drain(dst) {
+            match pipe.drain(&dst) {
                 Ok(n) => {
                     f.sent += n;
                     f.progress |= n > 0;
@@ -151,7 +156,7 @@ fn splice_step(
     };
     drain(pipe, f);
     if pipe.len < pipe.cap && src_ready.r && !*src_eof && !f.broken {
-        match pipe.fill(src) {
+        match pipe.fill(&src) {
             Ok(0) => {
                 *src_eof = true;
                 f.progress = true;
@@ -174,8 +179,8 @@ fn splice_step(
 
 /// Relays a CONNECT tunnel's bytes both ways, spending at most `budget` bytes.
 /// Returns the next state and whether anything was done.
-pub fn step(
-    cx: &mut Scope,
+pub fn step<S: Socket>(
+    cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
     mut splice: Box<Splice>,
     budget: &mut usize,
@@ -246,7 +251,7 @@ pub fn step(
 }
 
 /// Logs the tunnel and closes both sides.
-pub fn end(cx: &mut Scope, ex: Box<Exchange>, splice: &Splice) -> State {
+pub fn end<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, splice: &Splice) -> State {
     let ex = end_exchange(cx, ex);
     cx.ctx.stats.bytes_from_upstream += splice.moved[1];
     log_exchange(cx, &ex, ResultCode::Tunnel);

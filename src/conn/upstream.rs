@@ -24,9 +24,9 @@ pub const POOL_TOTAL: usize = 1024;
 
 /// One socket to an origin server.
 #[derive(Debug)]
-pub struct Upstream {
+pub struct Upstream<S = TcpStream> {
     /// The socket to the origin.
-    pub sock: TcpStream,
+    pub sock: S,
     /// What is known of the socket's readiness.
     pub ready: Readiness,
     /// Bytes read from the origin not yet relayed.
@@ -53,16 +53,10 @@ pub struct Upstream {
     pub idle_deadline: Option<Instant>,
 }
 
-impl Upstream {
+impl<S> Upstream<S> {
     /// A socket just opened to `addr` for the origin `host:port`: not yet connected,
     /// not owned, not pooled. `pool_key` is [`Pool::key`] of the origin.
-    pub fn new(
-        sock: TcpStream,
-        host: &str,
-        port: u16,
-        pool_key: u64,
-        addr: SocketAddr,
-    ) -> Upstream {
+    pub fn new(sock: S, host: &str, port: u16, pool_key: u64, addr: SocketAddr) -> Upstream<S> {
         Upstream {
             sock,
             ready: Readiness::default(),
