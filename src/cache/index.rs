@@ -223,7 +223,7 @@ mod tests {
         assert!(e.has(USED) && e.has(VERIFIED) && e.len() == 1 << 31);
         e.clear(VERIFIED);
         assert!(e.has(USED) && !e.has(VERIFIED) && e.len() == 1 << 31);
-        let last = super::super::format::MAX_CAPACITY - ALIGN;
+        let last = crate::cache::format::MAX_CAPACITY - ALIGN;
         assert_eq!(Entry::new(last, 64, 0, 0, 0).off(), last);
         let moved = e.moved_to(128);
         assert_eq!((moved.off(), moved.len()), (128, 1 << 31));

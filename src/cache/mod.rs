@@ -43,11 +43,15 @@
 //!
 //! The on-disk format is in the `format` module and, byte by byte, in
 //! `docs/ARCHITECTURE.md`.
+//!
+//! What larder does with requests and responses given what the store holds (lookup,
+//! freshness, fills, request collapsing) is the [`policy`] module, above the store.
 
 pub mod admission;
 pub mod compact;
 pub mod dir;
 pub mod format;
+pub mod policy;
 pub mod size;
 pub mod startup;
 pub mod syncer;

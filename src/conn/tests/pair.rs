@@ -48,6 +48,10 @@ pub(crate) struct Pair {
     _dir: TempDir,
 }
 
+/// What [`Pair::fingerprint`] compares: each connection's key, state and buffered
+/// bytes; the bytes queued in all sockets; the number of upstreams.
+type Fingerprint = (Vec<(usize, &'static str, usize, usize)>, usize, usize);
+
 /// A client of the pretend larder: the far end of its connection.
 pub(crate) struct Client {
     /// The connection's slab key.
@@ -268,7 +272,7 @@ impl Pair {
 
     /// What changes when anything happens: bytes queued anywhere, connections and
     /// their states, upstreams.
-    fn fingerprint(&self) -> (Vec<(usize, &'static str, usize, usize)>, usize, usize) {
+    fn fingerprint(&self) -> Fingerprint {
         let conns = self
             .conns
             .iter()
