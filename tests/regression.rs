@@ -536,9 +536,9 @@ fn a_shared_fetch_ending_as_its_waiter_times_out_still_serves_the_waiter() {
 
 /// A client that hung up while its request waited for the origin's answer left the
 /// upstream connection open (and, for a slow CGI, the origin's work going) until the
-/// 30 s response timeout: larder looked at the client again only when it had something
-/// to write to it. The origin here holds its answer longer than the test waits, so a
-/// close it sees is larder's doing.
+/// 30 s response timeout: larder took no notice of the client's side until the origin
+/// answered or the timeout passed. The origin here holds its answer longer than the
+/// test waits, so a close it sees is larder's doing.
 #[test]
 fn a_client_that_hangs_up_while_awaiting_its_response_frees_the_upstream_at_once() {
     // The origin reads one head, then holds the connection and reports when larder
@@ -585,7 +585,7 @@ fn a_stop_by_sigterm_writes_out_the_last_access_log_lines() {
     let mut proxy = Proxy::start(&["--access-log", &log.path().to_string_lossy()]);
     let mut client = proxy.client();
     for path in ["/one", "/two", "/three"] {
-        client.send(crate::support::get(&origin.url(path)).as_bytes());
+        client.send(get(&origin.url(path)).as_bytes());
         assert_eq!(client.read_response().text(), "last words");
     }
     assert_eq!(proxy.stop(), Some(0), "stderr:\n{}", proxy.stderr());
