@@ -22,16 +22,16 @@ use crate::support::{
 };
 
 // ---------------------------------------------------------------------------------------
-// Helpers
+// Helpers (regression.rs uses some of them for its caching faults)
 
 /// The Last-Modified value of most stored responses (IMF-fixdate, long past).
 const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
 
 /// Request or response fields as (name, value) pairs.
-type Fields<'a> = &'a [(&'a str, &'a str)];
+pub(crate) type Fields<'a> = &'a [(&'a str, &'a str)];
 
 /// Unix seconds now.
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -39,7 +39,7 @@ fn now_secs() -> u64 {
 
 /// A response with status line `HTTP/1.1 {status}`, `fields`, a `Date` of now unless
 /// `fields` has one, and `body` with its Content-Length.
-fn response(status: &str, fields: Fields, body: &[u8]) -> Vec<u8> {
+pub(crate) fn response(status: &str, fields: Fields, body: &[u8]) -> Vec<u8> {
     let mut out = head(status, fields);
     // Replace the empty line by Content-Length and a new one.
     out.truncate(out.len() - 2);
@@ -49,7 +49,7 @@ fn response(status: &str, fields: Fields, body: &[u8]) -> Vec<u8> {
 }
 
 /// A response head with `Date` added as in [`response`], and no framing field.
-fn head(status: &str, fields: Fields) -> Vec<u8> {
+pub(crate) fn head(status: &str, fields: Fields) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status}\r\n");
     if !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
         out.push_str(&format!("Date: {}\r\n", http_date(now_secs())));
@@ -62,7 +62,7 @@ fn head(status: &str, fields: Fields) -> Vec<u8> {
 }
 
 /// A 200 that is fresh for a minute.
-fn fresh(body: &[u8]) -> Vec<u8> {
+pub(crate) fn fresh(body: &[u8]) -> Vec<u8> {
     response("200 OK", &[("Cache-Control", "max-age=60")], body)
 }
 
@@ -89,7 +89,7 @@ fn stalling_origin(body: &[u8], gate: &Arc<Gate>) -> Origin {
 
 /// A reply that waits for `gate` to open, then sends `reply`: the origin "takes its
 /// time" for exactly as long as the test needs.
-fn after_gate(gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
+pub(crate) fn after_gate(gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
     let gate = Arc::clone(gate);
     Reply::Stream(Box::new(move |stream: &mut TcpStream| {
         gate.wait();
@@ -123,7 +123,7 @@ fn cache_status(response: &Response) -> Vec<String> {
 }
 
 /// The response head as text, for failure messages.
-fn head_text(response: &Response) -> String {
+pub(crate) fn head_text(response: &Response) -> String {
     let raw = String::from_utf8_lossy(&response.raw);
     raw.split("\r\n\r\n").next().unwrap_or("").to_owned()
 }
@@ -131,7 +131,7 @@ fn head_text(response: &Response) -> String {
 /// Panics unless larder's Cache-Status entry has every member of `present` and none of
 /// `absent`.
 #[track_caller]
-fn assert_cache_status(response: &Response, present: &[&str], absent: &[&str]) {
+pub(crate) fn assert_cache_status(response: &Response, present: &[&str], absent: &[&str]) {
     let members = cache_status(response);
     for token in present {
         assert!(
@@ -187,7 +187,7 @@ fn outcome(line: &str) -> String {
 }
 
 /// `body` in chunked framing, `chunk` bytes a chunk, with the terminating zero chunk.
-fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
+pub(crate) fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for piece in body.chunks(chunk) {
         out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
@@ -204,7 +204,7 @@ fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
 /// wrong); opens `gate`, where the origin holds its answers; and returns the responses
 /// in order. So every request is in larder's hands before any answer comes, however
 /// slowly the machine runs, where starting them "at once" could not promise that.
-fn gated_gets(
+pub(crate) fn gated_gets(
     proxy: &Proxy,
     url: &str,
     langs: &[&str],
@@ -386,30 +386,6 @@ fn a_hit_serves_the_stored_head_with_age_and_ttl() {
 }
 
 /// RFC 9111 §4.2.3: an Age the origin (or a cache before it) sent counts too.
-/// RFC 9110 §6.6.1: a response without Date gets one on its way through larder, and
-/// the stored copy keeps that Date rather than a new one per hit.
-#[test]
-fn a_response_without_date_gets_one_and_keeps_it_when_stored() {
-    let origin = Origin::start(|_| {
-        Reply::Send(
-            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 4\r\n\r\nbody"
-                .to_vec(),
-        )
-    });
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let url = origin.url("/dateless");
-    let before = now_secs();
-    let miss = proxy.get(&url);
-    let date = miss.header("date").expect("larder adds a Date").to_owned();
-    let parsed = larder::http::date::parse_http_date(date.as_bytes()).expect("an HTTP-date");
-    assert!(parsed + 1 >= before && parsed <= now_secs() + 1, "{date}");
-    thread::sleep(Duration::from_millis(1100));
-    let hit = proxy.get(&url);
-    assert_cache_status(&hit, &["hit"], &[]);
-    assert_eq!(hit.header("date"), Some(date.as_str()));
-    assert_eq!(origin.requests(), 1);
-}
-
 #[test]
 fn an_age_from_upstream_counts_towards_the_hit_age() {
     let origin = Origin::start(|_| {
@@ -563,50 +539,6 @@ fn responses_that_may_not_be_stored_reach_the_origin_every_time() {
         );
         assert_eq!(second.text(), path);
     }
-}
-
-/// Bodiless and redirect statuses are stored like any other and come back as they were:
-/// a 204 still without a body or Content-Length, a 301 with its Location.
-#[test]
-fn a_stored_204_and_301_are_served_as_they_came() {
-    let origin = Origin::start(|request| {
-        Reply::Send(match request.target.as_str() {
-            "/moved" => response(
-                "301 Moved Permanently",
-                &[("Cache-Control", "max-age=60"), ("Location", "/new-home")],
-                b"moved",
-            ),
-            _ => head("204 No Content", &[("Cache-Control", "max-age=60")]),
-        })
-    });
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let (empty, moved) = (origin.url("/empty"), origin.url("/moved"));
-    proxy.get(&empty);
-    proxy.get(&moved);
-    // One connection: a stray body after the 204 would break the 301 after it.
-    let mut client = proxy.client();
-    client.send(
-        format!(
-            "{}{}",
-            request("GET", &empty, &[]),
-            request("GET", &moved, &[])
-        )
-        .as_bytes(),
-    );
-    let no_content = client.read_response();
-    let redirect = client.read_response();
-    assert_eq!(redirect.status, 301);
-    assert_cache_status(&redirect, &["hit"], &[]);
-    assert_eq!(redirect.header("location"), Some("/new-home"));
-    assert_eq!(redirect.text(), "moved");
-    assert_eq!(origin.requests(), 2);
-    assert_eq!(no_content.status, 204);
-    assert_cache_status(&no_content, &["hit"], &[]);
-    assert_eq!(
-        no_content.header("content-length"),
-        None,
-        "RFC 9110 §8.6: no Content-Length in a 204"
-    );
 }
 
 /// Set-Cookie is per client: a stored one would hand one user's session to the next.
@@ -1694,78 +1626,6 @@ fn concurrent_misses_share_one_upstream_fetch() {
     }
 }
 
-/// A partial answer to a Range request says nothing about the URL's full response:
-/// it does not stop later misses for the URL from sharing one fetch.
-#[test]
-fn a_range_answer_does_not_stop_collapsing() {
-    let full_gets = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&full_gets);
-    let gate = Gate::new();
-    let held = Arc::clone(&gate);
-    let origin = Origin::start(move |request| {
-        if request.header("range").is_some() {
-            return Reply::Send(response(
-                "206 Partial Content",
-                &[
-                    ("Cache-Control", "max-age=60"),
-                    ("Content-Range", "bytes 0-1/8"),
-                ],
-                b"th",
-            ));
-        }
-        counter.fetch_add(1, Ordering::SeqCst);
-        after_gate(&held, fresh(b"the body"))
-    });
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let url = origin.url("/resumable");
-    let mut client = proxy.client();
-    client.send(request("GET", &url, &[("Range", "bytes=0-1")]).as_bytes());
-    assert_eq!(client.read_response().status, 206);
-
-    let answers = gated_gets(&proxy, &url, &["", "", "", ""], &gate, || true);
-    for answer in &answers {
-        assert_eq!(answer.text(), "the body");
-    }
-    assert_eq!(
-        full_gets.load(Ordering::SeqCst),
-        1,
-        "the misses were not collapsed"
-    );
-}
-
-/// A client's conditional request that waits on another's fetch is answered as it
-/// asked once the object lands: a 304 for the ETag it already has (the fetch itself
-/// went without the conditional, so that it could be stored).
-#[test]
-fn a_conditional_request_waiting_on_a_shared_fetch_gets_its_304() {
-    let reply = response(
-        "200 OK",
-        &[("Cache-Control", "max-age=60"), ("ETag", "\"v1\"")],
-        b"the body",
-    );
-    let gate = Gate::new();
-    let held = Arc::clone(&gate);
-    let origin = Origin::start(move |_| after_gate(&held, reply.clone()));
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let url = origin.url("/etagged");
-    let mut leader = proxy.client();
-    leader.send(request("GET", &url, &[]).as_bytes());
-    assert!(
-        wait_until(|| origin.requests() == 1),
-        "the fetch did not start"
-    );
-    let mut waiter = proxy.client();
-    waiter.send(request("GET", &url, &[("If-None-Match", "\"v1\"")]).as_bytes());
-    waiter.wait_until_read();
-    gate.open();
-
-    assert_eq!(leader.read_response().text(), "the body");
-    let answer = waiter.read_response();
-    assert_eq!(answer.status, 304, "head:\n{}", head_text(&answer));
-    assert_eq!(answer.header("etag"), Some("\"v1\""));
-    assert_eq!(origin.requests(), 1);
-}
-
 /// A response that may not be stored is not shared either: a shared Set-Cookie would
 /// log every waiting client in as the first one.
 #[test]
@@ -1808,14 +1668,14 @@ fn concurrent_misses_for_a_set_cookie_response_are_not_shared() {
 
 /// Counts requests the origin is answering at once, and the most seen together.
 #[derive(Default)]
-struct InFlight {
+pub(crate) struct InFlight {
     now: AtomicUsize,
-    most: AtomicUsize,
+    pub(crate) most: AtomicUsize,
 }
 
 impl InFlight {
     /// A reply that counts itself in flight until `gate` opens, then sends `reply`.
-    fn hold(self: &Arc<Self>, gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
+    pub(crate) fn hold(self: &Arc<Self>, gate: &Arc<Gate>, reply: Vec<u8>) -> Reply {
         let (me, gate) = (Arc::clone(self), Arc::clone(gate));
         let n = me.now.fetch_add(1, Ordering::SeqCst) + 1;
         me.most.fetch_max(n, Ordering::SeqCst);
@@ -1825,50 +1685,6 @@ impl InFlight {
             stream.write_all(&reply)
         }))
     }
-}
-
-/// Regression (a pass-through load test lost a quarter of its rate to this):
-/// once a URL's response was not stored, requests for it fetch at once instead of
-/// queueing behind each other's fetches, which could never be shared anyway.
-#[test]
-fn requests_for_a_url_lately_not_stored_do_not_wait_for_each_other() {
-    const CLIENTS: usize = 4;
-    let inflight = Arc::new(InFlight::default());
-    let counter = Arc::clone(&inflight);
-    let gate = Gate::new();
-    let held = Arc::clone(&gate);
-    let served = AtomicUsize::new(0);
-    let origin = Origin::start(move |_| {
-        let reply = response(
-            "200 OK",
-            &[("Cache-Control", "no-store")],
-            b"fresh every time",
-        );
-        if served.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Reply::Send(reply);
-        }
-        counter.hold(&held, reply)
-    });
-    let proxy = Proxy::start(&["--admit-after", "0"]);
-    let url = origin.url("/no-store");
-    assert_eq!(proxy.get(&url).text(), "fresh every time");
-
-    // The origin holds its answers until every request has reached it (or the wait
-    // gives up, as it does when they queue behind each other in larder).
-    let answers = gated_gets(&proxy, &url, &[""; CLIENTS], &gate, || {
-        origin.requests() == 1 + CLIENTS
-    });
-    for answer in &answers {
-        assert_eq!(answer.text(), "fresh every time");
-        assert_cache_status(answer, &["fwd=miss"], &["collapsed", "stored"]);
-    }
-    // Waiting for the first fetch's head would have split them into 1 + 3.
-    assert_eq!(
-        inflight.most.load(Ordering::SeqCst),
-        CLIENTS,
-        "the requests queued behind each other"
-    );
-    assert_eq!(origin.requests(), 1 + CLIENTS);
 }
 
 /// The memo of URLs not stored ends when the URL's response is stored: after that,
@@ -1940,48 +1756,6 @@ fn concurrent_requests_for_different_variants_never_mix() {
         );
     }
     assert!(origin.requests() >= 3, "three variants from fewer fetches");
-}
-
-/// A request waiting for a shared fetch that takes longer than `--timeout-response`
-/// (a chunked body, which cannot be read while it arrives) is not answered 504: the
-/// fetch it waits for has deadlines of its own.
-#[test]
-fn a_wait_longer_than_the_response_timeout_still_gets_the_object() {
-    let body = pattern(3000);
-    let mut reply = head(
-        "200 OK",
-        &[
-            ("Cache-Control", "max-age=60"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-    );
-    reply.extend_from_slice(&chunked_body(&body, 1000));
-    let gate = Gate::new();
-    let held = Arc::clone(&gate);
-    let origin = Origin::start(move |_| {
-        let (reply, held) = (reply.clone(), Arc::clone(&held));
-        Reply::Stream(Box::new(move |stream: &mut TcpStream| {
-            stream.write_all(&reply[..reply.len() / 2])?;
-            held.wait();
-            stream.write_all(&reply[reply.len() / 2..])
-        }))
-    });
-    let proxy = Proxy::start(&["--admit-after", "0", "--timeout-response", "1"]);
-    let url = origin.url("/slow-chunked");
-    let mut first = proxy.client();
-    first.send(request("GET", &url, &[]).as_bytes());
-    assert_eq!(first.read_head().status, 200);
-    let mut waiting = proxy.client();
-    waiting.send(request("GET", &url, &[]).as_bytes());
-    waiting.wait_until_read();
-    // Well past the one-second response timeout (a longer wait only makes the case
-    // plainer), then the rest of the body.
-    thread::sleep(Duration::from_secs(2));
-    gate.open();
-    let answer = waiting.read_response();
-    assert_eq!(answer.status, 200, "head:\n{}", head_text(&answer));
-    assert!(answer.body == body, "the waiting client got a wrong body");
-    assert_eq!(origin.requests(), 1);
 }
 
 /// The client whose request started a shared fetch may give up, closing its connection

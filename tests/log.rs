@@ -115,26 +115,6 @@ fn access_log_records_get_connect_and_denied_requests() {
     assert_eq!(fields[9], "text/html", "{line}");
 }
 
-/// The log is buffered and written out every 100 ms; without a SIGTERM handler the
-/// last lines before a stop were lost. The read of the file happens only after the
-/// exit, so nothing can have flushed it later.
-#[test]
-fn sigterm_writes_out_the_buffered_log_and_exits_zero() {
-    let origin = Origin::start(|_| Reply::Send(ok(b"last words")));
-    let log = TempFile::new("sigterm.log");
-    let mut proxy = Proxy::start(&["--access-log", &log.path().to_string_lossy()]);
-    let mut client = proxy.client();
-    for path in ["/one", "/two", "/three"] {
-        client.send(crate::support::get(&origin.url(path)).as_bytes());
-        assert_eq!(client.read_response().text(), "last words");
-    }
-    assert_eq!(proxy.stop(), Some(0), "stderr:\n{}", proxy.stderr());
-    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-    for path in ["/one", "/two", "/three"] {
-        assert!(text.contains(&origin.url(path)), "{path} missing:\n{text}");
-    }
-}
-
 /// The bytes field is what larder wrote to the client, head and body (and chunked
 /// framing), to the byte: log tools add it up as the traffic served. Each request here
 /// asks larder to close after its answer, and the count is checked against everything
