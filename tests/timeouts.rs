@@ -1,15 +1,17 @@
-//! Timeouts, with short configured values: first head, keep-alive idle, upstream first
-//! byte (504), body idle both ways; and a client trickling its head delays nobody else.
-//! (What ends a wait early, a client hanging up while its response is awaited, is
-//! pinned in `regression.rs`.)
+//! Timeouts through real sockets: the first-head timeout, which checks end to end that
+//! the server's tick fires a connection's deadline; and a client trickling its head
+//! delays nobody else. Every other deadline (idle, connect, response, body both ways,
+//! tunnel, a collapsed request's wait) is tested in memory with a simulated clock, in
+//! larder's unit tests (`src/conn/tests/timeouts.rs`), where no test sleeps. (What
+//! ends a wait early, a client hanging up while its response is awaited, is pinned in
+//! `regression.rs`.)
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{black_hole, get, hold_open, ok, wait_until, Origin, Proxy, Reply};
+use crate::support::{get, ok, wait_until, Origin, Proxy, Reply};
 
 /// Checks what larder said when it closed a connection for a timeout: a client
 /// that sent part of a head is told 408; one that sent nothing hears nothing,
@@ -55,72 +57,6 @@ fn half_sent_head_gets_408_after_the_head_timeout() {
     assert_eq!(origin.requests(), 0);
 }
 
-#[test]
-fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let origin = Origin::start(|_| Reply::Send(ok(b"ok")));
-    let proxy = Proxy::start(&["--timeout-idle", "0.5"]);
-    let mut client = proxy.client();
-    client.send(get(&origin.url("/")).as_bytes());
-    assert_eq!(client.read_response().text(), "ok");
-    let idle_since = Instant::now();
-    let got = client.read_to_close();
-    assert_about_half_a_second("idle connection closed", idle_since.elapsed());
-    assert_timeout_answer(&got, false);
-}
-
-#[test]
-fn stalled_origin_is_504_after_the_response_timeout() {
-    let origin = Origin::start(|_| Reply::Stall(Duration::from_secs(5)));
-    let proxy = Proxy::start(&["--timeout-response", "0.5"]);
-    let started = Instant::now();
-    let response = proxy.get(&origin.url("/"));
-    assert_eq!(response.status, 504);
-    assert_about_half_a_second("504", started.elapsed());
-}
-
-#[test]
-fn stalled_request_body_is_closed_after_the_body_timeout() {
-    let origin = Origin::start(|_| Reply::Send(ok(b"ok")));
-    let proxy = Proxy::start(&["--timeout-body", "0.5"]);
-    let mut client = proxy.client();
-    client.send(
-        format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n0123456789",
-            origin.url("/"),
-            origin.authority()
-        )
-        .as_bytes(),
-    );
-    let started = Instant::now();
-    let got = client.read_to_close();
-    assert_about_half_a_second("stalled upload closed", started.elapsed());
-    assert_timeout_answer(&got, false);
-    assert!(
-        origin.seen().is_empty(),
-        "the origin got a complete request"
-    );
-}
-
-#[test]
-fn stalled_response_body_is_cut_after_the_body_timeout() {
-    let origin = Origin::start(|_| {
-        Reply::Stream(Box::new(|stream| {
-            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")?;
-            hold_open(stream, Duration::from_secs(5));
-            Ok(())
-        }))
-    });
-    let proxy = Proxy::start(&["--timeout-body", "0.5"]);
-    let mut client = proxy.client();
-    client.send(get(&origin.url("/")).as_bytes());
-    let head = client.read_head();
-    assert_eq!(head.status, 200);
-    let started = Instant::now();
-    let body = client.read_to_close();
-    assert_about_half_a_second("stalled download cut", started.elapsed());
-    assert_eq!(body, b"0123456789");
-}
-
 /// While one client sends its head a byte every 100 ms, others are served: each of
 /// their requests is answered while the trickling head is still incomplete, which is
 /// what being delayed by it would prevent (no bound on how fast, which a busy machine
@@ -157,19 +93,4 @@ fn trickling_client_does_not_delay_others() {
         thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(trickler.join().expect("trickling client"), "/slow");
-}
-
-#[test]
-fn unanswered_upstream_connect_is_504_after_the_connect_timeout() {
-    let (_listener, _filler, port) = black_hole();
-    let proxy = Proxy::start(&["--timeout-connect", "0.5"]);
-    let started = Instant::now();
-    let response = proxy.get(&format!("http://127.0.0.1:{port}/"));
-    assert_about_half_a_second("connect timeout answered", started.elapsed());
-    assert_eq!(response.status, 504, "{}", response.text());
-    assert!(
-        response.text().contains("No connection to the server"),
-        "{}",
-        response.text()
-    );
 }

@@ -213,11 +213,12 @@ fn idle_tunnel_is_closed_after_the_tunnel_timeout() {
     assert!(!pair.is_open(&client));
 }
 
-/// A request waiting for a shared fetch that takes longer than `--timeout-response`
-/// (a chunked body, which cannot be read while it arrives) is not answered 504: the
-/// fetch it waits for has deadlines of its own.
+/// A request waiting on another's fetch of the same URL was answered 504 once
+/// `--timeout-response` had passed, though that fetch was well under way: its head had
+/// come and its body was still arriving (chunked, so it cannot be read while it
+/// arrives). The fetch has deadlines of its own; here its body takes twice the timeout.
 #[test]
-fn a_wait_longer_than_the_response_timeout_still_gets_the_object() {
+fn a_request_waiting_on_a_long_shared_fetch_is_not_answered_504() {
     let mut pair = Pair::new(&["--admit-after", "0", "--timeout-response", "1"]);
     Origin::listen(origin_addr());
     let body: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
