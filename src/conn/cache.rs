@@ -41,20 +41,20 @@ pub fn consult<S: Socket>(
         policy::Consulted::OnlyIfCached => Consulted::OnlyIfCached,
         policy::Consulted::Wait => Consulted::Wait,
         policy::Consulted::Serve(answer) => {
-            queue_answer(ex, &mut conn.out, conn.eof, answer, log);
+            let serving = queue_answer(ex, &mut conn.out, conn.eof, answer, log);
             conn.ready.w = true;
-            Consulted::Serve
+            Consulted::Serve(serving)
         }
     }
 }
 
 /// The outcome of [`consult`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Consulted {
     /// Go upstream (`ex.cache` says how the response is to be treated).
     Forward,
-    /// A head is queued and the body comes from the map: go to `Serve`.
-    Serve,
+    /// A head is queued and the body comes from the map: go to `Serve` with it.
+    Serve(Serving),
     /// Nothing usable and the client forbade going upstream: answer 504.
     OnlyIfCached,
     /// Another request is fetching the URL to store it: wait (state `Waiting`) until
@@ -79,8 +79,8 @@ pub enum OnResponse {
     /// part in the request).
     Relay(Option<ForwardedStatus>),
     /// A 304 refreshed the stale entry: the head for the client is queued and the body
-    /// comes from the map (`ex.cache.serve`).
-    Serve,
+    /// comes from the map.
+    Serve(Serving),
 }
 
 /// Decides what the cache does with the final response `r` to the exchange (see
@@ -106,8 +106,7 @@ pub fn response_head(
         policy::OnResponse::Relay(line) => OnResponse::Relay(line.map(ForwardedStatus)),
         policy::OnResponse::Serve(answer) => {
             // The 304 has no Content-Type; the stored head the client gets has.
-            queue_answer(ex, out, eof, answer, true);
-            OnResponse::Serve
+            OnResponse::Serve(queue_answer(ex, out, eof, answer, true))
         }
     }
 }
@@ -127,12 +126,19 @@ impl Cache {
 }
 
 /// Queues an answer planned from the store, noting its status (and, with `log`, its
-/// Content-Type) for the access log.
-fn queue_answer(ex: &mut Exchange, out: &mut OutBuf, eof: bool, answer: Answer, log: bool) {
+/// Content-Type) for the access log. Returns its body, to serve.
+fn queue_answer(
+    ex: &mut Exchange,
+    out: &mut OutBuf,
+    eof: bool,
+    answer: Answer,
+    log: bool,
+) -> Serving {
     let Answer {
         mut head,
         cache_status,
         status,
+        serving,
     } = answer;
     ex.status = status;
     if log {
@@ -140,6 +146,7 @@ fn queue_answer(ex: &mut Exchange, out: &mut OutBuf, eof: bool, answer: Answer, 
     }
     cache_status.push_to(&mut head);
     queue_head(ex, out, eof, head, b"");
+    serving
 }
 
 /// Writes a planned head for the client (`eof`: the client half-closed): the head,

@@ -15,7 +15,7 @@ use super::Socket;
 use crate::access_log::ResultCode;
 use log::debug;
 
-use super::cache::{body_complete, body_failed, response_head, OnResponse, Sink};
+use super::cache::{body_complete, body_failed, response_head, OnResponse, Serving, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::upstream::Upstream;
 use super::{
@@ -48,10 +48,12 @@ enum End {
     /// The client can no longer be written to.
     ClientLost,
     /// A 304 refreshed the stale entry; the answer is queued and its body comes from
-    /// the cache. `reuse`: the upstream socket may be pooled.
+    /// the cache.
     Refreshed {
         /// The upstream socket may be pooled.
         reuse: bool,
+        /// The refreshed object's body, to serve.
+        serving: Serving,
     },
 }
 
@@ -92,14 +94,14 @@ fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, end: End
         End::Abort => abort(cx, ex, Some(relay.up)),
         End::Retry => retry_fresh(cx, ex, relay.up),
         End::ClientLost => client_lost(cx, ex, relay),
-        End::Refreshed { reuse } => {
+        End::Refreshed { reuse, serving } => {
             if reuse {
                 release_to_pool(cx, relay.up);
             } else {
                 drop_upstream(cx, relay.up);
             }
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            State::Serve { ex }
+            State::Serve { ex, serving }
         }
     }
 }
@@ -310,9 +312,9 @@ fn receive_response<S: Socket>(
                 let cache_status =
                     match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
                         OnResponse::Relay(line) => line,
-                        OnResponse::Serve => {
+                        OnResponse::Serve(serving) => {
                             // A 304 refreshed the entry; the answer comes from the cache.
-                            refreshed = Some(r.reusable);
+                            refreshed = Some((r.reusable, serving));
                             break;
                         }
                     };
@@ -338,11 +340,11 @@ fn receive_response<S: Socket>(
             }
         }
     }
-    if let Some(reusable) = refreshed {
+    if let Some((reusable, serving)) = refreshed {
         let reuse = reusable && relay.request_sent(ex) && !up.eof && up.inbuf.is_empty();
         relay.resp = Resp::Done;
         conn.ready.w = true;
-        return Err(End::Refreshed { reuse });
+        return Err(End::Refreshed { reuse, serving });
     }
     if matches!(relay.resp, Resp::Head) && up.eof {
         if may_retry(ex, relay, up) {

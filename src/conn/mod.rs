@@ -249,7 +249,7 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
             State::Waiting { ex } => request::waiting_step(cx, ex),
             State::Connecting { ex, route, up } => request::connect_step(cx, ex, route, up),
             State::Forward { ex, relay } => forward::step(cx, ex, relay, &mut budget),
-            State::Serve { ex } => serve::step(cx, ex, &mut budget),
+            State::Serve { ex, serving } => serve::step(cx, ex, serving, &mut budget),
             State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
             State::Closing(linger) => closing::step(cx, linger),
             State::Closed => return Step::Close,
@@ -297,9 +297,9 @@ pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
         State::Resolving { ex, .. } => request::connect_timeout(cx, ex, None),
         State::Connecting { ex, up, .. } => request::connect_timeout(cx, ex, Some(up)),
         State::Forward { ex, relay } => forward::timed_out(cx, ex, relay),
-        State::Serve { ex } => {
+        State::Serve { ex, serving } => {
             debug!("conn {id}: client stopped reading a cached response");
-            request::abort(cx, ex, None)
+            serve::abort(cx, ex, serving)
         }
         State::Tunnel { ex, splice } => {
             debug!("conn {id}: tunnel idle");
@@ -341,9 +341,13 @@ pub fn close<S: Socket>(cx: &mut Scope<S>) -> bool {
 /// Ends whatever the state was doing: a request in flight is logged as aborted, its
 /// upstream closed. The connection is finished.
 fn abandon<S: Socket>(cx: &mut Scope<S>, state: State) -> State {
-    match state.into_parts() {
-        (Some(ex), up) => request::abort(cx, ex, up),
-        (None, _) => State::Closed,
+    match state {
+        State::Resolving { ex, .. } | State::Waiting { ex } => request::abort(cx, ex, None),
+        State::Connecting { ex, up, .. } => request::abort(cx, ex, Some(up)),
+        State::Forward { ex, relay } => request::abort(cx, ex, Some(relay.up)),
+        State::Tunnel { ex, splice } => request::abort(cx, ex, Some(splice.up)),
+        State::Serve { ex, serving } => serve::abort(cx, ex, serving),
+        State::Head(_) | State::Closing(_) | State::Closed => State::Closed,
     }
 }
 
@@ -372,7 +376,7 @@ fn awaiting_upstream(state: &State) -> bool {
 fn responding(state: &State) -> bool {
     match state {
         State::Forward { ex, relay } => ex.status != 0 && !relay.detached,
-        State::Serve { ex } => ex.status != 0,
+        State::Serve { ex, .. } => ex.status != 0,
         _ => false,
     }
 }

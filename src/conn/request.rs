@@ -239,9 +239,9 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
     let log = cx.ctx.log.is_some();
     match consult(&mut cx.ctx.cache, cx.conn, &mut ex, cx.key, log, resumed) {
         Consulted::Forward => {}
-        Consulted::Serve => {
+        Consulted::Serve(serving) => {
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            return State::Serve { ex };
+            return State::Serve { ex, serving };
         }
         Consulted::OnlyIfCached => {
             let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
@@ -279,29 +279,30 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
 pub fn waiting_step<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> (State, bool) {
     let me = (cx.key, cx.conn.id);
     match collapsed_read(&mut cx.ctx.cache, cx.conn, &mut ex, me) {
-        Some(true) => {
+        Some(Some(serving)) => {
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            (State::Serve { ex }, true)
+            (State::Serve { ex, serving }, true)
         }
-        Some(false) => (State::Waiting { ex }, false),
+        Some(None) => (State::Waiting { ex }, false),
         None => (route(cx, ex, true), true),
     }
 }
 
-/// For a waiting request: `Some(true)` if it now reads the flight's stream (its head
-/// is queued), `Some(false)` to go on waiting, `None` if the flight is over.
+/// For a waiting request: `Some(Some(_))` if it now reads the flight's stream (its
+/// head is queued; the body is read from the fill as it is written), `Some(None)` to go
+/// on waiting, `None` if the flight is over.
 fn collapsed_read<S: Socket>(
     cache: &mut Cache,
     conn: &mut Conn<S>,
     ex: &mut Exchange,
     me: Member,
-) -> Option<bool> {
+) -> Option<Option<Serving>> {
     let c = ex.cache.as_mut()?;
     if !cache.flights.waits(&c.url, me) {
         return None;
     }
     let Some(stream) = cache.flights.stream(&c.url) else {
-        return Some(false);
+        return Some(None);
     };
     // Only a plain GET is answered from the stream; a Range or a conditional waits for
     // the object, whose answer can then be planned properly.
@@ -313,7 +314,7 @@ fn collapsed_read<S: Socket>(
         })
     });
     if plain != Some(true) {
-        return Some(false);
+        return Some(None);
     }
     let mut head = Vec::with_capacity(stream.head.len() + 96);
     push_served_head(&mut head, &stream.head, None, 0, &cache.via);
@@ -323,16 +324,15 @@ fn collapsed_read<S: Socket>(
     let (pos, end) = (stream.body_start, stream.body_start + stream.len);
     let status = with_response_fields(&stream.head, |status, _| status).unwrap_or(200);
     cache.flights.read(&c.url, me);
-    c.serve = Some(Serving {
-        obj: None,
-        pos,
-        end,
-    });
     c.result = ResultCode::Miss;
     ex.status = status;
     queue_collapsed_head(ex, &mut conn.out, conn.eof, head);
     conn.ready.w = true;
-    Some(true)
+    Some(Some(Serving {
+        obj: None,
+        pos,
+        end,
+    }))
 }
 
 /// Starts (or re-starts, for a retry) the DNS step for the exchange.

@@ -8,7 +8,8 @@
 //! A request that waited for another's fetch (`collapse.rs`) may read the body from
 //! the fill while it is being written, up to the bytes written so far.
 
-use super::request::{abort, log_exchange};
+use super::cache::Serving;
+use super::request::{self, log_exchange};
 use super::Socket;
 use super::{after_response, end_exchange, recycle, write_two, Exchange, Io, Scope, State};
 use crate::access_log::ResultCode;
@@ -31,24 +32,35 @@ enum Wrote {
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
+    mut serving: Serving,
     budget: &mut usize,
 ) -> (State, bool) {
-    match write(cx, &mut ex, budget) {
-        Wrote::Some => (State::Serve { ex }, true),
-        Wrote::Nothing => (State::Serve { ex }, false),
-        Wrote::All => (complete(cx, ex), true),
-        Wrote::Failed => (abort(cx, ex, None), true),
+    match write(cx, &mut ex, &mut serving, budget) {
+        Wrote::Some => (State::Serve { ex, serving }, true),
+        Wrote::Nothing => (State::Serve { ex, serving }, false),
+        Wrote::All => (complete(cx, ex, serving), true),
+        Wrote::Failed => (abort(cx, ex, serving), true),
     }
 }
 
-fn write<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, budget: &mut usize) -> Wrote {
+/// The response cannot be finished (the client is gone, or stopped reading until the
+/// deadline): the object is unpinned, the exchange logged as aborted, the connection
+/// closed.
+pub fn abort<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, serving: Serving) -> State {
+    cx.ctx.cache.end_serving(serving);
+    request::abort(cx, ex, None)
+}
+
+fn write<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: &mut Exchange,
+    s: &mut Serving,
+    budget: &mut usize,
+) -> Wrote {
     let conn = &mut *cx.conn;
     let cache = &mut cx.ctx.cache;
-    let Some(c) = ex.cache.as_mut() else {
-        // Cannot happen: `Serve` is entered only with something to serve.
-        return Wrote::Failed;
-    };
-    let Some(s) = c.serve.as_mut() else {
+    let Some(c) = ex.cache.as_ref() else {
+        // Cannot happen: `Serve` is entered only for a request the cache answers.
         return Wrote::Failed;
     };
     // Reading a body another exchange is storing: up to what it has written, until the
@@ -101,7 +113,8 @@ fn write<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, budget: &mut usize) ->
 }
 
 /// The whole response is written: log it, unpin, and read the next request or close.
-fn complete<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>) -> State {
+fn complete<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, serving: Serving) -> State {
+    cx.ctx.cache.end_serving(serving);
     let ex = end_exchange(cx, ex);
     let result = ex.cache.as_ref().map_or(ResultCode::Hit, |c| c.result);
     log_exchange(cx, &ex, result);

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cache::CacheEx;
+use super::cache::{CacheEx, Serving};
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
@@ -48,8 +48,11 @@ pub enum State {
     },
     /// Writing a response from the cache.
     Serve {
-        /// The request; its cache part holds the pinned object and the bytes left.
+        /// The request.
         ex: Box<Exchange>,
+        /// The object, pinned (or the fill being read), and the body bytes left;
+        /// given back to the cache when the state ends.
+        serving: Serving,
     },
     /// Waiting for another connection's fetch of the same URL (request collapsing).
     Waiting {
@@ -101,24 +104,10 @@ impl State {
             State::Resolving { ex, .. }
             | State::Connecting { ex, .. }
             | State::Forward { ex, .. }
-            | State::Serve { ex }
+            | State::Serve { ex, .. }
             | State::Waiting { ex }
             | State::Tunnel { ex, .. } => Some(ex),
             State::Head(_) | State::Closing(_) | State::Closed => None,
-        }
-    }
-
-    /// Takes the request in flight and the upstream socket, leaving nothing behind:
-    /// for ending the connection whatever it was doing.
-    pub fn into_parts(self) -> (Option<Box<Exchange>>, Option<usize>) {
-        match self {
-            State::Resolving { ex, .. } | State::Serve { ex } | State::Waiting { ex } => {
-                (Some(ex), None)
-            }
-            State::Connecting { ex, up, .. } => (Some(ex), Some(up)),
-            State::Forward { ex, relay } => (Some(ex), Some(relay.up)),
-            State::Tunnel { ex, splice } => (Some(ex), Some(splice.up)),
-            State::Head(_) | State::Closing(_) | State::Closed => (None, None),
         }
     }
 }

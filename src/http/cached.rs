@@ -74,7 +74,7 @@ pub fn stored_head(client_head: &[u8], via: &ViaName) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Judgement {
     /// May answer without asking the origin ([`may_serve`]).
-    pub serve: Freshness,
+    pub freshness: Freshness,
     /// Current age in seconds (RFC 9111 §4.2.3), the Age value to send.
     pub age: u64,
     /// Seconds of freshness left (0 when stale), for `Cache-Status: ttl`.
@@ -87,7 +87,7 @@ pub fn judge(req_cc: &CacheControl, stored: &[Header<'_>], times: Stored, now: u
     let age = current_age(stored, times, now);
     let lifetime = freshness_lifetime(stored, times.response_time);
     Judgement {
-        serve: may_serve(req_cc, stored, age, lifetime),
+        freshness: may_serve(req_cc, stored, age, lifetime),
         age,
         ttl: lifetime.saturating_sub(age),
     }
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(
             j,
             Some(Judgement {
-                serve: Freshness::Fresh,
+                freshness: Freshness::Fresh,
                 age: 17,
                 ttl: 83
             })

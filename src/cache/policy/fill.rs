@@ -94,7 +94,7 @@ pub enum OnResponse {
     /// part in the request).
     Relay(Option<ForwardedStatus>),
     /// A 304 refreshed the stale entry: queue this head; the body comes from the map
-    /// (`CacheEx::serve`).
+    /// (`Answer::serving`).
     Serve(Answer),
 }
 
@@ -124,7 +124,7 @@ pub fn response_head(
     let client_head = c.client_head.take();
     let req_head = client_head.as_deref().unwrap_or(upstream_head);
     if r.status == 304 && c.stale.is_some() {
-        if let Some(plan) = refresh(cache, c, req_head, method, r, now) {
+        if let Some((plan, serving)) = refresh(cache, c, req_head, method, r, now) {
             c.result = if c.fwd == Forwarded::Request {
                 ResultCode::ClientRefreshMiss
             } else {
@@ -134,6 +134,7 @@ pub fn response_head(
                 head: plan.head,
                 cache_status: AnswerStatus::Refreshed(c.fwd),
                 status: plan.status,
+                serving,
             });
         }
     }
@@ -169,7 +170,7 @@ pub fn response_head(
 }
 
 /// Merges a 304 into the stale entry (RFC 9111 §4.3.4), stores the result, and plans
-/// the answer to the client from it. `None` when the stored head cannot be read
+/// the answer to the client from it, with its body (the object pinned). `None` when the stored head cannot be read
 /// (the 304 is then relayed as is).
 fn refresh(
     cache: &mut Cache,
@@ -178,7 +179,7 @@ fn refresh(
     method: &Method,
     r: &Response,
     now: u64,
-) -> Option<Plan> {
+) -> Option<(Plan, Serving)> {
     let old = c.stale.clone()?;
     let old_head = cache.store.bytes(old.head.clone()).to_vec();
     // The 304 has a Date: forwarding adds one when the origin left it out, so the
@@ -230,12 +231,12 @@ fn refresh(
         cache.store.unpin(&obj);
         return None;
     };
-    c.serve = Some(Serving {
+    let serving = Serving {
         pos: obj.body.start + plan.body.start,
         end: obj.body.start + plan.body.end,
         obj: Some(obj),
-    });
-    Some(plan)
+    };
+    Some((plan, serving))
 }
 
 fn with_blank_line(head: &[u8]) -> Vec<u8> {
@@ -439,9 +440,6 @@ pub fn release(cache: &mut Cache, ex: &mut Option<CacheEx>) {
     }
     if let Some(old) = c.stale.take() {
         cache.store.unpin(&old);
-    }
-    if let Some(obj) = c.serve.take().and_then(|s| s.obj) {
-        cache.store.unpin(&obj);
     }
     cache.flights.leave(&c.url, c.me, &mut cache.store);
     cache.land(c, None);

@@ -49,6 +49,8 @@ pub struct Answer {
     pub cache_status: AnswerStatus,
     /// The status sent, for the access log.
     pub status: u16,
+    /// The body: the object, pinned, and the bytes of it to write.
+    pub serving: Serving,
 }
 
 /// The Cache-Status of a response answered from the store.
@@ -93,7 +95,7 @@ pub enum Consulted {
     /// Go upstream (the exchange's `CacheEx` says how the response is to be treated).
     Forward,
     /// Answer from the store: queue this head; the body comes from the map
-    /// (`CacheEx::serve`).
+    /// (`Answer::serving`).
     Serve(Answer),
     /// Nothing usable and the client forbade going upstream: answer 504.
     OnlyIfCached,
@@ -188,11 +190,11 @@ pub fn consult(
         Found::Hit(plan, obj) => {
             cache.store.pin(&obj);
             c.result = plan.result;
-            c.serve = Some(Serving {
+            let serving = Serving {
                 pos: obj.body.start + plan.body.start,
                 end: obj.body.start + plan.body.end,
                 obj: Some(obj),
-            });
+            };
             *ex = Some(c);
             Consulted::Serve(Answer {
                 head: plan.head,
@@ -202,6 +204,7 @@ pub fn consult(
                     AnswerStatus::Hit { ttl: plan.ttl }
                 },
                 status: plan.status,
+                serving,
             })
         }
         Found::Revalidate {
@@ -321,7 +324,7 @@ fn look(
     let body_len = obj.body.end - obj.body.start;
     let found = with_response_fields(head, |status, stored| {
         let j = judge(&cc, stored, times, now);
-        match j.serve {
+        match j.freshness {
             Freshness::Fresh => Some(plan(
                 req, head, status, stored, body_len, j.age, j.ttl, method, &cache.via,
             )),

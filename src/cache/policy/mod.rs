@@ -147,6 +147,13 @@ impl Cache {
         }
     }
 
+    /// A response from the map ended (written whole or not): its object is unpinned.
+    pub fn end_serving(&mut self, serving: Serving) {
+        if let Some(obj) = serving.obj {
+            self.store.unpin(&obj);
+        }
+    }
+
     /// Whether others wait for the fetch the exchange `c` leads (so it should go on
     /// without its own client).
     pub fn others_wait_for(&self, c: Option<&CacheEx>) -> bool {
@@ -268,8 +275,6 @@ pub struct CacheEx {
     stored: bool,
     /// An unsafe method: invalidate the URL on a non-error response.
     unsafe_method: bool,
-    /// Serving from the map: the object (pinned) and the body bytes left.
-    pub serve: Option<Serving>,
     /// Squid result code for the access log.
     pub result: ResultCode,
     /// This exchange's fetch is a flight others may wait for.
@@ -278,7 +283,8 @@ pub struct CacheEx {
     pub me: Member,
 }
 
-/// A response being written from the map.
+/// A response being written from the map. Whoever holds it gives it back with
+/// [`Cache::end_serving`] when the response ends, which unpins the object.
 #[derive(Debug)]
 pub struct Serving {
     /// The object, pinned; `None` while reading a body another exchange is storing
@@ -314,7 +320,6 @@ impl CacheEx {
             fill: None,
             stored: false,
             unsafe_method: false,
-            serve: None,
             result: ResultCode::Miss,
             leads: false,
             me: (0, 0),

@@ -7,79 +7,12 @@
 //! The end-to-end check that the server's tick fires deadlines at all is in the
 //! socket tests (`tests/timeouts.rs`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::pair::{Client, Origin, Pair};
-
-/// Where the pretend origin listens.
-fn origin_addr() -> SocketAddr {
-    "127.0.0.1:8080".parse().expect("address")
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// The tests configure 0.5 s timeouts and look 10 ms before (`EARLY`) and 10 ms
-/// after (`EARLY + MARGIN`).
-const EARLY: Duration = Duration::from_millis(490);
-const MARGIN: Duration = Duration::from_millis(20);
-
-fn get(path: &str) -> Vec<u8> {
-    format!(
-        "GET http://{}{path} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        origin_addr(),
-        origin_addr()
-    )
-    .into_bytes()
-}
-
-fn ok(body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// Checks what larder said when it closed a connection for a timeout: a client
-/// that sent part of a head is told 408; one that sent nothing hears nothing,
-/// since it may be starting a request at that very moment (RFC 9112 §9.5).
-fn assert_timeout_answer(bytes: &[u8], partial_head: bool) {
-    let text = String::from_utf8_lossy(bytes);
-    if partial_head {
-        assert!(
-            text.starts_with("HTTP/1.1 408 "),
-            "want a 408, got {text:?}"
-        );
-        assert!(text.contains("Connection: close\r\n"), "{text:?}");
-    } else {
-        assert!(bytes.is_empty(), "want a silent close, got {text:?}");
-    }
-}
-
-/// Moves the clock to just before the 0.5 s timeout (the client still connected, and
-/// sent nothing new), then just past it: then the client reads the end of the stream.
-/// Returns what the client received by then.
-fn ends_at_the_timeout(pair: &mut Pair, client: &mut Client, what: &str) -> Vec<u8> {
-    let before = client.received().len();
-    pair.advance(EARLY);
-    assert!(!client.sees_end(), "{what}: ended before the timeout");
-    assert_eq!(
-        client.received().len(),
-        before,
-        "{what}: answered before the timeout"
-    );
-    pair.advance(MARGIN);
-    assert!(client.sees_end(), "{what}: still open after the timeout");
-    client.received().to_vec()
-}
-
-/// A request sent through larder, and the origin's end of the connection it opened.
-fn forwarded(pair: &mut Pair, client: &mut Client, request: &[u8]) -> Origin {
-    client.send(request);
-    pair.run();
-    Origin::accept(origin_addr()).expect("larder connected to the origin")
-}
+use super::pair::{Origin, Pair};
+use super::{
+    assert_timeout_answer, ends_at_the_timeout, forwarded, get, ms, ok, origin_addr, EARLY, MARGIN,
+};
 
 #[test]
 fn half_sent_head_gets_408_after_the_head_timeout() {
@@ -264,35 +197,4 @@ fn a_request_waiting_on_a_long_shared_fetch_is_not_answered_504() {
         Origin::accept(origin_addr()).is_none(),
         "one fetch for both requests"
     );
-}
-
-/// A client that closes its side while its request waits for the response may only
-/// have half-closed (it still reads) or hung up. Without a deadline involved: the
-/// half-closed HTTP/1.1 client is sent `100 Continue`, which its open socket takes, and
-/// it gets its response; the one that hung up cannot take it, and the upstream is
-/// dropped at once rather than at the response timeout.
-#[test]
-fn a_half_close_is_answered_and_a_hang_up_frees_the_upstream() {
-    let mut pair = Pair::new(&[]);
-    Origin::listen(origin_addr());
-    let mut half = pair.client();
-    let mut origin = forwarded(&mut pair, &mut half, &get("/half"));
-    half.shutdown_write();
-    pair.run();
-    assert_eq!(half.received(), b"HTTP/1.1 100 Continue\r\n\r\n");
-    origin.send(&ok(b"still here"));
-    pair.run();
-    assert!(half.received().ends_with(b"\r\n\r\nstill here"));
-    assert!(half.sees_end(), "closed after the response");
-
-    // The next request goes out on the same (pooled) upstream connection.
-    let mut gone = pair.client();
-    gone.send(&get("/gone"));
-    pair.run();
-    let upstream = String::from_utf8_lossy(origin.received()).into_owned();
-    assert!(upstream.contains("GET /gone HTTP/1.1\r\n"), "{upstream}");
-    gone.hang_up();
-    pair.run();
-    assert!(!pair.is_open(&gone));
-    assert!(origin.sees_end(), "the upstream is dropped at once");
 }
