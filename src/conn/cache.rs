@@ -117,14 +117,6 @@ pub fn release(cache: &mut Cache, ex: &mut Exchange) {
     policy::release(cache, &mut ex.cache);
 }
 
-impl Cache {
-    /// Whether others wait for the fetch `ex` leads (so it should go on without its
-    /// own client).
-    pub fn others_wait(&self, ex: &Exchange) -> bool {
-        self.others_wait_for(ex.cache.as_ref())
-    }
-}
-
 /// Queues an answer planned from the store, noting its status (and, with `log`, its
 /// Content-Type) for the access log. Returns its body, to serve.
 fn queue_answer(

@@ -454,7 +454,7 @@ fn send_response<S: Socket>(
 /// The client can no longer be written to: if other requests wait for this fetch, it
 /// goes on without the client (its bytes are dropped); else the exchange ends.
 pub fn client_lost<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, mut relay: Relay) -> State {
-    if cx.ctx.cache.others_wait(&ex) {
+    if cx.ctx.cache.others_wait_for(ex.cache.as_ref()) {
         debug!("conn {}: client left; fetching on for others", cx.conn.id);
         relay.detached = true;
         return State::Forward { ex, relay };

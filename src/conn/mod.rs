@@ -33,7 +33,7 @@
 //!   while the response comes down; the two halves progress independently, so an
 //!   origin may answer before it has read the whole body (then both sides close).
 //! * `Serve`: a response from the cache: the head in `out`, the body from the map
-//!   (see `serve.rs`; the cache path is described in `cache.rs`).
+//!   (see `serve.rs`; the cache path is described in `cache::policy`).
 //! * `Waiting`: the request waits for another connection's fetch of the same URL
 //!   (request collapsing); woken when that fetch streams its body or ends.
 //! * `Tunnel`: bytes are copied both ways; each direction half-closes on its own.
@@ -49,7 +49,7 @@
 
 pub mod cache;
 mod closing;
-pub mod collapse;
+
 pub mod ctx;
 pub mod forward;
 pub mod io;

@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use log::{debug, info, warn};
 
 use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
-use super::collapse::Member;
 use super::ctx::upstream_token;
 use super::upstream::Upstream;
 use super::{
@@ -18,6 +17,7 @@ use super::{
     Io, Relay, Route, Scope, Splice, State,
 };
 use crate::access_log::{Entry, ResultCode};
+use crate::cache::policy::flights::Member;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};

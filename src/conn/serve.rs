@@ -5,8 +5,8 @@
 //! nothing is read from the client until the response is written, and a client that
 //! stops reading stops the writes (the deadline then ends it).
 //!
-//! A request that waited for another's fetch (`collapse.rs`) may read the body from
-//! the fill while it is being written, up to the bytes written so far.
+//! A request that waited for another's fetch (`cache::policy::flights`) may read the
+//! body from the fill while it is being written, up to the bytes written so far.
 
 use super::cache::Serving;
 use super::request::{self, log_exchange};

@@ -281,3 +281,10 @@ pub struct Exchange {
     /// `conn::step`).
     pub probed: bool,
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!("State {} Relay {} Resp {} Serving {} Exchange {} Conn {}", std::mem::size_of::<super::State>(), std::mem::size_of::<super::Relay>(), std::mem::size_of::<super::Resp>(), std::mem::size_of::<crate::conn::cache::Serving>(), std::mem::size_of::<super::Exchange>(), std::mem::size_of::<crate::conn::Conn>());
+    }
+}
