@@ -37,7 +37,7 @@ use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
 use crate::conn::cache::Cache;
-use crate::conn::ctx::{client_token, Gauges};
+use crate::conn::ctx::{client_token, Gauges, Spares};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{self, step, Conn, Ctx, Scope, Step};
 use crate::dns::Resolver;
@@ -191,7 +191,7 @@ impl Server {
                 now,
                 bufs: BufPool::new(POOLED_BUFFERS),
                 heads: HeadPool::default(),
-                spare_exchanges: Vec::new(),
+                spares: Spares::default(),
                 resolver,
                 pool: Pool::default(),
                 registry,

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use mio::{Registry, Token};
 
-use super::cache::Cache;
+use super::cache::{Cache, Serving};
 use super::upstream::Pool;
-use super::Exchange;
+use super::{Exchange, Relay};
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
 use crate::buf::{BufPool, HeadPool};
@@ -44,8 +44,8 @@ pub struct Ctx {
     pub bufs: BufPool,
     /// Vectors of finished heads, for the next ones.
     pub heads: HeadPool,
-    /// Boxes of finished exchanges, for the next ones (at most `HeadPool::KEEP`).
-    pub spare_exchanges: Vec<Box<Exchange>>,
+    /// Boxes of finished exchanges, relays and cached answers, for the next ones.
+    pub spares: Spares,
     /// The DNS resolver.
     pub resolver: Resolver,
     /// Idle upstream sockets, by origin.
@@ -81,4 +81,71 @@ pub struct Gauges {
     pub tunnels_open: u64,
     /// The limit on open client connections.
     pub max_conns: u64,
+}
+
+/// Boxes of finished exchanges, relays and cached answers, kept (at most
+/// [`HeadPool::KEEP`] of each) for the next requests: a request in flight then
+/// allocates nothing for them.
+// The boxes themselves are what is kept: a request takes one whole.
+#[allow(clippy::vec_box)]
+#[derive(Debug, Default)]
+pub struct Spares {
+    exchanges: Vec<Box<Exchange>>,
+    relays: Vec<Box<Relay>>,
+    servings: Vec<Box<Serving>>,
+}
+
+impl Spares {
+    /// A kept exchange box, if there is one (the caller writes the new exchange into
+    /// it: see `conn::request::begin`).
+    pub fn kept_exchange(&mut self) -> Option<Box<Exchange>> {
+        self.exchanges.pop()
+    }
+
+    /// Keeps a finished exchange's box; what it held must already be let go.
+    pub fn give_exchange(&mut self, ex: Box<Exchange>) {
+        keep(&mut self.exchanges, ex);
+    }
+
+    /// `relay` in a box, a kept one if there is one.
+    #[inline]
+    pub fn relay(&mut self, relay: Relay) -> Box<Relay> {
+        reuse(&mut self.relays, relay)
+    }
+
+    /// Keeps a finished relay's box.
+    pub fn give_relay(&mut self, relay: Box<Relay>) {
+        keep(&mut self.relays, relay);
+    }
+
+    /// `serving` in a box, a kept one if there is one.
+    #[inline]
+    pub fn serving(&mut self, serving: Serving) -> Box<Serving> {
+        reuse(&mut self.servings, serving)
+    }
+
+    /// Keeps the box of a response from the map, once what it pinned is given back
+    /// (it holds no object any more).
+    pub fn give_serving(&mut self, serving: Box<Serving>) {
+        if serving.obj.is_none() {
+            keep(&mut self.servings, serving);
+        }
+    }
+}
+
+#[inline]
+fn reuse<T>(spare: &mut Vec<Box<T>>, value: T) -> Box<T> {
+    match spare.pop() {
+        Some(mut kept) => {
+            *kept = value;
+            kept
+        }
+        None => Box::new(value),
+    }
+}
+
+fn keep<T>(spare: &mut Vec<Box<T>>, value: Box<T>) {
+    if spare.len() < HeadPool::KEEP {
+        spare.push(value);
+    }
 }

@@ -53,42 +53,73 @@ enum End {
         /// The upstream socket may be pooled.
         reuse: bool,
         /// The refreshed object's body, to serve.
-        serving: Serving,
+        serving: Box<Serving>,
     },
 }
 
-/// Relays the request body upstream and the response back to the client, spending
-/// at most `budget` bytes. Returns the next state and whether anything was done.
+/// What one pass over both halves did, when the exchange stays in `Forward`.
+enum Pass {
+    /// Whether anything moved.
+    Moved(bool),
+    /// The response is written whole (`by_eof`: a body without a length ended by the
+    /// upstream's FIN).
+    Done {
+        /// The body ended with the upstream's FIN.
+        by_eof: bool,
+    },
+}
+
+/// Relays the request body upstream and the response back to the client until
+/// nothing moves, the exchange leaves `Forward`, or `budget` bytes are spent.
+/// Returns the next state and whether anything was done. The exchange and the relay
+/// are worked on in place; they move only when the state changes.
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
-    mut relay: Relay,
+    mut relay: Box<Relay>,
     budget: &mut usize,
 ) -> (State, bool) {
     if !cx.ups.contains(relay.up) {
         // Cannot happen: the socket is closed only through this connection.
         return (abort(cx, ex, None), true);
     }
-    let halves = send_request(cx, &mut ex, &mut relay, budget).and_then(|sent| {
-        let received = receive_response(cx, &mut ex, &mut relay)?;
-        let relayed = send_response(cx, &mut ex, &mut relay, budget)?;
-        Ok(sent | received | relayed)
-    });
-    let progress = match halves {
-        Ok(progress) => progress,
-        Err(end) => return (leave(cx, ex, relay, end), true),
-    };
-    if progress {
-        refresh_deadline(cx, &ex, &mut relay);
-    }
-    match completed(cx, &relay) {
-        Some(by_eof) => (finish(cx, ex, relay, by_eof), true),
-        None => (State::Forward { ex, relay }, progress),
+    let mut progress = false;
+    loop {
+        match pass(cx, &mut ex, &mut relay, budget) {
+            Ok(Pass::Moved(true)) if *budget > 0 => progress = true,
+            Ok(Pass::Moved(moved)) => return (State::Forward { ex, relay }, progress | moved),
+            Ok(Pass::Done { by_eof }) => {
+                let next = finish(cx, ex, &relay, by_eof);
+                cx.ctx.spares.give_relay(relay);
+                return (next, true);
+            }
+            Err(end) => return (leave(cx, ex, relay, end), true),
+        }
     }
 }
 
+/// One pass: the request half, then the response half in, then out.
+fn pass<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: &mut Exchange,
+    relay: &mut Relay,
+    budget: &mut usize,
+) -> Result<Pass, End> {
+    let sent = send_request(cx, ex, relay, budget)?;
+    let received = receive_response(cx, ex, relay)?;
+    let relayed = send_response(cx, ex, relay, budget)?;
+    let progress = sent | received | relayed;
+    if progress {
+        refresh_deadline(cx, ex, relay);
+    }
+    Ok(match completed(cx, relay) {
+        Some(by_eof) => Pass::Done { by_eof },
+        None => Pass::Moved(progress),
+    })
+}
+
 /// Carries out how the exchange leaves `Forward`.
-fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, end: End) -> State {
+fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Box<Relay>, end: End) -> State {
     match end {
         End::Fail(p) => fail(cx, ex, Some(relay.up), p),
         End::Abort => abort(cx, ex, Some(relay.up)),
@@ -108,7 +139,7 @@ fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, end: End
 
 /// The deadline passed: no response head within `--timeout-response` of the whole
 /// request going up (504), or the body stalled (the exchange is aborted).
-pub fn timed_out<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay) -> State {
+pub fn timed_out<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: &Relay) -> State {
     if matches!(relay.resp, Resp::Head) && relay.response_deadline_set {
         let secs = cx.ctx.cfg.timeouts.response.as_secs_f64();
         let message = format!("The server sent no response within {secs} s.");
@@ -344,7 +375,10 @@ fn receive_response<S: Socket>(
         let reuse = reusable && relay.request_sent(ex) && !up.eof && up.inbuf.is_empty();
         relay.resp = Resp::Done;
         conn.ready.w = true;
-        return Err(End::Refreshed { reuse, serving });
+        return Err(End::Refreshed {
+            reuse,
+            serving: Box::new(serving),
+        });
     }
     if matches!(relay.resp, Resp::Head) && up.eof {
         if may_retry(ex, relay, up) {
@@ -453,7 +487,11 @@ fn send_response<S: Socket>(
 
 /// The client can no longer be written to: if other requests wait for this fetch, it
 /// goes on without the client (its bytes are dropped); else the exchange ends.
-pub fn client_lost<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, mut relay: Relay) -> State {
+pub fn client_lost<S: Socket>(
+    cx: &mut Scope<S>,
+    ex: Box<Exchange>,
+    mut relay: Box<Relay>,
+) -> State {
     if cx.ctx.cache.others_wait_for(ex.cache.as_ref()) {
         debug!("conn {}: client left; fetching on for others", cx.conn.id);
         relay.detached = true;
@@ -481,7 +519,7 @@ fn completed<S: Socket>(cx: &Scope<S>, relay: &Relay) -> Option<bool> {
 
 /// Ends the exchange once the response is written: log it, pool or close the
 /// upstream, and go back to reading heads or close.
-fn finish<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Relay, by_eof: bool) -> State {
+fn finish<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: &Relay, by_eof: bool) -> State {
     let (up_eof, up_drained) = cx
         .ups
         .get(relay.up)

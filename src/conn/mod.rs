@@ -72,7 +72,7 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use crate::access_log::ResultCode;
-use crate::buf::{Buf, HeadPool};
+use crate::buf::Buf;
 use crate::dns::Answer;
 use crate::http::page::Problem;
 use crate::http::{Method, Version};
@@ -241,9 +241,12 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
             return Step::Close;
         }
     }
+    // The state is out of the connection while it steps (`Closed` stands in), and
+    // goes back once, when the step ends.
+    let mut state = cx.conn.take_state();
     let mut budget = TURN_BUDGET;
-    loop {
-        let (next, progress) = match cx.conn.take_state() {
+    let outcome = loop {
+        let (next, progress) = match state {
             State::Head(scan) => request::head_step(cx, scan),
             resolving @ State::Resolving { .. } => (resolving, false),
             State::Waiting { ex } => request::waiting_step(cx, ex),
@@ -252,19 +255,25 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
             State::Serve { ex, serving } => serve::step(cx, ex, serving, &mut budget),
             State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
             State::Closing(linger) => closing::step(cx, linger),
-            State::Closed => return Step::Close,
+            closed @ State::Closed => (closed, false),
         };
-        cx.conn.state = next;
-        if cx.conn.is_closed() {
-            return Step::Close;
+        state = next;
+        if matches!(state, State::Closed) {
+            break Step::Close;
         }
         if !progress {
-            return Step::Wait;
+            break Step::Wait;
         }
         if budget == 0 {
-            return Step::Again;
+            break Step::Again;
         }
-    }
+    };
+    // What stood in is `Closed`, which owns nothing: it is forgotten rather than
+    // dropped, which spares a call on every step.
+    let stand_in = std::mem::replace(&mut cx.conn.state, state);
+    debug_assert!(matches!(stand_in, State::Closed));
+    std::mem::forget(stand_in);
+    outcome
 }
 
 /// The connection's deadline passed: what that means depends on its state. Returns
@@ -296,7 +305,7 @@ pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
         }
         State::Resolving { ex, .. } => request::connect_timeout(cx, ex, None),
         State::Connecting { ex, up, .. } => request::connect_timeout(cx, ex, Some(up)),
-        State::Forward { ex, relay } => forward::timed_out(cx, ex, relay),
+        State::Forward { ex, relay } => forward::timed_out(cx, ex, &relay),
         State::Serve { ex, serving } => {
             debug!("conn {id}: client stopped reading a cached response");
             serve::abort(cx, ex, serving)
@@ -454,11 +463,9 @@ pub fn flush_out<S: Socket>(conn: &mut Conn<S>) -> Flushed {
 /// for the next request to reuse. What it holds besides is let go now.
 pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
     ctx.heads.give(std::mem::take(&mut ex.upstream_head));
-    if ctx.spare_exchanges.len() < HeadPool::KEEP {
-        ex.cache = None;
-        ex.content_type = None;
-        ctx.spare_exchanges.push(ex);
-    }
+    ex.cache = None;
+    ex.content_type = None;
+    ctx.spares.give_exchange(ex);
 }
 
 /// Ends an exchange's use of the cache (an unfinished fill is aborted, pinned objects

@@ -31,17 +31,40 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 /// Too many open files in this process (errno value, the same on Linux and the BSDs).
 const EMFILE: i32 = 24;
 
-/// `Head` state: parse what has arrived, or read more.
+/// `Head` state: parse what has arrived, or read more, until a head is parsed (the
+/// next state is then the request's), nothing more can be read, or the connection
+/// ends. Returns the next state and whether anything was done.
 pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bool) {
+    let mut progress = false;
+    loop {
+        match head_once(cx, &mut scan) {
+            Once::Moved => progress = true,
+            Once::Blocked => return (State::Head(scan), progress),
+            Once::Next(state) => return (state, true),
+        }
+    }
+}
+
+/// What one look at the client did while reading heads.
+enum Once {
+    /// Bytes went out or came in: look again.
+    Moved,
+    /// Nothing to do until the client is readable or writable again.
+    Blocked,
+    /// A head was answered or begun, or the connection ended.
+    Next(State),
+}
+
+fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
     let limits = cx.ctx.limits;
     let conn = &mut *cx.conn;
     // Our last answer goes out before the next request is looked at, so a client
     // that pipelines without reading cannot make `out` grow.
     if !conn.out.is_empty() {
         return match flush_out(conn) {
-            Flushed::Some => (State::Head(scan), true),
-            Flushed::Blocked => (State::Head(scan), false),
-            Flushed::Failed => (State::Closed, true),
+            Flushed::Some => Once::Moved,
+            Flushed::Blocked => Once::Blocked,
+            Flushed::Failed => Once::Next(State::Closed),
         };
     }
     let len = conn.inbuf.len();
@@ -49,13 +72,13 @@ pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bo
     // client that trickles a head byte by byte costs a scan of the new bytes, not a
     // parse of the whole head each time.
     if len > 0
-        && (head_may_be_complete(conn.inbuf.data(), &mut scan)
+        && (head_may_be_complete(conn.inbuf.data(), scan)
             || len >= limits.request_line
             || len >= limits.head)
     {
         let head = cx.ctx.heads.take();
         match parse_request_into(conn.inbuf.data(), &limits, &cx.ctx.via, head) {
-            Ok(Some(req)) => return (begin(cx, req), true),
+            Ok(Some(req)) => return Once::Next(begin(cx, req)),
             Ok(None) => {}
             Err(e) => {
                 debug!("conn {}: bad request: {}", conn.id, e);
@@ -67,16 +90,16 @@ pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bo
                 } else {
                     answer(cx, parse_problem(&e), true, None, ResultCode::None)
                 };
-                return (next, true);
+                return Once::Next(next);
             }
         }
     }
     if conn.eof {
         // The client closed between requests (normal) or mid-head (nothing to say).
-        return (State::Closed, true);
+        return Once::Next(State::Closed);
     }
     if !conn.ready.r {
-        return (State::Head(scan), false);
+        return Once::Blocked;
     }
     if !conn.inbuf.has_room() {
         // A head larger than a pooled buffer: grow once, up to the head limit (the
@@ -90,19 +113,19 @@ pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bo
     ) {
         Io::Done(n) => {
             conn.inbuf.filled(n);
-            (State::Head(scan), true)
+            Once::Moved
         }
         Io::Blocked => {
             conn.inbuf.release_if_empty(&mut cx.ctx.bufs);
-            (State::Head(scan), false)
+            Once::Blocked
         }
         Io::Eof => {
             conn.eof = true;
-            (State::Head(scan), true)
+            Once::Moved
         }
         Io::Failed(e) => {
             debug!("conn {}: client read: {}", conn.id, e);
-            (State::Closed, true)
+            Once::Next(State::Closed)
         }
     }
 }
@@ -223,10 +246,10 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         probed: false,
     };
     // A box kept from a finished exchange, if there is one: see `recycle`.
-    let ex = match cx.ctx.spare_exchanges.pop() {
-        Some(mut spare) => {
-            *spare = ex;
-            spare
+    let ex = match cx.ctx.spares.kept_exchange() {
+        Some(mut kept) => {
+            *kept = ex;
+            kept
         }
         None => Box::new(ex),
     };
@@ -241,7 +264,10 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
         Consulted::Forward => {}
         Consulted::Serve(serving) => {
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            return State::Serve { ex, serving };
+            return State::Serve {
+                ex,
+                serving: cx.ctx.spares.serving(serving),
+            };
         }
         Consulted::OnlyIfCached => {
             let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
@@ -266,7 +292,7 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
             return State::Forward {
                 ex,
-                relay: Relay::new(idx),
+                relay: cx.ctx.spares.relay(Relay::new(idx)),
             };
         }
     }
@@ -281,7 +307,13 @@ pub fn waiting_step<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> (Sta
     match collapsed_read(&mut cx.ctx.cache, cx.conn, &mut ex, me) {
         Some(Some(serving)) => {
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-            (State::Serve { ex, serving }, true)
+            (
+                State::Serve {
+                    ex,
+                    serving: cx.ctx.spares.serving(serving),
+                },
+                true,
+            )
         }
         Some(None) => (State::Waiting { ex }, false),
         None => (route(cx, ex, true), true),
@@ -389,11 +421,11 @@ pub fn resolved<S: Socket>(
         }
         return super::pages::answer_exchange(cx, ex);
     }
-    let route = Route {
+    let route = Box::new(Route {
         addrs,
         next: 0,
         pool_key,
-    };
+    });
     connect_next(cx, ex, route, None)
 }
 
@@ -401,7 +433,7 @@ pub fn resolved<S: Socket>(
 fn connect_next<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
-    mut route: Route,
+    mut route: Box<Route>,
     mut last_err: Option<io::Error>,
 ) -> State {
     loop {
@@ -464,7 +496,7 @@ fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize) {
 pub fn connect_step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
-    mut route: Route,
+    mut route: Box<Route>,
     idx: usize,
 ) -> (State, bool) {
     let Some(up) = cx.ups.get_mut(idx) else {
@@ -492,7 +524,7 @@ pub fn connect_step<S: Socket>(
                 (State::Tunnel { ex, splice }, true)
             } else {
                 cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-                let relay = Relay::new(idx);
+                let relay = cx.ctx.spares.relay(Relay::new(idx));
                 (State::Forward { ex, relay }, true)
             }
         }

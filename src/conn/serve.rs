@@ -27,27 +27,32 @@ enum Wrote {
     Failed,
 }
 
-/// Writes a cached response to the client, spending at most `budget` bytes.
-/// Returns the next state and whether anything was done.
+/// Writes a cached response to the client until it is written, the client is full,
+/// or `budget` bytes are spent. Returns the next state and whether anything was done.
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
-    mut serving: Serving,
+    mut serving: Box<Serving>,
     budget: &mut usize,
 ) -> (State, bool) {
-    match write(cx, &mut ex, &mut serving, budget) {
-        Wrote::Some => (State::Serve { ex, serving }, true),
-        Wrote::Nothing => (State::Serve { ex, serving }, false),
-        Wrote::All => (complete(cx, ex, serving), true),
-        Wrote::Failed => (abort(cx, ex, serving), true),
+    let mut progress = false;
+    loop {
+        match write(cx, &mut ex, &mut serving, budget) {
+            Wrote::Some if *budget > 0 => progress = true,
+            Wrote::Some => return (State::Serve { ex, serving }, true),
+            Wrote::Nothing => return (State::Serve { ex, serving }, progress),
+            Wrote::All => return (complete(cx, ex, serving), true),
+            Wrote::Failed => return (abort(cx, ex, serving), true),
+        }
     }
 }
 
 /// The response cannot be finished (the client is gone, or stopped reading until the
 /// deadline): the object is unpinned, the exchange logged as aborted, the connection
 /// closed.
-pub fn abort<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, serving: Serving) -> State {
-    cx.ctx.cache.end_serving(serving);
+pub fn abort<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, mut serving: Box<Serving>) -> State {
+    cx.ctx.cache.end_serving(&mut serving);
+    cx.ctx.spares.give_serving(serving);
     request::abort(cx, ex, None)
 }
 
@@ -113,8 +118,9 @@ fn write<S: Socket>(
 }
 
 /// The whole response is written: log it, unpin, and read the next request or close.
-fn complete<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, serving: Serving) -> State {
-    cx.ctx.cache.end_serving(serving);
+fn complete<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, mut serving: Box<Serving>) -> State {
+    cx.ctx.cache.end_serving(&mut serving);
+    cx.ctx.spares.give_serving(serving);
     let ex = end_exchange(cx, ex);
     let result = ex.cache.as_ref().map_or(ResultCode::Hit, |c| c.result);
     log_exchange(cx, &ex, result);

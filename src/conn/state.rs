@@ -35,7 +35,7 @@ pub enum State {
         /// The request.
         ex: Box<Exchange>,
         /// The addresses, and which one is being tried.
-        route: Route,
+        route: Box<Route>,
         /// The upstream socket connecting.
         up: usize,
     },
@@ -44,7 +44,7 @@ pub enum State {
         /// The request.
         ex: Box<Exchange>,
         /// The two halves of the relay.
-        relay: Relay,
+        relay: Box<Relay>,
     },
     /// Writing a response from the cache.
     Serve {
@@ -52,7 +52,7 @@ pub enum State {
         ex: Box<Exchange>,
         /// The object, pinned (or the fill being read), and the body bytes left;
         /// given back to the cache when the state ends.
-        serving: Serving,
+        serving: Box<Serving>,
     },
     /// Waiting for another connection's fetch of the same URL (request collapsing).
     Waiting {
@@ -280,11 +280,4 @@ pub struct Exchange {
     /// was sent a `100 Continue` to tell a half-close from a hang-up (see
     /// `conn::step`).
     pub probed: bool,
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        eprintln!("State {} Relay {} Resp {} Serving {} Exchange {} Conn {}", std::mem::size_of::<super::State>(), std::mem::size_of::<super::Relay>(), std::mem::size_of::<super::Resp>(), std::mem::size_of::<crate::conn::cache::Serving>(), std::mem::size_of::<super::Exchange>(), std::mem::size_of::<crate::conn::Conn>());
-    }
 }

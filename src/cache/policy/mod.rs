@@ -147,9 +147,10 @@ impl Cache {
         }
     }
 
-    /// A response from the map ended (written whole or not): its object is unpinned.
-    pub fn end_serving(&mut self, serving: Serving) {
-        if let Some(obj) = serving.obj {
+    /// A response from the map ended (written whole or not): its object is unpinned
+    /// (and taken out of `serving`).
+    pub fn end_serving(&mut self, serving: &mut Serving) {
+        if let Some(obj) = serving.obj.take() {
             self.store.unpin(&obj);
         }
     }

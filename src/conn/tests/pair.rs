@@ -23,7 +23,7 @@ use crate::cache::TempDir;
 use crate::cache::{unix_now, Options, Store};
 use crate::config::{Cli, Config};
 use crate::conn::cache::Cache;
-use crate::conn::ctx::Gauges;
+use crate::conn::ctx::{Gauges, Spares};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{self, Conn, Ctx, Scope, Socket, Step};
 use crate::dns::Resolver;
@@ -97,7 +97,7 @@ impl Pair {
             now: Instant::now(),
             bufs: BufPool::new(8),
             heads: HeadPool::default(),
-            spare_exchanges: Vec::new(),
+            spares: Spares::default(),
             resolver,
             pool: Pool::default(),
             registry,
