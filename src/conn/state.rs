@@ -281,3 +281,14 @@ pub struct Exchange {
     /// `conn::step`).
     pub probed: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    /// A state leaves its connection and comes back on every step, and changes about
+    /// twice a request: it stays small (the large phases are boxed) so that costs a few
+    /// word copies.
+    #[test]
+    fn a_state_is_four_words() {
+        assert!(std::mem::size_of::<super::State>() <= 4 * std::mem::size_of::<usize>());
+    }
+}
