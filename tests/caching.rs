@@ -930,15 +930,15 @@ fn a_revalidation_carries_only_the_stored_validators() {
     }
 }
 
-#[test]
-fn a_200_to_a_revalidation_replaces_the_entry() {
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&served);
-    let origin = Origin::start(move |_| {
-        Reply::Send(if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+/// An origin whose first `old` answers are `old` (ETag v1, `old_cache_control`), and
+/// every later one `new body` (ETag v2, fresh for a minute).
+pub(crate) fn old_then_new(old: usize, old_cache_control: &'static str) -> Origin {
+    let served = AtomicUsize::new(0);
+    Origin::start(move |_| {
+        Reply::Send(if served.fetch_add(1, Ordering::SeqCst) < old {
             response(
                 "200 OK",
-                &[("Cache-Control", "max-age=0"), ("ETag", "\"v1\"")],
+                &[("Cache-Control", old_cache_control), ("ETag", "\"v1\"")],
                 b"old",
             )
         } else {
@@ -948,7 +948,12 @@ fn a_200_to_a_revalidation_replaces_the_entry() {
                 b"new body",
             )
         })
-    });
+    })
+}
+
+#[test]
+fn a_200_to_a_revalidation_replaces_the_entry() {
+    let origin = old_then_new(1, "max-age=0");
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/replaced");
     assert_eq!(proxy.get(&url).text(), "old");

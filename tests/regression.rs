@@ -15,8 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::caching::{
-    after_gate, assert_cache_status, fresh, gated_gets, head, head_text, now_secs, response,
-    InFlight,
+    after_gate, assert_cache_status, fresh, gated_gets, head, head_text, now_secs, old_then_new,
+    response, InFlight,
 };
 use crate::support::{
     black_hole, dead_port, get, hold_open, http_date, larder_via, ok, request, unix_now,
@@ -801,22 +801,7 @@ fn requests_for_a_url_not_stored_do_not_queue_behind_each_other() {
 /// the old entry stayed, and the next request went to the origin again.
 #[test]
 fn a_stale_entrys_new_200_replaces_it_without_earning_admission_again() {
-    let served = AtomicUsize::new(0);
-    let origin = Origin::start(move |_| {
-        Reply::Send(if served.fetch_add(1, Ordering::SeqCst) < 2 {
-            response(
-                "200 OK",
-                &[("Cache-Control", "max-age=1"), ("ETag", "\"v1\"")],
-                b"old",
-            )
-        } else {
-            response(
-                "200 OK",
-                &[("Cache-Control", "max-age=60"), ("ETag", "\"v2\"")],
-                b"new body",
-            )
-        })
-    });
+    let origin = old_then_new(2, "max-age=1");
     let proxy = Proxy::start(&["--admit-window", "1"]);
     let url = origin.url("/replaced-late");
     assert_cache_status(&proxy.get(&url), &["fwd=miss"], &["stored"]);
