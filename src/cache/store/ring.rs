@@ -20,8 +20,8 @@ impl Store {
     /// Moves the horizon (and, for jumps and second chances, the cursor) until `len`
     /// bytes are free at the cursor, inside the window. `Walk::Extend` may not move the
     /// cursor. When the window is too small: with `inline`, a checkpoint is taken here
-    /// (at most twice); otherwise `Busy`, and the checkpoint is wanted
-    /// ([`Store::sync_due`]).
+    /// (whenever the cursor has left the last window); otherwise `Busy`, and the
+    /// checkpoint is wanted ([`Store::sync_due`]).
     pub(super) fn make_room(
         &mut self,
         len: u64,
@@ -33,13 +33,18 @@ impl Store {
         // Two laps without finding room: everything in the way is pinned or filling.
         let limit = (self.area_end - FILE_HEADER_LEN).saturating_mul(2);
         let mut walked = 0u64;
-        let mut syncs = 0;
+        // Where the cursor was at the last checkpoint taken here.
+        let mut synced_at = None;
         let mut window_full = |store: &mut Store| -> Result<(), CacheError> {
             store.sync.want = store.sync.want.max(len);
-            if !inline || syncs >= 2 {
+            // A checkpoint taken here opens a window at the cursor that holds `len`, so
+            // another one helps only once the cursor has moved (a wrap, or the copies
+            // of second chances, took it out of that window): each needs progress, and
+            // the walk is bounded.
+            if !inline || synced_at == Some(store.cursor) {
                 return Err(CacheError::Busy);
             }
-            syncs += 1;
+            synced_at = Some(store.cursor);
             store.sync_now()
         };
         loop {

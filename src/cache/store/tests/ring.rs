@@ -293,3 +293,26 @@ fn random_operations_never_return_stale_or_corrupt_bytes() {
     }
     assert!(evictions + store.stats().evictions > 100);
 }
+
+/// Storing with checkpoints taken in place (the cache tool, and larder without its sync
+/// thread) refused a fill `Busy` after a wrap when the second chances it gave at the
+/// start of the area, copied forward, filled the window: only two checkpoints were
+/// allowed per fill, and the wrap had taken one. (The crash test showed it now and
+/// then, as `begin: Busy` on the first write after reopening.)
+#[test]
+fn a_lap_of_second_chances_after_a_wrap_still_stores() {
+    let dir = TempDir::new("chances-after-wrap");
+    let mut store = open(&dir, MIB);
+    let hot: Vec<String> = (0..20).map(|i| format!("hot{i}")).collect();
+    for k in &hot {
+        put_keyed(&mut store, k, 34 * 1024);
+    }
+    for k in &hot {
+        assert!(check_keyed(&mut store, k, 34 * 1024));
+    }
+    for i in 0..60 {
+        put_keyed(&mut store, &format!("new{i}"), 34 * 1024);
+    }
+    let stats = store.stats();
+    assert!(stats.second_chances >= 7, "{stats:?}");
+}
