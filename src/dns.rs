@@ -102,7 +102,7 @@ impl Resolver {
 
     /// [`Resolver::new`] with the resolving function injected, so tests can count and
     /// steer queries.
-    fn start<F>(
+    pub(crate) fn start<F>(
         waker: Arc<Waker>,
         threads: usize,
         ttl: Duration,

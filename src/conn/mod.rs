@@ -49,6 +49,7 @@
 
 pub mod cache;
 mod closing;
+pub mod connect;
 
 pub mod ctx;
 pub mod forward;
@@ -178,7 +179,7 @@ impl<S: Socket> Conn<S> {
     /// not checked: the variants cannot be made without them.)
     #[cfg(debug_assertions)]
     pub fn check_invariants(&self, key: usize, ups: &Slab<Upstream<S>>) {
-        if let Some(idx) = self.state.upstream() {
+        for &idx in self.state.upstreams() {
             let owner = ups.get(idx).map(|u| u.owner);
             debug_assert_eq!(
                 owner,
@@ -250,7 +251,7 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
             State::Head(scan) => request::head_step(cx, scan),
             resolving @ State::Resolving { .. } => (resolving, false),
             State::Waiting { ex } => request::waiting_step(cx, ex),
-            State::Connecting { ex, route, up } => request::connect_step(cx, ex, route, up),
+            State::Connecting { ex, route } => connect::step(cx, ex, route),
             State::Forward { ex, relay } => forward::step(cx, ex, relay, &mut budget),
             State::Serve { ex, serving } => serve::step(cx, ex, serving, &mut budget),
             State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
@@ -304,7 +305,7 @@ pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
             State::Waiting { ex }
         }
         State::Resolving { ex, .. } => request::connect_timeout(cx, ex, None),
-        State::Connecting { ex, up, .. } => request::connect_timeout(cx, ex, Some(up)),
+        State::Connecting { ex, route } => connect::on_deadline(cx, ex, route),
         State::Forward { ex, relay } => forward::timed_out(cx, ex, &relay),
         State::Serve { ex, serving } => {
             debug!("conn {id}: client stopped reading a cached response");
@@ -352,7 +353,10 @@ pub fn close<S: Socket>(cx: &mut Scope<S>) -> bool {
 fn abandon<S: Socket>(cx: &mut Scope<S>, state: State) -> State {
     match state {
         State::Resolving { ex, .. } | State::Waiting { ex } => request::abort(cx, ex, None),
-        State::Connecting { ex, up, .. } => request::abort(cx, ex, Some(up)),
+        State::Connecting { ex, route } => {
+            connect::drop_attempts(cx, &route);
+            request::abort(cx, ex, None)
+        }
         State::Forward { ex, relay } => request::abort(cx, ex, Some(relay.up)),
         State::Tunnel { ex, splice } => request::abort(cx, ex, Some(splice.up)),
         State::Serve { ex, serving } => serve::abort(cx, ex, serving),

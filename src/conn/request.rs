@@ -2,19 +2,16 @@
 //! connecting, and larder's own error answers.
 
 use super::Socket;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use log::{debug, info, warn};
+use log::{debug, info};
 
 use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
-use super::ctx::upstream_token;
-use super::upstream::Upstream;
 use super::{
     after_response, end_exchange, flush_out, read_into, recycle, Conn, Exchange, Flushed, HeadScan,
-    Io, Relay, Route, Scope, Splice, State,
+    Io, Relay, Scope, State,
 };
 use crate::access_log::{Entry, ResultCode};
 use crate::cache::policy::flights::Member;
@@ -25,11 +22,6 @@ use crate::http::page::{error_response, Problem, ASK_ADMIN};
 use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, HttpError, Method};
-
-const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
-
-/// Too many open files in this process (errno value, the same on Linux and the BSDs).
-const EMFILE: i32 = 24;
 
 /// `Head` state: parse what has arrived, or read more, until a head is parsed (the
 /// next state is then the request's), nothing more can be read, or the connection
@@ -421,67 +413,11 @@ pub fn resolved<S: Socket>(
         }
         return super::pages::answer_exchange(cx, ex);
     }
-    let route = Box::new(Route {
-        addrs,
-        next: 0,
-        pool_key,
-    });
-    connect_next(cx, ex, route, None)
-}
-
-/// Connects to the route's next address, moving on to the ones after on failure.
-fn connect_next<S: Socket>(
-    cx: &mut Scope<S>,
-    mut ex: Box<Exchange>,
-    mut route: Box<Route>,
-    mut last_err: Option<io::Error>,
-) -> State {
-    loop {
-        let Some(&ip) = route.addrs.get(route.next) else {
-            let (detail, message) = match &last_err {
-                Some(e) => (
-                    "connect-failed",
-                    format!("Cannot connect to {}: {e}.", ex.target.host_header()),
-                ),
-                None => (
-                    "dns-error",
-                    format!("The name {} has no address.", ex.target.host()),
-                ),
-            };
-            return fail(cx, ex, None, Problem::new(502, detail, &message));
-        };
-        let port = ex.target.port();
-        let addr = SocketAddr::new(ip, port);
-        match S::connect(addr) {
-            Ok(sock) => {
-                let entry = cx.ups.vacant_entry();
-                let idx = entry.key();
-                let mut up = Upstream::new(sock, ex.target.host(), port, route.pool_key, addr);
-                if let Err(e) = up.sock.register(&cx.ctx.registry, upstream_token(idx)) {
-                    last_err = Some(e);
-                } else {
-                    entry.insert(up);
-                    attach(cx, &mut ex, idx);
-                    cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.connect);
-                    return State::Connecting { ex, route, up: idx };
-                }
-            }
-            Err(e) => {
-                if e.raw_os_error() == Some(EMFILE) {
-                    warn!(
-                        "conn {}: out of file descriptors connecting to {addr}",
-                        cx.conn.id
-                    );
-                }
-                last_err = Some(e);
-            }
-        }
-        route.next += 1;
-    }
+    super::connect::begin(cx, ex, addrs, pool_key)
 }
 
 /// Makes upstream `idx` this connection's, for the exchange `ex`.
-fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize) {
+pub(super) fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize) {
     if let Some(up) = cx.ups.get_mut(idx) {
         up.owner = Some((cx.key, cx.conn.id));
         up.idle_deadline = None;
@@ -489,53 +425,6 @@ fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize) {
         // the request goes out at once (a WouldBlock corrects it).
         up.ready.w = true;
         ex.peer = Some(up.addr.ip());
-    }
-}
-
-/// `Connecting` state: wait for the handshake to finish, then forward or tunnel.
-pub fn connect_step<S: Socket>(
-    cx: &mut Scope<S>,
-    mut ex: Box<Exchange>,
-    mut route: Box<Route>,
-    idx: usize,
-) -> (State, bool) {
-    let Some(up) = cx.ups.get_mut(idx) else {
-        // Cannot happen: the socket is closed only through this connection.
-        return (abort(cx, ex, None), true);
-    };
-    if !up.ready.w && !up.ready.r {
-        return (State::Connecting { ex, route, up: idx }, false);
-    }
-    match up.sock.handshake() {
-        Ok(false) => {
-            // A spurious wake-up before the handshake finished.
-            up.ready = Default::default();
-            (State::Connecting { ex, route, up: idx }, false)
-        }
-        Ok(true) => {
-            up.connected = true;
-            let _ = up.sock.set_nodelay();
-            if ex.method == Method::Connect {
-                cx.ctx.stats.tunnels += 1;
-                ex.status = 200;
-                cx.conn.out.push(ESTABLISHED);
-                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
-                let splice = Box::new(Splice::new(idx));
-                (State::Tunnel { ex, splice }, true)
-            } else {
-                cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
-                let relay = cx.ctx.spares.relay(Relay::new(idx));
-                (State::Forward { ex, relay }, true)
-            }
-        }
-        Err(e) => {
-            debug!("conn {}: connect to {} failed: {}", cx.conn.id, up.addr, e);
-            drop_upstream(cx, idx);
-            route.next += 1;
-            // A request that fails on every address names none in the log.
-            ex.peer = None;
-            (connect_next(cx, ex, route, Some(e)), true)
-        }
     }
 }
 

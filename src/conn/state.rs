@@ -30,14 +30,14 @@ pub enum State {
         /// for the socket that will be made.
         pool_key: u64,
     },
-    /// Connecting to the origin, trying the resolved addresses in turn.
+    /// Connecting to the origin: the resolved addresses are tried in turn, a new one
+    /// every [`super::connect::ATTEMPT_DELAY`] while the others are still trying
+    /// (Happy Eyeballs); the first to connect wins.
     Connecting {
         /// The request.
         ex: Box<Exchange>,
-        /// The addresses, and which one is being tried.
+        /// The addresses, which are being tried, and until when.
         route: Box<Route>,
-        /// The upstream socket connecting.
-        up: usize,
     },
     /// Sending the request upstream and relaying the response to the client.
     Forward {
@@ -88,13 +88,13 @@ impl State {
         }
     }
 
-    /// The upstream socket the state holds, if any.
-    pub fn upstream(&self) -> Option<usize> {
+    /// The upstream sockets the state holds: those connecting, or the one in use.
+    pub fn upstreams(&self) -> &[usize] {
         match self {
-            State::Connecting { up, .. } => Some(*up),
-            State::Forward { relay, .. } => Some(relay.up),
-            State::Tunnel { splice, .. } => Some(splice.up),
-            _ => None,
+            State::Connecting { route, .. } => &route.attempts,
+            State::Forward { relay, .. } => std::slice::from_ref(&relay.up),
+            State::Tunnel { splice, .. } => std::slice::from_ref(&splice.up),
+            _ => &[],
         }
     }
 
@@ -122,15 +122,25 @@ pub struct HeadScan {
     pub line_ended: bool,
 }
 
-/// `Connecting`: where the target's host resolved to.
+/// `Connecting`: where the target's host resolved to, and the connections racing to
+/// reach it.
 #[derive(Debug)]
 pub struct Route {
-    /// The resolved addresses of the target's host.
+    /// The resolved addresses of the target's host, in the order they are tried
+    /// (families interleaved, IPv6 first: RFC 8305 §4).
     pub addrs: Arc<[IpAddr]>,
-    /// Index in `addrs` of the address being connected to.
+    /// Index in `addrs` of the next address to try.
     pub next: usize,
     /// [`super::upstream::Pool::key`] of the target's origin (0 for CONNECT).
     pub pool_key: u64,
+    /// The upstream sockets still connecting, oldest first.
+    pub attempts: Vec<usize>,
+    /// When the next address is tried even if no attempt has failed yet.
+    pub next_at: Instant,
+    /// When connecting gives up (`--timeout-connect` after the lookup began).
+    pub give_up_at: Instant,
+    /// Why the last attempt that failed did, for the 502 if all fail.
+    pub last_err: Option<std::io::Error>,
 }
 
 /// `Forward`: the upstream socket and how far each half of the relay has come. The

@@ -230,6 +230,11 @@ thread_local! {
 }
 
 impl Network {
+    /// Forgets every address on this thread (a new harness starts from nothing).
+    pub(crate) fn reset() {
+        NETWORK.with(|net| net.borrow_mut().listening.clear());
+    }
+
     /// Starts accepting connections to `addr` on this thread.
     pub(crate) fn listen(addr: SocketAddr) {
         NETWORK.with(|net| {

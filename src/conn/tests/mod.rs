@@ -1,7 +1,9 @@
 //! The connection core driven without sockets: an in-memory socket (`mem`), a harness
 //! that plays the server's part with a clock the test moves (`pair`), the tests that
-//! need time to pass (`timeouts`), and how an exchange ends early (`endings`).
+//! need time to pass (`timeouts`), how an exchange ends early (`endings`), and
+//! connecting over several addresses (`connect`).
 
+mod connect;
 mod endings;
 mod mem;
 mod pair;

@@ -26,7 +26,7 @@ use crate::conn::cache::Cache;
 use crate::conn::ctx::{Gauges, Spares};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{self, Conn, Ctx, Scope, Socket, Step};
-use crate::dns::Resolver;
+use crate::dns::{Answer, Resolver};
 use crate::http::{Limits, ViaName};
 use crate::stats::Stats;
 
@@ -65,8 +65,17 @@ pub(crate) struct Client {
 
 impl Pair {
     /// A larder configured with the command-line flags `args`, its cache in a
-    /// temporary file.
+    /// temporary file. Names are resolved by the system.
     pub(crate) fn new(args: &[&str]) -> Pair {
+        Pair::with_names(args, |host| Err(format!("{host}: no such name here")))
+    }
+
+    /// [`Pair::new`] with names resolved by `names` (IP literals never reach it).
+    pub(crate) fn with_names(
+        args: &[&str],
+        names: impl Fn(&str) -> Answer + Send + Sync + std::panic::RefUnwindSafe + 'static,
+    ) -> Pair {
+        Network::reset();
         let dir = TempDir::new("pair");
         let mut argv = vec!["larder", "--listen", LARDER];
         argv.extend_from_slice(args);
@@ -74,8 +83,14 @@ impl Pair {
         let cfg: Config = cli.into();
         let poll = Poll::new().expect("poll");
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
-        let resolver = Resolver::new(waker, 1, Duration::from_secs(60), Duration::from_secs(5))
-            .expect("resolver");
+        let resolver = Resolver::start(
+            waker,
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            names,
+        )
+        .expect("resolver");
         let registry = poll.registry().try_clone().expect("registry");
         let via = ViaName::new("larder-test".to_owned());
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
@@ -160,6 +175,7 @@ impl Pair {
     /// Steps every connection until nothing moves any more.
     pub(crate) fn run(&mut self) {
         for _ in 0..10_000 {
+            self.deliver_names();
             let before = self.fingerprint();
             self.set_readiness();
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -202,6 +218,37 @@ impl Pair {
             if self.ctx.now >= end {
                 return;
             }
+        }
+    }
+
+    /// Waits (a little, in real time: the resolver answers on its own thread) for the
+    /// lookups of connections still resolving, and hands the answers over as the
+    /// server does.
+    fn deliver_names(&mut self) {
+        let waiting = || {
+            self.conns
+                .iter()
+                .any(|(_, c)| matches!(c.state, crate::conn::State::Resolving { .. }))
+        };
+        if !waiting() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let answers = self.ctx.resolver.drain(self.ctx.now);
+            let delivered = !answers.is_empty();
+            for (waiter, answer) in answers {
+                let id = waiter.id;
+                self.with_scope(waiter.key, |cx| {
+                    if cx.conn.id == id {
+                        conn::on_dns(cx, answer);
+                    }
+                });
+            }
+            if delivered || Instant::now() >= until {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
