@@ -35,6 +35,9 @@ pub enum ResultCode {
     RefreshModified,
     /// The client asked for a fresh copy (`no-cache`, `max-age=0`).
     ClientRefreshMiss,
+    /// A stale entry's revalidation failed (the origin unreachable, or 5xx) and the
+    /// stale entry answered.
+    RefreshFailOld,
     /// A forwarded response the client did not get whole.
     MissAborted,
     /// A response from the cache the client did not get whole.
@@ -49,13 +52,14 @@ pub enum ResultCode {
 
 impl ResultCode {
     /// Every code, in the order of their `usize` values (for counters).
-    pub const ALL: [ResultCode; 11] = [
+    pub const ALL: [ResultCode; 12] = [
         ResultCode::Hit,
         ResultCode::ImsHit,
         ResultCode::Miss,
         ResultCode::RefreshUnmodified,
         ResultCode::RefreshModified,
         ResultCode::ClientRefreshMiss,
+        ResultCode::RefreshFailOld,
         ResultCode::MissAborted,
         ResultCode::HitAborted,
         ResultCode::Denied,
@@ -72,6 +76,7 @@ impl ResultCode {
             ResultCode::RefreshUnmodified => "TCP_REFRESH_UNMODIFIED",
             ResultCode::RefreshModified => "TCP_REFRESH_MODIFIED",
             ResultCode::ClientRefreshMiss => "TCP_CLIENT_REFRESH_MISS",
+            ResultCode::RefreshFailOld => "TCP_REFRESH_FAIL_OLD",
             ResultCode::MissAborted => "TCP_MISS_ABORTED",
             ResultCode::HitAborted => "TCP_HIT_ABORTED",
             ResultCode::Denied => "TCP_DENIED",
@@ -85,7 +90,10 @@ impl ResultCode {
     pub fn is_hit(self) -> bool {
         matches!(
             self,
-            ResultCode::Hit | ResultCode::ImsHit | ResultCode::RefreshUnmodified
+            ResultCode::Hit
+                | ResultCode::ImsHit
+                | ResultCode::RefreshUnmodified
+                | ResultCode::RefreshFailOld
         )
     }
 }

@@ -182,6 +182,23 @@ pub struct Cli {
     /// README, "What a crash or a power cut costs").
     #[arg(long, env = "LARDER_CACHE_SYNC", value_name = "SECS", default_value = "5", value_parser = parse_whole_secs)]
     pub cache_sync: u64,
+
+    /// When the origin cannot be reached or answers 5xx, serve a stored response up to
+    /// SECS past its freshness even if it says nothing about it (0: only what its
+    /// stale-if-error allows); never one marked must-revalidate, proxy-revalidate or
+    /// no-cache.
+    #[arg(long, env = "LARDER_SERVE_STALE", value_name = "SECS", default_value = "0", value_parser = parse_stale_secs)]
+    pub serve_stale: u64,
+}
+
+/// Whole seconds from 0 to a year, for `--serve-stale`.
+fn parse_stale_secs(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n <= 365 * 86_400 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a whole number of seconds from 0 to 31536000"
+        )),
+    }
 }
 
 /// The log levels, for the message on a bad `--log-level`.
@@ -445,6 +462,9 @@ pub struct CacheSettings {
     pub admit_window: u64,
     /// `--cache-sync`: seconds between checkpoints.
     pub sync_every: u64,
+    /// `--serve-stale`: seconds past its freshness a stored response may still answer
+    /// when the origin fails (0: only what the response's stale-if-error allows).
+    pub serve_stale: u64,
 }
 
 /// Every deadline larder enforces.
@@ -513,6 +533,7 @@ impl From<Cli> for Config {
                 admit_after: c.admit_after,
                 admit_window: c.admit_window,
                 sync_every: c.cache_sync,
+                serve_stale: c.serve_stale,
             },
         }
     }

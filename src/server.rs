@@ -164,13 +164,14 @@ impl Server {
         )
         .map_err(Error::Cache)?;
         let cache_note = cache_note(&opened);
-        let cache = Cache::new(
+        let mut cache = Cache::new(
             opened.store,
             settings.admit_after,
             settings.admit_window,
             via.clone(),
             settings.sync_every,
         );
+        cache.set_serve_stale(settings.serve_stale);
         let now = Instant::now();
         let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
         let nodelay_inherited = if all_nodelay { None } else { Some(false) };

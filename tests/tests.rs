@@ -25,4 +25,5 @@ mod pages;
 mod pages_render;
 mod regression;
 mod service;
+mod stale;
 mod timeouts;

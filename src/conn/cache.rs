@@ -111,6 +111,21 @@ pub fn response_head(
     }
 }
 
+/// The revalidation of the exchange's stale entry failed before the origin answered
+/// (it could not be reached, timed out, or sent something that is not HTTP): if the
+/// entry may answer instead (see [`policy::stale_on_error`]), its head is queued in
+/// `out` and its body is returned, to serve.
+pub fn stale_answer(
+    cache: &mut Cache,
+    ex: &mut Exchange,
+    out: &mut OutBuf,
+    eof: bool,
+) -> Option<Serving> {
+    let c = ex.cache.as_mut()?;
+    let answer = policy::stale_on_error(cache, c, &ex.method, &ex.upstream_head, None)?;
+    Some(queue_answer(ex, out, eof, answer, true))
+}
+
 /// Ends the exchange's use of the cache (see [`policy::release`]). Called through
 /// [`super::end_exchange`].
 pub fn release(cache: &mut Cache, ex: &mut Exchange) {

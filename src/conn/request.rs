@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use log::{debug, info};
 
-use super::cache::{consult, queue_collapsed_head, Cache, Consulted, Serving};
+use super::cache::{consult, queue_collapsed_head, stale_answer, Cache, Consulted, Serving};
 use super::{
     after_response, end_exchange, flush_out, read_into, recycle, Conn, Exchange, Flushed, HeadScan,
     Io, Relay, Scope, State,
@@ -465,7 +465,7 @@ pub fn fail<S: Socket>(
 
 fn fail_with<S: Socket>(
     cx: &mut Scope<S>,
-    ex: Box<Exchange>,
+    mut ex: Box<Exchange>,
     up: Option<usize>,
     p: Problem,
     result: ResultCode,
@@ -477,6 +477,18 @@ fn fail_with<S: Socket>(
         return abort(cx, ex, None);
     }
     if p.status >= 500 {
+        // A stale entry whose revalidation this was may answer instead.
+        let conn = &mut *cx.conn;
+        if let Some(serving) = stale_answer(&mut cx.ctx.cache, &mut ex, &mut conn.out, conn.eof) {
+            debug!(
+                "conn {}: {} {}; serving the stale entry",
+                conn.id, p.status, p.message
+            );
+            conn.ready.w = true;
+            conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            let serving = cx.ctx.spares.serving(serving);
+            return State::Serve { ex, serving };
+        }
         debug!("conn {}: {} {}", cx.conn.id, p.status, p.message);
     }
     // Keep the client connection when its request was read whole. Never after a

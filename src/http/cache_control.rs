@@ -42,6 +42,9 @@ pub struct CacheControl {
     pub max_stale: Option<u64>,
     /// Request `min-fresh` (§5.2.1.3), in seconds.
     pub min_fresh: Option<u64>,
+    /// Request or response `stale-if-error` (RFC 5861 §4), in seconds: how stale a
+    /// response may be served when the origin cannot be reached or answers 5xx.
+    pub stale_if_error: Option<u64>,
     /// `max-age` or `s-maxage` appeared more than once with different values.
     /// RFC 9111 §4.2.1 lets a cache use the first or consider the response stale;
     /// larder considers it stale. The fields above then hold the most restrictive
@@ -105,6 +108,7 @@ impl CacheControl {
                 return merge(&mut self.s_maxage, arg, Some(&mut self.conflict), u64::min)
             }
             b"min-fresh" => return merge(&mut self.min_fresh, arg, None, u64::max),
+            b"stale-if-error" => return merge(&mut self.stale_if_error, arg, None, u64::min),
             b"max-stale" if arg.is_none() => {
                 self.max_stale.get_or_insert(u64::MAX);
                 return;
@@ -253,7 +257,7 @@ mod tests {
         let cc = response(&[
             "no-store, no-cache, private, public, must-revalidate",
             "proxy-revalidate, only-if-cached, max-age=1, s-maxage=2",
-            "max-stale=3, min-fresh=4",
+            "max-stale=3, min-fresh=4, stale-if-error=5",
         ]);
         assert_eq!(
             cc,
@@ -269,6 +273,7 @@ mod tests {
                 s_maxage: Some(2),
                 max_stale: Some(3),
                 min_fresh: Some(4),
+                stale_if_error: Some(5),
                 conflict: false,
             }
         );

@@ -220,6 +220,40 @@ pub fn may_serve(req_cc: &CacheControl, resp: &[Header<'_>], age: u64, lifetime:
     }
 }
 
+/// Whether a stored response of `age` seconds with freshness `lifetime` may answer a
+/// request whose directives are `req_cc` when the origin could not be asked (it cannot
+/// be reached, or answered 5xx): RFC 9111 §4.2.4 and RFC 5861 §4. It may when it is
+/// stale by no more than the most that the response's or the request's
+/// `stale-if-error`, or `serve_stale` (larder's `--serve-stale`; 0: none), allows —
+/// never when the response forbids serving it stale (no-cache, must-revalidate,
+/// proxy-revalidate, s-maxage) or the request asks for a fresh one (no-cache).
+pub fn may_serve_on_error(
+    req_cc: &CacheControl,
+    resp: &[Header<'_>],
+    age: u64,
+    lifetime: u64,
+    serve_stale: u64,
+) -> bool {
+    let resp_cc = CacheControl::from_response(resp);
+    let forbidden = req_cc.no_cache
+        || resp_cc.no_cache
+        || resp_cc.must_revalidate
+        || resp_cc.proxy_revalidate
+        || resp_cc.s_maxage.is_some();
+    if forbidden {
+        return false;
+    }
+    let allowed = [
+        resp_cc.stale_if_error,
+        req_cc.stale_if_error,
+        Some(serve_stale).filter(|&s| s > 0),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    allowed.is_some_and(|max| age.saturating_sub(lifetime) <= max)
+}
+
 /// The values of every field line named `name` (ASCII case-insensitive), in order.
 pub(super) fn field_values<'h>(
     fields: &'h [Header<'h>],
@@ -259,6 +293,42 @@ mod tests {
 
     fn lifetime(resp: &[(&str, &str)]) -> u64 {
         freshness_lifetime(&fields(resp), T)
+    }
+
+    fn on_error(req: &str, resp: &[(&str, &str)], stale_by: u64, serve_stale: u64) -> bool {
+        let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
+        may_serve_on_error(&req_cc, &fields(resp), 100 + stale_by, 100, serve_stale)
+    }
+
+    #[test]
+    fn stale_if_error_bounds_what_is_served_when_the_origin_fails() {
+        let sie = [("Cache-Control", "max-age=100, stale-if-error=60")];
+        assert!(on_error("", &sie, 60, 0));
+        assert!(
+            !on_error("", &sie, 61, 0),
+            "staler than the response allows"
+        );
+        // The request's own stale-if-error, and --serve-stale, extend it; the largest wins.
+        assert!(on_error("stale-if-error=120", &sie, 120, 0));
+        assert!(on_error("", &sie, 3600, 86400));
+        // A response that says nothing is served stale only under --serve-stale.
+        let plain = [("Cache-Control", "max-age=100")];
+        assert!(!on_error("", &plain, 1, 0));
+        assert!(on_error("", &plain, 1000, 86400));
+        // Never what may not be served stale, nor to a client that asked for a fresh one.
+        for forbids in [
+            "must-revalidate",
+            "proxy-revalidate",
+            "no-cache",
+            "s-maxage=100",
+        ] {
+            let cc = format!("max-age=100, stale-if-error=60, {forbids}");
+            assert!(
+                !on_error("", &[("Cache-Control", &cc)], 1, 86400),
+                "{forbids}"
+            );
+        }
+        assert!(!on_error("no-cache", &sie, 1, 86400));
     }
 
     fn serve(req: &str, resp: &[(&str, &str)], age: u64, lifetime: u64) -> Freshness {

@@ -123,6 +123,12 @@ pub fn response_head(
     }
     let client_head = c.client_head.take();
     let req_head = client_head.as_deref().unwrap_or(upstream_head);
+    if r.status >= 500 && c.stale.is_some() {
+        // The origin failed to revalidate: the stale entry may answer instead.
+        if let Some(answer) = super::stale_on_error(cache, c, method, req_head, Some(r.status)) {
+            return OnResponse::Serve(answer);
+        }
+    }
     if r.status == 304 && c.stale.is_some() {
         if let Some((plan, serving)) = refresh(cache, c, req_head, method, r, now) {
             c.result = if c.fwd == Forwarded::Request {

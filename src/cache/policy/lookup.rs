@@ -66,6 +66,12 @@ pub enum AnswerStatus {
     /// A revalidation brought a 304: the refreshed entry answers (`fwd` says why it
     /// was revalidated).
     Refreshed(Forwarded),
+    /// The revalidation failed and the stale entry answers (`fwd_status`: the origin's
+    /// status, when it answered).
+    StaleOnError {
+        /// The origin's status (5xx), when it answered.
+        fwd_status: Option<u16>,
+    },
 }
 
 impl AnswerStatus {
@@ -84,6 +90,14 @@ impl AnswerStatus {
                 head.extend_from_slice(b"Cache-Status: larder; fwd=");
                 head.extend_from_slice(fwd.as_str().as_bytes());
                 head.extend_from_slice(b"; fwd-status=304\r\n");
+            }
+            AnswerStatus::StaleOnError { fwd_status } => {
+                head.extend_from_slice(b"Cache-Status: larder; hit; fwd=stale");
+                if let Some(status) = fwd_status {
+                    head.extend_from_slice(b"; fwd-status=");
+                    push_decimal(head, u64::from(status));
+                }
+                head.extend_from_slice(b"\r\n");
             }
         }
     }

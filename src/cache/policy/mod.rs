@@ -44,6 +44,7 @@ use crate::http::ViaName;
 mod fill;
 pub mod flights;
 mod lookup;
+mod stale;
 
 pub use fill::{
     body_complete, body_failed, release, response_head, ForwardedStatus, OnResponse, Sink,
@@ -51,6 +52,7 @@ pub use fill::{
 };
 use flights::{Flights, Member};
 pub use lookup::{consult, Answer, AnswerStatus, Asking, Consulted};
+pub use stale::stale_on_error;
 
 /// URLs the admission table remembers: 16 bytes each, so 1 MiB.
 const ADMISSION_SLOTS: usize = 65_536;
@@ -89,6 +91,10 @@ pub struct Cache {
     syncer: Option<Syncer>,
     /// `--cache-sync`: seconds between checkpoints while something is written.
     sync_every: u64,
+    /// `--serve-stale`: seconds past its freshness an entry whose revalidation fails
+    /// may still answer, when the response says nothing of it (0: only what
+    /// `stale-if-error` allows). See [`stale_on_error`].
+    serve_stale: u64,
 }
 
 impl Cache {
@@ -127,7 +133,13 @@ impl Cache {
             quiet_until: 0,
             syncer,
             sync_every,
+            serve_stale: 0,
         }
+    }
+
+    /// Sets `--serve-stale` (see [`stale_on_error`]).
+    pub fn set_serve_stale(&mut self, secs: u64) {
+        self.serve_stale = secs;
     }
 
     /// Sets the cache's clock (unix seconds); the loop calls it once per turn.

@@ -96,13 +96,14 @@ impl Pair {
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
             .expect("cache file");
         let settings = cfg.cache.clone();
-        let cache = Cache::new(
+        let mut cache = Cache::new(
             store,
             settings.admit_after,
             settings.admit_window,
             via.clone(),
             settings.sync_every,
         );
+        cache.set_serve_stale(settings.serve_stale);
         let unix = unix_now();
         let locals = cfg.listen.clone();
         let ctx = Ctx {
