@@ -405,6 +405,93 @@ fn an_age_from_upstream_counts_towards_the_hit_age() {
     assert!((25..=30).contains(&ttl), "ttl {ttl}, 60 - age 30");
 }
 
+/// RFC 9111 §5.1, §4.2.3: Age is delta-seconds. Of a list (one line or several)
+/// the first member counts; a first member that is not a non-negative integer is
+/// ignored. As cache-tests' age-parse-* tests: `7200, 0` with max-age=3600 is stale,
+/// `0, 7200` and `3s` are fresh.
+#[test]
+fn the_first_age_member_counts_and_an_invalid_age_is_ignored() {
+    let origin = Origin::start(|request| {
+        let age = match request.target.as_str() {
+            "/old-first" => "7200, 0",
+            "/young-first" => "0, 7200",
+            _ => "3s",
+        };
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=3600"), ("Age", age)],
+            b"aged",
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for (path, hit) in [
+        ("/old-first", false),
+        ("/young-first", true),
+        ("/invalid", true),
+    ] {
+        let url = origin.url(path);
+        assert_eq!(proxy.get(&url).text(), "aged");
+        let second = proxy.get(&url);
+        assert_eq!(second.text(), "aged");
+        let fetches = if hit { 1 } else { 2 };
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            fetches,
+            "{path}: origin requests; second response head:\n{}",
+            head_text(&second)
+        );
+        if hit {
+            assert_cache_status(&second, &["hit"], &[]);
+            let age = age(&second);
+            assert!(age <= 5, "{path}: Age {age}");
+        } else {
+            assert_cache_status(&second, &[], &["hit"]);
+        }
+    }
+}
+
+/// RFC 9111 §5.3: an Expires that is not an HTTP-date is a time in the past. Dashes
+/// in an IMF-fixdate and repeated spaces make it no date (cache-tests'
+/// freshness-expires-invalid-date-dashes and -multiple-spaces), while the obsolete
+/// RFC 850 and asctime forms of the same instant are dates (freshness-expires-rfc850,
+/// -ansi-c).
+#[test]
+fn an_expires_outside_the_date_grammar_is_already_expired() {
+    let origin = Origin::start(|request| {
+        let expires = match request.target.as_str() {
+            "/dashes" => "Thu, 18-Aug-2050 02:01:18 GMT",
+            "/spaces" => "Thu, 18  Aug  2050 02:01:18 GMT",
+            "/rfc850" => "Thursday, 18-Aug-50 02:01:18 GMT",
+            _ => "Thu Aug 18 02:01:18 2050",
+        };
+        Reply::Send(response("200 OK", &[("Expires", expires)], b"expires"))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    for (path, hit) in [
+        ("/dashes", false),
+        ("/spaces", false),
+        ("/rfc850", true),
+        ("/asctime", true),
+    ] {
+        let url = origin.url(path);
+        assert_eq!(proxy.get(&url).text(), "expires");
+        let second = proxy.get(&url);
+        assert_eq!(second.text(), "expires");
+        let fetches = if hit { 1 } else { 2 };
+        assert_eq!(
+            requests_for(&origin, path).len(),
+            fetches,
+            "{path}: origin requests; second response head:\n{}",
+            head_text(&second)
+        );
+        if hit {
+            assert_cache_status(&second, &["hit"], &[]);
+        } else {
+            assert_cache_status(&second, &[], &["hit"]);
+        }
+    }
+}
+
 /// Each source of freshness gives hits with the lifetime it implies, and an Expires that
 /// is past or invalid gives none. The heuristic is 10% of Date − Last-Modified, at most
 /// a day.
@@ -1239,6 +1326,45 @@ fn vary_keeps_variants_apart_and_stores_each() {
         assert_cache_status(&hit, &["hit"], &[]);
     }
     assert_eq!(origin.requests(), 2);
+}
+
+/// RFC 9111 §4.1 lets a cache normalise selecting fields: Accept-Language values that
+/// differ only in case, whitespace or the placement of weighted members select one
+/// stored variant, while equally weighted languages in another order stay apart.
+#[test]
+fn accept_language_spelled_differently_shares_one_variant() {
+    let origin = Origin::start(|request| {
+        let lang = request.header("accept-language").unwrap_or("none");
+        let body = format!("lang={lang}");
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+            body.as_bytes(),
+        ))
+    });
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/languages");
+    let get_lang = |lang: &str| fetch(&proxy, "GET", &url, &[("Accept-Language", lang)]);
+
+    let first = get_lang("en-US, de;q=0.5");
+    assert_eq!(first.text(), "lang=en-US, de;q=0.5");
+    assert_cache_status(&first, &["fwd=miss", "stored"], &[]);
+    for spelling in [
+        "EN-us,de;q=0.5",
+        "de ; Q=0.50 ,  en-us",
+        "en-us;q=1.0, DE;q=0.500",
+    ] {
+        let hit = get_lang(spelling);
+        assert_eq!(hit.text(), "lang=en-US, de;q=0.5", "{spelling:?}");
+        assert_cache_status(&hit, &["hit"], &[]);
+    }
+    assert_eq!(origin.requests(), 1);
+    for (i, equal_weights) in ["en-US, de", "de, en-US"].into_iter().enumerate() {
+        let miss = get_lang(equal_weights);
+        assert_eq!(miss.text(), format!("lang={equal_weights}"));
+        assert_cache_status(&miss, &["fwd=vary-miss", "stored"], &["hit"]);
+        assert_eq!(origin.requests(), 2 + i);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -28,29 +28,32 @@ const LAST_WRITABLE: u64 = 253_402_300_799;
 /// - obsolete RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`, where a two-digit year
 ///   00–69 means 20xx and 70–99 means 19xx (the common fixed pivot rather than the
 ///   RFC's "not more than 50 years ahead of now", so no clock is needed);
-/// - asctime `Sun Nov  6 08:49:37 1994`.
+/// - asctime `Sun Nov  6 08:49:37 1994` (or `Nov 06`).
+///
+/// The layout is the grammar's: exactly one space between fields (two before
+/// asctime's one-digit day), two-digit days otherwise, and a four-digit year except
+/// in the dashed RFC 850 date, whose year has two. So `Thu, 18-Aug-2050 02:01:18 GMT` and
+/// `Thu, 18  Aug  2050 02:01:18 GMT` are not dates; RFC 9111 §5.3 makes such an
+/// Expires a time in the past, and the http-tests cache-tests suite checks that.
 ///
 /// To be robust as §5.6.7 encourages, day and month names are matched without
-/// regard to case, either day-name form is accepted in every form, runs of spaces
-/// count as one, and the day name is not checked against the date. Everything else
-/// is checked: the day exists in that month, hours 0–23, minutes 0–59, seconds
-/// 0–60 (a leap second). Dates before 1970 are `None`.
+/// regard to case, either day-name form is accepted in every form, and the day name
+/// is not checked against the date. Everything else is checked: the day exists in
+/// that month, hours 0–23, minutes 0–59, seconds 0–60 (a leap second). Dates before
+/// 1970 are `None`.
 pub fn parse_http_date(value: &[u8]) -> Option<u64> {
     let mut words: [&[u8]; 6] = [&[]; 6];
     let mut count = 0;
-    for word in value
-        .split(|&b| b == b' ' || b == b'\t')
-        .filter(|w| !w.is_empty())
-    {
+    for word in value.trim_ascii().split(|&b| b == b' ') {
         *words.get_mut(count)? = word;
         count += 1;
     }
     let (day, month, year, time) = match words.get(..count)? {
-        [weekday, day, month, year, time, gmt] => {
+        [weekday, day, month, year, time, gmt] if weekday.ends_with(b",") => {
             if !is_day_name(weekday.strip_suffix(b",")?) || !is_gmt(gmt) {
                 return None;
             }
-            (*day, *month, number(year, 4, 4)?, *time)
+            (number(day, 2, 2)?, *month, number(year, 4, 4)?, *time)
         }
         [weekday, date, time, gmt] => {
             if !is_day_name(weekday.strip_suffix(b",")?) || !is_gmt(gmt) {
@@ -61,25 +64,27 @@ pub fn parse_http_date(value: &[u8]) -> Option<u64> {
             if parts.next().is_some() {
                 return None;
             }
-            let year = match year.len() {
-                2 => match number(year, 2, 2)? {
-                    y @ 0..=69 => 2000 + y,
-                    y => 1900 + y,
-                },
-                _ => number(year, 4, 4)?,
+            let year = match number(year, 2, 2)? {
+                y @ 0..=69 => 2000 + y,
+                y => 1900 + y,
             };
-            (day, month, year, *time)
+            (number(day, 2, 2)?, month, year, *time)
+        }
+        [weekday, month, [], day, time, year] => {
+            if !is_day_name(weekday) {
+                return None;
+            }
+            (number(day, 1, 1)?, *month, number(year, 4, 4)?, *time)
         }
         [weekday, month, day, time, year] => {
             if !is_day_name(weekday) {
                 return None;
             }
-            (*day, *month, number(year, 4, 4)?, *time)
+            (number(day, 2, 2)?, *month, number(year, 4, 4)?, *time)
         }
         _ => return None,
     };
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))?;
-    let day = number(day, 1, 2)?;
     if year < 1970 || day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -245,15 +250,87 @@ mod tests {
     }
 
     #[test]
-    fn names_ignore_case_and_runs_of_spaces() {
+    fn names_ignore_case_and_surrounding_space() {
         assert_eq!(
-            parse_http_date(b"  sun,  06 NOV 1994 08:49:37 gmt "),
+            parse_http_date(b"  sun, 06 NOV 1994 08:49:37 gmt \t"),
             Some(SUNDAY_1994)
         );
         assert_eq!(
             parse_http_date(b"Sun Nov 06 08:49:37 1994"),
             Some(SUNDAY_1994)
         );
+        assert_eq!(
+            parse_http_date(b"SUNDAY, 06-nov-94 08:49:37 GMT"),
+            Some(SUNDAY_1994)
+        );
+    }
+
+    #[test]
+    fn the_suites_valid_expires_forms_parse() {
+        // cache-tests expires-parse: 32bit, far-future, rfc850, ansi-c, wrong-case-*.
+        for (form, written_as) in [
+            (
+                "Tue, 19 Jan 2038 14:14:08 GMT",
+                "Tue, 19 Jan 2038 14:14:08 GMT",
+            ),
+            (
+                "Sun, 21 Nov 2286 04:46:39 GMT",
+                "Sun, 21 Nov 2286 04:46:39 GMT",
+            ),
+            (
+                "Thursday, 18-Aug-50 02:01:18 GMT",
+                "Thu, 18 Aug 2050 02:01:18 GMT",
+            ),
+            ("Thu Aug  8 02:01:18 2050", "Mon, 08 Aug 2050 02:01:18 GMT"),
+            (
+                "THU, 18 Aug 2050 02:01:18 GMT",
+                "Thu, 18 Aug 2050 02:01:18 GMT",
+            ),
+            (
+                "Thu, 18 AUG 2050 02:01:18 GMT",
+                "Thu, 18 Aug 2050 02:01:18 GMT",
+            ),
+            (
+                "Thu, 18 Aug 2050 02:01:18 gMT",
+                "Thu, 18 Aug 2050 02:01:18 GMT",
+            ),
+        ] {
+            let secs = parse_http_date(form.as_bytes());
+            assert_eq!(secs.map(written), Some(written_as.to_string()), "{form}");
+        }
+    }
+
+    #[test]
+    fn layouts_outside_the_grammar_are_rejected() {
+        for bad in [
+            // cache-tests expires-parse: the invalid-* forms.
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            // Any repeated space, and tabs between fields.
+            "Sun,  06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994  08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37  GMT",
+            "Sun,\t06 Nov 1994 08:49:37 GMT",
+            "Sunday,  06-Nov-94 08:49:37 GMT",
+            "Sun  Nov 06 08:49:37 1994",
+            "Sun Nov  06 08:49:37 1994",
+            "Sun Nov   6 08:49:37 1994",
+            "Sun Nov  6  08:49:37 1994",
+            // Days of one digit outside asctime's padded form, and asctime unpadded.
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sunday, 6-Nov-94 08:49:37 GMT",
+            "Sun Nov 6 08:49:37 1994",
+            // Four-digit years in the dashed date.
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]

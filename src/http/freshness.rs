@@ -5,6 +5,7 @@
 
 use super::cache_control::{delta_seconds, CacheControl};
 use super::date::parse_http_date;
+use super::request::list_elements;
 use super::vary::vary_names;
 use super::Method;
 use httparse::Header;
@@ -146,7 +147,7 @@ pub fn freshness_lifetime(resp: &[Header<'_>], date_fallback: u64) -> u64 {
 /// gives 0 for that term, never a wrap).
 ///
 /// `resp` is the stored head: its Date (or `times.response_time` when it has no
-/// valid one) and its Age (0 when absent or not delta-seconds).
+/// valid one) and its Age (the first member; 0 when absent or invalid).
 pub fn current_age(resp: &[Header<'_>], times: Stored, now: u64) -> u64 {
     let resident_time = now.saturating_sub(times.response_time);
     corrected_initial_age(resp, times).saturating_add(resident_time)
@@ -164,15 +165,30 @@ pub fn expires_at(resp: &[Header<'_>], times: Stored) -> u64 {
 }
 
 fn corrected_initial_age(resp: &[Header<'_>], times: Stored) -> u64 {
-    let age_value = field_values(resp, "age")
-        .next()
-        .and_then(|v| delta_seconds(v.trim_ascii()))
-        .unwrap_or(0);
+    let age_value = age_value(resp);
     let date_value = date_value(resp, times.response_time);
     let apparent_age = times.response_time.saturating_sub(date_value);
     let response_delay = times.response_time.saturating_sub(times.request_time);
     let corrected_age_value = age_value.saturating_add(response_delay);
     apparent_age.max(corrected_age_value)
+}
+
+/// RFC 9111 §4.2.3's age_value: the Age field as delta-seconds (§5.1, §1.2.2), or
+/// 0 when it is absent or invalid.
+///
+/// Age is a singleton, but a message may carry it as a list (`Age: 7200, 0`) or on
+/// several lines, which together are one comma-joined list (RFC 9110 §5.3). The
+/// first member counts and the rest are ignored, so an upstream cache's age is never
+/// hidden by a later value. A first member that is not a non-negative integer
+/// (`3s`, `1.5`, `-1`, `7200;foo=bar`) invalidates the field: it is ignored as if
+/// absent, as §4.2.3 says of an age_value that is "not available". Values past
+/// 2^31 count as 2^31 (§1.2.2).
+fn age_value(resp: &[Header<'_>]) -> u64 {
+    field_values(resp, "age")
+        .flat_map(list_elements)
+        .next()
+        .and_then(delta_seconds)
+        .unwrap_or(0)
 }
 
 /// What a stored response may do for a request.
@@ -564,6 +580,59 @@ mod tests {
         assert_eq!(current_age(&[], times, 1010), 10);
         let junk = fields(&[("Age", "-5"), ("Date", "soon")]);
         assert_eq!(current_age(&junk, times, 1010), 10);
+    }
+
+    #[test]
+    fn an_invalid_age_is_ignored() {
+        // Request and response at 1000, no Date: the age is the Age value alone.
+        let times = Stored {
+            request_time: 1000,
+            response_time: 1000,
+        };
+        let age = |values: &[&str]| {
+            let resp: Vec<(&str, &str)> = values.iter().map(|v| ("Age", *v)).collect();
+            current_age(&fields(&resp), times, 1000)
+        };
+        assert_eq!(age(&["30"]), 30);
+        assert_eq!(age(&[" 30 "]), 30);
+        for invalid in [
+            "3s",
+            "1.5",
+            "7200.0",
+            "-1",
+            "-7200",
+            "+5",
+            "abc",
+            "0x10",
+            "7200;foo=bar",
+            "",
+        ] {
+            assert_eq!(age(&[invalid]), 0, "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_age_member_counts() {
+        // As cache-tests' age-parse-suffix, -prefix, -dup-* and their two-line forms.
+        let times = Stored {
+            request_time: 1000,
+            response_time: 1000,
+        };
+        let age = |values: &[&str]| {
+            let resp: Vec<(&str, &str)> = values.iter().map(|v| ("Age", *v)).collect();
+            current_age(&fields(&resp), times, 1000)
+        };
+        assert_eq!(age(&["7200, 0"]), 7200);
+        assert_eq!(age(&["0, 7200"]), 0);
+        assert_eq!(age(&["3, 5"]), 3);
+        assert_eq!(age(&["7200", "0"]), 7200);
+        assert_eq!(age(&["0", "7200"]), 0);
+        assert_eq!(age(&["3600", "3600"]), 3600);
+        assert_eq!(age(&["0, 0"]), 0);
+        // An invalid first member invalidates the field; a later one does not count.
+        assert_eq!(age(&["3s, 7200"]), 0);
+        assert_eq!(age(&["3s", "7200"]), 0);
+        assert_eq!(age(&["2147483649"]), DELTA_SECONDS_MAX);
     }
 
     #[test]
