@@ -189,6 +189,12 @@ pub struct Cli {
     /// no-cache.
     #[arg(long, env = "LARDER_SERVE_STALE", value_name = "SECS", default_value = "0", value_parser = parse_stale_secs)]
     pub serve_stale: u64,
+
+    /// Answer from the cache only, fresh or stale (but never a response marked
+    /// must-revalidate, proxy-revalidate or no-cache); everything else is 504, and
+    /// nothing is fetched.
+    #[arg(long, env = "LARDER_OFFLINE")]
+    pub offline: bool,
 }
 
 /// Whole seconds from 0 to a year, for `--serve-stale`.
@@ -465,6 +471,8 @@ pub struct CacheSettings {
     /// `--serve-stale`: seconds past its freshness a stored response may still answer
     /// when the origin fails (0: only what the response's stale-if-error allows).
     pub serve_stale: u64,
+    /// `--offline`: answer from the cache only.
+    pub offline: bool,
 }
 
 /// Every deadline larder enforces.
@@ -534,6 +542,7 @@ impl From<Cli> for Config {
                 admit_window: c.admit_window,
                 sync_every: c.cache_sync,
                 serve_stale: c.serve_stale,
+                offline: c.offline,
             },
         }
     }

@@ -172,6 +172,7 @@ impl Server {
             settings.sync_every,
         );
         cache.set_serve_stale(settings.serve_stale);
+        cache.offline = settings.offline;
         let now = Instant::now();
         let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
         let nodelay_inherited = if all_nodelay { None } else { Some(false) };

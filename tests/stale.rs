@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::caching::{assert_cache_status, response};
-use crate::support::{wait_for_log_lines, Origin, Proxy, Reply, TempFile};
+use crate::support::{request, wait_for_log_lines, Origin, Proxy, Reply, TempDir, TempFile};
 
 /// An origin whose first answer is `fields` with the body `kept` (stale on arrival:
 /// `Age: 120` against the `max-age=60` the caller puts in `fields`), and whose later
@@ -105,4 +105,51 @@ fn serve_stale_extends_to_responses_that_say_nothing_but_never_to_must_revalidat
         502,
         "must-revalidate is never served stale"
     );
+}
+
+#[test]
+fn offline_answers_what_is_stored_fresh_or_stale_and_504s_the_rest() {
+    let cache = TempDir::new("offline");
+    let origin = Origin::start(|request| {
+        let fields: &[(&str, &str)] = match request.target.as_str() {
+            "/fresh" => &[("Cache-Control", "max-age=600")],
+            "/stale" => &[("Cache-Control", "max-age=60"), ("Age", "120")],
+            _ => &[
+                ("Cache-Control", "max-age=60, must-revalidate"),
+                ("Age", "120"),
+            ],
+        };
+        Reply::Send(response("200 OK", fields, request.target.as_bytes()))
+    });
+    let mut online = Proxy::start(&["--admit-after", "0", "--cache-dir", cache.arg()]);
+    for path in ["/fresh", "/stale", "/must"] {
+        assert_eq!(online.get(&origin.url(path)).status, 200);
+    }
+    assert_eq!(online.stop(), Some(0));
+    let fetched = origin.requests();
+
+    let offline = Proxy::start(&["--offline", "--cache-dir", cache.arg()]);
+    for path in ["/fresh", "/stale"] {
+        let answer = offline.get(&origin.url(path));
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        assert_eq!(answer.body, path.as_bytes());
+        assert_cache_status(&answer, &["hit"], &[]);
+    }
+    // A reload asks for a fresh copy, which cannot be had: the stored one answers.
+    let mut client = offline.client();
+    client.send(
+        request(
+            "GET",
+            &origin.url("/stale"),
+            &[("Cache-Control", "no-cache")],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(client.read_response().status, 200);
+    for path in ["/must", "/never-fetched"] {
+        let answer = offline.get(&origin.url(path));
+        assert_eq!(answer.status, 504, "{path}: {}", answer.text());
+        assert!(answer.text().contains("offline"), "{}", answer.text());
+    }
+    assert_eq!(origin.requests(), fetched, "nothing is fetched offline");
 }

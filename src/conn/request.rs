@@ -252,7 +252,13 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
 /// sends it upstream. `resumed`: it waited and its flight ended.
 fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> State {
     let log = cx.ctx.log.is_some();
+    /// What a request larder may not fetch for hears when the cache cannot answer it.
+    const OFFLINE: &str = "This proxy is offline: it answers from its cache only, and this request cannot be answered from it.";
+    let offline = cx.ctx.cache.offline;
     match consult(&mut cx.ctx.cache, cx.conn, &mut ex, cx.key, log, resumed) {
+        Consulted::Forward | Consulted::OnlyIfCached if offline => {
+            return fail(cx, ex, None, Problem::new(504, "offline", OFFLINE));
+        }
         Consulted::Forward => {}
         Consulted::Serve(serving) => {
             cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);

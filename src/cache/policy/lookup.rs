@@ -187,7 +187,11 @@ pub fn consult(
     // Nothing stored and no directives: a plain miss, known without parsing the
     // request's fields again (the common pass-through request).
     let found = if !cache.store.may_hold(url_hash) && !ask.req_directives {
-        plain_miss()
+        if cache.offline {
+            Found::OnlyIfCached
+        } else {
+            plain_miss()
+        }
     } else {
         let head: &[u8] = ask.upstream_head;
         with_request_fields(head, |req| {
@@ -288,6 +292,16 @@ fn look(
     now: u64,
 ) -> Found {
     let mut cc = CacheControl::from_request(req);
+    if cache.offline {
+        // `--offline`: whatever is stored answers, fresh or stale, unless the response
+        // forbids serving it stale; nothing goes to the origin. A client's own demand
+        // for a fresher copy cannot be met, so it is not asked.
+        cc = CacheControl {
+            only_if_cached: true,
+            max_stale: Some(u64::MAX),
+            ..CacheControl::default()
+        };
+    }
     // A browser's reload sends max-age=0. Ages are whole seconds, so an entry stored
     // this second would pass it; the user asked for a check, so it is one.
     if cc.max_age == Some(0) {

@@ -95,6 +95,8 @@ pub struct Cache {
     /// may still answer, when the response says nothing of it (0: only what
     /// `stale-if-error` allows). See [`stale_on_error`].
     serve_stale: u64,
+    /// `--offline`: answer from the store only, fresh or stale; never ask the origin.
+    pub offline: bool,
 }
 
 impl Cache {
@@ -134,6 +136,7 @@ impl Cache {
             syncer,
             sync_every,
             serve_stale: 0,
+            offline: false,
         }
     }
 

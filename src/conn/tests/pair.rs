@@ -104,6 +104,7 @@ impl Pair {
             settings.sync_every,
         );
         cache.set_serve_stale(settings.serve_stale);
+        cache.offline = settings.offline;
         let unix = unix_now();
         let locals = cfg.listen.clone();
         let ctx = Ctx {
