@@ -1,5 +1,6 @@
 //! How an exchange ends before its response is done, and what it gives back: the
-//! upstream it held, the object it pinned.
+//! upstream it held, the object it pinned; and a stale entry answering when its
+//! revalidation times out.
 
 use super::pair::{Origin, Pair};
 use super::{forwarded, get, ok, origin_addr, EARLY, MARGIN};
@@ -93,4 +94,40 @@ fn a_hit_unpins_its_object_however_it_ends() {
     assert!(!pair.is_open(&stuck));
     assert_eq!(pinned(&pair), 0, "after the body timeout");
     assert!(Origin::accept(origin_addr()).is_none(), "one fetch in all");
+}
+
+/// A stale entry whose revalidation gets no answer within `--timeout-response`
+/// answers in the origin's place, when its `stale-if-error` allows (the socket tests
+/// cover a closed connection and a 5xx; this one needs the clock).
+#[test]
+fn a_revalidation_that_times_out_is_answered_from_the_stale_entry() {
+    let mut pair = Pair::new(&["--admit-after", "0", "--timeout-response", "0.5"]);
+    Origin::listen(origin_addr());
+    let stored = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60, stale-if-error=3600\r\n\
+                   Age: 120\r\nETag: \"v1\"\r\nContent-Length: 4\r\n\r\nkept";
+    let mut first = pair.client();
+    let mut origin = forwarded(&mut pair, &mut first, &get("/slow"));
+    origin.send(stored);
+    pair.run();
+    assert!(first.received().ends_with(b"\r\n\r\nkept"));
+
+    let mut second = pair.client();
+    second.send(&get("/slow"));
+    pair.run();
+    let upstream = String::from_utf8_lossy(origin.received()).into_owned();
+    assert!(
+        upstream.contains("If-None-Match: \"v1\""),
+        "revalidated on the kept connection: {upstream}"
+    );
+    pair.advance(EARLY);
+    assert!(second.received().is_empty(), "answered before the timeout");
+    pair.advance(MARGIN);
+    let text = String::from_utf8_lossy(second.received()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Cache-Status: larder; hit; fwd=stale\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nkept"), "{text}");
+    assert!(origin.sees_end(), "the stalled upstream is closed");
 }
