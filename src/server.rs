@@ -164,15 +164,7 @@ impl Server {
         )
         .map_err(Error::Cache)?;
         let cache_note = cache_note(&opened);
-        let mut cache = Cache::new(
-            opened.store,
-            settings.admit_after,
-            settings.admit_window,
-            via.clone(),
-            settings.sync_every,
-        );
-        cache.set_serve_stale(settings.serve_stale);
-        cache.offline = settings.offline;
+        let cache = Cache::configured(opened.store, settings, via.clone());
         let now = Instant::now();
         let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
         let nodelay_inherited = if all_nodelay { None } else { Some(false) };

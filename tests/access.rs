@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{get, ok, Client, Origin, Proxy, Reply, Server, TempFile, WAIT_LIMIT};
+use crate::support::{
+    get, ok, wait_until, Client, Origin, Proxy, Reply, Server, TempFile, WAIT_LIMIT,
+};
 
 const OTHER_CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -93,11 +95,13 @@ fn blocked_domain_and_its_subdomains_are_403_without_dns() {
             "{url}: {page}"
         );
     }
-    // The rule that matched is in larder's own log, for the operator.
-    let log = proxy.stderr();
+    // The rule that matched is in larder's own log, for the operator. (Read as the
+    // test's reader thread collects it, which may lag behind the answer.)
+    let rule = "refused: site blocked.test (--block)";
     assert!(
-        log.contains("refused: site blocked.test (--block)"),
-        "log: {log}"
+        wait_until(|| proxy.stderr().contains(rule)),
+        "log: {}",
+        proxy.stderr()
     );
     // A suffix that does not start at a label boundary is another site: served.
     let served = proxy.get(&localhost_url(&origin));

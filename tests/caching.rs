@@ -1298,9 +1298,9 @@ fn weak_etags_satisfy_if_none_match_but_never_if_range() {
 // ---------------------------------------------------------------------------------------
 // Vary
 
-#[test]
-fn vary_keeps_variants_apart_and_stores_each() {
-    let origin = Origin::start(|request| {
+/// An origin that answers with the request's Accept-Language, varying on it.
+fn language_origin() -> Origin {
+    Origin::start(|request| {
         let lang = request.header("accept-language").unwrap_or("none");
         let body = format!("lang={lang}");
         Reply::Send(response(
@@ -1308,7 +1308,12 @@ fn vary_keeps_variants_apart_and_stores_each() {
             &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
             body.as_bytes(),
         ))
-    });
+    })
+}
+
+#[test]
+fn vary_keeps_variants_apart_and_stores_each() {
+    let origin = language_origin();
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/varied");
     let get_lang = |lang: &str| fetch(&proxy, "GET", &url, &[("Accept-Language", lang)]);
@@ -1333,15 +1338,7 @@ fn vary_keeps_variants_apart_and_stores_each() {
 /// stored variant, while equally weighted languages in another order stay apart.
 #[test]
 fn accept_language_spelled_differently_shares_one_variant() {
-    let origin = Origin::start(|request| {
-        let lang = request.header("accept-language").unwrap_or("none");
-        let body = format!("lang={lang}");
-        Reply::Send(response(
-            "200 OK",
-            &[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
-            body.as_bytes(),
-        ))
-    });
+    let origin = language_origin();
     let proxy = Proxy::start(&["--admit-after", "0"]);
     let url = origin.url("/languages");
     let get_lang = |lang: &str| fetch(&proxy, "GET", &url, &[("Accept-Language", lang)]);

@@ -582,17 +582,19 @@ mod tests {
         assert_eq!(current_age(&junk, times, 1010), 10);
     }
 
-    #[test]
-    fn an_invalid_age_is_ignored() {
-        // Request and response at 1000, no Date: the age is the Age value alone.
+    /// The age of a response with these Age lines, received and looked at at 1000
+    /// with no Date: the Age value alone.
+    fn age(values: &[&str]) -> u64 {
         let times = Stored {
             request_time: 1000,
             response_time: 1000,
         };
-        let age = |values: &[&str]| {
-            let resp: Vec<(&str, &str)> = values.iter().map(|v| ("Age", *v)).collect();
-            current_age(&fields(&resp), times, 1000)
-        };
+        let resp: Vec<(&str, &str)> = values.iter().map(|v| ("Age", *v)).collect();
+        current_age(&fields(&resp), times, 1000)
+    }
+
+    #[test]
+    fn an_invalid_age_is_ignored() {
         assert_eq!(age(&["30"]), 30);
         assert_eq!(age(&[" 30 "]), 30);
         for invalid in [
@@ -614,14 +616,6 @@ mod tests {
     #[test]
     fn the_first_age_member_counts() {
         // As cache-tests' age-parse-suffix, -prefix, -dup-* and their two-line forms.
-        let times = Stored {
-            request_time: 1000,
-            response_time: 1000,
-        };
-        let age = |values: &[&str]| {
-            let resp: Vec<(&str, &str)> = values.iter().map(|v| ("Age", *v)).collect();
-            current_age(&fields(&resp), times, 1000)
-        };
         assert_eq!(age(&["7200, 0"]), 7200);
         assert_eq!(age(&["0, 7200"]), 0);
         assert_eq!(age(&["3, 5"]), 3);

@@ -38,6 +38,7 @@ use crate::cache::admission::Admission;
 use crate::cache::syncer::Syncer;
 use crate::cache::uncacheable::Uncacheable;
 use crate::cache::{unix_now, CacheError, Fill, ObjectRef, Store};
+use crate::config::CacheSettings;
 use crate::http::cache_status::Forwarded;
 use crate::http::ViaName;
 
@@ -140,9 +141,19 @@ impl Cache {
         }
     }
 
-    /// Sets `--serve-stale` (see [`stale_on_error`]).
-    pub fn set_serve_stale(&mut self, secs: u64) {
-        self.serve_stale = secs;
+    /// [`Cache::new`] with everything the `--cache-*`, `--admit-*`, `--serve-stale` and
+    /// `--offline` flags say.
+    pub fn configured(store: Store, settings: &CacheSettings, via: ViaName) -> Cache {
+        let mut cache = Cache::new(
+            store,
+            settings.admit_after,
+            settings.admit_window,
+            via,
+            settings.sync_every,
+        );
+        cache.serve_stale = settings.serve_stale;
+        cache.offline = settings.offline;
+        cache
     }
 
     /// Sets the cache's clock (unix seconds); the loop calls it once per turn.

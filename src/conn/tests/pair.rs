@@ -95,16 +95,7 @@ impl Pair {
         let via = ViaName::new("larder-test".to_owned());
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
             .expect("cache file");
-        let settings = cfg.cache.clone();
-        let mut cache = Cache::new(
-            store,
-            settings.admit_after,
-            settings.admit_window,
-            via.clone(),
-            settings.sync_every,
-        );
-        cache.set_serve_stale(settings.serve_stale);
-        cache.offline = settings.offline;
+        let cache = Cache::configured(store, &cfg.cache, via.clone());
         let unix = unix_now();
         let locals = cfg.listen.clone();
         let ctx = Ctx {
