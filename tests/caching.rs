@@ -2267,3 +2267,62 @@ fn only_heuristically_cacheable_statuses_are_stored_without_explicit_freshness()
         }
     }
 }
+
+/// A hit is written from the cache file while the client reads it; the object stays
+/// pinned meanwhile, so the ring, wrapping over the file several times under other
+/// responses being stored, never writes over the bytes not yet sent: a client that
+/// reads slowly still gets the exact body.
+#[test]
+fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
+    // Far more than the kernel's socket buffers take in while the client does not read.
+    const LEN: usize = 20 << 20;
+    // A run of 65521 bytes (a prime, so it lines up with no page) repeated: quick to
+    // make even in a debug build, and different for each object.
+    let body_of = |n: usize| -> Vec<u8> {
+        let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
+        let mut body = run.repeat(LEN / run.len() + 1);
+        body.truncate(LEN);
+        body
+    };
+    let origin = Origin::start(move |request| {
+        let n: usize = request
+            .target
+            .trim_start_matches("/obj/")
+            .parse()
+            .unwrap_or(0);
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=600")],
+            &body_of(n),
+        ))
+    });
+    let proxy = Proxy::start(&[
+        "--admit-after",
+        "0",
+        "--cache-size",
+        "96M",
+        "--cache-max-object",
+        "24M",
+    ]);
+    let stored = proxy.get(&origin.url("/obj/0"));
+    assert_cache_status(&stored, &["stored"], &[]);
+
+    // The hit starts; the client reads its head and a little, then stops reading, so
+    // most of the body waits in the cache file.
+    let mut slow = proxy.client();
+    slow.send(request("GET", &origin.url("/obj/0"), &[]).as_bytes());
+    let head = slow.read_head();
+    assert_eq!(head.status, 200);
+    assert_cache_status(&head, &["hit"], &[]);
+    let mut got = slow.read_exact(16 * 1024);
+
+    // Twelve more objects of the same size (some are refused while the cache waits for a
+    // sync; the others are stored): the 96 MiB ring wraps around the pin.
+    for n in 1..13 {
+        let other = proxy.get(&origin.url(&format!("/obj/{n}")));
+        assert_eq!(other.body, body_of(n), "/obj/{n}");
+    }
+    got.extend_from_slice(&slow.read_exact(LEN - got.len()));
+    assert!(got == body_of(0), "the slow client's body changed under it");
+    assert!(origin.requests() >= 13);
+}
