@@ -429,25 +429,35 @@ fn the_first_age_member_counts_and_an_invalid_age_is_ignored() {
         ("/young-first", true),
         ("/invalid", true),
     ] {
-        let url = origin.url(path);
-        assert_eq!(proxy.get(&url).text(), "aged");
-        let second = proxy.get(&url);
-        assert_eq!(second.text(), "aged");
-        let fetches = if hit { 1 } else { 2 };
-        assert_eq!(
-            requests_for(&origin, path).len(),
-            fetches,
-            "{path}: origin requests; second response head:\n{}",
-            head_text(&second)
-        );
+        let second = fetch_twice(&proxy, &origin, path, "aged", hit);
         if hit {
-            assert_cache_status(&second, &["hit"], &[]);
             let age = age(&second);
             assert!(age <= 5, "{path}: Age {age}");
-        } else {
-            assert_cache_status(&second, &[], &["hit"]);
         }
     }
+}
+
+/// Gets `path` twice through `proxy`, checks both answers are `text`, and that the
+/// second was a hit (`hit`: the origin was asked once) or not (asked twice). Returns
+/// the second answer.
+fn fetch_twice(proxy: &Proxy, origin: &Origin, path: &str, text: &str, hit: bool) -> Response {
+    let url = origin.url(path);
+    assert_eq!(proxy.get(&url).text(), text);
+    let second = proxy.get(&url);
+    assert_eq!(second.text(), text);
+    let fetches = if hit { 1 } else { 2 };
+    assert_eq!(
+        requests_for(origin, path).len(),
+        fetches,
+        "{path}: origin requests; second response head:\n{}",
+        head_text(&second)
+    );
+    if hit {
+        assert_cache_status(&second, &["hit"], &[]);
+    } else {
+        assert_cache_status(&second, &[], &["hit"]);
+    }
+    second
 }
 
 /// RFC 9111 §5.3: an Expires that is not an HTTP-date is a time in the past. Dashes
@@ -473,22 +483,7 @@ fn an_expires_outside_the_date_grammar_is_already_expired() {
         ("/rfc850", true),
         ("/asctime", true),
     ] {
-        let url = origin.url(path);
-        assert_eq!(proxy.get(&url).text(), "expires");
-        let second = proxy.get(&url);
-        assert_eq!(second.text(), "expires");
-        let fetches = if hit { 1 } else { 2 };
-        assert_eq!(
-            requests_for(&origin, path).len(),
-            fetches,
-            "{path}: origin requests; second response head:\n{}",
-            head_text(&second)
-        );
-        if hit {
-            assert_cache_status(&second, &["hit"], &[]);
-        } else {
-            assert_cache_status(&second, &[], &["hit"]);
-        }
+        fetch_twice(&proxy, &origin, path, "expires", hit);
     }
 }
 
