@@ -104,6 +104,13 @@ pub struct Cli {
     #[arg(long, env = "LARDER_MAX_CONNS", value_name = "N", value_parser = parse_max_conns)]
     pub max_conns: Option<usize>,
 
+    /// Names larder resolves itself, from a file in the format of /etc/hosts
+    /// (`ADDRESS NAME...` a line, `#` comments), before asking the system resolver. A
+    /// name may have several addresses (one line each); they are tried in file order.
+    /// Re-read on SIGHUP.
+    #[arg(long, env = "LARDER_HOSTS", value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+
     /// Seconds a new connection has to send its first request head.
     #[arg(long, env = "LARDER_TIMEOUT_HEAD", value_name = "SECS", default_value = "15", value_parser = parse_secs)]
     pub timeout_head: Duration,
@@ -443,6 +450,8 @@ pub struct Config {
     pub connect_ports: PortList,
     /// `None`: derive from the open-file limit at start-up.
     pub max_conns: Option<usize>,
+    /// `--hosts`: a hosts file consulted before the system resolver.
+    pub hosts: Option<PathBuf>,
     /// Every deadline larder enforces.
     pub timeouts: Timeouts,
     /// The access log file (`-`: standard output); `None`: no access log.
@@ -525,6 +534,7 @@ impl From<Cli> for Config {
             block_ip: c.block_ip,
             connect_ports: c.connect_ports,
             max_conns: c.max_conns,
+            hosts: c.hosts,
             timeouts: Timeouts {
                 head: c.timeout_head,
                 idle: c.timeout_idle,

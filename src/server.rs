@@ -40,6 +40,7 @@ use crate::conn::cache::Cache;
 use crate::conn::ctx::{client_token, Gauges, Spares};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{self, step, Conn, Ctx, Scope, Step};
+use crate::dns::hosts::Hosts;
 use crate::dns::Resolver;
 use crate::error::Error;
 use crate::http::{Limits, ViaName};
@@ -149,8 +150,11 @@ impl Server {
             }
         };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
-        let resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
+        let mut resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
             .map_err(Error::Io)?;
+        if let Some(path) = &cfg.hosts {
+            resolver.set_hosts(Hosts::read(path).map_err(Error::Config)?);
+        }
         let registry = poll.registry().try_clone().map_err(Error::Io)?;
         // After the bind, so a port already in use is reported before a cache is made
         // or resized for nothing.
@@ -260,6 +264,12 @@ impl Server {
         let signals = sys::take_signals();
         if signals.reload {
             let lists = self.ctx.blocklist.reload_all();
+            if let Some(path) = &self.ctx.cfg.hosts {
+                match Hosts::read(path) {
+                    Ok(hosts) => self.ctx.resolver.set_hosts(hosts),
+                    Err(e) => warn!("{e}; the names read before are kept"),
+                }
+            }
             if let Some(log) = self.ctx.log.as_mut() {
                 log.reopen();
             }

@@ -3,7 +3,8 @@
 //! Each test starts its own larder on port 0 (see `support::Proxy`) and, where it needs
 //! one, its own scripted origin, so tests run in parallel without sharing ports or files.
 //! The modules follow larder's contract: forwarding, bad input, CONNECT, access control,
-//! upstream errors, timeouts, the connection limit, the access log, start-up, real
+//! upstream errors, connecting to names with several addresses (`eyeballs`), timeouts,
+//! the connection limit, the access log, start-up, real
 //! clients (curl, wget, apt-get against a local repository), and the
 //! cache file with its tool (`cache`; its one ignored test is the crash test's child
 //! process, run only by that test), and caching through the proxy (`caching`).
@@ -17,6 +18,7 @@ mod cli;
 mod clients;
 mod connect;
 mod errors;
+mod eyeballs;
 mod forward;
 mod framing;
 mod limits;

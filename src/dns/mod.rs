@@ -6,6 +6,11 @@
 //! every `(waiter, answer)` pair to deliver. Everything else — the cache, sharing one
 //! query between waiters, the in-flight cap — lives on the loop thread, so the helper
 //! threads hold no state but the request they work on.
+//!
+//! Names in `--hosts` ([`hosts::Hosts`]) are answered from that table before any of
+//! this, as IP literals are.
+
+pub mod hosts;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -16,6 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::Waker;
+
+use hosts::Hosts;
 
 /// Most cached hosts (answers and failures together).
 const CACHE_CAP: usize = 4096;
@@ -80,6 +87,8 @@ pub struct Resolver {
     /// Hosts being looked up and who waits for each; at most one query per host.
     in_flight: HashMap<String, Vec<Waiter>>,
     cache: HashMap<String, Cached>,
+    /// `--hosts`: names answered without a query.
+    hosts: Hosts,
     ttl: Duration,
     negative_ttl: Duration,
 }
@@ -130,20 +139,29 @@ impl Resolver {
             answers,
             in_flight: HashMap::new(),
             cache: HashMap::new(),
+            hosts: Hosts::default(),
             ttl,
             negative_ttl,
         })
     }
 
+    /// Answers the names of `hosts` from it from now on, in place of any table before.
+    pub fn set_hosts(&mut self, hosts: Hosts) {
+        self.hosts = hosts;
+    }
+
     /// Looks up `host` (already lowercase; an IPv6 literal without brackets) for `waiter`.
     ///
-    /// IP literals and cached, unexpired answers are `Ready` at once. Otherwise the
+    /// IP literals, names in `--hosts`, and cached, unexpired answers are `Ready` at once. Otherwise the
     /// waiter is queued behind the query for `host` already in flight, or a new query
     /// is sent, and the answer comes out of a later [`Resolver::drain`]. `Ready(Err)`
     /// also when too many hosts are in flight or the helper threads are gone.
     pub fn lookup(&mut self, host: &str, waiter: Waiter, now: Instant) -> Lookup {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Lookup::Ready(Ok(Arc::from([ip])));
+        }
+        if let Some(ips) = self.hosts.get(host) {
+            return Lookup::Ready(Ok(Arc::clone(ips)));
         }
         if let Some(cached) = self.cache.get(host) {
             if cached.is_fresh(now, self.ttl, self.negative_ttl) {
@@ -444,6 +462,23 @@ mod tests {
         assert!(r.cache.is_empty());
         assert!(r.drain(now).is_empty());
         assert_eq!(queries.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn names_in_the_hosts_table_skip_threads_and_cache() {
+        let (_poll, waker) = poll_and_waker();
+        let (mut r, queries) = counting(waker, ten());
+        r.set_hosts(Hosts::parse("::1 dual.test\n127.0.0.1 dual.test\n").unwrap());
+        let now = Instant::now();
+        let both: Answer = Ok(Arc::from([
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ]));
+        assert_eq!(r.lookup("dual.test", w(1), now), Lookup::Ready(both));
+        assert_eq!(r.in_flight(), 0);
+        assert_eq!(queries.load(Ordering::SeqCst), 0);
+        // Other names still go to the resolver.
+        assert_eq!(r.lookup("a.example", w(2), now), Lookup::Pending);
     }
 
     #[test]
