@@ -4,10 +4,10 @@
 //! one, its own scripted origin, so tests run in parallel without sharing ports or files.
 //! The modules follow larder's contract: forwarding, bad input, CONNECT, access control,
 //! upstream errors, connecting to names with several addresses (`eyeballs`), timeouts,
-//! the connection limit, the access log, start-up, real
-//! clients (curl, wget, apt-get against a local repository), and the
-//! cache file with its tool (`cache`; its one ignored test is the crash test's child
-//! process, run only by that test), and caching through the proxy (`caching`).
+//! the connection limit, the access log, start-up, real clients (curl, wget, apt-get
+//! against a local repository), and the cache file with its tool (`cache`; its one
+//! ignored test is the crash test's child process, run only by that test), and caching
+//! through the proxy (`caching`).
 
 mod support;
 
