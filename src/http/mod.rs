@@ -18,6 +18,7 @@ pub mod freshness;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;
 pub mod page;
+pub mod proxy_header;
 pub mod range;
 pub mod request;
 pub mod response;
