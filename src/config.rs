@@ -57,6 +57,18 @@ pub struct Cli {
     #[arg(long, env = "LARDER_DRAIN_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub drain_timeout: Duration,
 
+    /// Load balancers (repeatable) whose connections start with a PROXY protocol header
+    /// (v1 or v2, as HAProxy's `send-proxy`/`send-proxy-v2` write it) naming the real
+    /// client, which --allow, --deny, --admin and the access log then see. A connection
+    /// from them without one is refused; a header from anyone else is a bad request.
+    #[arg(
+        long,
+        env = "LARDER_PROXY_PROTOCOL",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub proxy_protocol: Vec<Cidr>,
+
     /// Clients refused even if allowed (repeatable).
     #[arg(long, env = "LARDER_DENY", value_name = "CIDR", value_delimiter = ',')]
     pub deny: Vec<Cidr>,
@@ -440,6 +452,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Clients refused even if allowed.
     pub deny: Vec<Cidr>,
+    /// `--proxy-protocol`: balancers whose connections start with a PROXY header.
+    pub proxy_protocol: Vec<Cidr>,
     /// Blocked domains, each with its subdomains.
     pub block: Vec<String>,
     /// Files of blocked domains, re-read when they change.
@@ -529,6 +543,7 @@ impl From<Cli> for Config {
             pac_direct: c.pac_direct,
             drain_timeout: c.drain_timeout,
             deny: c.deny,
+            proxy_protocol: c.proxy_protocol,
             block: c.block,
             block_list: c.block_list,
             block_ip: c.block_ip,

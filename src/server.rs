@@ -32,7 +32,7 @@ use slab::Slab;
 
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
-use crate::acl::ClientAcl;
+use crate::acl::Clients;
 use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
@@ -83,9 +83,6 @@ pub struct Server {
     ups: Slab<Upstream>,
     ctx: Ctx,
     cache_note: String,
-    acl: ClientAcl,
-    /// Who may see the status page and metrics and send PURGE.
-    admins: ClientAcl,
     max_conns: usize,
     next_id: u64,
     /// Accepted sockets arrive with TCP_NODELAY set (inherited from the listener):
@@ -110,8 +107,12 @@ impl Server {
             cfg.block_ip.clone(),
         )
         .map_err(Error::Config)?;
-        let acl = ClientAcl::new(cfg.allow.clone(), cfg.deny.clone());
-        let admins = ClientAcl::new(cfg.admin.clone(), Vec::new());
+        let clients = Clients::new(
+            cfg.allow.clone(),
+            cfg.deny.clone(),
+            cfg.admin.clone(),
+            cfg.proxy_protocol.clone(),
+        );
         let log = match &cfg.access_log {
             Some(p) => Some(AccessLog::open(p).map_err(|e| Error::File(p.clone(), e))?),
             None => None,
@@ -193,6 +194,7 @@ impl Server {
                 resolver,
                 pool: Pool::default(),
                 registry,
+                clients,
                 blocklist,
                 log,
                 locals,
@@ -206,8 +208,6 @@ impl Server {
                 cache,
             },
             cache_note,
-            acl,
-            admins,
             max_conns,
             next_id: 1,
             nodelay_inherited,
@@ -625,9 +625,7 @@ impl Server {
                     }
                     let mut conn = Conn::new(self.next_id, sock, peer);
                     self.next_id += 1;
-                    conn.denied = self.acl.check(peer.ip()).err().map(Into::into);
-                    conn.admin = self.admins.check(peer.ip()).is_ok();
-                    conn.deadline = Some(self.ctx.now + self.ctx.cfg.timeouts.head);
+                    conn::accepted(&mut conn, &self.ctx);
                     entry.insert(Box::new(conn));
                     let open = self.conns.len();
                     self.ctx.gauges.conns_open = open as u64;

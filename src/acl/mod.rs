@@ -1,5 +1,5 @@
-//! Access control: which clients may use the proxy ([`ClientAcl`]) and which
-//! destinations they may not reach ([`blocklist::Blocklist`]).
+//! Access control: which clients may use the proxy ([`ClientAcl`], [`Clients`]) and
+//! which destinations they may not reach ([`blocklist::Blocklist`]).
 
 pub mod blocklist;
 pub mod cidr;
@@ -46,6 +46,57 @@ impl ClientAcl {
             Ok(())
         } else {
             Err(format!("client {ip} is not in the allow list"))
+        }
+    }
+}
+
+/// Every rule about who a client is and what it may do: `--allow`/`--deny`, `--admin`,
+/// and `--proxy-protocol` (the balancers whose connections say who the client is).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    acl: ClientAcl,
+    admins: ClientAcl,
+    balancers: Vec<Cidr>,
+}
+
+/// What the rules say of one client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// Why it may not use the proxy (its first request is answered 403); `None`: it may.
+    pub denied: Option<Box<str>>,
+    /// It may see the status page and `/metrics` and send PURGE.
+    pub admin: bool,
+}
+
+impl Clients {
+    /// The rules of `--allow`, `--deny`, `--admin` and `--proxy-protocol`.
+    pub fn new(
+        allow: Vec<Cidr>,
+        deny: Vec<Cidr>,
+        admin: Vec<Cidr>,
+        balancers: Vec<Cidr>,
+    ) -> Clients {
+        Clients {
+            acl: ClientAcl::new(allow, deny),
+            admins: ClientAcl::new(admin, Vec::new()),
+            balancers,
+        }
+    }
+
+    /// A connection from `ip` starts with a PROXY protocol header naming the client.
+    pub fn sends_proxy_header(&self, ip: IpAddr) -> bool {
+        if self.balancers.is_empty() {
+            return false;
+        }
+        let ip = ip.to_canonical();
+        self.balancers.iter().any(|c| c.contains(ip))
+    }
+
+    /// What the rules say of the client `ip`.
+    pub fn judge(&self, ip: IpAddr) -> Judgement {
+        Judgement {
+            denied: self.acl.check(ip).err().map(Into::into),
+            admin: self.admins.check(ip).is_ok(),
         }
     }
 }
@@ -114,5 +165,24 @@ mod tests {
             .unwrap_err()
             .contains("allow list"));
         assert_eq!(acl.check(ip("127.0.0.1")), Ok(()));
+    }
+
+    #[test]
+    fn balancers_are_named_by_proxy_protocol_and_judged_like_anyone() {
+        let c = Clients::new(
+            cidrs(&["10.0.0.0/8"]),
+            vec![],
+            vec![],
+            cidrs(&["127.0.0.1/32"]),
+        );
+        assert!(c.sends_proxy_header(ip("127.0.0.1")));
+        assert!(c.sends_proxy_header(ip("::ffff:127.0.0.1")));
+        assert!(!c.sends_proxy_header(ip("127.0.0.2")));
+        assert_eq!(c.judge(ip("10.1.2.3")).denied, None);
+        assert!(c.judge(ip("127.0.0.1")).denied.is_some());
+        assert!(c.judge(ip("127.0.0.1")).admin);
+        assert!(!c.judge(ip("10.1.2.3")).admin);
+        let none = Clients::new(vec![], vec![], vec![], vec![]);
+        assert!(!none.sends_proxy_header(ip("127.0.0.1")));
     }
 }

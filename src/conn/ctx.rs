@@ -14,6 +14,7 @@ use super::upstream::Pool;
 use super::{Exchange, Relay};
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
+use crate::acl::Clients;
 use crate::buf::{BufPool, HeadPool};
 use crate::config::Config;
 use crate::dns::Resolver;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub pool: Pool,
     /// The poll registry, for registering new sockets.
     pub registry: Registry,
+    /// Who may use larder and its pages, and which peers are balancers.
+    pub clients: Clients,
     /// The blocked domains and destination networks (`--block`, `--block-list`,
     /// `--block-ip`).
     pub blocklist: Blocklist,

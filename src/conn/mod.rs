@@ -118,6 +118,28 @@ pub struct Conn<S = TcpStream> {
     pub served: u32,
 }
 
+/// A connection just accepted: its first head is due within `--timeout-head`, and the
+/// access rules judge its peer now — or, for a `--proxy-protocol` balancer, once its
+/// PROXY header has said who the client is (see `request::head_step`).
+pub fn accepted<S>(conn: &mut Conn<S>, ctx: &Ctx) {
+    conn.deadline = Some(ctx.now + ctx.cfg.timeouts.head);
+    if ctx.clients.sends_proxy_header(conn.peer.ip()) {
+        conn.state = State::Head(HeadScan {
+            proxy_header: true,
+            ..HeadScan::default()
+        });
+    } else {
+        judge(conn, ctx);
+    }
+}
+
+/// Applies the access rules to the connection's client, `conn.peer`.
+pub(crate) fn judge<S>(conn: &mut Conn<S>, ctx: &Ctx) {
+    let j = ctx.clients.judge(conn.peer.ip());
+    conn.denied = j.denied;
+    conn.admin = j.admin;
+}
+
 impl<S: Socket> Conn<S> {
     /// A connection just accepted from `peer`, about to read its first head, with no
     /// deadline yet. `id` must be unique for the process's life.

@@ -19,6 +19,7 @@ use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
 use crate::http::page::{error_response, Problem, ASK_ADMIN};
+use crate::http::proxy_header;
 use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, HttpError, Method};
@@ -60,10 +61,31 @@ fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
         };
     }
     let len = conn.inbuf.len();
+    if scan.proxy_header {
+        // A balancer's connection: its PROXY header first, which says who the client is.
+        match proxy_header::parse(conn.inbuf.data()) {
+            Ok(Some(header)) => {
+                conn.inbuf.consume(header.len);
+                if let Some(client) = header.source {
+                    conn.peer = client;
+                }
+                scan.proxy_header = false;
+                super::judge(conn, cx.ctx);
+                return Once::Moved;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                debug!("conn {}: {e}", conn.id);
+                let message = format!("This proxy takes connections from your address only with a PROXY protocol header ({e}).");
+                let p = Problem::new(400, "bad-proxy-header", &message);
+                return Once::Next(answer(cx, p, true, None, ResultCode::None));
+            }
+        }
+    }
     // A head is parsed only once its end may be there (or a limit is reached), so a
     // client that trickles a head byte by byte costs a scan of the new bytes, not a
     // parse of the whole head each time.
-    if len > 0
+    else if len > 0
         && (head_may_be_complete(conn.inbuf.data(), scan)
             || len >= limits.request_line
             || len >= limits.head)

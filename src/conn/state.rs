@@ -120,6 +120,9 @@ pub struct HeadScan {
     /// The request line of the head being read has ended, and the head was parsed
     /// once then (a line without a version is refused at once, not at a timeout).
     pub line_ended: bool,
+    /// The connection is from a `--proxy-protocol` balancer and its PROXY header has
+    /// not been read yet: nothing else is parsed before it.
+    pub proxy_header: bool,
 }
 
 /// `Connecting`: where the target's host resolved to, and the connections racing to

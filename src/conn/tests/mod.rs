@@ -1,12 +1,14 @@
 //! The connection core driven without sockets: an in-memory socket (`mem`), a harness
 //! that plays the server's part with a clock the test moves (`pair`), the tests that
-//! need time to pass (`timeouts`), how an exchange ends early (`endings`), and
-//! connecting over several addresses (`connect`).
+//! need time to pass (`timeouts`), how an exchange ends early (`endings`),
+//! connecting over several addresses (`connect`), and connections from a PROXY
+//! protocol balancer (`proxy_header`).
 
 mod connect;
 mod endings;
 mod mem;
 mod pair;
+mod proxy_header;
 mod timeouts;
 
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use slab::Slab;
 
 use super::mem::{MemSocket, Network};
 use crate::acl::blocklist::Blocklist;
+use crate::acl::Clients;
 use crate::buf::{BufPool, HeadPool};
 use crate::cache::TempDir;
 use crate::cache::{unix_now, Options, Store};
@@ -98,6 +99,12 @@ impl Pair {
         let cache = Cache::configured(store, &cfg.cache, via.clone());
         let unix = unix_now();
         let locals = cfg.listen.clone();
+        let clients = Clients::new(
+            cfg.allow.clone(),
+            cfg.deny.clone(),
+            cfg.admin.clone(),
+            cfg.proxy_protocol.clone(),
+        );
         let ctx = Ctx {
             cfg,
             limits: Limits::default(),
@@ -109,6 +116,7 @@ impl Pair {
             resolver,
             pool: Pool::default(),
             registry,
+            clients,
             blocklist: Blocklist::new(Vec::new(), Vec::new(), Vec::new()).expect("blocklist"),
             log: None,
             locals,
@@ -128,12 +136,17 @@ impl Pair {
         }
     }
 
-    /// A new client connection, accepted as the server accepts one.
+    /// A new client connection from 127.0.0.1, accepted as the server accepts one.
     pub(crate) fn client(&mut self) -> Client {
+        self.client_from("127.0.0.1:40000")
+    }
+
+    /// A new client connection from `peer`, accepted as the server accepts one.
+    pub(crate) fn client_from(&mut self, peer: &str) -> Client {
         let (ours, theirs) = MemSocket::pair();
-        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+        let peer: SocketAddr = peer.parse().expect("address");
         let mut conn = Conn::new(self.next_id, ours, peer);
-        conn.deadline = Some(self.ctx.now + self.ctx.cfg.timeouts.head);
+        conn::accepted(&mut conn, &self.ctx);
         let id = self.next_id;
         self.next_id += 1;
         let key = self.conns.insert(Box::new(conn));
