@@ -112,6 +112,10 @@ pub struct Conn<S = TcpStream> {
     pub denied: Option<Box<str>>,
     /// The client is in `--admin`: it may see the status page and metrics and PURGE.
     pub admin: bool,
+    /// A `--proxy-protocol` balancer speaking for itself (a `LOCAL` or `UNKNOWN` PROXY
+    /// header): its health checks get `/health` even if its own address is not
+    /// `--allow`ed, since the clients it forwards are.
+    pub balancer_check: bool,
     /// Is it in this turn's ready list.
     pub queued: bool,
     /// Requests answered so far (the first head has its own timeout).
@@ -156,6 +160,7 @@ impl<S: Socket> Conn<S> {
             deadline: None,
             denied: None,
             admin: false,
+            balancer_check: false,
             queued: false,
             served: 0,
         }

@@ -66,8 +66,9 @@ fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
         match proxy_header::parse(conn.inbuf.data()) {
             Ok(Some(header)) => {
                 conn.inbuf.consume(header.len);
-                if let Some(client) = header.source {
-                    conn.peer = client;
+                match header.source {
+                    Some(client) => conn.peer = client,
+                    None => conn.balancer_check = true,
                 }
                 scan.proxy_header = false;
                 super::judge(conn, cx.ctx);
@@ -194,7 +195,7 @@ fn head_may_be_complete(data: &[u8], scan: &mut HeadScan) -> bool {
 fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
-    if cx.conn.denied.is_some() {
+    if cx.conn.denied.is_some() && !(cx.conn.balancer_check && is_health_check(&req)) {
         let message = denied_message(cx.conn);
         let p = Problem::new(403, "denied", &message);
         return refuse(cx, &req, p, true, ResultCode::Denied);
@@ -543,6 +544,13 @@ pub fn abort<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, up: Option<usize>)
     log_exchange(cx, &ex, result);
     recycle(cx.ctx, ex);
     State::Closed
+}
+
+/// A balancer's health check: `GET /health` (or HEAD) in origin form.
+fn is_health_check(req: &Request) -> bool {
+    req.target.is_origin_form()
+        && matches!(req.method, Method::Get | Method::Head)
+        && req.target.path_and_query().split('?').next() == Some("/health")
 }
 
 /// Answers a request that was refused at its head (the exchange never started).

@@ -94,3 +94,31 @@ fn a_local_header_leaves_the_balancer_as_the_client() {
     assert!(got.starts_with("HTTP/1.1 403 "), "{got}");
     assert!(got.contains("127.0.0.1"), "{got}");
 }
+
+#[test]
+fn a_balancer_speaking_for_itself_gets_its_health_check_and_nothing_more() {
+    // 127.0.0.1 is not in --allow, but the balancer's own checks must see /health, or it
+    // would mark every node down.
+    let mut pair = Pair::new(&BALANCED);
+    for local in [
+        &b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00"[..],
+        b"PROXY UNKNOWN\r\n",
+    ] {
+        let mut check = pair.client();
+        check.send(local);
+        check.send(b"GET /health HTTP/1.1\r\nHost: node\r\n\r\n");
+        pair.run();
+        let got = text(check.received());
+        assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+        check.send(b"GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n");
+        pair.run();
+        let got = text(check.received());
+        assert!(got.contains("HTTP/1.1 403 "), "{got}");
+    }
+    // A client the header names gets no such pass.
+    let mut named = pair.client();
+    named.send(b"PROXY TCP4 192.168.9.9 127.0.0.1 50001 3128\r\n");
+    named.send(b"GET /health HTTP/1.1\r\nHost: node\r\n\r\n");
+    pair.run();
+    assert!(text(named.received()).starts_with("HTTP/1.1 403 "));
+}
