@@ -57,6 +57,13 @@ pub struct Cli {
     #[arg(long, env = "LARDER_DRAIN_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub drain_timeout: Duration,
 
+    /// Seconds a stopping larder first goes on accepting and serving while `/health`
+    /// answers 503, so that a load balancer's health checks take it out of rotation
+    /// before it stops accepting; then it drains (--drain-timeout). 0: drain at once.
+    /// A second signal skips what is left of it.
+    #[arg(long, env = "LARDER_DRAIN_NOTICE", value_name = "SECS", default_value = "0", value_parser = parse_secs_or_zero)]
+    pub drain_notice: Duration,
+
     /// Load balancers (repeatable) whose connections start with a PROXY protocol header
     /// (v1 or v2, as HAProxy's `send-proxy`/`send-proxy-v2` write it) naming the real
     /// client, which --allow, --deny, --admin and the access log then see. A connection
@@ -259,6 +266,14 @@ fn parse_whole_secs(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Seconds as a decimal number from 0 (off) to a day.
+fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim().parse::<f64>().is_ok_and(|v| v == 0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_secs(s).map_err(|_| format!("'{s}' must be from 0 to 86400 seconds"))
+}
+
 /// Seconds as a decimal number (`15`, `0.5`), at most a day.
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = s
@@ -450,6 +465,8 @@ pub struct Config {
     pub pac_direct: Vec<crate::pages::pac::PacDirect>,
     /// How long a stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// `--drain-notice`: how long a stop first says 503 on `/health` while serving on.
+    pub drain_notice: Duration,
     /// Clients refused even if allowed.
     pub deny: Vec<Cidr>,
     /// `--proxy-protocol`: balancers whose connections start with a PROXY header.
@@ -542,6 +559,7 @@ impl From<Cli> for Config {
             admin: c.admin,
             pac_direct: c.pac_direct,
             drain_timeout: c.drain_timeout,
+            drain_notice: c.drain_notice,
             deny: c.deny,
             proxy_protocol: c.proxy_protocol,
             block: c.block,

@@ -10,7 +10,9 @@
 //! accept while under the connection limit.
 //!
 //! # Stopping
-//! The first SIGTERM or SIGINT starts a drain: the listeners are closed (new
+//! The first SIGTERM or SIGINT starts a drain (after `--drain-notice`, if given:
+//! until then `/health` answers 503 while everything else goes on, so a load
+//! balancer takes larder out of rotation before connections are refused): the listeners are closed (new
 //! connections are refused by the kernel), idle keep-alive connections are closed,
 //! and every request in flight may finish, its connection closing after it, for up
 //! to `--drain-timeout`. Then, or as soon as no connection is left, or at a second
@@ -79,6 +81,8 @@ pub struct Server {
     signal_pipe: Option<sys::SignalPipe>,
     /// While stopping: when the drain gives up on what is still open.
     drain_until: Option<Instant>,
+    /// While stopping with `--drain-notice`: when the drain starts.
+    notice_until: Option<Instant>,
     conns: Slab<Box<Conn>>,
     ups: Slab<Upstream>,
     ctx: Ctx,
@@ -181,6 +185,7 @@ impl Server {
             listeners,
             signal_pipe,
             drain_until: None,
+            notice_until: None,
             conns: Slab::new(),
             ups: Slab::new(),
             ctx: Ctx {
@@ -205,6 +210,7 @@ impl Server {
                     ..Gauges::default()
                 },
                 draining: false,
+                stopping: false,
                 cache,
             },
             cache_note,
@@ -237,6 +243,12 @@ impl Server {
     pub fn run(&mut self) -> Result<(), Error> {
         loop {
             self.turn()?;
+            if self
+                .notice_until
+                .is_some_and(|t| self.ctx.now >= t && self.drain_until.is_none())
+            {
+                self.start_drain();
+            }
             if let Some(until) = self.drain_until {
                 if self.conns.is_empty() {
                     info!("stopped: every request finished");
@@ -281,7 +293,19 @@ impl Server {
             info!("access log re-opened on SIGUSR1");
         }
         if signals.stops > 0 && self.drain_until.is_none() {
-            self.start_drain();
+            let notice = self.ctx.cfg.drain_notice;
+            if self.notice_until.is_none() && !notice.is_zero() {
+                self.notice_until = Some(self.ctx.now + notice);
+                self.ctx.stopping = true;
+                warn!(
+                    "stopping: /health says 503 for {} s, then larder stops accepting",
+                    notice.as_secs_f64()
+                );
+                // The poll wakes when the notice ends even if nothing else happens.
+                self.next_tick = self.next_tick.min(self.ctx.now + notice);
+            } else {
+                self.start_drain();
+            }
         }
     }
 
@@ -290,6 +314,7 @@ impl Server {
         let timeout = self.ctx.cfg.drain_timeout;
         self.drain_until = Some(self.ctx.now + timeout);
         self.ctx.draining = true;
+        self.ctx.stopping = true;
         // Closing the listeners makes the kernel refuse new connections at once,
         // instead of queueing them for a process that will not accept them.
         self.listeners.clear();
@@ -536,6 +561,10 @@ impl Server {
         }
         let busy = !self.conns.is_empty() || !self.ups.is_empty();
         self.next_tick = now + if busy { TICK_BUSY } else { TICK_IDLE };
+        if let Some(t) = self.notice_until.filter(|_| self.drain_until.is_none()) {
+            // The drain starts when the notice ends, not up to a tick later.
+            self.next_tick = self.next_tick.min(t.max(now));
+        }
     }
 
     /// A connection's deadline passed: the connection decides what that means

@@ -183,6 +183,36 @@ fn the_drain_timeout_bounds_a_stop() {
     client.expect_closed();
 }
 
+/// `--drain-notice`: a stopping larder first says 503 on `/health` while it still
+/// accepts and serves, so a balancer's health checks move traffic away before
+/// connections are refused; then it drains and exits as without it.
+#[test]
+fn the_drain_notice_says_503_on_health_while_serving_on() {
+    let origin = Origin::start(|_| Reply::Send(ok(b"served")));
+    let mut proxy = Proxy::start(&["--drain-notice", "1.5", "--drain-timeout", "5"]);
+    let health_url = format!("http://{}/health", proxy.addr());
+    assert_eq!(proxy.get(&health_url).status, 200);
+    let stopped = Instant::now();
+    proxy.signal("TERM");
+    wait_for_stderr(&proxy, "stopping: /health says 503");
+    let health = proxy.get(&health_url);
+    assert_eq!(
+        (health.status, health.text()),
+        (503, "stopping\n".to_owned())
+    );
+    // New connections are still accepted and served meanwhile.
+    let response = proxy.get(&origin.url("/during"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"served");
+    assert!(
+        stopped.elapsed() < Duration::from_millis(1500),
+        "too slow to tell"
+    );
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+}
+
 /// A second SIGTERM (or Ctrl-C twice) stops at once, whatever is in flight.
 #[test]
 fn a_second_stop_signal_ends_the_drain_at_once() {

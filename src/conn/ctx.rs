@@ -71,6 +71,9 @@ pub struct Ctx {
     pub gauges: Gauges,
     /// Stopping: requests finish and their connections close; nothing new is accepted.
     pub draining: bool,
+    /// A stop was asked for: `/health` answers 503 (during `--drain-notice`, before
+    /// `draining`, larder still accepts and serves as usual).
+    pub stopping: bool,
     /// The cache, its file open and locked for larder's lifetime.
     pub cache: Cache,
 }

@@ -207,7 +207,7 @@ fn with_snapshot<S: Socket>(
         upstreams_idle: idle,
         upstreams_busy: busy,
         listen: &ctx.locals,
-        draining: ctx.draining,
+        draining: ctx.draining || ctx.stopping,
         cache: Some(cache_figures(&ctx.cache, oldest)),
     };
     render(&snapshot)

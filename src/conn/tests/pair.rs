@@ -124,6 +124,7 @@ impl Pair {
             stats: Stats::new(unix),
             gauges: Gauges::default(),
             draining: false,
+            stopping: false,
             cache,
         };
         Pair {
