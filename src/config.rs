@@ -1032,7 +1032,8 @@ mod tests {
         assert_eq!(limit_of(&["larder", "--range-whole-below", "0"]), Ok(0));
         assert_eq!(limit_of(&["larder", "--range-whole-below=512"]), Ok(512));
         for bad in ["-1", "x", "4Q"] {
-            let err = limit_of(&["larder", "--range-whole-below", bad]).unwrap_err();
+            let flag = format!("--range-whole-below={bad}");
+            let err = limit_of(&["larder", &flag]).unwrap_err();
             assert!(err.contains("invalid size"), "{bad}: {err}");
         }
     }

@@ -7,6 +7,10 @@
 //! reader on one side stops larder reading from the other (back-pressure) and at
 //! most one buffer per direction is held.
 //!
+//! When the whole object is fetched for a client's Range, the client gets only its
+//! part of the body (`Relay::part`): every byte is validated and stored as usual, and
+//! those outside the part are dropped instead of written.
+//!
 //! Each half returns what it found, and when the exchange cannot go on in this state
 //! it says how it ends ([`End`]); [`step`] carries that out with the exchange and
 //! the relay in hand.

@@ -337,6 +337,36 @@ pub struct Exchange {
 
 #[cfg(test)]
 mod tests {
+    use super::Part;
+
+    /// However the body arrives in pieces, the bytes sent are exactly the part's.
+    #[test]
+    fn a_part_sends_exactly_its_bytes_whatever_the_pieces() {
+        let len = 100u64;
+        for (start, end) in [(0, 100), (0, 1), (37, 38), (10, 90), (99, 100), (0, 0)] {
+            for piece in [1usize, 3, 7, 64, 1000] {
+                let mut part = Part::new(start..end);
+                let (mut at, mut sent) = (0u64, Vec::new());
+                while at < len {
+                    let mut pending = piece.min((len - at) as usize);
+                    // As the relay does: drop what lies outside, send up to `left`.
+                    let dropped = part.drop_outside(pending);
+                    at += dropped as u64;
+                    pending -= dropped;
+                    let send = pending.min(part.left as usize);
+                    sent.extend(at..at + send as u64);
+                    part.left -= send as u64;
+                    at += send as u64;
+                }
+                assert_eq!(
+                    sent,
+                    (start..end).collect::<Vec<_>>(),
+                    "{start}..{end} by {piece}"
+                );
+            }
+        }
+    }
+
     /// A state leaves its connection and comes back on every step, and changes about
     /// twice a request: it stays small (the large phases are boxed) so that costs a few
     /// word copies.

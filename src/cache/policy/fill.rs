@@ -1,7 +1,8 @@
 //! Storing: at the response head, [`response_head`] refreshes a revalidated entry
-//! (a 304), invalidates after an unsafe method, or begins a fill; [`Sink`] writes
-//! the relayed body into it; [`body_complete`] commits it, [`body_failed`] and
-//! [`release`] drop it.
+//! (a 304), invalidates after an unsafe method, or begins a fill, and says whether the
+//! client gets the response or its part of it (a whole object fetched for a Range);
+//! [`Sink`] writes the relayed body into the fill; [`body_complete`] commits it,
+//! [`body_failed`] and [`release`] drop it.
 
 use std::ops::Range;
 

@@ -16,6 +16,9 @@
 //!                             │                    ├─ 304 ──► refresh ──► Serve
 //!                             │                    └─ other ──► relay (+ store)
 //!                             └─ miss ──► Forward ──► relay (+ store if admitted)
+//!                                  └─ one Range from below --range-whole-below, admitted:
+//!                                     Forward without Range ──► 200 of known length:
+//!                                     relay the client's part as a 206, store all of it
 //! ```
 //! Looking up is in `lookup.rs` ([`consult`]); storing in `fill.rs`: at the response
 //! head, [`response_head`] decides and begins a fill; every body byte relayed is also
