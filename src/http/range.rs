@@ -129,9 +129,11 @@ pub fn push_partial_head(
 ) -> Option<u16> {
     let (status, line, body): (u16, &[u8], u64) = match *answer {
         RangeAnswer::Full => return None,
-        RangeAnswer::Partial { start, end } => {
-            (206, b"HTTP/1.1 206 Partial Content\r\n", end - start)
-        }
+        RangeAnswer::Partial { start, end } => (
+            206,
+            b"HTTP/1.1 206 Partial Content\r\n",
+            end.saturating_sub(start),
+        ),
         RangeAnswer::Unsatisfiable => (416, b"HTTP/1.1 416 Range Not Satisfiable\r\n", 0),
     };
     out.extend_from_slice(line);
