@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::caching::{head, response};
+use crate::caching::{after_gate, head, response};
 use crate::support::{
     pattern, request, wait_for_log_lines, wait_until, Client, Gate, Origin, Proxy, Reply, Request,
     Response, TempFile,
@@ -487,4 +487,51 @@ fn a_revalidation_for_a_range_that_brings_a_new_body_answers_the_range_from_it()
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].header("range"), None);
     assert_eq!(seen[1].header("if-none-match"), Some("\"old\""));
+}
+
+/// Plain GETs that come while a Range request's whole fetch is under way share it
+/// (they read the body as it is stored), and so does a second Range request (it gets
+/// its part of the stored object): the origin sees one request.
+#[test]
+fn requests_that_come_during_a_whole_fetch_share_it() {
+    let body = pattern(20_000);
+    let gate = Gate::new();
+    let reply = response("200 OK", &FIELDS, &body);
+    let held = Arc::clone(&gate);
+    let origin = Origin::start(move |_| after_gate(&held, reply.clone()));
+    let proxy = Proxy::start(&["--admit-after", "0"]);
+    let url = origin.url("/shared");
+    let mut first = proxy.client();
+    first.send(request("GET", &url, &[("Range", "bytes=5000-")]).as_bytes());
+    assert!(
+        wait_until(|| origin.requests() == 1),
+        "the fetch did not start"
+    );
+    let later: Vec<(Client, &str)> = ["", "bytes=100-199", ""]
+        .into_iter()
+        .map(|range| {
+            let mut client = proxy.client();
+            let fields: &[(&str, &str)] = if range.is_empty() {
+                &[]
+            } else {
+                &[("Range", range)]
+            };
+            client.send(request("GET", &url, fields).as_bytes());
+            client.wait_until_read();
+            (client, range)
+        })
+        .collect();
+    gate.open();
+    assert_part(&first.read_response(), &body, 5000, 20_000);
+    for (mut client, range) in later {
+        let answer = client.read_response();
+        if range.is_empty() {
+            assert_eq!(answer.status, 200);
+            assert!(answer.body == body, "a plain GET got a wrong body");
+        } else {
+            assert_part(&answer, &body, 100, 200);
+        }
+    }
+    assert_eq!(origin.requests(), 1);
+    assert_eq!(ranges_seen(&origin), [None]);
 }
