@@ -268,7 +268,9 @@ pub fn consult(
             if whole || (admit && ask.req_conditional) {
                 // A client's If-Modified-Since on a miss would bring a 304, which
                 // cannot be stored: ask for the whole response (a 200 is a valid
-                // answer to a conditional request).
+                // answer to a conditional request). A whole fetch for a Range goes
+                // without Range and If-Range as well; the client's part is cut from
+                // the 200 at its head (`OnResponse::Part`).
                 let mut up = Vec::with_capacity(ask.upstream_head.len());
                 upstream_request(ask.upstream_head, None, whole, &mut up);
                 c.client_head = Some(std::mem::replace(ask.upstream_head, up));
