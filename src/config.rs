@@ -216,6 +216,14 @@ pub struct Cli {
     #[arg(long, env = "LARDER_SERVE_STALE", value_name = "SECS", default_value = "0", value_parser = parse_stale_secs)]
     pub serve_stale: u64,
 
+    /// A Range request that misses, asking for bytes from an offset below SIZE (e.g.
+    /// 64M; default 64M; 0: never), is sent to the origin without its Range, so the
+    /// whole object is fetched and stored and the client gets its part of it as it
+    /// arrives (Squid's range_offset_limit). An offset at or past SIZE, a suffix
+    /// (bytes=-N) or several ranges go to the origin as asked, and are not stored.
+    #[arg(long, env = "LARDER_RANGE_WHOLE_BELOW", value_name = "SIZE", default_value = "64M", value_parser = crate::cache::size::parse_or_zero)]
+    pub range_whole_below: u64,
+
     /// Answer from the cache only, fresh or stale (but never a response marked
     /// must-revalidate, proxy-revalidate or no-cache); everything else is 504, and
     /// nothing is fetched.
@@ -513,6 +521,9 @@ pub struct CacheSettings {
     pub serve_stale: u64,
     /// `--offline`: answer from the cache only.
     pub offline: bool,
+    /// `--range-whole-below`: a Range miss starting below this offset fetches the
+    /// whole object to store it (0: never).
+    pub range_whole_below: u64,
 }
 
 /// Every deadline larder enforces.
@@ -586,6 +597,7 @@ impl From<Cli> for Config {
                 sync_every: c.cache_sync,
                 serve_stale: c.serve_stale,
                 offline: c.offline,
+                range_whole_below: c.range_whole_below,
             },
         }
     }
@@ -1045,6 +1057,27 @@ mod tests {
         for bad in ["0", "1.5", "x"] {
             let err = sync_of(&["larder", "--cache-sync", bad]).unwrap_err();
             assert!(err.contains("whole number of seconds"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn range_whole_below_is_a_size_defaulting_to_64m_and_0_turns_it_off() {
+        let limit_of = |args: &[&str]| -> Result<u64, String> {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+            let c: Config = cli.into();
+            Ok(c.cache.range_whole_below)
+        };
+        assert_eq!(limit_of(&["larder"]), Ok(64 << 20));
+        assert_eq!(
+            limit_of(&["larder", "--range-whole-below", "1G"]),
+            Ok(1 << 30)
+        );
+        assert_eq!(limit_of(&["larder", "--range-whole-below", "0"]), Ok(0));
+        assert_eq!(limit_of(&["larder", "--range-whole-below=512"]), Ok(512));
+        for bad in ["-1", "x", "4Q"] {
+            let flag = format!("--range-whole-below={bad}");
+            let err = limit_of(&["larder", &flag]).unwrap_err();
+            assert!(err.contains("invalid size"), "{bad}: {err}");
         }
     }
 }

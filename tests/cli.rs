@@ -24,6 +24,7 @@ fn bad_flags_exit_with_status_2() {
         &["--connect-ports", "http"],
         &["--cache-size", "lots"],
         &["--cache-size", "0"],
+        &["--range-whole-below", "some"],
     ] {
         let (code, stderr) = run_to_exit(args);
         assert_eq!(code, Some(2), "{args:?}; stderr:\n{stderr}");

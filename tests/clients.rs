@@ -24,7 +24,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::support::{http_date, larder_via, pattern, Origin, Proxy, Reply, Request, TempDir};
+use crate::support::{
+    http_date, larder_via, pattern, wait_for_log_lines, Origin, Proxy, Reply, Request, TempDir,
+    TempFile,
+};
 
 /// How long one client run may take before it is killed and the test fails.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -320,6 +323,58 @@ fn curl_with_proxy_flag_gets_the_exact_file() {
             "round {round}"
         );
     }
+    assert_all_through_larder(&origin);
+}
+
+/// `curl -C -` resumes a download whose first bytes are on disk: larder, missing the
+/// file, fetches it whole (the origin sees no Range), stores it and sends curl exactly
+/// the missing bytes as a 206. A second resume, from further on, is a hit.
+#[test]
+fn curl_resuming_twice_gets_the_exact_file_and_the_second_resume_is_a_hit() {
+    const LEN: usize = 100_000;
+    let curl = require("curl", "curl");
+    let body = pattern(LEN);
+    let origin = crate::range_fetch::range_origin(body.clone());
+    let log = TempFile::new("clients-resume.log");
+    let proxy = Proxy::start(&["--admit-after", "0", "--access-log", log.arg()]);
+    let out = TempDir::new("clients-resume");
+    let (file, headers) = (out.path().join("file.bin"), out.path().join("headers"));
+    for (round, (have, result)) in [(30_000, "TCP_MISS/206"), (80_000, "TCP_HIT/206")]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(&file, &body[..have]).expect("write the part already downloaded");
+        let mut cmd = curl_through(&curl, &proxy);
+        cmd.args(["-C", "-", "-D"])
+            .arg(&headers)
+            .arg("-o")
+            .arg(&file);
+        cmd.arg(origin.url("/file.bin"));
+        run(cmd).assert_success("curl -C -");
+        let got = fs::read(&file).expect("read curl's file");
+        assert!(
+            got == body,
+            "round {round}: curl's file has {} bytes, not the file",
+            got.len()
+        );
+        let head = fs::read_to_string(&headers).expect("read the headers curl saw");
+        assert!(head.starts_with("HTTP/1.1 206 "), "round {round}:\n{head}");
+        let range = format!("Content-Range: bytes {have}-{}/{LEN}\r\n", LEN - 1);
+        assert!(head.contains(&range), "round {round}:\n{head}");
+        assert_eq!(origin.requests(), 1, "round {round}");
+        let lines = wait_for_log_lines(&log, round + 1);
+        let line: Vec<&str> = lines
+            .get(round)
+            .map_or(vec![], |l| l.split_whitespace().collect());
+        assert_eq!(line.get(3), Some(&result), "round {round}: {lines:?}");
+        // The client's line counts what it got: the head and the missing bytes.
+        let sent: usize = line.get(4).and_then(|b| b.parse().ok()).unwrap_or(0);
+        assert!(
+            (LEN - have..LEN - have + 2000).contains(&sent),
+            "round {round}: {sent} bytes logged"
+        );
+    }
+    assert_eq!(origin.seen()[0].header("range"), None, "the Range went up");
     assert_all_through_larder(&origin);
 }
 

@@ -697,7 +697,9 @@ fn a_range_answer_does_not_stop_later_misses_sharing_one_fetch() {
         counter.fetch_add(1, Ordering::SeqCst);
         after_gate(&held, fresh(b"the body"))
     });
-    let proxy = Proxy::start(&["--admit-after", "0"]);
+    // The Range must go up as asked for the origin's 206 to come back: a Range miss is
+    // otherwise fetched whole.
+    let proxy = Proxy::start(&["--admit-after", "0", "--range-whole-below", "0"]);
     let url = origin.url("/resumable");
     let mut client = proxy.client();
     client.send(request("GET", &url, &[("Range", "bytes=0-1")]).as_bytes());

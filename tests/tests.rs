@@ -25,6 +25,7 @@ mod limits;
 mod log;
 mod pages;
 mod pages_render;
+mod range_fetch;
 mod regression;
 mod service;
 mod stale;

@@ -1,5 +1,5 @@
-//! Human-readable byte sizes: parsed from `--cache-size` and `compact --capacity`, printed
-//! by larder at start-up and by `larder-cache`.
+//! Human-readable byte sizes: parsed from `--cache-size`, `--range-whole-below` and
+//! `compact --capacity`, printed by larder at start-up and by `larder-cache`.
 //!
 //! Units are binary multiples (K = 1024), whatever the spelling: `256M`, `256MB` and
 //! `256MiB` are all 256 × 2^20 bytes, because that is what people mean when they size a
@@ -20,6 +20,15 @@ const UNITS: [(&str, u64); 4] = [
 /// Errors (with a message naming the input) if the text is not of that form, if the value
 /// does not fit in 64 bits, or if it is zero bytes.
 pub fn parse(text: &str) -> Result<u64, String> {
+    match parse_or_zero(text)? {
+        0 => Err(format!("size {text:?} must be more than 0 bytes")),
+        bytes => Ok(bytes),
+    }
+}
+
+/// [`parse`] for a size where zero means "off" (`--range-whole-below 0`): the same
+/// syntax, and zero (`0`, `0M`, or a fraction below one byte) is allowed.
+pub fn parse_or_zero(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let bad = || {
         format!(
@@ -53,13 +62,9 @@ pub fn parse(text: &str) -> Result<u64, String> {
             .checked_mul(u128::from(multiple))
             .and_then(|b| b.checked_add(digits * u128::from(multiple) / scale))
     };
-    let bytes = bytes
+    bytes
         .and_then(|b| u64::try_from(b).ok())
-        .ok_or_else(too_large)?;
-    if bytes == 0 {
-        return Err(format!("size {text:?} must be more than 0 bytes"));
-    }
-    Ok(bytes)
+        .ok_or_else(too_large)
 }
 
 /// The multiple a unit suffix stands for; `None` if it is not one.
@@ -161,6 +166,16 @@ mod tests {
             let err = parse(zero).unwrap_err();
             assert!(err.contains("more than 0"), "{zero:?}: {err}");
         }
+    }
+
+    #[test]
+    fn zero_is_allowed_where_it_means_off() {
+        for zero in ["0", "0M", "0.0001K", "0.4"] {
+            assert_eq!(parse_or_zero(zero), Ok(0), "{zero:?}");
+        }
+        assert_eq!(parse_or_zero("64M"), Ok(64 << 20));
+        let err = parse_or_zero("-1").unwrap_err();
+        assert!(err.contains("invalid size"), "{err}");
     }
 
     #[test]

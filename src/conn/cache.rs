@@ -35,6 +35,7 @@ pub fn consult<S: Socket>(
         request_has_body: ex.request_has_body,
         req_directives: ex.req_directives,
         req_conditional: ex.req_conditional,
+        req_range: ex.req_range,
     };
     match policy::consult(cache, &mut ex.cache, ask, waiter, resumed) {
         policy::Consulted::Forward => Consulted::Forward,
@@ -81,6 +82,13 @@ pub enum OnResponse {
     /// A 304 refreshed the stale entry: the head for the client is queued and the body
     /// comes from the map.
     Serve(Serving),
+    /// The whole object was fetched for the client's Range: the head for the client
+    /// (206 or 416) is queued, without its blank line, as a relayed one would be; of
+    /// the body, relay only bytes `body` (see [`policy::OnResponse::Part`]).
+    Part {
+        /// The body bytes the client gets (offsets in the body).
+        body: std::ops::Range<u64>,
+    },
 }
 
 /// Decides what the cache does with the final response `r` to the exchange (see
@@ -107,6 +115,17 @@ pub fn response_head(
         policy::OnResponse::Serve(answer) => {
             // The 304 has no Content-Type; the stored head the client gets has.
             OnResponse::Serve(queue_answer(ex, out, eof, answer, true))
+        }
+        policy::OnResponse::Part {
+            head,
+            status,
+            body,
+            cache_status,
+        } => {
+            ex.status = status;
+            out.push_vec(head);
+            out.push(cache_status.line().as_bytes());
+            OnResponse::Part { body }
         }
     }
 }

@@ -7,6 +7,10 @@
 //! reader on one side stops larder reading from the other (back-pressure) and at
 //! most one buffer per direction is held.
 //!
+//! When the whole object is fetched for a client's Range, the client gets only its
+//! part of the body (`Relay::part`): every byte is validated and stored as usual, and
+//! those outside the part are dropped instead of written.
+//!
 //! Each half returns what it found, and when the exchange cannot go on in this state
 //! it says how it ends ([`End`]); [`step`] carries that out with the exchange and
 //! the relay in hand.
@@ -17,6 +21,7 @@ use log::debug;
 
 use super::cache::{body_complete, body_failed, response_head, OnResponse, Serving, Sink};
 use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
+use super::state::Part;
 use super::upstream::Upstream;
 use super::{
     after_response, end_exchange, read_into, recycle, write_two, Exchange, Io, Relay, Resp, Scope,
@@ -340,19 +345,22 @@ fn receive_response<S: Socket>(
                     push_http_date(&mut r.client_head, unix_now());
                     r.client_head.extend_from_slice(b"\r\n");
                 }
-                let cache_status =
-                    match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
-                        OnResponse::Relay(line) => line,
-                        OnResponse::Serve(serving) => {
-                            // A 304 refreshed the entry; the answer comes from the cache.
-                            refreshed = Some((r.reusable, serving));
-                            break;
+                match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
+                    OnResponse::Relay(cache_status) => {
+                        ex.status = r.status;
+                        conn.out.push_vec(r.client_head);
+                        conn.out.push(framing);
+                        if let Some(line) = cache_status {
+                            line.write(&mut conn.out);
                         }
-                    };
-                conn.out.push_vec(r.client_head);
-                conn.out.push(framing);
-                if let Some(line) = cache_status {
-                    line.write(&mut conn.out);
+                    }
+                    // The client's part of the whole object: its head is queued.
+                    OnResponse::Part { body } => relay.part = Some(Part::new(body)),
+                    OnResponse::Serve(serving) => {
+                        // A 304 refreshed the entry; the answer comes from the cache.
+                        refreshed = Some((r.reusable, serving));
+                        break;
+                    }
                 }
                 if close {
                     conn.out.push(b"Connection: close\r\n");
@@ -360,7 +368,6 @@ fn receive_response<S: Socket>(
                     conn.out.push(b"Connection: keep-alive\r\n");
                 }
                 conn.out.push(b"\r\n");
-                ex.status = r.status;
                 ex.close_after = close;
                 relay.reusable = r.reusable;
                 relay.resp = Resp::Body(BodyTracker::new(r.body, &limits));
@@ -455,14 +462,30 @@ fn send_response<S: Socket>(
         conn.out.advance(conn.out.pending().len());
         return Ok(n > 0);
     }
+    let mut dropped = false;
+    let mut body_max = usize::MAX;
+    if let Some(part) = relay.part.as_mut() {
+        // The client gets only part of the body: what lies outside it was written to
+        // the fill as it was validated, and goes now. It counts against the budget
+        // like bytes written, so skipping a long prefix still yields to others.
+        let n = part.drop_outside(relay.resp_pending);
+        if n > 0 {
+            up.inbuf.consume(n);
+            relay.resp_pending -= n;
+            *budget = budget.saturating_sub(n);
+            dropped = true;
+        }
+        body_max = usize::try_from(part.left).unwrap_or(usize::MAX);
+    }
     let body = if matches!(relay.resp, Resp::Body(_)) && !relay.dechunk {
-        up.inbuf.data().get(..relay.resp_pending).unwrap_or(&[])
+        let pending = relay.resp_pending.min(body_max);
+        up.inbuf.data().get(..pending).unwrap_or(&[])
     } else {
         &[]
     };
     let out = conn.out.pending();
     if !conn.ready.w || (out.is_empty() && body.is_empty()) {
-        return Ok(false);
+        return Ok(dropped);
     }
     match write_two(&mut conn.sock, &mut conn.ready, out, body) {
         Io::Done(n) => {
@@ -471,6 +494,9 @@ fn send_response<S: Socket>(
                 cx.ctx.heads.give(sent);
             }
             let b = n - o;
+            if let Some(part) = relay.part.as_mut() {
+                part.left = part.left.saturating_sub(b as u64);
+            }
             up.inbuf.consume(b);
             relay.resp_pending -= b;
             ex.bytes += n as u64;
@@ -485,15 +511,17 @@ fn send_response<S: Socket>(
     }
 }
 
-/// The client can no longer be written to: if other requests wait for this fetch, it
-/// goes on without the client (its bytes are dropped); else the exchange ends.
+/// The client can no longer be written to: if other requests wait for this fetch, or
+/// it fetches a whole object for a Range and the rest is short enough (see
+/// `Cache::fetches_on_without_client`), it goes on without the client (its bytes are
+/// dropped) and is stored; else the exchange ends.
 pub fn client_lost<S: Socket>(
     cx: &mut Scope<S>,
     ex: Box<Exchange>,
     mut relay: Box<Relay>,
 ) -> State {
-    if cx.ctx.cache.others_wait_for(ex.cache.as_ref()) {
-        debug!("conn {}: client left; fetching on for others", cx.conn.id);
+    if cx.ctx.cache.fetches_on_without_client(ex.cache.as_ref()) {
+        debug!("conn {}: client left; fetching on to store", cx.conn.id);
         relay.detached = true;
         return State::Forward { ex, relay };
     }

@@ -250,6 +250,7 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         upstream_head: req.upstream_head,
         req_directives: req.directives,
         req_conditional: req.conditional,
+        req_range: req.range,
         req_pending: 0,
         retried: false,
         peer: None,

@@ -167,9 +167,13 @@ pub struct Relay {
     pub got_bytes: bool,
     /// The `--timeout-response` deadline was set, when the whole request had been sent.
     pub response_deadline_set: bool,
-    /// The client left while others wait for this response: it is still fetched and
-    /// stored for them, and its bytes for the client are dropped.
+    /// The client left while others wait for this response (or while the rest of a
+    /// whole object fetched for its Range is worth storing): it is still fetched and
+    /// stored, and its bytes for the client are dropped.
     pub detached: bool,
+    /// The client gets only part of the body (the whole object is fetched for its
+    /// Range): the bytes before and after it are dropped as they are validated.
+    pub part: Option<Part>,
 }
 
 impl Relay {
@@ -185,12 +189,49 @@ impl Relay {
             got_bytes: false,
             response_deadline_set: false,
             detached: false,
+            part: None,
         }
     }
 
     /// The whole request (head and body) has gone upstream.
     pub fn request_sent(&self, ex: &Exchange) -> bool {
         ex.req_done && self.head_sent == ex.upstream_head.len() && ex.req_pending == 0
+    }
+}
+
+/// The part of a relayed body the client gets: what is left of it to send, and of
+/// the bytes before it to drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Body bytes still to drop before the client's first one.
+    pub before: u64,
+    /// Body bytes still to send the client; after them, every byte is dropped.
+    pub left: u64,
+}
+
+impl Part {
+    /// The part `body` (offsets in the body) of a body not yet begun.
+    pub fn new(body: std::ops::Range<u64>) -> Part {
+        Part {
+            before: body.start,
+            left: body.end.saturating_sub(body.start),
+        }
+    }
+
+    /// Of `pending` validated body bytes at the front of the buffer, how many are
+    /// outside the client's part and go now (counted off `before`); the bytes to
+    /// send then are at most [`Part::left`].
+    pub fn drop_outside(&mut self, pending: usize) -> usize {
+        if self.before > 0 {
+            let n = self.before.min(pending as u64);
+            self.before -= n;
+            // n <= pending, a usize.
+            return n as usize;
+        }
+        if self.left == 0 {
+            return pending;
+        }
+        0
     }
 }
 
@@ -265,6 +306,8 @@ pub struct Exchange {
     pub req_directives: bool,
     /// The request has an `If-…` field (see `req_directives`).
     pub req_conditional: bool,
+    /// The request has a Range field (see `req_directives`).
+    pub req_range: bool,
     /// Finds the end of the request body.
     pub req_body: BodyTracker,
     /// Validated body bytes at the front of `inbuf` not yet written upstream.
@@ -297,6 +340,36 @@ pub struct Exchange {
 
 #[cfg(test)]
 mod tests {
+    use super::Part;
+
+    /// However the body arrives in pieces, the bytes sent are exactly the part's.
+    #[test]
+    fn a_part_sends_exactly_its_bytes_whatever_the_pieces() {
+        let len = 100u64;
+        for (start, end) in [(0, 100), (0, 1), (37, 38), (10, 90), (99, 100), (0, 0)] {
+            for piece in [1usize, 3, 7, 64, 1000] {
+                let mut part = Part::new(start..end);
+                let (mut at, mut sent) = (0u64, Vec::new());
+                while at < len {
+                    let mut pending = piece.min((len - at) as usize);
+                    // As the relay does: drop what lies outside, send up to `left`.
+                    let dropped = part.drop_outside(pending);
+                    at += dropped as u64;
+                    pending -= dropped;
+                    let send = pending.min(part.left as usize);
+                    sent.extend(at..at + send as u64);
+                    part.left -= send as u64;
+                    at += send as u64;
+                }
+                assert_eq!(
+                    sent,
+                    (start..end).collect::<Vec<_>>(),
+                    "{start}..{end} by {piece}"
+                );
+            }
+        }
+    }
+
     /// A state leaves its connection and comes back on every step, and changes about
     /// twice a request: it stays small (the large phases are boxed) so that costs a few
     /// word copies.

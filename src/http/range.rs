@@ -1,7 +1,10 @@
 //! Range requests answered from a stored full response (RFC 9110 §14.2–§14.4, with
 //! If-Range from §13.1.5): which bytes of the body to send and the Content-Range
 //! that describes them. Plain functions of the heads; the caller writes the status,
-//! the other fields and the body.
+//! the other fields and the body. The same answers serve a Range request that missed
+//! and was sent upstream without its Range, to fetch the whole object: where its range
+//! starts ([`range_start`]) decides that, and the client's part is cut from the full
+//! response as it is relayed ([`push_partial_head`]).
 //!
 //! larder serves one byte range at most. A request for several gets the whole body
 //! with 200 rather than a multipart/byteranges 206: clients rarely ask for several
@@ -92,6 +95,61 @@ pub fn push_content_range(out: &mut Vec<u8>, answer: &RangeAnswer, len: u64) {
     out.push(b'/');
     push_decimal(out, len);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Where the range a request asks for begins, when that is known before the body's
+/// length is: the request has exactly one Range line holding one `bytes` range-spec of
+/// the form `first-` or `first-last` (see [`range_answer`] for the syntax). `None` for
+/// no Range, several lines or specs, another unit, a malformed spec, and a suffix
+/// (`-n`), whose start depends on the length.
+///
+/// The proxy asks it of a Range request that misses, to decide whether to fetch the
+/// whole object instead (`--range-whole-below`).
+pub fn range_start(req: &[Header<'_>]) -> Option<u64> {
+    match only(req, "range").and_then(single_spec)? {
+        Spec::From { first, .. } => Some(first),
+        Spec::Suffix(_) => None,
+    }
+}
+
+/// Appends the head of a partial answer cut from a full response: `client_head` is
+/// that response's head as relayed (status line and field lines, each ending in CRLF,
+/// no blank line: see [`crate::http::response::Response::client_head`]) and `len` its
+/// body's length. For [`RangeAnswer::Partial`] the status line becomes `206 Partial
+/// Content`, for [`RangeAnswer::Unsatisfiable`] `416 Range Not Satisfiable`; every
+/// field line is kept but Content-Length and Content-Range, and the answer's
+/// Content-Range and Content-Length follow (RFC 9110 §15.3.7: a 206 carries the fields
+/// a 200 would). No blank line. Returns the status, or `None` for
+/// [`RangeAnswer::Full`], for which nothing is appended (the response goes as it is).
+pub fn push_partial_head(
+    out: &mut Vec<u8>,
+    client_head: &[u8],
+    answer: &RangeAnswer,
+    len: u64,
+) -> Option<u16> {
+    let (status, line, body): (u16, &[u8], u64) = match *answer {
+        RangeAnswer::Full => return None,
+        RangeAnswer::Partial { start, end } => (
+            206,
+            b"HTTP/1.1 206 Partial Content\r\n",
+            end.saturating_sub(start),
+        ),
+        RangeAnswer::Unsatisfiable => (416, b"HTTP/1.1 416 Range Not Satisfiable\r\n", 0),
+    };
+    out.extend_from_slice(line);
+    for field in client_head.split_inclusive(|&b| b == b'\n').skip(1) {
+        let name = field.split(|&b| b == b':').next().unwrap_or_default();
+        let framing = name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"content-range");
+        if !framing {
+            out.extend_from_slice(field);
+        }
+    }
+    push_content_range(out, answer, len);
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body);
+    out.extend_from_slice(b"\r\n");
+    Some(status)
 }
 
 /// A syntactically valid byte range-spec (§14.1.2).
@@ -523,6 +581,62 @@ mod tests {
             content_range(part(0, u64::MAX), u64::MAX),
             "xContent-Range: bytes 0-18446744073709551614/18446744073709551615\r\n"
         );
+    }
+
+    #[test]
+    fn a_range_start_is_known_for_one_range_from_a_first_byte() {
+        let start = |value: &str| range_start(&fields(&[("Range", value)]));
+        assert_eq!(start("bytes=0-"), Some(0));
+        assert_eq!(start("bytes=100-"), Some(100));
+        assert_eq!(start("BYTES= 7-9 "), Some(7));
+        assert_eq!(start("bytes=5-100,"), Some(5));
+        for none in [
+            "bytes=-5",
+            "bytes=0-1,5-6",
+            "items=0-",
+            "bytes=5-4",
+            "bytes=x-",
+            "bytes=18446744073709551616-",
+            "",
+        ] {
+            assert_eq!(start(none), None, "{none}");
+        }
+        assert_eq!(range_start(&fields(&[])), None);
+        let twice = [("Range", "bytes=0-"), ("Range", "bytes=0-")];
+        assert_eq!(range_start(&fields(&twice)), None);
+    }
+
+    #[test]
+    fn a_partial_head_replaces_the_status_and_the_framing_only() {
+        let relayed = b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nETag: \"v\"\r\n\
+content-length: 10\r\nContent-Range: bytes 0-9/10\r\nVia: 1.1 larder\r\n";
+        let mut out = Vec::new();
+        assert_eq!(
+            push_partial_head(&mut out, relayed, &part(2, 5), 10),
+            Some(206)
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 206 Partial Content\r\nContent-Type: a/b\r\nETag: \"v\"\r\n\
+Via: 1.1 larder\r\nContent-Range: bytes 2-4/10\r\nContent-Length: 3\r\n"
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            push_partial_head(&mut out, relayed, &Unsatisfiable, 10),
+            Some(416)
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 416 Range Not Satisfiable\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Content-Range: bytes */10\r\nContent-Length: 0\r\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        assert_eq!(push_partial_head(&mut out, relayed, &Full, 10), None);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Storing: at the response head, [`response_head`] refreshes a revalidated entry
-//! (a 304), invalidates after an unsafe method, or begins a fill; [`Sink`] writes
-//! the relayed body into it; [`body_complete`] commits it, [`body_failed`] and
-//! [`release`] drop it.
+//! (a 304), invalidates after an unsafe method, or begins a fill, and says whether the
+//! client gets the response or its part of it (a whole object fetched for a Range);
+//! [`Sink`] writes the relayed body into the fill; [`body_complete`] commits it,
+//! [`body_failed`] and [`release`] drop it.
+
+use std::ops::Range;
 
 use httparse::Header;
 use log::debug;
@@ -18,6 +21,7 @@ use crate::http::cached::{
 };
 use crate::http::conditional::refresh_head;
 use crate::http::freshness::{expires_at, storable, Stored};
+use crate::http::range::{push_partial_head, range_answer, RangeAnswer};
 use crate::http::response::Response;
 use crate::http::target::{parse_absolute, Target};
 use crate::http::vary::vary_key;
@@ -96,6 +100,20 @@ pub enum OnResponse {
     /// A 304 refreshed the stale entry: queue this head; the body comes from the map
     /// (`Answer::serving`).
     Serve(Answer),
+    /// The whole object was fetched for the client's Range (see
+    /// [`CacheEx::range_dropped`]): send `head` (206 or 416, no blank line) in place
+    /// of the response's own, with the Cache-Status line, and of the body only bytes
+    /// `body` (offsets in the body); the rest is read, and stored, all the same.
+    Part {
+        /// The head for the client, from the status line on, framing included.
+        head: Vec<u8>,
+        /// Its status, for the access log.
+        status: u16,
+        /// The body bytes the client gets.
+        body: Range<u64>,
+        /// The Cache-Status line to append.
+        cache_status: ForwardedStatus,
+    },
 }
 
 /// Decides what the cache does with the final response `r` to the exchange whose
@@ -172,7 +190,43 @@ pub fn response_head(
         // Nothing will be stored: those waiting fetch on their own now.
         cache.land(c, None);
     }
-    OnResponse::Relay(Some(ForwardedStatus::new(c, fwd_status)))
+    let cache_status = ForwardedStatus::new(c, fwd_status);
+    if c.range_dropped && r.status == 200 {
+        if let Some((head, status, body)) = part(req_head, r) {
+            return OnResponse::Part {
+                head,
+                status,
+                body,
+                cache_status,
+            };
+        }
+    }
+    OnResponse::Relay(Some(cache_status))
+}
+
+/// The client's part of the full response `r` to a request whose Range was left out
+/// upstream (`req_head` is the request as the client sent it): the head for the
+/// client, its status and the body bytes it gets. `None` when the whole response is
+/// the answer: a body of unknown length (chunked or ended by the close, whose
+/// Content-Range cannot be written before its end: RFC 9110 §14.2 lets a server
+/// ignore Range), or a Range the answer ignores ([`range_answer`]: an If-Range the
+/// response does not match, say).
+fn part(req_head: &[u8], r: &Response) -> Option<(Vec<u8>, u16, Range<u64>)> {
+    let BodyKind::Length(len) = r.body else {
+        return None;
+    };
+    let full = with_blank_line(&r.client_head);
+    let answer = with_request_fields(req_head, |req| {
+        with_response_fields(&full, |_, resp| range_answer(req, resp, len))
+    })
+    .flatten()?;
+    let mut head = Vec::with_capacity(r.client_head.len() + 64);
+    let status = push_partial_head(&mut head, &r.client_head, &answer, len)?;
+    let body = match answer {
+        RangeAnswer::Partial { start, end } => start..end,
+        RangeAnswer::Full | RangeAnswer::Unsatisfiable => 0..0,
+    };
+    Some((head, status, body))
 }
 
 /// Merges a 304 into the stale entry (RFC 9111 §4.3.4), stores the result, and plans

@@ -17,7 +17,7 @@ use crate::http::cached::{
 };
 use crate::http::conditional::{client_conditional, revalidation_fields};
 use crate::http::freshness::{Freshness, Stored};
-use crate::http::range::{push_content_range, range_answer, RangeAnswer};
+use crate::http::range::{push_content_range, range_answer, range_start, RangeAnswer};
 use crate::http::target::Target;
 use crate::http::vary::vary_key;
 use crate::http::{push_decimal, Method, ViaName};
@@ -37,6 +37,8 @@ pub struct Asking<'a> {
     pub req_directives: bool,
     /// The request has an `If-…` field.
     pub req_conditional: bool,
+    /// The request has a Range field.
+    pub req_range: bool,
 }
 
 /// A response planned from a stored one, for the connection to queue.
@@ -238,6 +240,9 @@ pub fn consult(
             // It was admitted once: its replacement need not earn admission again.
             // (A HEAD's answer has no body: it never replaces the stored GET.)
             c.admit = *method == Method::Get;
+            // A GET's revalidation goes without the client's Range: a new 200 is cut
+            // to it as it is relayed.
+            c.range_dropped = *method == Method::Get && ask.req_range;
             c.result = if fwd == Forwarded::Request {
                 ResultCode::ClientRefreshMiss
             } else {
@@ -253,13 +258,23 @@ pub fn consult(
             if fwd == Forwarded::Request {
                 c.result = ResultCode::ClientRefreshMiss;
             }
-            if admit && ask.req_conditional {
+            // A Range from an offset below `--range-whole-below` fetches the whole
+            // object, to store it; not for a URL whose last response was not stored.
+            let whole = admit
+                && ask.req_range
+                && cache.range_whole_below > 0
+                && !cache.uncacheable.marked(url_hash, now)
+                && starts_below(ask.upstream_head, cache.range_whole_below);
+            if whole || (admit && ask.req_conditional) {
                 // A client's If-Modified-Since on a miss would bring a 304, which
                 // cannot be stored: ask for the whole response (a 200 is a valid
-                // answer to a conditional request).
+                // answer to a conditional request). A whole fetch for a Range goes
+                // without Range and If-Range as well; the client's part is cut from
+                // the 200 at its head (`OnResponse::Part`).
                 let mut up = Vec::with_capacity(ask.upstream_head.len());
-                upstream_request(ask.upstream_head, None, &mut up);
+                upstream_request(ask.upstream_head, None, whole, &mut up);
                 c.client_head = Some(std::mem::replace(ask.upstream_head, up));
+                c.range_dropped = whole;
             }
             // Only fetches that will be stored are worth waiting for; a resumed
             // request fetches on its own (the flight it waited for stored nothing),
@@ -361,7 +376,7 @@ fn look(
                 let mut up = Vec::with_capacity(upstream_head.len() + 128);
                 // A HEAD is not revalidated: its answer could not refresh the body.
                 let validators = (*method != Method::Head).then_some(stored);
-                upstream_request(upstream_head, validators, &mut up);
+                upstream_request(upstream_head, validators, false, &mut up);
                 Some(Err(up))
             }
         }
@@ -449,13 +464,24 @@ pub(super) fn plan(
     })
 }
 
+/// Whether the request head `upstream_head` asks for one range that starts below
+/// `limit` (see [`range_start`]).
+fn starts_below(upstream_head: &[u8], limit: u64) -> bool {
+    with_request_fields(upstream_head, |req| {
+        range_start(req).is_some_and(|start| start < limit)
+    })
+    .unwrap_or(false)
+}
+
 /// The request for revalidating `stored` (`Some`), or for fetching a miss to store
 /// it (`None`): the request as forwarded minus the client's own conditionals (larder
-/// needs the whole response, and answers those itself); for a revalidation also
-/// minus Range, plus the stored validators.
+/// needs the whole response, and answers those itself); for a revalidation, or with
+/// `drop_range`, also minus Range and If-Range; for a revalidation plus the stored
+/// validators.
 pub(super) fn upstream_request(
     upstream_head: &[u8],
     stored: Option<&[Header<'_>]>,
+    drop_range: bool,
     out: &mut Vec<u8>,
 ) {
     const CONDITIONALS: [&[u8]; 4] = [
@@ -476,7 +502,8 @@ pub(super) fn upstream_request(
     for (i, line) in lines.enumerate() {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
         let dropped = CONDITIONALS.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || (stored.is_some() && RANGE.iter().any(|d| d.eq_ignore_ascii_case(name)));
+            || ((stored.is_some() || drop_range)
+                && RANGE.iter().any(|d| d.eq_ignore_ascii_case(name)));
         if i == 0 || !dropped {
             out.extend_from_slice(line);
         }
@@ -497,11 +524,19 @@ mod tests {
     #[test]
     fn a_miss_to_store_drops_the_clients_conditionals_but_keeps_range() {
         let mut out = Vec::new();
-        upstream_request(HEAD, None, &mut out);
+        upstream_request(HEAD, None, false, &mut out);
         assert_eq!(
             out,
             b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nAccept: */*\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_whole_fetch_for_a_range_drops_range_and_if_range_too() {
+        let head = b"GET /a HTTP/1.1\r\nHost: h\r\nIf-Range: \"c\"\r\nRange: bytes=5-\r\nAccept: */*\r\n\r\n";
+        let mut out = Vec::new();
+        upstream_request(head, None, true, &mut out);
+        assert_eq!(out, b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n");
     }
 
     #[test]
@@ -511,7 +546,7 @@ mod tests {
             ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
         ]);
         let mut out = Vec::new();
-        upstream_request(HEAD, Some(&stored), &mut out);
+        upstream_request(HEAD, Some(&stored), false, &mut out);
         assert_eq!(
             out,
             &b"GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nIf-Modified-Since: Mon, 01 Jan 2024 00:00:00 GMT\r\nIf-None-Match: \"s\"\r\n\r\n"[..]

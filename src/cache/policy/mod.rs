@@ -16,6 +16,9 @@
 //!                             │                    ├─ 304 ──► refresh ──► Serve
 //!                             │                    └─ other ──► relay (+ store)
 //!                             └─ miss ──► Forward ──► relay (+ store if admitted)
+//!                                  └─ one Range from below --range-whole-below, admitted:
+//!                                     Forward without Range ──► 200 of known length:
+//!                                     relay the client's part as a 206, store all of it
 //! ```
 //! Looking up is in `lookup.rs` ([`consult`]); storing in `fill.rs`: at the response
 //! head, [`response_head`] decides and begins a fill; every body byte relayed is also
@@ -98,6 +101,10 @@ pub struct Cache {
     serve_stale: u64,
     /// `--offline`: answer from the store only, fresh or stale; never ask the origin.
     pub offline: bool,
+    /// `--range-whole-below`: a Range request that misses, for bytes from an offset
+    /// below this, fetches the whole object to store it (0: never). It also bounds what
+    /// such a fetch goes on fetching once its client has left.
+    range_whole_below: u64,
 }
 
 impl Cache {
@@ -138,11 +145,12 @@ impl Cache {
             sync_every,
             serve_stale: 0,
             offline: false,
+            range_whole_below: 0,
         }
     }
 
-    /// [`Cache::new`] with everything the `--cache-*`, `--admit-*`, `--serve-stale` and
-    /// `--offline` flags say.
+    /// [`Cache::new`] with everything the `--cache-*`, `--admit-*`, `--serve-stale`,
+    /// `--offline` and `--range-whole-below` flags say.
     pub fn configured(store: Store, settings: &CacheSettings, via: ViaName) -> Cache {
         let mut cache = Cache::new(
             store,
@@ -153,6 +161,7 @@ impl Cache {
         );
         cache.serve_stale = settings.serve_stale;
         cache.offline = settings.offline;
+        cache.range_whole_below = settings.range_whole_below;
         cache
     }
 
@@ -181,10 +190,28 @@ impl Cache {
         }
     }
 
-    /// Whether others wait for the fetch the exchange `c` leads (so it should go on
-    /// without its own client).
-    pub fn others_wait_for(&self, c: Option<&CacheEx>) -> bool {
-        c.is_some_and(|c| c.leads && c.fill.is_some() && self.flights.has_members(&c.url))
+    /// Whether the fetch of the exchange `c` goes on, and is stored, when its client
+    /// leaves in the middle of the body: when others wait for it (it leads a flight), or
+    /// when it fetches the whole object for a Range (see [`CacheEx::range_dropped`])
+    /// and the body bytes still to come are at most `--range-whole-below`. That is the
+    /// most larder would have fetched for no client to begin with, and a resumed
+    /// download whose client gave up then finds the object stored when it resumes
+    /// again (Squid's quick_abort does the like). A longer rest, or a body of unknown
+    /// length, is not worth its fetch: the exchange ends and nothing is stored.
+    pub fn fetches_on_without_client(&self, c: Option<&CacheEx>) -> bool {
+        let Some(c) = c else {
+            return false;
+        };
+        let Some(fill) = c.fill.as_ref() else {
+            return false;
+        };
+        if c.leads && self.flights.has_members(&c.url) {
+            return true;
+        }
+        c.range_dropped
+            && fill
+                .body_len()
+                .is_some_and(|len| len.saturating_sub(fill.written()) <= self.range_whole_below)
     }
 
     /// Ends the flight `c` leads, if any, with the object it stored if any.
@@ -302,6 +329,11 @@ pub struct CacheEx {
     stored: bool,
     /// An unsafe method: invalidate the URL on a non-error response.
     unsafe_method: bool,
+    /// The client's Range (and If-Range) were left out of the request sent upstream, to
+    /// fetch the whole object: a miss whose range starts below `--range-whole-below`, or
+    /// a revalidation. A 200 of known length is then answered with the client's part of
+    /// it ([`OnResponse::Part`]) while all of it is stored.
+    pub range_dropped: bool,
     /// Squid result code for the access log.
     pub result: ResultCode,
     /// This exchange's fetch is a flight others may wait for.
@@ -347,6 +379,7 @@ impl CacheEx {
             fill: None,
             stored: false,
             unsafe_method: false,
+            range_dropped: false,
             result: ResultCode::Miss,
             leads: false,
             me: (0, 0),

@@ -209,6 +209,11 @@ impl Fill {
     pub fn written(&self) -> u64 {
         self.written
     }
+
+    /// The body's length, when it was known at [`Store::begin`].
+    pub fn body_len(&self) -> Option<u64> {
+        self.body_len
+    }
 }
 
 impl fmt::Debug for Fill {

@@ -38,6 +38,9 @@ pub struct Request {
     pub directives: bool,
     /// The head has a conditional (`If-…`) field; see `directives`.
     pub conditional: bool,
+    /// The head has a Range field: a miss the cache means to store may fetch the
+    /// whole object instead (`--range-whole-below`); see `directives`.
+    pub range: bool,
 }
 
 /// Parses and validates the request head at the start of `buf`.
@@ -114,7 +117,7 @@ pub fn parse_request_into(
     let mut framing = Framing::default();
     let mut tokens = ConnectionTokens::new();
     let mut expect_continue = false;
-    let (mut directives, mut conditional) = (false, false);
+    let (mut directives, mut conditional, mut range) = (false, false, false);
     let mut hosts = 0;
     for field in req.headers.iter() {
         framing.add(field.name, field.value).map_err(bad)?;
@@ -125,6 +128,7 @@ pub fn parse_request_into(
             .as_bytes()
             .get(..3)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"if-"));
+        range |= name.eq_ignore_ascii_case("range");
         if name.eq_ignore_ascii_case("connection") {
             tokens.add(field.value);
         } else if name.eq_ignore_ascii_case("via") && via_names(field.value, &via.token) {
@@ -208,6 +212,7 @@ pub fn parse_request_into(
         upstream_head,
         directives,
         conditional,
+        range,
     }))
 }
 

@@ -55,27 +55,31 @@ fn connection_tokens_beyond_the_stack_are_kept_in_order() {
 /// The cache skips a second look at heads with neither flag, so each must be set
 /// by its fields in any case, and by nothing else.
 #[test]
-fn cache_directives_and_conditionals_are_noted() {
+fn cache_directives_conditionals_and_ranges_are_noted() {
     let req = ok(BROWSER);
-    assert!(!req.directives && !req.conditional);
-    for (field, directives, conditional) in [
-        ("CACHE-control: no-cache", true, false),
-        ("Pragma: no-cache", true, false),
-        ("if-None-Match: \"x\"", false, true),
+    assert!(!req.directives && !req.conditional && !req.range);
+    for (field, directives, conditional, range) in [
+        ("CACHE-control: no-cache", true, false, false),
+        ("Pragma: no-cache", true, false, false),
+        ("if-None-Match: \"x\"", false, true, false),
         (
             "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
             false,
             true,
+            false,
         ),
-        ("X-Cache-Control: no-cache", false, false),
-        ("Iff: 1", false, false),
+        ("X-Cache-Control: no-cache", false, false, false),
+        ("Iff: 1", false, false, false),
+        ("RANGE: bytes=0-", false, false, true),
+        ("If-Range: \"x\"", false, true, false),
+        ("Ranges: 1", false, false, false),
     ] {
         let req = ok(&format!(
             "GET http://a/if-x HTTP/1.1\r\nHost: a\r\n{field}\r\n\r\n"
         ));
         assert_eq!(
-            (req.directives, req.conditional),
-            (directives, conditional),
+            (req.directives, req.conditional, req.range),
+            (directives, conditional, range),
             "{field}"
         );
     }
