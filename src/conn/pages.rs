@@ -173,6 +173,7 @@ pub fn answer<S: Socket>(cx: &mut Scope<S>, asked: &Asked) -> State {
         status,
         bytes: bytes.len() as u64,
         peer: None,
+        hier: crate::access_log::Hier::Direct,
         result,
         started: asked.started,
         content_type,

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cache::{CacheEx, Serving};
+use crate::access_log::Hier;
+use crate::parents::Plan;
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
@@ -290,6 +292,11 @@ pub struct Exchange {
     /// was sent a `100 Continue` to tell a half-close from a hang-up (see
     /// `conn::step`).
     pub probed: bool,
+    /// The hops to try when parents are configured (`None`: straight to the origin);
+    /// see [`crate::parents`].
+    pub plan: Option<Plan>,
+    /// How the upstream was reached, for the access log.
+    pub hier: Hier,
 }
 
 #[cfg(test)]

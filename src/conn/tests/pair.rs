@@ -117,6 +117,7 @@ impl Pair {
             gauges: Gauges::default(),
             draining: false,
             cache,
+            parents: crate::parents::Parents::default(),
         };
         Pair {
             ctx,
