@@ -200,7 +200,7 @@ pub struct Cli {
         value_name = "[USER:PASS@]HOST:PORT",
         value_delimiter = ','
     )]
-    pub parent: Vec<crate::parents::ParentSpec>,
+    pub parent: Vec<crate::parents::rules::ParentArg>,
 
     /// Reach these destinations directly, never through a parent (repeatable): a
     /// domain with its subdomains, or an address range matched against IP-literal
@@ -581,7 +581,8 @@ impl From<Cli> for Config {
                 offline: c.offline,
             },
             parents: crate::parents::ParentsConfig {
-                parents: c.parent,
+                parents: c.parent.iter().filter_map(|p| p.0.clone().ok()).collect(),
+                bad_parent: c.parent.into_iter().find_map(|p| p.0.err()),
                 direct: c.direct,
                 never_direct: c.never_direct,
                 retry: c.parent_retry,

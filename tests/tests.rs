@@ -23,6 +23,7 @@ mod limits;
 mod log;
 mod pages;
 mod pages_render;
+mod parents;
 mod regression;
 mod service;
 mod stale;

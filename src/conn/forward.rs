@@ -129,8 +129,12 @@ fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Box<Relay>, end
             // left out for a while (the request itself was sent, so it is not
             // sent again).
             let up = cx.ups.get(relay.up);
-            let parent = up.filter(|u| !u.reused && !relay.got_bytes).and_then(|u| u.parent);
-            if let Some(i) = parent.filter(|_| matches!(p.detail, "upstream-failed" | "no-response")) {
+            let parent = up
+                .filter(|u| !u.reused && !relay.got_bytes)
+                .and_then(|u| u.parent);
+            if let Some(i) =
+                parent.filter(|_| matches!(p.detail, "upstream-failed" | "no-response"))
+            {
                 super::request::parent_down(cx, i, p.message);
             }
             fail(cx, ex, Some(relay.up), p)
@@ -347,8 +351,7 @@ fn receive_response<S: Socket>(
                     }
                     close = true;
                 }
-                if matches!(ex.hier, Hier::FirstUpParent | Hier::Carp) && says_hit(&r.client_head)
-                {
+                if matches!(ex.hier, Hier::FirstUpParent | Hier::Carp) && says_hit(&r.client_head) {
                     ex.hier = Hier::ParentHit;
                 }
                 let mut framing: &[u8] = b"";

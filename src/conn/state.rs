@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use super::cache::{CacheEx, Serving};
 use crate::access_log::Hier;
-use crate::parents::Plan;
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
+use crate::parents::Plan;
 use crate::sys::Pipe;
 
 /// Where a client connection is in its lifecycle (see the diagram in `conn/mod.rs`).

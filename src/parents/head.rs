@@ -99,7 +99,8 @@ pub fn says_hit(head: &[u8]) -> bool {
     }
     x_cache.is_some_and(|v| {
         let last = v.rsplit(|&b| b == b',').next().unwrap_or(&[]).trim_ascii();
-        last.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"HIT"))
+        last.get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"HIT"))
     })
 }
 
@@ -158,16 +159,22 @@ mod tests {
 
     #[test]
     fn a_parent_hit_is_read_from_cache_status_or_x_cache() {
-        assert!(says_hit(b"HTTP/1.1 200 OK\r\nCache-Status: larder; hit\r\n"));
+        assert!(says_hit(
+            b"HTTP/1.1 200 OK\r\nCache-Status: larder; hit\r\n"
+        ));
         assert!(says_hit(
             b"HTTP/1.1 200 OK\r\nCache-Status: origin; fwd=uri-miss, parent;hit;ttl=5\r\n"
         ));
         assert!(!says_hit(
             b"HTTP/1.1 200 OK\r\nCache-Status: parent; hit, larder2; fwd=miss\r\n"
         ));
-        assert!(!says_hit(b"HTTP/1.1 200 OK\r\nCache-Status: larder; fwd=uri-miss\r\n"));
+        assert!(!says_hit(
+            b"HTTP/1.1 200 OK\r\nCache-Status: larder; fwd=uri-miss\r\n"
+        ));
         assert!(says_hit(b"HTTP/1.1 200 OK\r\nX-Cache: HIT from squid\r\n"));
-        assert!(!says_hit(b"HTTP/1.1 200 OK\r\nX-Cache: MISS from squid\r\n"));
+        assert!(!says_hit(
+            b"HTTP/1.1 200 OK\r\nX-Cache: MISS from squid\r\n"
+        ));
         assert!(!says_hit(b"HTTP/1.1 200 OK\r\nX-Hit: hit\r\n"));
     }
 }

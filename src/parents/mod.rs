@@ -103,12 +103,19 @@ pub struct ParentsConfig {
     pub never_direct: bool,
     /// `--parent-retry`: how long a failed parent is left out.
     pub retry: Duration,
+    /// Why the first `--parent` that could not be read was refused (reported by
+    /// [`ParentsConfig::check`], so that the value, which may hold a password, is not
+    /// echoed as the argument parser would).
+    pub bad_parent: Option<String>,
 }
 
 impl ParentsConfig {
     /// Checks what clap cannot: `--never-direct` needs a parent, and there are at most
     /// [`MAX_PARENTS`] of them.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(why) = &self.bad_parent {
+            return Err(format!("--parent: {why}"));
+        }
         if self.never_direct && self.parents.is_empty() {
             return Err("--never-direct needs at least one --parent".into());
         }
@@ -267,6 +274,7 @@ mod tests {
             direct: direct.iter().map(|s| s.parse().expect("rule")).collect(),
             never_direct,
             retry: Duration::from_secs(30),
+            bad_parent: None,
         })
     }
 
@@ -286,7 +294,10 @@ mod tests {
     #[test]
     fn without_parents_everything_is_direct() {
         let p = parents(&[], &[], false);
-        assert_eq!(p.plan("example.com", "http://example.com/", Instant::now()), None);
+        assert_eq!(
+            p.plan("example.com", "http://example.com/", Instant::now()),
+            None
+        );
     }
 
     #[test]
@@ -373,7 +384,14 @@ mod tests {
         // The defaults no longer apply; explicit rules do.
         assert!(p.plan("10.0.0.1", "http://10.0.0.1/", now).is_some());
         assert!(p.plan("intranet", "http://intranet/", now).is_some());
-        assert_eq!(p.plan("wiki.intranet.example", "http://wiki.intranet.example/", now), None);
+        assert_eq!(
+            p.plan(
+                "wiki.intranet.example",
+                "http://wiki.intranet.example/",
+                now
+            ),
+            None
+        );
         p.mark_down(0, now);
         let mut plan = p.plan("x.example", "http://x.example/", now).expect("plan");
         assert_eq!(plan.hop(), Some(Hop::Parent(1)));
@@ -387,12 +405,20 @@ mod tests {
             plan.advance();
             hop = plan.hop();
         }
-        assert_eq!((n, hop), (2, None), "a last try of every parent, never the origin");
+        assert_eq!(
+            (n, hop),
+            (2, None),
+            "a last try of every parent, never the origin"
+        );
     }
 
     #[test]
     fn direct_rules_and_defaults_bypass_the_parents() {
-        let p = parents(&["a:1"], &["corp.example", "192.0.2.0/24", "2001:db8::/32"], false);
+        let p = parents(
+            &["a:1"],
+            &["corp.example", "192.0.2.0/24", "2001:db8::/32"],
+            false,
+        );
         let now = Instant::now();
         for host in [
             "corp.example",

@@ -75,7 +75,9 @@ impl FromStr for ParentSpec {
         };
         let shown = addr;
         let Some((host, port)) = addr.rsplit_once(':') else {
-            return Err(format!("'{shown}' is not HOST:PORT (a parent needs its port)"));
+            return Err(format!(
+                "'{shown}' is not HOST:PORT (a parent needs its port)"
+            ));
         };
         let port: u16 = match port.parse() {
             Ok(p) if p > 0 => p,
@@ -135,6 +137,20 @@ impl FromStr for ParentSpec {
             port,
             auth_line,
         })
+    }
+}
+
+/// A `--parent` value as the command line gives it: parsed, or why not. Reading it
+/// never fails, so the argument parser never prints the value (it may hold a
+/// password); [`super::ParentsConfig::check`] reports the reason instead.
+#[derive(Clone, Debug)]
+pub struct ParentArg(pub Result<ParentSpec, String>);
+
+impl FromStr for ParentArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ParentArg, String> {
+        Ok(ParentArg(s.parse()))
     }
 }
 
@@ -281,18 +297,34 @@ mod tests {
     #[test]
     fn parent_specs_parse_and_never_show_their_password() {
         let p: ParentSpec = "Proxy.Example:3128".parse().expect("plain");
-        assert_eq!((&*p.host, p.port, p.auth_line()), ("proxy.example", 3128, None));
-        let p: ParentSpec = "http://alice:s%40cret@10.0.0.1:8080/".parse().expect("auth");
+        assert_eq!(
+            (&*p.host, p.port, p.auth_line()),
+            ("proxy.example", 3128, None)
+        );
+        let p: ParentSpec = "http://alice:s%40cret@10.0.0.1:8080/"
+            .parse()
+            .expect("auth");
         assert_eq!(p.to_string(), "10.0.0.1:8080");
         assert_eq!(
             p.auth_line(),
             Some(&b"Proxy-Authorization: Basic YWxpY2U6c0BjcmV0\r\n"[..])
         );
         let shown = format!("{p} {p:?}");
-        assert!(!shown.contains("cret") && !shown.contains("YWxp"), "{shown}");
+        assert!(
+            !shown.contains("cret") && !shown.contains("YWxp"),
+            "{shown}"
+        );
         let p: ParentSpec = "u:p@[::1]:3128".parse().expect("v6");
         assert_eq!((&*p.host, p.to_string()), ("::1", "[::1]:3128".to_string()));
-        for bad in ["proxy", "proxy:0", "proxy:x", "::1:3128", "pro xy:1", "u@h:1", "a%zz:b@h:1"] {
+        for bad in [
+            "proxy",
+            "proxy:0",
+            "proxy:x",
+            "::1:3128",
+            "pro xy:1",
+            "u@h:1",
+            "a%zz:b@h:1",
+        ] {
             let e = bad.parse::<ParentSpec>().expect_err(bad);
             assert!(!e.contains("zz:b"), "{e}");
         }
