@@ -190,6 +190,15 @@ fn a_refused_parent_hands_its_requests_to_the_next() {
     let stderr = proxy.stderr();
     let warned = format!("parent 127.0.0.1:{dead} is down");
     assert_eq!(stderr.matches(&warned).count(), 1, "{stderr}");
+    let metrics = proxy.metrics();
+    assert_eq!(
+        metrics.get("larder_parent_up", &[("parent", &a)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        metrics.get("larder_parent_up", &[("parent", &b)]),
+        Some(1.0)
+    );
 }
 
 #[test]

@@ -332,8 +332,9 @@ fn receive_response<S: Socket>(
                 progress = true;
                 up.inbuf.consume(r.head_len);
                 if r.status < 200 {
-                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2).
-                    if ex.client_version == Version::Http11 {
+                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2),
+                    // and never ahead of the `200` that opens a tunnel.
+                    if ex.client_version == Version::Http11 && ex.method != Method::Connect {
                         conn.out.push(&r.client_head);
                         conn.out.push(b"\r\n");
                     }

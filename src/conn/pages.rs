@@ -198,6 +198,7 @@ fn with_snapshot<S: Socket>(
         }
     }
     let ctx = &*cx.ctx;
+    let parents = ctx.parents.states(ctx.now);
     let snapshot = Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         now_unix: ctx.unix,
@@ -210,6 +211,7 @@ fn with_snapshot<S: Socket>(
         listen: &ctx.locals,
         draining: ctx.draining,
         cache: Some(cache_figures(&ctx.cache, oldest)),
+        parents: &parents,
     };
     render(&snapshot)
 }
