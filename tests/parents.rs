@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use crate::support::{
-    dead_port, ok, request, wait_for_log_lines, wait_until, Origin, Proxy, Reply, Server, TempFile,
+    black_hole, dead_port, ok, request, wait_for_log_lines, wait_until, Origin, Proxy, Reply,
+    Server, TempFile,
 };
 
 /// `Basic` of `user:pw`.
@@ -466,4 +467,72 @@ fn squid_as_the_parent_carries_plain_requests_and_tunnels() {
         "squid's access.log:\n{}",
         squid.access_log()
     );
+}
+
+#[test]
+fn a_parent_that_never_answers_the_connect_is_left_out_and_alone_gives_504() {
+    let (_hole, _filler, hole) = black_hole();
+    let live = parent_answering(b"live");
+    let (a, b) = (
+        format!("127.0.0.1:{hole}"),
+        format!("127.0.0.1:{}", live.port()),
+    );
+    let args = ["--timeout-connect", "0.3", "--never-direct", "--parent", &a];
+
+    let alone = Proxy::start(&args);
+    let response = alone.get("http://site.example/");
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(
+        response.text().contains("No parent proxy"),
+        "{}",
+        response.text()
+    );
+    drop(alone);
+
+    let mut with_live = args.to_vec();
+    with_live.extend_from_slice(&["--parent", &b]);
+    let proxy = Proxy::start(&with_live);
+    for i in 0..16 {
+        let response = proxy.get(&format!("http://site{i}.example/"));
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "live"),
+            "site{i}"
+        );
+    }
+    let stderr = proxy.stderr();
+    assert_eq!(
+        stderr.matches(&format!("parent {a} is down")).count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_parent_that_closes_without_answering_is_left_out_until_its_retry_time() {
+    let broken = Origin::start(|_| Reply::Close);
+    let live = parent_answering(b"live");
+    let (a, b) = (
+        format!("127.0.0.1:{}", broken.port()),
+        format!("127.0.0.1:{}", live.port()),
+    );
+    let proxy = Proxy::start(&["--parent", &a, "--parent", &b, "--parent-retry", "1"]);
+    // The first URL whose parent is the broken one: it was sent, so it is not sent
+    // again; it is answered 502 and the parent is left out.
+    let url = (0..32)
+        .map(|i| format!("http://site{i}.example/"))
+        .find(|url| proxy.get(url).status == 502)
+        .expect("a URL whose parent is the broken one");
+    assert_eq!(broken.requests(), 1);
+    assert_eq!(proxy.get(&url).text(), "live", "its share moved");
+    let metrics = proxy.metrics();
+    assert_eq!(
+        metrics.get("larder_parent_up", &[("parent", &a)]),
+        Some(0.0)
+    );
+    // After --parent-retry the parent gets its share back.
+    let up = || proxy.metrics().get("larder_parent_up", &[("parent", &a)]) == Some(1.0);
+    assert!(wait_until(up), "the parent never came back");
+    assert_eq!(proxy.get(&url).status, 502);
+    assert_eq!(broken.requests(), 2);
 }
