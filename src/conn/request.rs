@@ -571,6 +571,12 @@ pub fn connect_timeout<S: Socket>(
         if let Some(idx) = up {
             drop_upstream(cx, idx);
         }
+        // A lookup of this parent's name still under way must not answer for the
+        // next hop's.
+        cx.ctx.resolver.cancel(Waiter {
+            key: cx.key,
+            id: cx.conn.id,
+        });
         let why = format!("no connection within {secs} s");
         return parent_failed(cx, ex, i, 504, &why);
     }
