@@ -536,3 +536,17 @@ fn a_parent_that_closes_without_answering_is_left_out_until_its_retry_time() {
     assert_eq!(proxy.get(&url).status, 502);
     assert_eq!(broken.requests(), 2);
 }
+
+#[test]
+fn the_parent_and_its_credentials_can_come_from_the_environment() {
+    let parent = parent_answering(b"from the parent");
+    let spec = format!("user:pw@127.0.0.1:{}", parent.port());
+    let proxy = Proxy::start_with_env(&[], &[("LARDER_PARENT", &spec)]);
+    assert_eq!(
+        proxy.get("http://origin.example/").text(),
+        "from the parent"
+    );
+    let seen = parent.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header_all("proxy-authorization"), vec![USER_PW]);
+}
