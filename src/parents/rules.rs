@@ -261,16 +261,24 @@ impl fmt::Display for DirectRule {
 /// reach any of them for larder: they name larder's own network.
 pub fn direct_by_default(host: &str, ip: Option<IpAddr>) -> bool {
     match ip {
-        Some(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        Some(IpAddr::V4(v4)) => local_v4(v4),
         Some(IpAddr::V6(v6)) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_loopback() || v4.is_private() || v4.is_link_local();
+                return local_v4(v4);
             }
             let first = v6.segments()[0];
-            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
         }
         None => !host.contains('.') || host.ends_with(".localhost"),
     }
+}
+
+/// Loopback, RFC 1918, link-local, or 0.0.0.0 (this host, to Linux).
+fn local_v4(v4: std::net::Ipv4Addr) -> bool {
+    v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
 }
 
 #[cfg(test)]
@@ -362,6 +370,8 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "0.0.0.0",
+            "::",
             "localhost",
             "intranet",
             "app.localhost",
