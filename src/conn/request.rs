@@ -1,5 +1,6 @@
-//! From a request head to a connected upstream: parsing, access rules, DNS,
-//! connecting, and larder's own error answers.
+//! From a request head to a connected upstream: parsing, access rules, the hop (the
+//! origin or a parent proxy, and the next one when a parent fails), DNS, connecting,
+//! and larder's own error answers.
 
 use super::Socket;
 use std::net::IpAddr;
