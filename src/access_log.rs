@@ -98,6 +98,34 @@ impl ResultCode {
     }
 }
 
+/// How the response was fetched, in Squid's words (the hierarchy field, before the
+/// `/` and the peer's address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hier {
+    /// Straight from the origin (or nothing was fetched: then the log says
+    /// `HIER_NONE`, because there is no peer).
+    #[default]
+    Direct,
+    /// Through the only parent, or the first one up in the configured order.
+    FirstUpParent,
+    /// Through the parent that hashing (CARP) chose among several.
+    Carp,
+    /// A parent answered from its own cache (its `Cache-Status` or `X-Cache` says so).
+    ParentHit,
+}
+
+impl Hier {
+    /// The code as Squid spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hier::Direct => "HIER_DIRECT",
+            Hier::FirstUpParent => "FIRSTUP_PARENT",
+            Hier::Carp => "CARP",
+            Hier::ParentHit => "PARENT_HIT",
+        }
+    }
+}
+
 /// One finished request, as logged.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
@@ -119,6 +147,8 @@ pub struct Entry<'a> {
     pub url: &'a str,
     /// The upstream address; `None` when no upstream was contacted.
     pub peer: Option<IpAddr>,
+    /// How the upstream was reached (ignored without a `peer`).
+    pub hier: Hier,
     /// "-" if none.
     pub content_type: &'a str,
 }
@@ -147,7 +177,7 @@ pub fn format_entry(e: &Entry, out: &mut Vec<u8>) {
     out.push(b' ');
     push_field(out, e.url);
     let _ = match e.peer {
-        Some(ip) => write!(out, " - HIER_DIRECT/{} ", ip.to_canonical()),
+        Some(ip) => write!(out, " - {}/{} ", e.hier.as_str(), ip.to_canonical()),
         None => out.write_all(b" - HIER_NONE/- "),
     };
     push_field(out, e.content_type);
@@ -335,6 +365,7 @@ mod tests {
             method: "GET",
             url: "http://example.com/a",
             peer: Some("93.184.216.34".parse().unwrap()),
+            hier: Hier::Direct,
             content_type: "text/html",
         }
     }
@@ -371,6 +402,7 @@ mod tests {
             method: "CONNECT",
             url: "example.com:443",
             peer: Some("1.2.3.4".parse().unwrap()),
+            hier: Hier::Direct,
             content_type: "-",
             ..entry()
         };
@@ -389,6 +421,7 @@ mod tests {
             bytes: 345,
             url: "http://ads.example.com/",
             peer: None,
+            hier: Hier::Direct,
             ..entry()
         };
         assert_eq!(
@@ -407,6 +440,7 @@ mod tests {
             method: "",
             url: "",
             peer: None,
+            hier: Hier::Direct,
             content_type: "",
             ..entry()
         };
@@ -453,6 +487,7 @@ mod tests {
         let e = Entry {
             client: "::ffff:10.0.0.1".parse().unwrap(),
             peer: Some("2001:db8::1".parse().unwrap()),
+            hier: Hier::Direct,
             ..entry()
         };
         let l = line(&e);

@@ -223,6 +223,39 @@ pub struct Cli {
     /// (bytes=-N) or several ranges go to the origin as asked, and are not stored.
     #[arg(long, env = "LARDER_RANGE_WHOLE_BELOW", value_name = "SIZE", default_value = "64M", value_parser = crate::cache::size::parse_or_zero)]
     pub range_whole_below: u64,
+    /// Send requests through this parent proxy (repeatable): `HOST:PORT`, or
+    /// `user:pass@HOST:PORT` to send it Basic credentials (to it only; never logged).
+    /// With several, each URL goes to one of them by hashing (CARP), so each caches
+    /// its own share.
+    #[arg(
+        long,
+        env = "LARDER_PARENT",
+        value_name = "[USER:PASS@]HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub parent: Vec<crate::parents::rules::ParentArg>,
+
+    /// Reach these destinations directly, never through a parent (repeatable): a
+    /// domain with its subdomains, or an address range matched against IP-literal
+    /// hosts. Loopback and private-range literals and names without a dot are direct
+    /// anyway, unless --never-direct.
+    #[arg(
+        long,
+        env = "LARDER_DIRECT",
+        value_name = "DOMAIN|CIDR",
+        value_delimiter = ','
+    )]
+    pub direct: Vec<crate::parents::DirectRule>,
+
+    /// Never go to an origin directly except by a --direct rule: when no parent can
+    /// be reached, answer 502 or 504.
+    #[arg(long, env = "LARDER_NEVER_DIRECT")]
+    pub never_direct: bool,
+
+    /// Seconds a parent that refused, reset or timed out is left out before it is
+    /// tried again.
+    #[arg(long, env = "LARDER_PARENT_RETRY", value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub parent_retry: Duration,
 
     /// Answer from the cache only, fresh or stale (but never a response marked
     /// must-revalidate, proxy-revalidate or no-cache); everything else is 504, and
@@ -497,6 +530,8 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// The cache: where its file is and how it is used.
     pub cache: CacheSettings,
+    /// Parent proxies and the destinations reached without them.
+    pub parents: crate::parents::ParentsConfig,
 }
 
 /// Where the cache file lives and the size asked for.
@@ -598,6 +633,13 @@ impl From<Cli> for Config {
                 serve_stale: c.serve_stale,
                 offline: c.offline,
                 range_whole_below: c.range_whole_below,
+            },
+            parents: crate::parents::ParentsConfig {
+                parents: c.parent.iter().filter_map(|p| p.0.clone().ok()).collect(),
+                bad_parent: c.parent.into_iter().find_map(|p| p.0.err()),
+                direct: c.direct,
+                never_direct: c.never_direct,
+                retry: c.parent_retry,
             },
         }
     }

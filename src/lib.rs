@@ -16,6 +16,7 @@ pub mod dns;
 pub mod error;
 pub mod http;
 pub mod pages;
+pub mod parents;
 pub mod server;
 pub mod stats;
 pub mod sys;

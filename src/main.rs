@@ -54,6 +54,10 @@ fn main() -> ExitCode {
         }
     }
     let config = Config::from(cli);
+    if let Err(message) = config.parents.check() {
+        eprintln!("larder: {message}");
+        return ExitCode::from(2);
+    }
     if let Err(message) = config.cache.check() {
         eprintln!("larder: {message}");
         return ExitCode::from(2);

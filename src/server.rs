@@ -174,6 +174,7 @@ impl Server {
         .map_err(Error::Cache)?;
         let cache_note = cache_note(&opened);
         let cache = Cache::configured(opened.store, settings, via.clone());
+        let parents = crate::parents::Parents::new(&cfg.parents);
         let now = Instant::now();
         let all_nodelay = listeners.iter().all(|l| sys::set_listener_nodelay(&l.sock));
         let nodelay_inherited = if all_nodelay { None } else { Some(false) };
@@ -212,6 +213,7 @@ impl Server {
                 draining: false,
                 stopping: false,
                 cache,
+                parents,
             },
             cache_note,
             max_conns,

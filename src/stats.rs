@@ -346,6 +346,8 @@ pub struct Snapshot<'a> {
     pub draining: bool,
     /// `None` when running without a cache.
     pub cache: Option<CacheFigures>,
+    /// Each parent proxy (`host:port`) and whether it is up; empty without parents.
+    pub parents: &'a [(String, bool)],
 }
 
 impl Snapshot<'_> {

@@ -214,6 +214,7 @@ fn snapshot<'a>(
         listen,
         draining: false,
         cache,
+        parents: &[],
     }
 }
 

@@ -25,6 +25,7 @@ mod limits;
 mod log;
 mod pages;
 mod pages_render;
+mod parents;
 mod range_fetch;
 mod regression;
 mod service;

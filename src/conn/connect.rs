@@ -19,14 +19,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::ctx::upstream_token;
-use super::request::{attach, connect_timeout, drop_upstream, fail};
+use super::request::{attach, connect_timeout, drop_upstream, endpoint, fail, parent_failed};
 use super::upstream::Upstream;
 use super::{Exchange, Relay, Route, Scope, Socket, Splice, State};
 use crate::http::page::Problem;
 use crate::http::Method;
+use crate::parents::head::connect_head;
 
 /// How long an attempt has alone before the next address is tried beside it (RFC 8305
 /// §5 recommends 250 ms).
@@ -82,6 +83,13 @@ fn advance<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, mut route: Box<R
     if route.attempts.is_empty() {
         // Nothing connecting and nothing left to try.
         ex.peer = None;
+        if let (_, _, Some(i)) = endpoint(&cx.ctx.parents, &ex) {
+            let why = match &route.last_err {
+                Some(e) => e.to_string(),
+                None => "its name has no address".to_string(),
+            };
+            return parent_failed(cx, ex, i, 502, &why);
+        }
         let (detail, message) = match &route.last_err {
             Some(e) => (
                 "connect-failed",
@@ -105,7 +113,7 @@ fn advance<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, mut route: Box<R
 
 /// Starts connecting to the next address whose socket can be made.
 fn start_next<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, route: &mut Route) {
-    let port = ex.target.port();
+    let (_, port, _) = endpoint(&cx.ctx.parents, ex);
     while let Some(&ip) = route.addrs.get(route.next) {
         route.next += 1;
         let addr = SocketAddr::new(ip, port);
@@ -113,7 +121,9 @@ fn start_next<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, route: &mut Route
             Ok(sock) => {
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
-                let mut up = Upstream::new(sock, ex.target.host(), port, route.pool_key, addr);
+                let (host, _, parent) = endpoint(&cx.ctx.parents, ex);
+                let mut up = Upstream::new(sock, host, port, route.pool_key, addr);
+                up.parent = parent;
                 if let Err(e) = up.sock.register(&cx.ctx.registry, upstream_token(idx)) {
                     route.last_err = Some(e);
                     continue;
@@ -190,18 +200,31 @@ fn connected<S: Socket>(
     idx: usize,
 ) -> State {
     drop_attempts(cx, route);
+    let mut parent = None;
     if let Some(up) = cx.ups.get_mut(idx) {
         up.connected = true;
         let _ = up.sock.set_nodelay();
         ex.peer = Some(up.addr.ip());
+        parent = up.parent;
+    }
+    if let Some(i) = parent {
+        if cx.ctx.parents.mark_up(usize::from(i)) {
+            if let Some(spec) = cx.ctx.parents.get(usize::from(i)) {
+                info!("conn {}: parent {spec} is reachable again", cx.conn.id);
+            }
+        }
     }
     if ex.method == Method::Connect {
-        cx.ctx.stats.tunnels += 1;
-        ex.status = 200;
-        cx.conn.out.push(ESTABLISHED);
-        cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
-        let splice = Box::new(Splice::new(idx));
-        State::Tunnel { ex, splice }
+        if let Some(spec) = parent.and_then(|i| cx.ctx.parents.get(usize::from(i))) {
+            // The parent is asked for the tunnel; its 2xx opens ours
+            // (`forward`, then `open_tunnel`), anything else is relayed.
+            let head = cx.ctx.heads.take();
+            ex.upstream_head = connect_head(head, &ex.target, spec, cx.ctx.via.field_line());
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            let relay = cx.ctx.spares.relay(Relay::new(idx));
+            return State::Forward { ex, relay };
+        }
+        open_tunnel(cx, ex, idx)
     } else {
         cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
         let relay = cx.ctx.spares.relay(Relay::new(idx));
@@ -209,10 +232,27 @@ fn connected<S: Socket>(
     }
 }
 
+/// Upstream `idx` carries the CONNECT's tunnel from now on: larder's own `200`
+/// goes to the client first.
+pub fn open_tunnel<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, idx: usize) -> State {
+    cx.ctx.stats.tunnels += 1;
+    ex.status = 200;
+    cx.conn.out.push(ESTABLISHED);
+    cx.conn.ready.w = true;
+    cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.tunnel);
+    let splice = Box::new(Splice::new(idx));
+    State::Tunnel { ex, splice }
+}
+
 /// The deadline passed: time for the next attempt, or, past `--timeout-connect`, 504.
 pub fn on_deadline<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, route: Box<Route>) -> State {
     if cx.ctx.now >= route.give_up_at {
         drop_attempts(cx, &route);
+        if let (_, _, Some(i)) = endpoint(&cx.ctx.parents, &ex) {
+            let secs = cx.ctx.cfg.timeouts.connect.as_secs_f64();
+            let why = format!("no connection within {secs} s");
+            return parent_failed(cx, ex, i, 504, &why);
+        }
         return connect_timeout(cx, ex, None);
     }
     advance(cx, ex, route)

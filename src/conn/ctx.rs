@@ -19,6 +19,7 @@ use crate::buf::{BufPool, HeadPool};
 use crate::config::Config;
 use crate::dns::Resolver;
 use crate::http::{Limits, ViaName};
+use crate::parents::Parents;
 use crate::stats::Stats;
 
 /// Client connection `key` ↔ token `2·key`; upstream socket `idx` ↔ `2·idx + 1`.
@@ -76,6 +77,8 @@ pub struct Ctx {
     pub stopping: bool,
     /// The cache, its file open and locked for larder's lifetime.
     pub cache: Cache,
+    /// The parent proxies, which of them are down, and the direct rules.
+    pub parents: Parents,
 }
 
 /// Figures only the server sees, kept where connection steps can read them.

@@ -16,7 +16,8 @@
 //! the relay in hand.
 
 use super::Socket;
-use crate::access_log::ResultCode;
+use crate::access_log::{Hier, ResultCode};
+use crate::parents::head::says_hit;
 use log::debug;
 
 use super::cache::{body_complete, body_failed, response_head, OnResponse, Serving, Sink};
@@ -33,7 +34,7 @@ use crate::http::body::BodyTracker;
 use crate::http::date::push_http_date;
 use crate::http::page::Problem;
 use crate::http::response::parse_response_into;
-use crate::http::{BodyKind, Version};
+use crate::http::{BodyKind, Method, Version};
 
 /// How long an idle upstream connection stays pooled. Origins commonly close idle
 /// connections after 5–60 s; a dead one is detected (EOF event) or retried anyway.
@@ -52,6 +53,8 @@ enum End {
     Retry,
     /// The client can no longer be written to.
     ClientLost,
+    /// The parent said 2xx to the CONNECT larder sent it: the tunnel opens.
+    Tunnel,
     /// A 304 refreshed the stale entry; the answer is queued and its body comes from
     /// the cache.
     Refreshed {
@@ -126,7 +129,26 @@ fn pass<S: Socket>(
 /// Carries out how the exchange leaves `Forward`.
 fn leave<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: Box<Relay>, end: End) -> State {
     match end {
-        End::Fail(p) => fail(cx, ex, Some(relay.up), p),
+        End::Fail(p) => {
+            // A parent that closed a new connection without a word is broken: it is
+            // left out for a while (the request itself was sent, so it is not
+            // sent again).
+            let up = cx.ups.get(relay.up);
+            let parent = up
+                .filter(|u| !u.reused && !relay.got_bytes)
+                .and_then(|u| u.parent);
+            if let Some(i) =
+                parent.filter(|_| matches!(p.detail, "upstream-failed" | "no-response"))
+            {
+                super::request::parent_down(cx, i, p.message);
+            }
+            fail(cx, ex, Some(relay.up), p)
+        }
+        End::Tunnel => {
+            let up = relay.up;
+            cx.ctx.spares.give_relay(relay);
+            super::connect::open_tunnel(cx, ex, up)
+        }
         End::Abort => abort(cx, ex, Some(relay.up)),
         End::Retry => retry_fresh(cx, ex, relay.up),
         End::ClientLost => client_lost(cx, ex, relay),
@@ -315,8 +337,9 @@ fn receive_response<S: Socket>(
                 progress = true;
                 up.inbuf.consume(r.head_len);
                 if r.status < 200 {
-                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2).
-                    if ex.client_version == Version::Http11 {
+                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2),
+                    // and never ahead of the `200` that opens a tunnel.
+                    if ex.client_version == Version::Http11 && ex.method != Method::Connect {
                         conn.out.push(&r.client_head);
                         conn.out.push(b"\r\n");
                     }
@@ -324,6 +347,19 @@ fn receive_response<S: Socket>(
                 }
                 // A stopping larder closes each connection after its response.
                 let mut close = !ex.client_keep_alive || conn.eof || cx.ctx.draining;
+                if ex.method == Method::Connect {
+                    // Only a parent is sent a CONNECT: its 2xx opens the tunnel (bytes
+                    // behind its head are the tunnel's); anything else is relayed as it
+                    // is, then the connection closes.
+                    if (200..300).contains(&r.status) {
+                        cx.ctx.heads.give(r.client_head);
+                        return Err(End::Tunnel);
+                    }
+                    close = true;
+                }
+                if matches!(ex.hier, Hier::FirstUpParent | Hier::Carp) && says_hit(&r.client_head) {
+                    ex.hier = Hier::ParentHit;
+                }
                 let mut framing: &[u8] = b"";
                 match r.body {
                     BodyKind::Chunked if ex.client_version == Version::Http10 => {
@@ -369,7 +405,7 @@ fn receive_response<S: Socket>(
                 }
                 conn.out.push(b"\r\n");
                 ex.close_after = close;
-                relay.reusable = r.reusable;
+                relay.reusable = r.reusable && ex.method != Method::Connect;
                 relay.resp = Resp::Body(BodyTracker::new(r.body, &limits));
             }
             Err(e) => {

@@ -37,6 +37,8 @@
 //! * `Waiting`: the request waits for another connection's fetch of the same URL
 //!   (request collapsing); woken when that fetch streams its body or ends.
 //! * `Tunnel`: bytes are copied both ways; each direction half-closes on its own.
+//!   Through a parent proxy, the CONNECT sent to it and its answer pass through
+//!   `Forward` first: a 2xx opens the `Tunnel`, anything else is relayed, then closed.
 //! * `Closing`: flush `out`, `shutdown(Write)`, read and discard until EOF or a short
 //!   deadline, so the client reads our last response instead of a reset.
 //!

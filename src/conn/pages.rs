@@ -173,6 +173,7 @@ pub fn answer<S: Socket>(cx: &mut Scope<S>, asked: &Asked) -> State {
         status,
         bytes: bytes.len() as u64,
         peer: None,
+        hier: crate::access_log::Hier::Direct,
         result,
         started: asked.started,
         content_type,
@@ -197,6 +198,7 @@ fn with_snapshot<S: Socket>(
         }
     }
     let ctx = &*cx.ctx;
+    let parents = ctx.parents.states(ctx.now);
     let snapshot = Snapshot {
         version: env!("CARGO_PKG_VERSION"),
         now_unix: ctx.unix,
@@ -209,6 +211,7 @@ fn with_snapshot<S: Socket>(
         listen: &ctx.locals,
         draining: ctx.draining || ctx.stopping,
         cache: Some(cache_figures(&ctx.cache, oldest)),
+        parents: &parents,
     };
     render(&snapshot)
 }

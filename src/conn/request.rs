@@ -1,19 +1,20 @@
-//! From a request head to a connected upstream: parsing, access rules, DNS,
-//! connecting, and larder's own error answers.
+//! From a request head to a connected upstream: parsing, access rules, the hop (the
+//! origin or a parent proxy, and the next one when a parent fails), DNS, connecting,
+//! and larder's own error answers.
 
 use super::Socket;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::cache::{consult, queue_collapsed_head, stale_answer, Cache, Consulted, Serving};
 use super::{
     after_response, end_exchange, flush_out, read_into, recycle, Conn, Exchange, Flushed, HeadScan,
     Io, Relay, Scope, State,
 };
-use crate::access_log::{Entry, ResultCode};
+use crate::access_log::{Entry, Hier, ResultCode};
 use crate::cache::policy::flights::Member;
 use crate::dns::{Answer, Lookup, Waiter};
 use crate::http::body::BodyTracker;
@@ -23,6 +24,7 @@ use crate::http::proxy_header;
 use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, HttpError, Method};
+use crate::parents::{head::aim, Hop, Parents};
 
 /// `Head` state: parse what has arrived, or read more, until a head is parsed (the
 /// next state is then the request's), nothing more can be read, or the connection
@@ -260,6 +262,8 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         close_after: false,
         cache: None,
         probed: false,
+        plan: None,
+        hier: Hier::Direct,
     };
     // A box kept from a finished exchange, if there is one: see `recycle`.
     let ex = match cx.ctx.spares.kept_exchange() {
@@ -300,14 +304,58 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
             return State::Waiting { ex };
         }
     }
+    // Without parents this is `None` at the cost of one comparison.
+    ex.plan = cx
+        .ctx
+        .parents
+        .plan(ex.target.host(), ex.target.url(), cx.ctx.now);
+    upstream_for(cx, ex)
+}
+
+/// Sends the exchange to the hop its plan names (the origin, without a plan): over
+/// an idle pooled connection if there is one, else through DNS and a new one.
+fn upstream_for<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> State {
+    let connect = ex.method == Method::Connect;
+    let (host, port, parent) = match ex.plan {
+        None => (ex.target.host(), ex.target.port(), None),
+        Some(plan) => {
+            let hop = plan.hop();
+            let spec = match hop {
+                Some(Hop::Parent(i)) => cx.ctx.parents.get(i).map(|s| (i, s)),
+                _ => None,
+            };
+            if !connect {
+                // Only the head that goes to a parent names the whole URL and carries
+                // that parent's credentials.
+                aim(&mut ex.upstream_head, &ex.target, spec.map(|(_, s)| s));
+            }
+            match spec {
+                Some((i, s)) => {
+                    ex.hier = if plan.carp() {
+                        Hier::Carp
+                    } else {
+                        Hier::FirstUpParent
+                    };
+                    (&*s.host, s.port, Some(i as u8))
+                }
+                None if hop == Some(Hop::Direct) => {
+                    ex.hier = Hier::Direct;
+                    (ex.target.host(), ex.target.port(), None)
+                }
+                None => {
+                    let message = "No parent proxy is available for this request.";
+                    return fail(cx, ex, None, Problem::new(502, "no-parent", message));
+                }
+            }
+        }
+    };
     let mut pool_key = 0;
-    if ex.method != Method::Connect {
+    if !connect {
         let ups = &*cx.ups;
-        let (host, port) = (ex.target.host(), ex.target.port());
         pool_key = cx.ctx.pool.key(host, port);
         let pooled = cx.ctx.pool.take(pool_key, |i| {
             ups.get(i)
-                .is_some_and(|u| u.port == port && *u.host == *host)
+                .is_some_and(|u| u.port == port && *u.host == *host && u.parent == parent)
         });
         if let Some(idx) = pooled {
             attach(cx, &mut ex, idx);
@@ -319,6 +367,65 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
         }
     }
     resolve(cx, ex, pool_key)
+}
+
+/// Where the exchange's current hop is: (host, port, parent number), the origin's
+/// host and port when it goes direct.
+pub(super) fn endpoint<'a>(parents: &'a Parents, ex: &'a Exchange) -> (&'a str, u16, Option<u8>) {
+    if let Some(Hop::Parent(i)) = ex.plan.and_then(|p| p.hop()) {
+        if let Some(spec) = parents.get(i) {
+            return (&spec.host, spec.port, Some(i as u8));
+        }
+    }
+    (ex.target.host(), ex.target.port(), None)
+}
+
+/// Parent `i` failed before the request went to it (no address, refused, no
+/// connection in time, or it closed the connection without answering): it is left
+/// out for `--parent-retry` (a warning when it was up), and the request goes to the
+/// next hop of its plan, or is answered `status` when none is left.
+pub(super) fn parent_failed<S: Socket>(
+    cx: &mut Scope<S>,
+    mut ex: Box<Exchange>,
+    i: u8,
+    status: u16,
+    why: &str,
+) -> State {
+    parent_down(cx, i, why);
+    ex.peer = None;
+    if let Some(plan) = ex.plan.as_mut() {
+        plan.advance();
+    }
+    if ex.plan.and_then(|p| p.hop()).is_some() {
+        return upstream_for(cx, ex);
+    }
+    let name = cx
+        .ctx
+        .parents
+        .get(usize::from(i))
+        .map_or(String::new(), |s| s.to_string());
+    let message = format!("No parent proxy could be reached (the last, {name}: {why}).");
+    let detail = if status == 504 {
+        "parent-timeout"
+    } else {
+        "parent-unreachable"
+    };
+    fail(cx, ex, None, Problem::new(status, detail, &message))
+}
+
+/// Marks parent `i` down, with a warning if it was up (so once per `--parent-retry`
+/// at most). The parent is named by `host:port` only.
+pub(super) fn parent_down<S: Socket>(cx: &mut Scope<S>, i: u8, why: &str) {
+    let i = usize::from(i);
+    if cx.ctx.parents.mark_down(i, cx.ctx.now) {
+        if let Some(spec) = cx.ctx.parents.get(i) {
+            warn!(
+                "conn {}: parent {spec} is down ({why}); left out for {} s",
+                cx.conn.id,
+                cx.ctx.parents.retry().as_secs_f64()
+            );
+        }
+    }
 }
 
 /// `Waiting` state: the fetch this request waits for (request collapsing) has a
@@ -396,7 +503,8 @@ pub fn resolve<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, pool_key: u64) -
         key: cx.key,
         id: cx.conn.id,
     };
-    match cx.ctx.resolver.lookup(ex.target.host(), waiter, cx.ctx.now) {
+    let (host, _, _) = endpoint(&cx.ctx.parents, &ex);
+    match cx.ctx.resolver.lookup(host, waiter, cx.ctx.now) {
         Lookup::Ready(answer) => resolved(cx, ex, pool_key, answer),
         Lookup::Pending => State::Resolving { ex, pool_key },
     }
@@ -409,6 +517,25 @@ pub fn resolved<S: Socket>(
     pool_key: u64,
     answer: Answer,
 ) -> State {
+    let (_, hop_port, parent) = endpoint(&cx.ctx.parents, &ex);
+    if let Some(i) = parent {
+        let addrs = match answer {
+            Ok(a) => a,
+            Err(e) => return parent_failed(cx, ex, i, 502, &format!("its name: {e}")),
+        };
+        // The origin's address is the parent's business; larder only makes sure the
+        // parent is not itself.
+        if addrs.iter().any(|&ip| {
+            cx.ctx
+                .locals
+                .iter()
+                .any(|&l| super::pages::is_self(l, ip, hop_port))
+        }) {
+            let message = "The parent proxy is this proxy itself.";
+            return fail(cx, ex, None, Problem::new(508, "loop-detected", message));
+        }
+        return super::connect::begin(cx, ex, addrs, pool_key);
+    }
     let addrs = match answer {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => Arc::from(Vec::new()),
@@ -465,6 +592,19 @@ pub fn connect_timeout<S: Socket>(
     up: Option<usize>,
 ) -> State {
     let secs = cx.ctx.cfg.timeouts.connect.as_secs_f64();
+    if let (_, _, Some(i)) = endpoint(&cx.ctx.parents, &ex) {
+        if let Some(idx) = up {
+            drop_upstream(cx, idx);
+        }
+        // A lookup of this parent's name still under way must not answer for the
+        // next hop's.
+        cx.ctx.resolver.cancel(Waiter {
+            key: cx.key,
+            id: cx.conn.id,
+        });
+        let why = format!("no connection within {secs} s");
+        return parent_failed(cx, ex, i, 504, &why);
+    }
     let message = format!("No connection to the server within {secs} s.");
     fail(cx, ex, up, Problem::new(504, "connect-timeout", &message))
 }
@@ -575,6 +715,7 @@ fn refuse<S: Socket>(
         status: p.status,
         bytes: page.len() as u64,
         peer: None,
+        hier: Hier::Direct,
         result,
         started: cx.ctx.now,
         content_type: "text/html",
@@ -601,6 +742,7 @@ pub fn answer<S: Socket>(
         status: p.status,
         bytes: page.len() as u64,
         peer: ex.and_then(|ex| ex.peer),
+        hier: ex.map_or(Hier::Direct, |ex| ex.hier),
         result,
         started: ex.map_or(cx.ctx.now, |ex| ex.started),
         content_type: "text/html",
@@ -627,6 +769,7 @@ pub fn log_exchange<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, result: ResultC
         status: ex.status,
         bytes: ex.bytes,
         peer: ex.peer,
+        hier: ex.hier,
         result,
         started: ex.started,
         content_type: ex.content_type.as_deref().unwrap_or("-"),
@@ -648,6 +791,8 @@ pub struct Line<'a> {
     pub bytes: u64,
     /// The upstream address; `None` when no upstream was contacted.
     pub peer: Option<IpAddr>,
+    /// How the upstream was reached.
+    pub hier: Hier,
     /// Squid result code.
     pub result: ResultCode,
     /// When the request started: the logged time runs from here.
@@ -675,6 +820,7 @@ pub fn record<S: Socket>(cx: &mut Scope<S>, line: &Line) {
         method: line.method,
         url: line.url,
         peer: line.peer,
+        hier: line.hier,
         content_type: line.content_type,
     });
 }

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cache::{CacheEx, Serving};
+use crate::access_log::Hier;
 use crate::http::body::BodyTracker;
 use crate::http::target::Target;
 use crate::http::{Method, Version};
+use crate::parents::Plan;
 use crate::sys::Pipe;
 
 /// Where a client connection is in its lifecycle (see the diagram in `conn/mod.rs`).
@@ -336,6 +338,11 @@ pub struct Exchange {
     /// was sent a `100 Continue` to tell a half-close from a hang-up (see
     /// `conn::step`).
     pub probed: bool,
+    /// The hops to try when parents are configured (`None`: straight to the origin);
+    /// see [`crate::parents`].
+    pub plan: Option<Plan>,
+    /// How the upstream was reached, for the access log.
+    pub hier: Hier,
 }
 
 #[cfg(test)]

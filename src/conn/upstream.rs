@@ -51,6 +51,10 @@ pub struct Upstream<S = TcpStream> {
     pub eof: bool,
     /// While pooled: when it is closed for idleness.
     pub idle_deadline: Option<Instant>,
+    /// The socket goes to parent proxy number `.0` (`host` and `port` are the
+    /// parent's), not to an origin: every origin's requests through that parent share
+    /// it.
+    pub parent: Option<u8>,
 }
 
 impl<S> Upstream<S> {
@@ -70,6 +74,7 @@ impl<S> Upstream<S> {
             reused: false,
             eof: false,
             idle_deadline: None,
+            parent: None,
         }
     }
 }

@@ -129,6 +129,16 @@ pub fn metrics_text(s: &Snapshot) -> String {
         "CONNECT tunnels open now.",
         s.tunnels_open,
     );
+    if !s.parents.is_empty() {
+        out.family(
+            "larder_parent_up",
+            "gauge",
+            "1 for a parent proxy in use, 0 for one left out after it failed (--parent-retry).",
+        );
+        for (name, up) in s.parents {
+            out.sample("larder_parent_up", &[("parent", name)], u64::from(*up));
+        }
+    }
     out.counter(
         "larder_dns_failures_total",
         "Host names that did not resolve (each failed lookup a request waited for).",
@@ -266,6 +276,7 @@ mod tests {
             upstreams_busy: 2,
             listen,
             draining: false,
+            parents: &[],
             cache,
         }
     }
@@ -309,6 +320,26 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn parents_are_up_or_down_by_host_and_port_and_absent_without_parents() {
+        let st = busy_stats();
+        let text = metrics_text(&snapshot(&st, &[], None));
+        assert!(!text.contains("larder_parent_up"));
+        let parents = [
+            ("a:3128".to_string(), true),
+            ("[::1]:8080".to_string(), false),
+        ];
+        let mut s = snapshot(&st, &[], None);
+        s.parents = &parents;
+        let text = metrics_text(&s);
+        assert_eq!(value(&text, "larder_parent_up{parent=\"a:3128\"}"), Some(1));
+        assert_eq!(
+            value(&text, "larder_parent_up{parent=\"[::1]:8080\"}"),
+            Some(0)
+        );
+        assert!(text.contains("# TYPE larder_parent_up gauge\n"));
     }
 
     #[test]

@@ -77,6 +77,7 @@ mod tests {
             upstreams_busy: 0,
             listen: &[],
             draining: false,
+            parents: &[],
             cache: None,
         }
     }

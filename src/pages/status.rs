@@ -103,6 +103,7 @@ pub fn status_html(s: &Snapshot) -> String {
     page.push_str("<div class=\"grid\">\n");
     requests_section(&mut page, s);
     connections_section(&mut page, s);
+    parents_section(&mut page, s);
     cache_section(&mut page, s.cache.as_ref(), s.now_unix, st.hit_bytes);
     hosts_section(&mut page, s);
     page.push_str("</div>\n");
@@ -187,6 +188,28 @@ fn connections_section(page: &mut String, s: &Snapshot) {
         grouped(s.tunnels_open),
         grouped(st.tunnels),
     );
+}
+
+/// The parent proxies, up or down (nothing without parents). A parent is shown as
+/// `host:port`, never with its credentials.
+fn parents_section(page: &mut String, s: &Snapshot) {
+    if s.parents.is_empty() {
+        return;
+    }
+    page.push_str("<section>\n<h2>Parent proxies</h2>\n<dl>\n");
+    for (name, up) in s.parents {
+        let state = if *up {
+            "up"
+        } else {
+            "<span class=\"warn\">down</span>"
+        };
+        let _ = writeln!(
+            page,
+            "<dt><code>{}</code></dt><dd>{state}</dd>",
+            html_escape(name)
+        );
+    }
+    page.push_str("</dl>\n</section>\n");
 }
 
 /// The cache file: fill, objects, oldest object, write errors.
@@ -292,6 +315,7 @@ mod tests {
             upstreams_busy: 3,
             listen,
             draining: false,
+            parents: &[],
             cache: Some(CacheFigures {
                 objects: 1234,
                 live_bytes: 64 << 20,
@@ -318,6 +342,25 @@ mod tests {
         st.dns_failures = 8;
         st.bytes_from_upstream = 6 << 20;
         st
+    }
+
+    #[test]
+    fn parents_are_listed_up_or_down_only_when_there_are_some() {
+        let st = stats();
+        let page = status_html(&snapshot(&st, &[]));
+        assert!(!page.contains("Parent proxies"));
+        let parents = [("a:3128".to_string(), true), ("b:3128".to_string(), false)];
+        let mut s = snapshot(&st, &[]);
+        s.parents = &parents;
+        let page = status_html(&s);
+        assert!(
+            page.contains("<dt><code>a:3128</code></dt><dd>up</dd>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<dt><code>b:3128</code></dt><dd><span class=\"warn\">down</span></dd>"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -150,14 +150,18 @@ impl Proxy {
     /// The value of the sample `name` (no labels) on larder's `/metrics` page, fetched
     /// on a new connection (which itself counts as one accepted connection).
     pub fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .get(name, &[])
+            .unwrap_or_else(|| panic!("no {name} on /metrics"))
+    }
+
+    /// larder's `/metrics` page, parsed, fetched on a new connection.
+    pub fn metrics(&self) -> prom::Metrics {
         let mut client = self.client();
         client.send(format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr).as_bytes());
         let response = client.read_response();
         assert_eq!(response.status, 200, "/metrics: {}", response.text());
-        let metrics = prom::parse(&response.text()).expect("/metrics parses");
-        metrics
-            .get(name, &[])
-            .unwrap_or_else(|| panic!("no {name} on /metrics:\n{}", response.text()))
+        prom::parse(&response.text()).expect("/metrics parses")
     }
 
     /// larder's resident set size in KiB, from `/proc/PID/status`.

@@ -126,6 +126,7 @@ impl Pair {
             draining: false,
             stopping: false,
             cache,
+            parents: crate::parents::Parents::default(),
         };
         Pair {
             ctx,
