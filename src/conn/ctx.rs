@@ -70,6 +70,10 @@ pub struct Ctx {
     pub draining: bool,
     /// The cache, its file open and locked for larder's lifetime.
     pub cache: Cache,
+    /// Revalidations to start in the background (`stale-while-revalidate`), each on
+    /// a connection of its own that the server makes after the turn's steps (see
+    /// `background.rs`).
+    pub refreshes: Vec<Box<Exchange>>,
 }
 
 /// Figures only the server sees, kept where connection steps can read them.

@@ -290,6 +290,9 @@ pub struct Exchange {
     /// was sent a `100 Continue` to tell a half-close from a hang-up (see
     /// `conn::step`).
     pub probed: bool,
+    /// A revalidation larder makes on its own behind a stale answer: the key of the
+    /// entry, registered with the cache until the exchange ends (see `background.rs`).
+    pub refresh_key: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

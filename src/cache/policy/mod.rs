@@ -12,6 +12,8 @@
 //! ```text
 //!  request head ──► consult ──┬─ fresh entry ─────────────► Serve (from the map)
 //!                             ├─ only-if-cached, nothing ──► 504
+//!                             ├─ stale, stale-while-revalidate ──► Serve (stale)
+//!                             │      └─ one revalidation per key, in the background
 //!                             ├─ stale entry ──► Forward with validators
 //!                             │                    ├─ 304 ──► refresh ──► Serve
 //!                             │                    └─ other ──► relay (+ store)
@@ -28,6 +30,7 @@
 //! carries Vary, a variants marker is stored under the URL and the response under
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -60,6 +63,11 @@ const ADMISSION_SLOTS: usize = 65_536;
 
 /// URLs the uncacheable memo remembers: 16 bytes each, so 64 KiB.
 const UNCACHEABLE_SLOTS: usize = 4096;
+
+/// Revalidations running behind stale answers (`stale-while-revalidate`) at most:
+/// each holds an upstream socket no client asked for; above this, a request
+/// revalidates in the foreground as without the directive.
+pub const BACKGROUND_MAX: usize = 8;
 
 /// Body bytes served from the map between two releases of its pages (see
 /// [`Cache::note_served`]): bounds what hits add to larder's RSS, at the cost of a
@@ -98,6 +106,9 @@ pub struct Cache {
     serve_stale: u64,
     /// `--offline`: answer from the store only, fresh or stale; never ask the origin.
     pub offline: bool,
+    /// Keys of the entries being revalidated behind stale answers: one revalidation
+    /// per key (see `lookup.rs`), until [`Cache::refreshed`].
+    refreshing: HashSet<Vec<u8>>,
 }
 
 impl Cache {
@@ -138,6 +149,7 @@ impl Cache {
             sync_every,
             serve_stale: 0,
             offline: false,
+            refreshing: HashSet::new(),
         }
     }
 
@@ -154,6 +166,17 @@ impl Cache {
         cache.serve_stale = settings.serve_stale;
         cache.offline = settings.offline;
         cache
+    }
+
+    /// The background revalidation of `key` (see [`Consulted::ServeStale`]) ended,
+    /// or was never started: a later stale answer may start another.
+    pub fn refreshed(&mut self, key: &[u8]) {
+        self.refreshing.remove(key);
+    }
+
+    /// Background revalidations running.
+    pub fn refreshing(&self) -> usize {
+        self.refreshing.len()
     }
 
     /// Sets the cache's clock (unix seconds); the loop calls it once per turn.

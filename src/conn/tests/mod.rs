@@ -3,6 +3,7 @@
 //! need time to pass (`timeouts`), how an exchange ends early (`endings`), and
 //! connecting over several addresses (`connect`).
 
+mod background;
 mod connect;
 mod endings;
 mod mem;
