@@ -304,6 +304,7 @@ pub fn consult(
     };
     let mut c = CacheEx::new(url, Forwarded::Miss);
     c.url_hash = url_hash;
+    c.background = ask.background;
     c.admit = admit;
     c.requested = now;
     c.me = waiter;

@@ -331,6 +331,8 @@ pub struct CacheEx {
     leads: bool,
     /// This connection, as flights name it.
     pub me: Member,
+    /// larder's own revalidation behind a stale answer (`stale-while-revalidate`).
+    background: bool,
 }
 
 /// A response being written from the map. Whoever holds it gives it back with
@@ -373,6 +375,7 @@ impl CacheEx {
             result: ResultCode::Miss,
             leads: false,
             me: (0, 0),
+            background: false,
         }
     }
 }

@@ -176,3 +176,34 @@ fn revalidations_in_the_background_are_capped() {
     assert_eq!(pair.background(), BACKGROUND_MAX);
     assert_eq!(pair.ctx.cache.refreshing(), BACKGROUND_MAX);
 }
+
+/// A revalidation behind stale answers that brings a new response larder may not
+/// store takes the old entry out: it no longer answers stale; the next request goes
+/// to the origin. One that fails (5xx) leaves it.
+#[test]
+fn a_new_response_that_is_not_stored_ends_the_stale_answers() {
+    let (mut pair, mut origin) = with_stored("/gone", SWR);
+    let mut stale = ask(&mut pair, "/gone");
+    assert!(stale.received().ends_with(b"\r\n\r\nold!"));
+    origin.send(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+    pair.run();
+    assert_eq!(pair.background(), 0);
+    let mut again = ask(&mut pair, "/gone");
+    assert!(
+        again.received().ends_with(b"\r\n\r\nold!"),
+        "kept after a 5xx"
+    );
+    assert_eq!(pair.background(), 1);
+    origin.send(b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 4\r\n\r\nnew!");
+    pair.run();
+    assert_eq!(pair.background(), 0);
+    let mut next = ask(&mut pair, "/gone");
+    assert!(next.received().is_empty(), "a miss: the client waits");
+    assert_eq!(requests(&mut origin), 4);
+    let upstream = String::from_utf8_lossy(origin.received()).into_owned();
+    let last = upstream.rsplit("GET /").next().unwrap_or_default();
+    assert!(
+        !last.contains("If-None-Match"),
+        "no validators left: {last}"
+    );
+}
