@@ -22,6 +22,10 @@
 //!                                                        close ─────────┴────┴──► Closing ──► Closed
 //! ```
 //!
+//! A revalidation larder makes on its own behind a stale answer has a connection of
+//! its own with no client (a null socket, `background`): it starts at the route, not
+//! at `Head`, and closes when its exchange ends (see `background.rs`).
+//!
 //! Each variant of [`State`] owns what only that phase uses (see `state.rs`); a step
 //! takes the state by value and returns the next one.
 //!
