@@ -59,7 +59,7 @@ pub fn request_for(ex: &Exchange, key: Vec<u8>, now: Instant) -> Box<Exchange> {
         close_after: true,
         cache: None,
         probed: false,
-        refresh_key: Some(key),
+        refresh_key: Some(key.into_boxed_slice()),
     })
 }
 

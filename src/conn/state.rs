@@ -292,7 +292,7 @@ pub struct Exchange {
     pub probed: bool,
     /// A revalidation larder makes on its own behind a stale answer: the key of the
     /// entry, registered with the cache until the exchange ends (see `background.rs`).
-    pub refresh_key: Option<Vec<u8>>,
+    pub refresh_key: Option<Box<[u8]>>,
 }
 
 #[cfg(test)]

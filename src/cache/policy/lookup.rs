@@ -165,14 +165,14 @@ enum Found {
         upstream_head: Vec<u8>,
         fwd: Forwarded,
     },
-    /// Stale, and its `stale-while-revalidate` lets it answer now (`stale`, planned
-    /// with how stale it is) while it is revalidated with `upstream_head`.
+    /// Stale, and its `stale-while-revalidate` lets it answer now (`stale`, planned,
+    /// with how stale it is) while it is revalidated with `upstream_head`. (Boxed:
+    /// every lookup moves a `Found`, and few are this.)
     StaleWhileRevalidate {
         obj: ObjectRef,
         variant: Option<Vec<u8>>,
         upstream_head: Vec<u8>,
-        stale: Plan,
-        stale_by: u64,
+        stale: Box<(Plan, u64)>,
     },
     Miss {
         variant: Option<Vec<u8>>,
@@ -248,60 +248,11 @@ pub fn consult(
         })
         .unwrap_or_else(plain_miss)
     };
-    let found = match found {
+    if ask.background && !matches!(found, Found::Revalidate { .. }) {
         // Larder's own revalidation only revalidates: what is fresh again needs
         // nothing, what is gone is fetched by the next request that wants it.
-        found @ Found::Revalidate { .. } if ask.background => found,
-        _ if ask.background => return Consulted::Settled,
-        Found::StaleWhileRevalidate {
-            obj,
-            variant,
-            upstream_head,
-            stale,
-            stale_by,
-        } => {
-            let key = variant.as_deref().unwrap_or(&url);
-            let running = cache.refreshing.contains(key) || cache.flights.is_open(&url);
-            let start = !running
-                && ask.may_refresh_behind
-                && cache.refreshing.len() < super::BACKGROUND_MAX;
-            if running || start {
-                let refresh = start.then(|| key.to_vec());
-                if let Some(key) = &refresh {
-                    cache.refreshing.insert(key.clone());
-                }
-                cache.store.pin(&obj);
-                let mut c = CacheEx::new(url, Forwarded::Stale);
-                c.url_hash = url_hash;
-                c.variant = variant;
-                c.requested = now;
-                c.me = waiter;
-                c.result = ResultCode::StaleHit;
-                *ex = Some(c);
-                let serving = Serving {
-                    pos: obj.body.start + stale.body.start,
-                    end: obj.body.start + stale.body.end,
-                    obj: Some(obj),
-                };
-                let answer = Answer {
-                    head: stale.head,
-                    cache_status: AnswerStatus::StaleWhileRevalidate { stale_by },
-                    status: stale.status,
-                    serving,
-                };
-                return Consulted::ServeStale { answer, refresh };
-            }
-            // Too many revalidations behind answers already, or larder is stopping:
-            // this one is the client's, as without the directive.
-            Found::Revalidate {
-                obj,
-                variant,
-                upstream_head,
-                fwd: Forwarded::Stale,
-            }
-        }
-        found => found,
-    };
+        return Consulted::Settled;
+    }
     let mut c = CacheEx::new(url, Forwarded::Miss);
     c.url_hash = url_hash;
     c.background = ask.background;
@@ -329,27 +280,54 @@ pub fn consult(
                 serving,
             })
         }
+        Found::StaleWhileRevalidate {
+            obj,
+            variant,
+            upstream_head,
+            stale,
+        } => {
+            let key = variant.as_deref().unwrap_or(&c.url);
+            let running = cache.refreshing.contains(key) || cache.flights.is_open(&c.url);
+            let start = !running
+                && ask.may_refresh_behind
+                && cache.refreshing.len() < super::BACKGROUND_MAX;
+            if !running && !start {
+                // Too many revalidations behind answers already, or larder is
+                // stopping: this one is the client's, as without the directive.
+                let up = (upstream_head, ask.upstream_head);
+                return revalidate(cache, c, ex, method, obj, variant, up, Forwarded::Stale);
+            }
+            let refresh = start.then(|| key.to_vec());
+            if let Some(key) = &refresh {
+                cache.refreshing.insert(key.clone());
+            }
+            let (stale, stale_by) = *stale;
+            cache.store.pin(&obj);
+            c.variant = variant;
+            c.fwd = Forwarded::Stale;
+            c.result = ResultCode::StaleHit;
+            *ex = Some(c);
+            let serving = Serving {
+                pos: obj.body.start + stale.body.start,
+                end: obj.body.start + stale.body.end,
+                obj: Some(obj),
+            };
+            let answer = Answer {
+                head: stale.head,
+                cache_status: AnswerStatus::StaleWhileRevalidate { stale_by },
+                status: stale.status,
+                serving,
+            };
+            Consulted::ServeStale { answer, refresh }
+        }
         Found::Revalidate {
             obj,
             variant,
             upstream_head,
             fwd,
         } => {
-            cache.store.pin(&obj);
-            c.stale = Some(obj);
-            c.variant = variant;
-            c.fwd = fwd;
-            // It was admitted once: its replacement need not earn admission again.
-            // (A HEAD's answer has no body: it never replaces the stored GET.)
-            c.admit = *method == Method::Get;
-            c.result = if fwd == Forwarded::Request {
-                ResultCode::ClientRefreshMiss
-            } else {
-                ResultCode::RefreshModified
-            };
-            c.client_head = Some(std::mem::replace(ask.upstream_head, upstream_head));
-            *ex = Some(c);
-            Consulted::Forward
+            let up = (upstream_head, ask.upstream_head);
+            revalidate(cache, c, ex, method, obj, variant, up, fwd)
         }
         Found::Miss { variant, fwd } => {
             c.variant = variant;
@@ -383,9 +361,39 @@ pub fn consult(
             *ex = Some(c);
             Consulted::OnlyIfCached
         }
-        // Turned into a stale answer or a revalidation above.
-        Found::StaleWhileRevalidate { .. } => Consulted::Settled,
     }
+}
+
+/// Sends the request upstream to revalidate the stale entry `obj` (pinned while it
+/// runs): `up` is the revalidation's head and the request's, which it replaces (the
+/// client's is kept for the response).
+#[allow(clippy::too_many_arguments)]
+fn revalidate(
+    cache: &mut Cache,
+    mut c: CacheEx,
+    ex: &mut Option<CacheEx>,
+    method: &Method,
+    obj: ObjectRef,
+    variant: Option<Vec<u8>>,
+    up: (Vec<u8>, &mut Vec<u8>),
+    fwd: Forwarded,
+) -> Consulted {
+    let (upstream_head, request_head) = up;
+    cache.store.pin(&obj);
+    c.stale = Some(obj);
+    c.variant = variant;
+    c.fwd = fwd;
+    // It was admitted once: its replacement need not earn admission again.
+    // (A HEAD's answer has no body: it never replaces the stored GET.)
+    c.admit = *method == Method::Get;
+    c.result = if fwd == Forwarded::Request {
+        ResultCode::ClientRefreshMiss
+    } else {
+        ResultCode::RefreshModified
+    };
+    c.client_head = Some(std::mem::replace(request_head, upstream_head));
+    *ex = Some(c);
+    Consulted::Forward
 }
 
 /// `behind`: a stale entry may answer at once while it is revalidated in the
@@ -487,22 +495,19 @@ fn look(
                     .ok()
                 })
                 .flatten()
-                .map(|p| (p, j.age.saturating_sub(lifetime)));
+                .map(|p| Box::new((p, j.age.saturating_sub(lifetime))));
                 Some(Judged::Stale(up, stale))
             }
         }
     });
     match found {
         Some(Some(Judged::Hit(plan))) => Found::Hit(plan, obj),
-        Some(Some(Judged::Stale(upstream_head, Some((stale, stale_by))))) => {
-            Found::StaleWhileRevalidate {
-                obj,
-                variant,
-                upstream_head,
-                stale,
-                stale_by,
-            }
-        }
+        Some(Some(Judged::Stale(upstream_head, Some(stale)))) => Found::StaleWhileRevalidate {
+            obj,
+            variant,
+            upstream_head,
+            stale,
+        },
         Some(Some(Judged::Stale(upstream_head, None))) => Found::Revalidate {
             obj,
             variant,
@@ -530,7 +535,7 @@ enum Judged {
     OnlyIfCached,
     /// Stale: revalidate with this request head; with the answer it may give at
     /// once meanwhile, and how stale it is (`stale-while-revalidate`).
-    Stale(Vec<u8>, Option<(Plan, u64)>),
+    Stale(Vec<u8>, Option<Box<(Plan, u64)>>),
 }
 
 /// Plans the answer to `req` from a stored response: 304 for a client's own
