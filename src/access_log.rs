@@ -38,6 +38,9 @@ pub enum ResultCode {
     /// A stale entry's revalidation failed (the origin unreachable, or 5xx) and the
     /// stale entry answered.
     RefreshFailOld,
+    /// A stale entry answered at once while it was revalidated behind the client's
+    /// back (`stale-while-revalidate`).
+    StaleHit,
     /// A forwarded response the client did not get whole.
     MissAborted,
     /// A response from the cache the client did not get whole.
@@ -52,7 +55,7 @@ pub enum ResultCode {
 
 impl ResultCode {
     /// Every code, in the order of their `usize` values (for counters).
-    pub const ALL: [ResultCode; 12] = [
+    pub const ALL: [ResultCode; 13] = [
         ResultCode::Hit,
         ResultCode::ImsHit,
         ResultCode::Miss,
@@ -60,6 +63,7 @@ impl ResultCode {
         ResultCode::RefreshModified,
         ResultCode::ClientRefreshMiss,
         ResultCode::RefreshFailOld,
+        ResultCode::StaleHit,
         ResultCode::MissAborted,
         ResultCode::HitAborted,
         ResultCode::Denied,
@@ -77,6 +81,7 @@ impl ResultCode {
             ResultCode::RefreshModified => "TCP_REFRESH_MODIFIED",
             ResultCode::ClientRefreshMiss => "TCP_CLIENT_REFRESH_MISS",
             ResultCode::RefreshFailOld => "TCP_REFRESH_FAIL_OLD",
+            ResultCode::StaleHit => "TCP_STALE_HIT",
             ResultCode::MissAborted => "TCP_MISS_ABORTED",
             ResultCode::HitAborted => "TCP_HIT_ABORTED",
             ResultCode::Denied => "TCP_DENIED",
@@ -94,6 +99,7 @@ impl ResultCode {
                 | ResultCode::ImsHit
                 | ResultCode::RefreshUnmodified
                 | ResultCode::RefreshFailOld
+                | ResultCode::StaleHit
         )
     }
 }
@@ -133,8 +139,9 @@ pub struct Entry<'a> {
     pub time: SystemTime,
     /// Time from the start of the request to its end (logged in milliseconds).
     pub elapsed: Duration,
-    /// The client's address.
-    pub client: IpAddr,
+    /// The client's address; `None` for larder's own requests (a revalidation in
+    /// the background), logged "-".
+    pub client: Option<IpAddr>,
     /// Squid result code.
     pub result: ResultCode,
     /// 0 when no status was sent; printed "000".
@@ -165,12 +172,15 @@ pub fn format_entry(e: &Entry, out: &mut Vec<u8>) {
     // Writing to a Vec cannot fail, so the io::Results below carry nothing.
     let _ = write!(
         out,
-        "{}.{:03} {:>6} {} ",
+        "{}.{:03} {:>6} ",
         since_epoch.as_secs(),
         since_epoch.subsec_millis(),
         e.elapsed.as_millis(),
-        e.client.to_canonical()
     );
+    let _ = match e.client {
+        Some(ip) => write!(out, "{} ", ip.to_canonical()),
+        None => out.write_all(b"- "),
+    };
     push_field(out, e.result.as_str());
     let _ = write!(out, "/{:03} {} ", e.status, e.bytes);
     push_field(out, e.method);
@@ -358,7 +368,7 @@ mod tests {
         Entry {
             time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             elapsed: Duration::from_millis(152),
-            client: "127.0.0.1".parse().unwrap(),
+            client: "127.0.0.1".parse().ok(),
             result: ResultCode::Miss,
             status: 200,
             bytes: 1234,
@@ -485,7 +495,7 @@ mod tests {
     #[test]
     fn mapped_v6_addresses_are_logged_as_v4() {
         let e = Entry {
-            client: "::ffff:10.0.0.1".parse().unwrap(),
+            client: "::ffff:10.0.0.1".parse().ok(),
             peer: Some("2001:db8::1".parse().unwrap()),
             hier: Hier::Direct,
             ..entry()

@@ -84,6 +84,9 @@ pub struct Server {
     /// While stopping with `--drain-notice`: when the drain starts.
     notice_until: Option<Instant>,
     conns: Slab<Box<Conn>>,
+    /// Connections in `conns` that are larder's own revalidations in the background
+    /// (no client): not counted as client connections, nor against `max_conns`.
+    background: usize,
     ups: Slab<Upstream>,
     ctx: Ctx,
     cache_note: String,
@@ -188,6 +191,7 @@ impl Server {
             drain_until: None,
             notice_until: None,
             conns: Slab::new(),
+            background: 0,
             ups: Slab::new(),
             ctx: Ctx {
                 cfg,
@@ -214,6 +218,7 @@ impl Server {
                 stopping: false,
                 cache,
                 parents,
+                refreshes: Vec::new(),
             },
             cache_note,
             max_conns,
@@ -438,9 +443,30 @@ impl Server {
         for key in std::mem::take(&mut self.closing) {
             self.close_conn(key);
         }
+        self.start_refreshes();
         self.wake_waiters();
         self.accept();
         Ok(())
+    }
+
+    /// Starts the revalidations this turn's stale answers left to do in the
+    /// background, each on a connection of its own with no client (see
+    /// `conn::background`); they run from the next turn on.
+    fn start_refreshes(&mut self) {
+        for ex in std::mem::take(&mut self.ctx.refreshes) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let key = self.conns.insert(Box::new(conn::background::conn(id)));
+            self.background += 1;
+            let Some(mut cx) = self.cx(key) else { continue };
+            cx.conn.state = conn::background::start(&mut cx, ex);
+            if cx.conn.is_closed() {
+                self.close_conn(key);
+            } else if !cx.conn.queued {
+                cx.conn.queued = true;
+                self.ready.push(key);
+            }
+        }
     }
 
     /// Queues the connections whose awaited fetch ended this turn (request
@@ -590,7 +616,10 @@ impl Server {
         }
         let resolving = self.cx(key).is_some_and(|mut cx| conn::close(&mut cx));
         let mut conn = self.conns.remove(key);
-        self.ctx.gauges.conns_open = self.conns.len() as u64;
+        if conn.background {
+            self.background = self.background.saturating_sub(1);
+        }
+        self.ctx.gauges.conns_open = self.clients() as u64;
         if resolving {
             self.ctx
                 .resolver
@@ -598,6 +627,11 @@ impl Server {
         }
         conn.inbuf.clear(&mut self.ctx.bufs);
         debug!("conn {}: closed", conn.id);
+    }
+
+    /// Client connections open (the background revalidations left out).
+    fn clients(&self) -> usize {
+        self.conns.len().saturating_sub(self.background)
     }
 
     fn accept(&mut self) {
@@ -630,7 +664,7 @@ impl Server {
     /// `false` when accepting must pause (out of file descriptors).
     fn accept_from(&mut self, i: usize) -> bool {
         loop {
-            if self.conns.len() >= self.max_conns {
+            if self.clients() >= self.max_conns {
                 return true;
             }
             let Some(listener) = self.listeners.get_mut(i).filter(|l| l.ready) else {
@@ -654,11 +688,11 @@ impl Server {
                         warn!("cannot register a new connection: {e}");
                         continue;
                     }
-                    let mut conn = Conn::new(self.next_id, sock, peer);
+                    let mut conn = Conn::new(self.next_id, conn::Stream::Tcp(sock), peer);
                     self.next_id += 1;
                     conn::accepted(&mut conn, &self.ctx);
                     entry.insert(Box::new(conn));
-                    let open = self.conns.len();
+                    let open = self.clients();
                     self.ctx.gauges.conns_open = open as u64;
                     self.ctx.stats.conns_accepted += 1;
                     self.ctx.stats.note_open(open);

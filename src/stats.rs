@@ -31,6 +31,9 @@ pub struct Stats {
     pub dns_failures: u64,
     /// Requests refused by `--block`, `--block-list` or `--block-ip`.
     pub blocked: u64,
+    /// Revalidations larder made on its own behind stale answers
+    /// (`stale-while-revalidate`); not counted as requests.
+    pub background_revalidations: u64,
     /// CONNECT tunnels established.
     pub tunnels: u64,
     /// The last minute, second by second.
@@ -52,6 +55,7 @@ impl Stats {
             conns_peak: 0,
             dns_failures: 0,
             blocked: 0,
+            background_revalidations: 0,
             tunnels: 0,
             recent: Recent::default(),
             hosts: TopHosts::default(),

@@ -26,9 +26,12 @@ pub fn consult<S: Socket>(
     key: usize,
     log: bool,
     resumed: bool,
+    may_refresh_behind: bool,
 ) -> Consulted {
     let waiter = (key, conn.id);
     let ask = Asking {
+        may_refresh_behind,
+        background: ex.refresh_key.is_some(),
         method: &ex.method,
         target: &ex.target,
         upstream_head: &mut ex.upstream_head,
@@ -41,6 +44,12 @@ pub fn consult<S: Socket>(
         policy::Consulted::Forward => Consulted::Forward,
         policy::Consulted::OnlyIfCached => Consulted::OnlyIfCached,
         policy::Consulted::Wait => Consulted::Wait,
+        policy::Consulted::Settled => Consulted::Settled,
+        policy::Consulted::ServeStale { answer, refresh } => {
+            let serving = queue_answer(ex, &mut conn.out, conn.eof, answer, log);
+            conn.ready.w = true;
+            Consulted::ServeStale { serving, refresh }
+        }
         policy::Consulted::Serve(answer) => {
             let serving = queue_answer(ex, &mut conn.out, conn.eof, answer, log);
             conn.ready.w = true;
@@ -61,6 +70,16 @@ pub enum Consulted {
     /// Another request is fetching the URL to store it: wait (state `Waiting`) until
     /// its flight ends, then consult again with `resumed`.
     Wait,
+    /// As `Serve`, from a stale entry (`stale-while-revalidate`); with `refresh`, the
+    /// caller starts a revalidation of that key in the background.
+    ServeStale {
+        /// The body to serve.
+        serving: Serving,
+        /// The key to revalidate in the background.
+        refresh: Option<Vec<u8>>,
+    },
+    /// A background revalidation has nothing left to do.
+    Settled,
 }
 
 /// `Cache-Status` for a forwarded response (see [`policy::ForwardedStatus`]).
@@ -149,6 +168,9 @@ pub fn stale_answer(
 /// [`super::end_exchange`].
 pub fn release(cache: &mut Cache, ex: &mut Exchange) {
     policy::release(cache, &mut ex.cache);
+    if let Some(key) = ex.refresh_key.take() {
+        cache.refreshed(&key);
+    }
 }
 
 /// Queues an answer planned from the store, noting its status (and, with `log`, its

@@ -79,6 +79,10 @@ pub struct Ctx {
     pub cache: Cache,
     /// The parent proxies, which of them are down, and the direct rules.
     pub parents: Parents,
+    /// Revalidations to start in the background (`stale-while-revalidate`), each on
+    /// a connection of its own that the server makes after the turn's steps (see
+    /// `background.rs`).
+    pub refreshes: Vec<Box<Exchange>>,
 }
 
 /// Figures only the server sees, kept where connection steps can read them.

@@ -22,6 +22,10 @@
 //!                                                        close ─────────┴────┴──► Closing ──► Closed
 //! ```
 //!
+//! A revalidation larder makes on its own behind a stale answer has a connection of
+//! its own with no client (a null socket, `background`): it starts at the route, not
+//! at `Head`, and closes when its exchange ends (see `background.rs`).
+//!
 //! Each variant of [`State`] owns what only that phase uses (see `state.rs`); a step
 //! takes the state by value and returns the next one.
 //!
@@ -49,6 +53,7 @@
 //! it (see `server.rs`), and every DNS answer carries the connection id, because a
 //! slab key may be reused by a newer connection.
 
+pub mod background;
 pub mod cache;
 mod closing;
 pub mod connect;
@@ -71,7 +76,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::debug;
-use mio::net::TcpStream;
 use slab::Slab;
 
 use crate::access_log::ResultCode;
@@ -81,7 +85,7 @@ use crate::http::page::Problem;
 use crate::http::{Method, Version};
 pub use ctx::Ctx;
 pub use io::{read_into, write_two, Io, OutBuf, Readiness};
-pub use socket::Socket;
+pub use socket::{Socket, Stream};
 pub use state::{Exchange, HeadScan, Linger, Relay, Resp, Route, Splice, State};
 use upstream::Upstream;
 
@@ -90,7 +94,7 @@ pub const TURN_BUDGET: usize = 256 * 1024;
 
 /// A client connection: its socket and buffers, and where it is in its lifecycle.
 #[derive(Debug)]
-pub struct Conn<S = TcpStream> {
+pub struct Conn<S = Stream> {
     /// Unique for the process's life: the generation that DNS answers carry.
     pub id: u64,
     /// The client socket.
@@ -122,6 +126,9 @@ pub struct Conn<S = TcpStream> {
     pub queued: bool,
     /// Requests answered so far (the first head has its own timeout).
     pub served: u32,
+    /// No client: larder's own revalidation behind a stale answer (see
+    /// `background.rs`), on a null socket.
+    pub background: bool,
 }
 
 /// A connection just accepted: its first head is due within `--timeout-head`, and the
@@ -165,6 +172,7 @@ impl<S: Socket> Conn<S> {
             balancer_check: false,
             queued: false,
             served: 0,
+            background: false,
         }
     }
 
@@ -239,7 +247,7 @@ pub enum Step {
 
 /// Everything one step of one connection may touch: the connection (and its slab key),
 /// the upstream sockets, and the context every connection shares ([`Ctx`]).
-pub struct Scope<'a, S = TcpStream> {
+pub struct Scope<'a, S = Stream> {
     /// The connection's slab key.
     pub key: usize,
     /// The connection being stepped.

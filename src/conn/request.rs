@@ -264,6 +264,7 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         probed: false,
         plan: None,
         hier: Hier::Direct,
+        refresh_key: None,
     };
     // A box kept from a finished exchange, if there is one: see `recycle`.
     let ex = match cx.ctx.spares.kept_exchange() {
@@ -278,12 +279,21 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
 
 /// Answers the exchange from the cache, or makes it wait for another's fetch, or
 /// sends it upstream. `resumed`: it waited and its flight ended.
-fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> State {
+pub(super) fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> State {
     let log = cx.ctx.log.is_some();
     /// What a request larder may not fetch for hears when the cache cannot answer it.
     const OFFLINE: &str = "This proxy is offline: it answers from its cache only, and this request cannot be answered from it.";
     let offline = cx.ctx.cache.offline;
-    match consult(&mut cx.ctx.cache, cx.conn, &mut ex, cx.key, log, resumed) {
+    let behind = !cx.ctx.draining;
+    match consult(
+        &mut cx.ctx.cache,
+        cx.conn,
+        &mut ex,
+        cx.key,
+        log,
+        resumed,
+        behind,
+    ) {
         Consulted::Forward | Consulted::OnlyIfCached if offline => {
             return fail(cx, ex, None, Problem::new(504, "offline", OFFLINE));
         }
@@ -294,6 +304,32 @@ fn route<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>, resumed: bool) -> 
                 ex,
                 serving: cx.ctx.spares.serving(serving),
             };
+        }
+        Consulted::ServeStale { serving, refresh } => {
+            if let Some(key) = refresh {
+                debug!(
+                    "conn {}: {} served stale; revalidating it in the background",
+                    cx.conn.id,
+                    ex.target.url()
+                );
+                let behind = super::background::request_for(&ex, key, cx.ctx.now);
+                cx.ctx.refreshes.push(behind);
+            }
+            cx.conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
+            return State::Serve {
+                ex,
+                serving: cx.ctx.spares.serving(serving),
+            };
+        }
+        Consulted::Settled => {
+            debug!(
+                "conn {}: {}: nothing left to revalidate",
+                cx.conn.id,
+                ex.target.url()
+            );
+            let ex = end_exchange(cx, ex);
+            recycle(cx.ctx, ex);
+            return State::Closed;
         }
         Consulted::OnlyIfCached => {
             let message = "The response is not in the cache, and the request allows no other (only-if-cached).";
@@ -805,15 +841,21 @@ pub struct Line<'a> {
 /// Every request larder answered, or failed to answer, goes through here once.
 pub fn record<S: Socket>(cx: &mut Scope<S>, line: &Line) {
     let ctx = &mut *cx.ctx;
-    ctx.stats
-        .record(ctx.unix, line.result, line.bytes, line.host);
+    let background = cx.conn.background;
+    // larder's own revalidations are not client requests: their bytes went nowhere.
+    if background {
+        ctx.stats.background_revalidations += 1;
+    } else {
+        ctx.stats
+            .record(ctx.unix, line.result, line.bytes, line.host);
+    }
     let Some(log) = ctx.log.as_mut() else {
         return;
     };
     log.write(&Entry {
         time: SystemTime::now(),
         elapsed: ctx.now.saturating_duration_since(line.started),
-        client: cx.conn.peer.ip(),
+        client: (!background).then(|| cx.conn.peer.ip()),
         result: line.result,
         status: line.status,
         bytes: line.bytes,

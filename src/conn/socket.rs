@@ -1,6 +1,7 @@
 //! The sockets connections and upstreams are generic over: [`Socket`], implemented
-//! by `mio`'s `TcpStream` for larder itself and by an in-memory socket for the tests
-//! that drive the connection core without the network (`conn/tests/`).
+//! by [`Stream`] for larder itself (`mio`'s `TcpStream`, or the null socket of a
+//! request larder makes on its own) and by an in-memory socket for the tests that
+//! drive the connection core without the network (`conn/tests/`).
 //!
 //! The trait is what the connection code asks of a socket and nothing more: read,
 //! (vectored) write, shutdown, opening a connection and learning when its handshake
@@ -8,7 +9,7 @@
 //! Readiness is not the socket's business: the server sets it from poll events (the
 //! test harness from the in-memory socket's state), and [`super::io`] keeps it.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -43,23 +44,76 @@ pub trait Socket: Read + Write + std::fmt::Debug + Sized {
     /// The kernel descriptor, for `splice(2)`; `None` for a socket that has none
     /// (then a tunnel keeps copying).
     fn fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// A socket with nobody behind it, the client side of a request larder makes on
+    /// its own (a revalidation in the background): reading it gives end of stream,
+    /// everything written to it is discarded at once.
+    fn null() -> Self;
 }
 
-impl Socket for TcpStream {
-    fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-        TcpStream::connect(addr)
+/// larder's sockets: TCP, or the null socket of a request larder makes on its own
+/// (see [`Socket::null`]). One branch per call, beside a system call.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// Nobody: reads end, writes vanish.
+    Null,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Null => Ok(0),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Null => Ok(buf.len()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Null => Ok(bufs.iter().map(|b| b.len()).sum()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Null => Ok(()),
+        }
+    }
+}
+
+impl Socket for Stream {
+    fn connect(addr: SocketAddr) -> io::Result<Stream> {
+        TcpStream::connect(addr).map(Stream::Tcp)
     }
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(self, token, Interest::READABLE | Interest::WRITABLE)
+        match self {
+            Stream::Tcp(s) => registry.register(s, token, Interest::READABLE | Interest::WRITABLE),
+            Stream::Null => Ok(()),
+        }
     }
 
     fn handshake(&self) -> io::Result<bool> {
+        let Stream::Tcp(s) = self else {
+            return Ok(true);
+        };
         // mio's recipe asks take_error, then peer_addr; asking peer_addr first gives
         // the same answers and saves a system call on every successful connect.
-        match self.peer_addr() {
+        match s.peer_addr() {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => match self.take_error() {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => match s.take_error() {
                 Ok(Some(e)) | Err(e) => Err(e),
                 Ok(None) => Ok(false),
             },
@@ -68,14 +122,27 @@ impl Socket for TcpStream {
     }
 
     fn set_nodelay(&self) -> io::Result<()> {
-        TcpStream::set_nodelay(self, true)
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Null => Ok(()),
+        }
     }
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Null => Ok(()),
+        }
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.as_fd())
+        match self {
+            Stream::Tcp(s) => Some(s.as_fd()),
+            Stream::Null => None,
+        }
+    }
+
+    fn null() -> Stream {
+        Stream::Null
     }
 }

@@ -343,6 +343,9 @@ pub struct Exchange {
     pub plan: Option<Plan>,
     /// How the upstream was reached, for the access log.
     pub hier: Hier,
+    /// A revalidation larder makes on its own behind a stale answer: the key of the
+    /// entry, registered with the cache until the exchange ends (see `background.rs`).
+    pub refresh_key: Option<Box<[u8]>>,
 }
 
 #[cfg(test)]

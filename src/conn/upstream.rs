@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, BuildHasherDefault};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use super::Stream;
 
 use super::Readiness;
 use crate::buf::Buf;
@@ -24,7 +24,7 @@ pub const POOL_TOTAL: usize = 1024;
 
 /// One socket to an origin server.
 #[derive(Debug)]
-pub struct Upstream<S = TcpStream> {
+pub struct Upstream<S = Stream> {
     /// The socket to the origin.
     pub sock: S,
     /// What is known of the socket's readiness.

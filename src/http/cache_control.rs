@@ -45,6 +45,9 @@ pub struct CacheControl {
     /// Request or response `stale-if-error` (RFC 5861 §4), in seconds: how stale a
     /// response may be served when the origin cannot be reached or answers 5xx.
     pub stale_if_error: Option<u64>,
+    /// Response `stale-while-revalidate` (RFC 5861 §3), in seconds: how stale a
+    /// response may be served while a revalidation runs behind it.
+    pub stale_while_revalidate: Option<u64>,
     /// `max-age` or `s-maxage` appeared more than once with different values.
     /// RFC 9111 §4.2.1 lets a cache use the first or consider the response stale;
     /// larder considers it stale. The fields above then hold the most restrictive
@@ -89,9 +92,9 @@ impl CacheControl {
 
     fn add(&mut self, name: &[u8], arg: Option<&[u8]>) {
         // Lowercased on the stack: this runs for every request and every hit.
-        let mut lower = [0u8; 16];
+        let mut lower = [0u8; 22];
         let Some(lower) = lower.get_mut(..name.len()) else {
-            return; // longer than "proxy-revalidate", the longest name known
+            return; // longer than "stale-while-revalidate", the longest name known
         };
         lower.copy_from_slice(name);
         lower.make_ascii_lowercase();
@@ -109,6 +112,9 @@ impl CacheControl {
             }
             b"min-fresh" => return merge(&mut self.min_fresh, arg, None, u64::max),
             b"stale-if-error" => return merge(&mut self.stale_if_error, arg, None, u64::min),
+            b"stale-while-revalidate" => {
+                return merge(&mut self.stale_while_revalidate, arg, None, u64::min)
+            }
             b"max-stale" if arg.is_none() => {
                 self.max_stale.get_or_insert(u64::MAX);
                 return;
@@ -257,7 +263,7 @@ mod tests {
         let cc = response(&[
             "no-store, no-cache, private, public, must-revalidate",
             "proxy-revalidate, only-if-cached, max-age=1, s-maxage=2",
-            "max-stale=3, min-fresh=4, stale-if-error=5",
+            "max-stale=3, min-fresh=4, stale-if-error=5, Stale-While-Revalidate=6",
         ]);
         assert_eq!(
             cc,
@@ -274,6 +280,7 @@ mod tests {
                 max_stale: Some(3),
                 min_fresh: Some(4),
                 stale_if_error: Some(5),
+                stale_while_revalidate: Some(6),
                 conflict: false,
             }
         );

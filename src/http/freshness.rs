@@ -270,6 +270,34 @@ pub fn may_serve_on_error(
     allowed.is_some_and(|max| age.saturating_sub(lifetime) <= max)
 }
 
+/// Whether a stale stored response of `age` seconds with freshness `lifetime` may
+/// answer a request whose directives are `req_cc` at once, while a revalidation runs
+/// behind it (RFC 5861 §3): the response's `stale-while-revalidate` covers how stale
+/// it is, nothing in the response forbids serving it stale (no-cache,
+/// must-revalidate, proxy-revalidate, s-maxage), and the request asks for nothing
+/// fresher (no-cache, max-age, min-fresh).
+pub fn may_serve_while_revalidating(
+    req_cc: &CacheControl,
+    resp: &[Header<'_>],
+    age: u64,
+    lifetime: u64,
+) -> bool {
+    let resp_cc = CacheControl::from_response(resp);
+    let forbidden = req_cc.no_cache
+        || req_cc.max_age.is_some()
+        || req_cc.min_fresh.is_some()
+        || resp_cc.no_cache
+        || resp_cc.must_revalidate
+        || resp_cc.proxy_revalidate
+        || resp_cc.s_maxage.is_some();
+    if forbidden || lifetime > age {
+        return false;
+    }
+    resp_cc
+        .stale_while_revalidate
+        .is_some_and(|max| age - lifetime <= max)
+}
+
 /// The values of every field line named `name` (ASCII case-insensitive), in order.
 pub(super) fn field_values<'h>(
     fields: &'h [Header<'h>],
@@ -314,6 +342,36 @@ mod tests {
     fn on_error(req: &str, resp: &[(&str, &str)], stale_by: u64, serve_stale: u64) -> bool {
         let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
         may_serve_on_error(&req_cc, &fields(resp), 100 + stale_by, 100, serve_stale)
+    }
+
+    #[test]
+    fn stale_while_revalidate_bounds_what_is_served_at_once() {
+        let at = |req: &str, cc: &str, stale_by: u64| {
+            let req_cc = CacheControl::from_request(&fields(&[("Cache-Control", req)]));
+            let resp = fields(&[("Cache-Control", cc)]);
+            may_serve_while_revalidating(&req_cc, &resp, 100 + stale_by, 100)
+        };
+        let cc = "max-age=100, stale-while-revalidate=30";
+        assert!(at("", cc, 0));
+        assert!(at("", cc, 30));
+        assert!(!at("", cc, 31), "staler than the response allows");
+        assert!(!at("", "max-age=100", 1), "a response that says nothing");
+        assert!(!at("", "max-age=100, stale-if-error=30", 1));
+        for forbids in [
+            "must-revalidate",
+            "proxy-revalidate",
+            "no-cache",
+            "s-maxage=100",
+        ] {
+            assert!(!at("", &format!("{cc}, {forbids}"), 1), "{forbids}");
+        }
+        for asks in ["no-cache", "max-age=1000", "min-fresh=0"] {
+            assert!(!at(asks, cc, 1), "a request with {asks}");
+        }
+        // A fresh response is not this function's business.
+        let req_cc = CacheControl::default();
+        let resp = fields(&[("Cache-Control", cc)]);
+        assert!(!may_serve_while_revalidating(&req_cc, &resp, 50, 100));
     }
 
     #[test]

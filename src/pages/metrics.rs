@@ -149,6 +149,11 @@ pub fn metrics_text(s: &Snapshot) -> String {
         "Requests refused by --block, --block-list or --block-ip.",
         st.blocked,
     );
+    out.counter(
+        "larder_background_revalidations_total",
+        "Revalidations larder made on its own behind stale answers (stale-while-revalidate); not counted in larder_requests_total.",
+        st.background_revalidations,
+    );
 
     if let Some(cache) = &s.cache {
         out.gauge(
@@ -299,6 +304,7 @@ mod tests {
         st.conns_peak = 9;
         st.dns_failures = 2;
         st.blocked = 1;
+        st.background_revalidations = 3;
         st.tunnels = 1;
         st
     }
@@ -387,6 +393,7 @@ mod tests {
             ("larder_tunnels_open", 1),
             ("larder_dns_failures_total", 2),
             ("larder_blocked_requests_total", 1),
+            ("larder_background_revalidations_total", 3),
             ("larder_cache_bytes", 65_536),
             ("larder_cache_capacity_bytes", 1 << 20),
             ("larder_cache_objects", 12),

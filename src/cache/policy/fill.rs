@@ -186,6 +186,14 @@ pub fn response_head(
             cache.uncacheable.mark(c.url_hash, now);
         }
     }
+    if c.fill.is_none() && c.background && fwd_status.is_some() && !matches!(r.status, 304 | 500..)
+    {
+        // A revalidation behind stale answers brought a new response that is not
+        // stored: the old one must not go on answering stale in its place.
+        if let Err(e) = cache.store.invalidate(c.key()) {
+            cache.trouble("invalidation not written", &e);
+        }
+    }
     if c.fill.is_none() {
         // Nothing will be stored: those waiting fetch on their own now.
         cache.land(c, None);

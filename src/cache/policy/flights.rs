@@ -64,6 +64,11 @@ impl Flights {
         true
     }
 
+    /// Whether a fetch of `url` is under way.
+    pub fn is_open(&self, url: &[u8]) -> bool {
+        !self.by_url.is_empty() && self.by_url.contains_key(url)
+    }
+
     /// Adds `w` to the waiters of the flight for `url` (which must exist: see
     /// [`Flights::open`]).
     pub fn join(&mut self, url: &[u8], w: Member) {

@@ -1,6 +1,15 @@
 //! Looking a request up: [`consult`] decides whether the request is answered from
 //! the store (a plan: [`Answer`]), refused (only-if-cached), made to wait for another
 //! request's fetch (a flight), or forwarded, with `CacheEx` set for the response.
+//!
+//! A stale entry whose `stale-while-revalidate` covers it answers at once, and one
+//! revalidation of it runs behind the client's back (RFC 5861 §3): consult registers
+//! the key ([`Cache::refreshing`]) and says so ([`Consulted::ServeStale`]); the
+//! connection code starts that revalidation as a request of larder's own, which
+//! consults again as [`Asking::background`] and is never answered stale. While it runs
+//! (or a fetch of the URL is under way) other requests the entry may answer stale get
+//! it without starting another; above [`super::BACKGROUND_MAX`] of them, or while
+//! larder stops, a request revalidates in the foreground as without the directive.
 
 use std::ops::Range;
 
@@ -16,7 +25,7 @@ use crate::http::cached::{
     judge, marker_vary, push_served_head, with_request_fields, with_response_fields,
 };
 use crate::http::conditional::{client_conditional, revalidation_fields};
-use crate::http::freshness::{Freshness, Stored};
+use crate::http::freshness::{freshness_lifetime, may_serve_while_revalidating, Freshness, Stored};
 use crate::http::range::{push_content_range, range_answer, range_start, RangeAnswer};
 use crate::http::target::Target;
 use crate::http::vary::vary_key;
@@ -39,6 +48,11 @@ pub struct Asking<'a> {
     pub req_conditional: bool,
     /// The request has a Range field.
     pub req_range: bool,
+    /// A revalidation may be started behind this request (false while larder stops).
+    pub may_refresh_behind: bool,
+    /// This is larder's own revalidation behind a stale answer: it only revalidates
+    /// (never answered from the store, never a fetch of a missing entry).
+    pub background: bool,
 }
 
 /// A response planned from a stored one, for the connection to queue.
@@ -74,6 +88,13 @@ pub enum AnswerStatus {
         /// The origin's status (5xx), when it answered.
         fwd_status: Option<u16>,
     },
+    /// The stale entry answers at once while it is revalidated in the background
+    /// (`stale-while-revalidate`), `stale_by` seconds past its freshness (a negative
+    /// `ttl`, RFC 9211 §2.4).
+    StaleWhileRevalidate {
+        /// Seconds past its freshness.
+        stale_by: u64,
+    },
 }
 
 impl AnswerStatus {
@@ -101,6 +122,11 @@ impl AnswerStatus {
                 }
                 head.extend_from_slice(b"\r\n");
             }
+            AnswerStatus::StaleWhileRevalidate { stale_by } => {
+                head.extend_from_slice(b"Cache-Status: larder; hit; ttl=-");
+                push_decimal(head, stale_by);
+                head.extend_from_slice(b"; detail=stale-while-revalidate\r\n");
+            }
         }
     }
 }
@@ -118,6 +144,18 @@ pub enum Consulted {
     /// Another request is fetching the URL to store it: wait until its flight ends,
     /// then consult again with `resumed`.
     Wait,
+    /// The stale entry answers at once (`stale-while-revalidate`), as `Serve`; with
+    /// `refresh`, the key of the entry, which the caller revalidates in the
+    /// background (registered in [`Cache::refreshing`] until [`Cache::refreshed`]).
+    ServeStale {
+        /// The stale answer.
+        answer: Answer,
+        /// Start a revalidation of this key behind the answer.
+        refresh: Option<Vec<u8>>,
+    },
+    /// A background revalidation ([`Asking::background`]) has nothing left to do: the
+    /// entry is fresh again, or gone.
+    Settled,
 }
 
 /// What a lookup found for a request.
@@ -128,6 +166,15 @@ enum Found {
         variant: Option<Vec<u8>>,
         upstream_head: Vec<u8>,
         fwd: Forwarded,
+    },
+    /// Stale, and its `stale-while-revalidate` lets it answer now (`stale`, planned,
+    /// with how stale it is) while it is revalidated with `upstream_head`. (Boxed:
+    /// every lookup moves a `Found`, and few are this.)
+    StaleWhileRevalidate {
+        obj: ObjectRef,
+        variant: Option<Vec<u8>>,
+        upstream_head: Vec<u8>,
+        stale: Box<(Plan, u64)>,
     },
     Miss {
         variant: Option<Vec<u8>>,
@@ -181,7 +228,8 @@ pub fn consult(
         return Consulted::Forward;
     }
     let url_hash = cache.store.key_hash(&url);
-    let admit = *method == Method::Get && (resumed || cache.admission.record(url_hash, now));
+    let admit = *method == Method::Get
+        && (resumed || ask.background || cache.admission.record(url_hash, now));
     let plain_miss = || Found::Miss {
         variant: None,
         fwd: Forwarded::Miss,
@@ -196,13 +244,20 @@ pub fn consult(
         }
     } else {
         let head: &[u8] = ask.upstream_head;
+        let behind = !ask.background && !cache.offline;
         with_request_fields(head, |req| {
-            look(cache, &url, url_hash, req, method, head, now)
+            look(cache, &url, url_hash, req, method, head, now, behind)
         })
         .unwrap_or_else(plain_miss)
     };
+    if ask.background && !matches!(found, Found::Revalidate { .. }) {
+        // Larder's own revalidation only revalidates: what is fresh again needs
+        // nothing, what is gone is fetched by the next request that wants it.
+        return Consulted::Settled;
+    }
     let mut c = CacheEx::new(url, Forwarded::Miss);
     c.url_hash = url_hash;
+    c.background = ask.background;
     c.admit = admit;
     c.requested = now;
     c.me = waiter;
@@ -227,30 +282,59 @@ pub fn consult(
                 serving,
             })
         }
+        Found::StaleWhileRevalidate {
+            obj,
+            variant,
+            upstream_head,
+            stale,
+        } => {
+            let key = variant.as_deref().unwrap_or(&c.url);
+            let running = cache.refreshing.contains(key) || cache.flights.is_open(&c.url);
+            let start = !running
+                && ask.may_refresh_behind
+                && cache.refreshing.len() < super::BACKGROUND_MAX;
+            if !running && !start {
+                // Too many revalidations behind answers already, or larder is
+                // stopping: this one is the client's, as without the directive.
+                let up = (upstream_head, ask.upstream_head);
+                let consulted =
+                    revalidate(cache, c, ex, method, obj, variant, up, Forwarded::Stale);
+                cut_to_range(ex, method, ask.req_range);
+                return consulted;
+            }
+            let refresh = start.then(|| key.to_vec());
+            if let Some(key) = &refresh {
+                cache.refreshing.insert(key.clone());
+            }
+            let (stale, stale_by) = *stale;
+            cache.store.pin(&obj);
+            c.variant = variant;
+            c.fwd = Forwarded::Stale;
+            c.result = ResultCode::StaleHit;
+            *ex = Some(c);
+            let serving = Serving {
+                pos: obj.body.start + stale.body.start,
+                end: obj.body.start + stale.body.end,
+                obj: Some(obj),
+            };
+            let answer = Answer {
+                head: stale.head,
+                cache_status: AnswerStatus::StaleWhileRevalidate { stale_by },
+                status: stale.status,
+                serving,
+            };
+            Consulted::ServeStale { answer, refresh }
+        }
         Found::Revalidate {
             obj,
             variant,
             upstream_head,
             fwd,
         } => {
-            cache.store.pin(&obj);
-            c.stale = Some(obj);
-            c.variant = variant;
-            c.fwd = fwd;
-            // It was admitted once: its replacement need not earn admission again.
-            // (A HEAD's answer has no body: it never replaces the stored GET.)
-            c.admit = *method == Method::Get;
-            // A GET's revalidation goes without the client's Range: a new 200 is cut
-            // to it as it is relayed.
-            c.range_dropped = *method == Method::Get && ask.req_range;
-            c.result = if fwd == Forwarded::Request {
-                ResultCode::ClientRefreshMiss
-            } else {
-                ResultCode::RefreshModified
-            };
-            c.client_head = Some(std::mem::replace(ask.upstream_head, upstream_head));
-            *ex = Some(c);
-            Consulted::Forward
+            let up = (upstream_head, ask.upstream_head);
+            let consulted = revalidate(cache, c, ex, method, obj, variant, up, fwd);
+            cut_to_range(ex, method, ask.req_range);
+            consulted
         }
         Found::Miss { variant, fwd } => {
             c.variant = variant;
@@ -297,6 +381,49 @@ pub fn consult(
     }
 }
 
+/// Sends the request upstream to revalidate the stale entry `obj` (pinned while it
+/// runs): `up` is the revalidation's head and the request's, which it replaces (the
+/// client's is kept for the response).
+#[allow(clippy::too_many_arguments)]
+fn revalidate(
+    cache: &mut Cache,
+    mut c: CacheEx,
+    ex: &mut Option<CacheEx>,
+    method: &Method,
+    obj: ObjectRef,
+    variant: Option<Vec<u8>>,
+    up: (Vec<u8>, &mut Vec<u8>),
+    fwd: Forwarded,
+) -> Consulted {
+    let (upstream_head, request_head) = up;
+    cache.store.pin(&obj);
+    c.stale = Some(obj);
+    c.variant = variant;
+    c.fwd = fwd;
+    // It was admitted once: its replacement need not earn admission again.
+    // (A HEAD's answer has no body: it never replaces the stored GET.)
+    c.admit = *method == Method::Get;
+    c.result = if fwd == Forwarded::Request {
+        ResultCode::ClientRefreshMiss
+    } else {
+        ResultCode::RefreshModified
+    };
+    c.client_head = Some(std::mem::replace(request_head, upstream_head));
+    *ex = Some(c);
+    Consulted::Forward
+}
+
+/// A GET's revalidation goes without the client's Range: a new 200 is cut to the
+/// client's range as it is relayed.
+fn cut_to_range(ex: &mut Option<CacheEx>, method: &Method, req_range: bool) {
+    if let Some(c) = ex.as_mut() {
+        c.range_dropped = *method == Method::Get && req_range;
+    }
+}
+
+/// `behind`: a stale entry may answer at once while it is revalidated in the
+/// background, where its `stale-while-revalidate` allows.
+#[allow(clippy::too_many_arguments)]
 fn look(
     cache: &mut Cache,
     url: &[u8],
@@ -305,6 +432,7 @@ fn look(
     method: &Method,
     upstream_head: &[u8],
     now: u64,
+    behind: bool,
 ) -> Found {
     let mut cc = CacheControl::from_request(req);
     if cache.offline {
@@ -368,22 +496,44 @@ fn look(
     let found = with_response_fields(head, |status, stored| {
         let j = judge(&cc, stored, times, now);
         match j.freshness {
-            Freshness::Fresh => Some(plan(
+            Freshness::Fresh => plan(
                 req, head, status, stored, body_len, j.age, j.ttl, method, &cache.via,
-            )),
-            Freshness::Stale if cc.only_if_cached => None,
+            )
+            .ok()
+            .map(Judged::Hit),
+            Freshness::Stale if cc.only_if_cached => Some(Judged::OnlyIfCached),
             Freshness::Stale => {
                 let mut up = Vec::with_capacity(upstream_head.len() + 128);
                 // A HEAD is not revalidated: its answer could not refresh the body.
                 let validators = (*method != Method::Head).then_some(stored);
                 upstream_request(upstream_head, validators, false, &mut up);
-                Some(Err(up))
+                // Only a GET starts a revalidation behind its answer: a HEAD's could
+                // not refresh the body.
+                let lifetime = freshness_lifetime(stored, times.response_time);
+                let stale = (behind
+                    && *method == Method::Get
+                    && may_serve_while_revalidating(&cc, stored, j.age, lifetime))
+                .then(|| {
+                    plan(
+                        req, head, status, stored, body_len, j.age, 0, method, &cache.via,
+                    )
+                    .ok()
+                })
+                .flatten()
+                .map(|p| Box::new((p, j.age.saturating_sub(lifetime))));
+                Some(Judged::Stale(up, stale))
             }
         }
     });
     match found {
-        Some(Some(Ok(plan))) => Found::Hit(plan, obj),
-        Some(Some(Err(upstream_head))) => Found::Revalidate {
+        Some(Some(Judged::Hit(plan))) => Found::Hit(plan, obj),
+        Some(Some(Judged::Stale(upstream_head, Some(stale)))) => Found::StaleWhileRevalidate {
+            obj,
+            variant,
+            upstream_head,
+            stale,
+        },
+        Some(Some(Judged::Stale(upstream_head, None))) => Found::Revalidate {
             obj,
             variant,
             upstream_head,
@@ -393,13 +543,24 @@ fn look(
                 Forwarded::Stale
             },
         },
-        Some(None) => Found::OnlyIfCached,
+        Some(Some(Judged::OnlyIfCached)) => Found::OnlyIfCached,
         // A stored head larder cannot read: treat it as absent; the response replaces it.
-        None => Found::Miss {
+        Some(None) | None => Found::Miss {
             variant,
             fwd: Forwarded::Miss,
         },
     }
+}
+
+/// How a stored entry stands for a request, as [`look`] judged it.
+enum Judged {
+    /// Fresh enough: answer with this plan.
+    Hit(Plan),
+    /// Stale and only-if-cached: refuse.
+    OnlyIfCached,
+    /// Stale: revalidate with this request head; with the answer it may give at
+    /// once meanwhile, and how stale it is (`stale-while-revalidate`).
+    Stale(Vec<u8>, Option<Box<(Plan, u64)>>),
 }
 
 /// Plans the answer to `req` from a stored response: 304 for a client's own

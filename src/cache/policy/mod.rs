@@ -12,6 +12,8 @@
 //! ```text
 //!  request head ──► consult ──┬─ fresh entry ─────────────► Serve (from the map)
 //!                             ├─ only-if-cached, nothing ──► 504
+//!                             ├─ stale, stale-while-revalidate ──► Serve (stale)
+//!                             │      └─ one revalidation per key, in the background
 //!                             ├─ stale entry ──► Forward with validators
 //!                             │                    ├─ 304 ──► refresh ──► Serve
 //!                             │                    └─ other ──► relay (+ store)
@@ -31,6 +33,7 @@
 //! carries Vary, a variants marker is stored under the URL and the response under
 //! `URL ++ "\0" ++ vary key` (see [`crate::http::vary::vary_key`]).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -63,6 +66,11 @@ const ADMISSION_SLOTS: usize = 65_536;
 
 /// URLs the uncacheable memo remembers: 16 bytes each, so 64 KiB.
 const UNCACHEABLE_SLOTS: usize = 4096;
+
+/// Revalidations running behind stale answers (`stale-while-revalidate`) at most:
+/// each holds an upstream socket no client asked for; above this, a request
+/// revalidates in the foreground as without the directive.
+pub const BACKGROUND_MAX: usize = 8;
 
 /// Body bytes served from the map between two releases of its pages (see
 /// [`Cache::note_served`]): bounds what hits add to larder's RSS, at the cost of a
@@ -105,6 +113,9 @@ pub struct Cache {
     /// below this, fetches the whole object to store it (0: never). It also bounds what
     /// such a fetch goes on fetching once its client has left.
     range_whole_below: u64,
+    /// Keys of the entries being revalidated behind stale answers: one revalidation
+    /// per key (see `lookup.rs`), until [`Cache::refreshed`].
+    refreshing: HashSet<Vec<u8>>,
 }
 
 impl Cache {
@@ -146,6 +157,7 @@ impl Cache {
             serve_stale: 0,
             offline: false,
             range_whole_below: 0,
+            refreshing: HashSet::new(),
         }
     }
 
@@ -163,6 +175,17 @@ impl Cache {
         cache.offline = settings.offline;
         cache.range_whole_below = settings.range_whole_below;
         cache
+    }
+
+    /// The background revalidation of `key` (see [`Consulted::ServeStale`]) ended,
+    /// or was never started: a later stale answer may start another.
+    pub fn refreshed(&mut self, key: &[u8]) {
+        self.refreshing.remove(key);
+    }
+
+    /// Background revalidations running.
+    pub fn refreshing(&self) -> usize {
+        self.refreshing.len()
     }
 
     /// Sets the cache's clock (unix seconds); the loop calls it once per turn.
@@ -340,6 +363,8 @@ pub struct CacheEx {
     leads: bool,
     /// This connection, as flights name it.
     pub me: Member,
+    /// larder's own revalidation behind a stale answer (`stale-while-revalidate`).
+    background: bool,
 }
 
 /// A response being written from the map. Whoever holds it gives it back with
@@ -383,6 +408,7 @@ impl CacheEx {
             result: ResultCode::Miss,
             leads: false,
             me: (0, 0),
+            background: false,
         }
     }
 }

@@ -127,6 +127,7 @@ impl Pair {
             stopping: false,
             cache,
             parents: crate::parents::Parents::default(),
+            refreshes: Vec::new(),
         };
         Pair {
             ctx,
@@ -196,12 +197,34 @@ impl Pair {
                 }
             }
             self.ctx.cache.flights.wake.clear();
+            self.start_refreshes();
             self.close_dead_pooled();
             if !again && self.fingerprint() == before {
                 return;
             }
         }
         panic!("the connections never settled");
+    }
+
+    /// Starts the revalidations queued in the background, as the server does.
+    fn start_refreshes(&mut self) {
+        for ex in std::mem::take(&mut self.ctx.refreshes) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let key = self.conns.insert(Box::new(conn::background::conn(id)));
+            let closed = self.with_scope(key, |cx| {
+                cx.conn.state = conn::background::start(cx, ex);
+                cx.conn.is_closed()
+            });
+            if closed == Some(true) {
+                self.close(key);
+            }
+        }
+    }
+
+    /// Connections open for revalidations in the background.
+    pub(crate) fn background(&self) -> usize {
+        self.conns.iter().filter(|(_, c)| c.background).count()
     }
 
     /// Moves the clock by `by`, stopping every [`TICK`] (and at the end) to fire the
@@ -309,6 +332,10 @@ impl Pair {
     /// Readiness from the sockets' state, as epoll would report it.
     fn set_readiness(&mut self) {
         for (_, c) in self.conns.iter_mut() {
+            if c.background {
+                // A null socket: always readable (its end) and writable.
+                continue;
+            }
             let s = &c.sock;
             c.ready.r = s.readable() > 0 || s.peer_shut();
             c.ready.w = s.writable() > 0 || s.peer_gone();
