@@ -134,8 +134,8 @@ start_node() {
   log=$DIR/node$i.log
   mkdir -p "$DIR/node$i"
   # The log is appended to across restarts: only this start's lines count.
-  skip=0
-  if [[ -f $log ]]; then skip=$(wc -l <"$log"); fi
+  : >>"$log"
+  skip=$(wc -l <"$log")
   "$LARDER" --listen "127.0.0.1:$port" --cache-dir "$DIR/node$i" \
     --proxy-protocol 127.0.0.1/32 --access-log "$DIR/node$i.access.log" \
     --drain-notice "$DRAIN_NOTICE" "${args[@]}" \
