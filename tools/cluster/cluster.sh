@@ -110,6 +110,9 @@ stop_recorded() {
   done
 }
 
+# What larder I's command line holds (and larder I0's does not).
+node_mark() { echo "--cache-dir $DIR/node$1 "; }
+
 node_count() {
   local n=0
   while [[ -d $DIR/node$((n + 1)) ]]; do n=$((n + 1)); done
@@ -126,11 +129,11 @@ check_node() {
 start_node() {
   local i=$1 port=$2 pid log skip addr args=()
   [[ -x $LARDER ]] || die "$LARDER not found: build it (cargo build --release) or set LARDER"
-  if pid=$(live_pid "$DIR/node$i.pid" "$DIR/node$i"); then
+  if pid=$(live_pid "$DIR/node$i.pid" "$(node_mark "$i")"); then
     die "node $i already runs (PID $pid)"
   fi
-  # shellcheck disable=SC2206 # node-args is a list of flags, split on spaces
-  [[ -s $DIR/node-args ]] && args=($(<"$DIR/node-args"))
+  # node-args is a list of flags, split on spaces.
+  if [[ -s $DIR/node-args ]]; then read -r -a args <"$DIR/node-args" || true; fi
   log=$DIR/node$i.log
   mkdir -p "$DIR/node$i"
   # The log is appended to across restarts: only this start's lines count.
@@ -143,8 +146,7 @@ start_node() {
   pid=$!
   echo "$pid" >"$DIR/node$i.pid"
   wait_listening "$pid" "$log" "$skip"
-  addr=$(tail -n "+$((skip + 1))" "$log" |
-    sed -n 's/^larder: listening on \(127\.0\.0\.1:[0-9]*\)$/\1/p' | head -n 1)
+  addr=$(awk -v skip="$skip" 'NR > skip && sub(/^larder: listening on /, "") { print; exit }' "$log")
   echo "${addr##*:}" >"$DIR/node$i.port"
   echo "node $i: larder PID $pid on $addr, cache $DIR/node$i"
 }
@@ -153,7 +155,8 @@ start_node() {
 wait_listening() {
   local pid=$1 log=$2 skip=$3 i
   for ((i = 0; i < 100; i++)); do
-    tail -n "+$((skip + 1))" "$log" | grep -q '^larder: listening on ' && return 0
+    awk -v skip="$skip" 'NR > skip && /^larder: listening on / { found = 1 }
+      END { exit !found }' "$log" && return 0
     running "$pid" ||
       die "larder exited at start-up: $(tail -n "+$((skip + 1))" "$log" | tail -n 5)"
     sleep 0.1
@@ -192,11 +195,9 @@ cmd_start() {
     die "a cluster already runs in $DIR: stop it first"
   fi
   if port_open "$port"; then die "port $port is in use; pick another PORT"; fi
-  mkdir -p "$DIR"
-  DIR=$(cd "$DIR" && pwd)
   printf '%s\n' "${LARDER_NODE_ARGS:-}" >"$DIR/node-args"
   # A half-started cluster is stopped again rather than left running.
-  trap 'cmd_stop' ERR
+  trap 'cmd_stop' EXIT
   for ((i = 1; i <= n; i++)); do start_node "$i" 0; done
   render_config "$n" "127.0.0.1:$port"
   "$haproxy" -q -c -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 ||
@@ -210,7 +211,7 @@ cmd_start() {
     sleep 0.1
   done
   port_open "$port" || die "HAProxy did not listen on 127.0.0.1:$port within 10 s"
-  trap - ERR
+  trap - EXIT
   echo "HAProxy PID $pid on 127.0.0.1:$port, runtime API $DIR/haproxy.sock"
 }
 
@@ -219,7 +220,7 @@ cmd_stop() {
   n=$(node_count)
   stop_recorded "$DIR/haproxy.pid" "$DIR/haproxy.cfg"
   # All at once: each spends its --drain-notice before it drains.
-  for ((i = 1; i <= n; i++)); do stop_recorded "$DIR/node$i.pid" "$DIR/node$i" & done
+  for ((i = 1; i <= n; i++)); do stop_recorded "$DIR/node$i.pid" "$(node_mark "$i")" & done
   wait
 }
 
@@ -227,7 +228,7 @@ cmd_status() {
   local i n pid state
   n=$(node_count)
   for ((i = 1; i <= n; i++)); do
-    if pid=$(live_pid "$DIR/node$i.pid" "$DIR/node$i"); then state="PID $pid"; else state=stopped; fi
+    if pid=$(live_pid "$DIR/node$i.pid" "$(node_mark "$i")"); then state="PID $pid"; else state=stopped; fi
     echo "node $i: 127.0.0.1:$(cat "$DIR/node$i.port" 2>/dev/null || echo '?'), $state"
   done
   if pid=$(live_pid "$DIR/haproxy.pid" "$DIR/haproxy.cfg"); then
@@ -251,6 +252,8 @@ shift 2
 case $COMMAND in
 start)
   [[ $# -le 2 ]] || usage
+  mkdir -p "$DIR"
+  DIR=$(cd "$DIR" && pwd)
   cmd_start "$@"
   ;;
 stop-node | start-node)
@@ -258,7 +261,7 @@ stop-node | start-node)
   DIR=$(cd "$DIR" && pwd)
   check_node "$1"
   if [[ $COMMAND == stop-node ]]; then
-    stop_recorded "$DIR/node$1.pid" "$DIR/node$1"
+    stop_recorded "$DIR/node$1.pid" "$(node_mark "$1")"
   else
     start_node "$1" "$(<"$DIR/node$1.port")"
   fi
