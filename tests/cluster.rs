@@ -1,12 +1,12 @@
 //! The scaling recipe, run for real: `tools/cluster/cluster.sh` starts three larders and
-//! HAProxy (its config from `tools/cluster/haproxy.cfg.in`) on loopback, and the tests
-//! check what docs/SCALING.md promises: each URL fetched from the origin once and
+//! HAProxy (its config from `tools/cluster/haproxy.cfg.in`) on loopback, and the test
+//! checks what docs/SCALING.md promises: each URL fetched from the origin once and
 //! stored on one node, the client HAProxy names in its PROXY header judged by `--allow`
 //! and logged, a stopped node's share (and only it) going to the origin again and
 //! coming back as hits when the node returns, and CONNECT through HAProxy.
 //!
-//! They need HAProxy (`.ci/run` installs it); where it is missing they say so on
-//! stderr and pass without running.
+//! It needs HAProxy (`.ci/run` installs it); where it is missing it says so on stderr
+//! and passes without running.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
