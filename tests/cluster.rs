@@ -306,7 +306,8 @@ fn cluster_hashes_each_url_to_one_node_and_survives_a_node_stopping() {
     assert_eq!(total, URLS, "a URL stored on two nodes: {stored:?}");
 
     // The nodes judged and logged the client HAProxy named (127.0.0.2), not HAProxy's
-    // own address; a client HAProxy names as 127.0.0.1 is refused by them.
+    // own address; a client HAProxy names as 127.0.0.1 is refused by them, even though
+    // HAProxy holds connections the nodes know as 127.0.0.2's.
     for i in 1..=NODES {
         let want = 2 * stored[i - 1].len();
         let lines = cluster.access_log_when(i, |lines| lines.len() >= want);
