@@ -306,8 +306,8 @@ fn cluster_hashes_each_url_to_one_node_and_survives_a_node_stopping() {
     assert_eq!(total, URLS, "a URL stored on two nodes: {stored:?}");
 
     // The nodes judged and logged the client HAProxy named (127.0.0.2), not HAProxy's
-    // own address; a client HAProxy names as 127.0.0.1 is refused by them, even though
-    // HAProxy holds connections the nodes know as 127.0.0.2's.
+    // own address; a client HAProxy names as 127.0.0.1 is refused by them, even while
+    // HAProxy holds a connection to the same node that the node knows as 127.0.0.2's.
     for i in 1..=NODES {
         let want = 2 * stored[i - 1].len();
         let lines = cluster.access_log_when(i, |lines| lines.len() >= want);
@@ -319,9 +319,15 @@ fn cluster_hashes_each_url_to_one_node_and_survives_a_node_stopping() {
             );
         }
     }
+    let mut allowed = Client::connect_from(CLIENT, cluster.addr);
+    allowed.send(get(&urls[0]).as_bytes());
+    assert_eq!(allowed.read_response().status, 200);
     let mut refused = Client::connect(cluster.addr);
     refused.send(get(&urls[0]).as_bytes());
     assert_eq!(refused.read_response().status, 403);
+    allowed.send(get(&urls[0]).as_bytes());
+    assert_eq!(allowed.read_response().status, 200);
+    drop(allowed);
 
     // Node 2 stops (as SIGTERM does: it fails its checks first, then drains): every
     // URL still answers, and only node 2's share goes to the origin again.
