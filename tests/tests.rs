@@ -6,8 +6,9 @@
 //! upstream errors, connecting to names with several addresses (`eyeballs`), timeouts,
 //! the connection limit, the access log, start-up, real clients (curl, wget, apt-get
 //! against a local repository), and the cache file with its tool (`cache`; its one
-//! ignored test is the crash test's child process, run only by that test), and caching
-//! through the proxy (`caching`).
+//! ignored test is the crash test's child process, run only by that test), caching
+//! through the proxy (`caching`), and the scaling recipe of tools/cluster: three larders
+//! behind a real HAProxy (`cluster`).
 
 mod support;
 
@@ -16,6 +17,7 @@ mod cache;
 mod caching;
 mod cli;
 mod clients;
+mod cluster;
 mod connect;
 mod errors;
 mod eyeballs;
