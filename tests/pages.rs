@@ -128,6 +128,16 @@ fn absolute_form_naming_larders_own_address_gets_its_page() {
     assert_eq!(client.read_response_for("CONNECT").status, 508);
 }
 
+/// HAProxy's `option httpchk GET /health` sends HTTP/1.0 without Host.
+#[test]
+fn a_load_balancers_default_health_check_is_answered() {
+    let proxy = Proxy::start(&[]);
+    let mut client = proxy.client();
+    client.send(b"GET /health HTTP/1.0\r\n\r\n");
+    let health = client.read_response();
+    assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
+}
+
 #[test]
 fn keep_alive_goes_on_after_a_page() {
     let origin = Origin::start(|_| Reply::Send(ok(b"origin")));

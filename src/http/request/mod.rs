@@ -149,8 +149,16 @@ pub fn parse_request_into(
         Some(target) => target,
         None => {
             let path = req.path.unwrap_or_default();
-            let host = host_value
-                .ok_or_else(|| bad("a request for the proxy itself needs a Host field"))?;
+            // HTTP/1.0 does not require Host (RFC 9112 §3.2 asks it of 1.1), and a load
+            // balancer's default health check (`GET /health HTTP/1.0`) sends none: such a
+            // request for larder itself names it `larder`.
+            let host = match (host_value, version) {
+                (Some(host), _) => host,
+                (None, Version::Http10) => b"larder".as_slice(),
+                (None, Version::Http11) => {
+                    return Err(bad("a request for the proxy itself needs a Host field"))
+                }
+            };
             parse_origin(path, host)?
         }
     };

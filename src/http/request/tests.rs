@@ -473,6 +473,16 @@ fn origin_form_is_a_request_for_larder_itself_with_the_host_field() {
     }
 }
 
+/// HTTP/1.0 does not require Host, and a load balancer's default health check sends
+/// `GET /health HTTP/1.0` without one.
+#[test]
+fn an_http_1_0_request_for_larder_itself_may_leave_host_out() {
+    let req = ok("GET /health HTTP/1.0\r\n\r\n");
+    assert!(req.target.is_origin_form());
+    assert_eq!(req.target.host_header(), "larder");
+    assert_eq!(req.target.path_and_query(), "/health");
+}
+
 #[test]
 fn rejects_https_absolute_target() {
     let e = err("GET https://a/ HTTP/1.1\r\n\r\n");
