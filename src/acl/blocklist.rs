@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::cidr::Cidr;
+use crate::http::target::is_host_name;
 
 /// Hosts-file entries that name the machine itself, not a site to block.
 const HOSTS_FILE_SELF_NAMES: [&str; 5] = [
@@ -314,16 +315,7 @@ fn normalize(name: &[u8]) -> Option<Box<str>> {
         .or_else(|| name.strip_prefix(b"."))
         .unwrap_or(name);
     let name = name.strip_suffix(b".").unwrap_or(name);
-    if name.is_empty() || name.len() > 253 {
-        return None;
-    }
-    let labels_ok = name
-        .split(|&b| b == b'.')
-        .all(|l| (1..=63).contains(&l.len()));
-    let bytes_ok = name
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !labels_ok || !bytes_ok {
+    if !is_host_name(name) {
         return None;
     }
     String::from_utf8(name.to_ascii_lowercase())

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::MAX_ADDRS;
+use crate::http::target::is_host_name;
 
 /// Most names a hosts file may give: the table lives in memory for the process's life.
 const MAX_NAMES: usize = 100_000;
@@ -117,19 +118,11 @@ impl Hosts {
     }
 }
 
-/// `name` lowercased without a trailing dot, if it is a host name: labels of letters,
-/// digits, `-` and `_` (which real hosts files carry), 1 to 63 bytes each, 253 in all.
+/// `name` lowercased without a trailing dot, if it is a host name
+/// ([`is_host_name`]).
 fn normalise(name: &str) -> Option<String> {
     let name = name.strip_suffix('.').unwrap_or(name);
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    ok.then(|| name.to_ascii_lowercase())
+    is_host_name(name.as_bytes()).then(|| name.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -261,6 +261,20 @@ fn short_port(port: &str) -> Option<u16> {
     u16::try_from(n).ok().filter(|&p| p != 0)
 }
 
+/// Whether `name` is a plausible host name, as the rules naming sites take them: labels
+/// of letters, digits, `-` and `_` (which real names carry, ad domains among them),
+/// 1 to 63 bytes each, at most 253 bytes in all, no leading or trailing dot.
+pub fn is_host_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split(|&b| b == b'.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// Where `://` first occurs in `s`. (`str::split_once("://")` sets up a substring
 /// searcher per call, a cost out of proportion on a short request target.)
 pub fn scheme_end(s: &str) -> Option<usize> {

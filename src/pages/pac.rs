@@ -5,6 +5,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::http::target::is_host_name;
+
 /// One `--pac-direct` rule: a destination the browser reaches without the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PacDirect {
@@ -43,16 +45,7 @@ impl std::str::FromStr for PacDirect {
             .trim_start_matches('.')
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let valid = !domain.is_empty()
-            && domain.len() <= 253
-            && domain.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !valid {
+        if !is_host_name(domain.as_bytes()) {
             return Err(format!(
                 "'{s}' is neither an IPv4 range (10.0.0.0/8) nor a domain (intranet.example)"
             ));

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::acl::cidr::Cidr;
+use crate::http::target::is_host_name;
 
 /// One `--parent [user:pass@]HOST:PORT`.
 ///
@@ -227,16 +228,7 @@ impl FromStr for DirectRule {
             .trim_start_matches('.')
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let valid = !domain.is_empty()
-            && domain.len() <= 253
-            && domain.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !valid {
+        if !is_host_name(domain.as_bytes()) {
             return Err(format!(
                 "'{s}' is neither an address range (10.0.0.0/8, fd00::/8) nor a domain \
                  (intranet.example)"
