@@ -40,6 +40,9 @@ pub trait Socket: Read + Write + std::fmt::Debug + Sized {
     /// Shuts down one or both halves.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 
+    /// Chooses the TCP congestion control (`--tcp-congestion`).
+    fn set_congestion(&self, name: &str) -> io::Result<()>;
+
     /// The kernel descriptor, for `splice(2)`; `None` for a socket that has none
     /// (then a tunnel keeps copying).
     fn fd(&self) -> Option<BorrowedFd<'_>>;
@@ -73,6 +76,10 @@ impl Socket for TcpStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
+    }
+
+    fn set_congestion(&self, name: &str) -> io::Result<()> {
+        crate::sys::set_congestion(self, name)
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
