@@ -2331,7 +2331,7 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
 #[test]
 fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_room() {
     const LEN: usize = 1 << 20;
-    const OTHERS: usize = 12;
+    const ATTEMPTS: usize = 80;
     let body_of = |n: usize| -> Vec<u8> {
         let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
         let mut body = run.repeat(LEN / run.len() + 1);
@@ -2375,16 +2375,23 @@ fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_roo
         "the body did not fit in the socket buffers"
     );
 
+    // Twenty more objects stored, over twice what the ring holds: the hit's record,
+    // given a second chance where it stands on the first lap, is overwritten on the
+    // second. A store refused while the cache waits for its sync is tried again.
     let mut stored_after = 0;
-    for n in 1..=OTHERS {
+    for n in 1..=ATTEMPTS {
         let other = proxy.get(&origin.url(&format!("/obj/{n}")));
         assert_eq!(other.body, body_of(n), "/obj/{n}");
         if cache_status(&other).iter().any(|m| m == "stored") {
             stored_after += 1;
+            if stored_after == 20 {
+                break;
+            }
+        } else {
+            thread::sleep(Duration::from_millis(50));
         }
     }
-    // More than the ring holds was stored after the hit was handed over.
-    assert!(stored_after * LEN > 8 << 20, "only {stored_after} objects stored");
+    assert_eq!(stored_after, 20, "the ring did not wrap twice");
     let got = slow.read_exact(LEN);
     assert!(got == body_of(0), "the slow client's body changed under it");
 }
