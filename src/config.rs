@@ -130,6 +130,12 @@ pub struct Cli {
     #[arg(long, env = "LARDER_HOSTS", value_name = "FILE")]
     pub hosts: Option<PathBuf>,
 
+    /// TCP congestion control for larder's sockets, to clients and to origins alike
+    /// (Linux), e.g. cubic or reno. Default: the system's (net.ipv4.tcp_congestion_control).
+    /// Without privileges only those in net.ipv4.tcp_allowed_congestion_control may be used
+    #[arg(long, env = "LARDER_TCP_CONGESTION", value_name = "NAME", value_parser = parse_congestion)]
+    pub tcp_congestion: Option<String>,
+
     /// Seconds a new connection has to send its first request head.
     #[arg(long, env = "LARDER_TIMEOUT_HEAD", value_name = "SECS", default_value = "15", value_parser = parse_secs)]
     pub timeout_head: Duration,
@@ -294,6 +300,23 @@ fn parse_max_conns(s: &str) -> Result<usize, String> {
         Err(_) => Err(format!(
             "'{s}' is not a whole number of connections (1 or more)"
         )),
+    }
+}
+
+/// A congestion control's name as the kernel spells them: 1 to 15 of `a-z`, `0-9`, `_`
+/// (the kernel's limit is 16 bytes with the terminating NUL). Whether the kernel has it
+/// is known only when a socket asks for it, at start-up.
+fn parse_congestion(s: &str) -> Result<String, String> {
+    let ok = (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a congestion control's name (such as cubic or reno: 1 to 15 \
+             lower-case letters, digits or underscores)"
+        ))
     }
 }
 
@@ -524,6 +547,9 @@ pub struct Config {
     pub max_conns: Option<usize>,
     /// `--hosts`: a hosts file consulted before the system resolver.
     pub hosts: Option<PathBuf>,
+    /// `--tcp-congestion`: the congestion control of every socket larder makes or
+    /// accepts; `None`: the system's.
+    pub tcp_congestion: Option<String>,
     /// Every deadline larder enforces.
     pub timeouts: Timeouts,
     /// The access log file (`-`: standard output); `None`: no access log.
@@ -614,6 +640,7 @@ impl From<Cli> for Config {
             connect_ports: c.connect_ports,
             max_conns: c.max_conns,
             hosts: c.hosts,
+            tcp_congestion: c.tcp_congestion,
             timeouts: Timeouts {
                 head: c.timeout_head,
                 idle: c.timeout_idle,

@@ -103,6 +103,26 @@ pub struct Server {
     next_reload: Instant,
 }
 
+/// Why `--tcp-congestion NAME` cannot be used, with the names that can.
+fn congestion_error(name: &str, e: &std::io::Error) -> Error {
+    let list = |file: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{file}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    Error::Config(match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "--tcp-congestion {name}: the kernel has no such congestion control (it has: {})",
+            list("tcp_available_congestion_control")
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "--tcp-congestion {name}: only a privileged process may choose it (allowed: {})",
+            list("tcp_allowed_congestion_control")
+        ),
+        _ => format!("--tcp-congestion {name}: {e}"),
+    })
+}
+
 impl Server {
     /// Binds the listener and prepares everything the loop needs; nothing runs yet.
     pub fn bind(cfg: Config) -> Result<Server, Error> {
@@ -133,6 +153,9 @@ impl Server {
         let mut listeners = Vec::with_capacity(cfg.listen.len());
         for (i, &addr) in cfg.listen.iter().enumerate() {
             let mut sock = TcpListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
+            if let Some(name) = cfg.tcp_congestion.as_deref() {
+                sys::set_congestion(&sock, name).map_err(|e| congestion_error(name, &e))?;
+            }
             let local = sock.local_addr().map_err(Error::Io)?;
             poll.registry()
                 .register(&mut sock, Token(LISTENERS - i), Interest::READABLE)

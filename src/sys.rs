@@ -223,10 +223,6 @@ pub struct Pipe {
 /// accepted socket before relying on that. `false` if the option could not be set.
 #[cfg(target_os = "linux")]
 pub fn set_listener_nodelay(listener: &impl std::os::fd::AsRawFd) -> bool {
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
-    }
-    const IPPROTO_TCP: i32 = 6;
     const TCP_NODELAY: i32 = 1;
     let on: i32 = 1;
     // SAFETY: `on` is a valid i32 for the call's duration and its size is passed.
@@ -235,7 +231,7 @@ pub fn set_listener_nodelay(listener: &impl std::os::fd::AsRawFd) -> bool {
             listener.as_raw_fd(),
             IPPROTO_TCP,
             TCP_NODELAY,
-            &on,
+            (&on as *const i32).cast(),
             std::mem::size_of::<i32>() as u32,
         ) == 0
     }
@@ -245,6 +241,73 @@ pub fn set_listener_nodelay(listener: &impl std::os::fd::AsRawFd) -> bool {
 #[cfg(not(target_os = "linux"))]
 pub fn set_listener_nodelay(_listener: &impl std::os::fd::AsRawFd) -> bool {
     false
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn setsockopt(fd: i32, level: i32, name: i32, value: *const std::ffi::c_void, len: u32) -> i32;
+}
+
+#[cfg(target_os = "linux")]
+const IPPROTO_TCP: i32 = 6;
+#[cfg(target_os = "linux")]
+const TCP_CONGESTION: i32 = 13;
+
+/// Sets a socket's TCP congestion control (`TCP_CONGESTION`) by name. A listening
+/// socket's is inherited by the sockets it accepts; one set on a connecting socket
+/// applies from the handshake on. `NotFound` if the kernel has no such algorithm,
+/// `PermissionDenied` if it is not among those an unprivileged process may choose.
+#[cfg(target_os = "linux")]
+pub fn set_congestion(sock: &impl std::os::fd::AsRawFd, name: &str) -> std::io::Result<()> {
+    // SAFETY: `name` is valid for `len` bytes for the call's duration; the kernel
+    // copies at most that many.
+    let r = unsafe {
+        setsockopt(
+            sock.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as u32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The socket's TCP congestion control, by name.
+#[cfg(target_os = "linux")]
+pub fn congestion(sock: &impl std::os::fd::AsRawFd) -> std::io::Result<String> {
+    extern "C" {
+        fn getsockopt(fd: i32, level: i32, name: i32, value: *mut u8, len: *mut u32) -> i32;
+    }
+    let mut buf = [0u8; 16];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` is writable for `len` bytes and `len` is a valid pointer; the
+    // kernel writes at most `len` bytes and stores the length it wrote.
+    let r = unsafe {
+        getsockopt(
+            sock.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_CONGESTION,
+            buf.as_mut_ptr(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let got = buf.get(..len as usize).unwrap_or(&buf);
+    let end = got.iter().position(|&b| b == 0).unwrap_or(got.len());
+    Ok(String::from_utf8_lossy(got.get(..end).unwrap_or(got)).into_owned())
+}
+
+/// Elsewhere there is no congestion control to choose.
+#[cfg(not(target_os = "linux"))]
+pub fn set_congestion(_sock: &impl std::os::fd::AsRawFd, _name: &str) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Bytes free for unprivileged use on the file system holding `path` (`statvfs(2)`:
@@ -427,6 +490,22 @@ mod tests {
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
         drop(client);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn accepted_and_connecting_sockets_take_the_congestion_control_asked_for() {
+        // reno is built into every Linux kernel and any process may choose it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_congestion(&listener, "reno").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(congestion(&accepted).unwrap(), "reno");
+        set_congestion(&client, "reno").unwrap();
+        assert_eq!(congestion(&client).unwrap(), "reno");
+        let err = set_congestion(&client, "no_such_cc").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -2321,3 +2321,77 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
     assert!(got == body_of(0), "the slow client's body changed under it");
     assert!(origin.requests() >= 13);
 }
+
+/// A hit small enough that larder hands all of it to the socket while the client is not
+/// reading: the object is then unpinned and the ring may write over its room, while most
+/// of the body still waits in the kernel (larder's send queue and the client's receive
+/// queue). The bytes the client reads afterwards must still be the stored ones: whatever
+/// larder gives the kernel must not refer to pages of the cache file that the ring
+/// rewrites in place.
+#[test]
+fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_room() {
+    const LEN: usize = 1 << 20;
+    const ATTEMPTS: usize = 80;
+    let body_of = |n: usize| -> Vec<u8> {
+        let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
+        let mut body = run.repeat(LEN / run.len() + 1);
+        body.truncate(LEN);
+        body
+    };
+    let origin = Origin::start(move |request| {
+        let n: usize = request
+            .target
+            .trim_start_matches("/obj/")
+            .parse()
+            .unwrap_or(0);
+        Reply::Send(response(
+            "200 OK",
+            &[("Cache-Control", "max-age=600")],
+            &body_of(n),
+        ))
+    });
+    // A ring of 8 MiB: the objects stored afterwards pass over the first one's room.
+    let proxy = Proxy::start(&[
+        "--admit-after",
+        "0",
+        "--cache-size",
+        "8M",
+        "--cache-max-object",
+        "2M",
+        "--cache-sync",
+        "1",
+    ]);
+    let stored = proxy.get(&origin.url("/obj/0"));
+    assert_cache_status(&stored, &["stored"], &[]);
+
+    let mut slow = proxy.client();
+    slow.send(request("GET", &origin.url("/obj/0"), &[]).as_bytes());
+    let head = slow.read_head();
+    assert_eq!(head.status, 200);
+    assert_cache_status(&head, &["hit"], &[]);
+    // larder has handed the whole body to the kernel: the hit is over on its side.
+    assert!(
+        wait_until(|| proxy.metric("larder_cache_served_bytes_total") >= LEN as f64),
+        "the body did not fit in the socket buffers"
+    );
+
+    // Twenty more objects stored, over twice what the ring holds: the hit's record,
+    // given a second chance where it stands on the first lap, is overwritten on the
+    // second. A store refused while the cache waits for its sync is tried again.
+    let mut stored_after = 0;
+    for n in 1..=ATTEMPTS {
+        let other = proxy.get(&origin.url(&format!("/obj/{n}")));
+        assert_eq!(other.body, body_of(n), "/obj/{n}");
+        if cache_status(&other).iter().any(|m| m == "stored") {
+            stored_after += 1;
+            if stored_after == 20 {
+                break;
+            }
+        } else {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(stored_after, 20, "the ring did not wrap twice");
+    let got = slow.read_exact(LEN);
+    assert!(got == body_of(0), "the slow client's body changed under it");
+}

@@ -37,6 +37,24 @@ fn bad_flags_exit_with_status_2() {
 }
 
 #[test]
+fn a_congestion_control_the_kernel_lacks_exits_with_status_2_naming_those_it_has() {
+    let (code, stderr) = run_to_exit(&["--tcp-congestion", "no_such_cc"]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("--tcp-congestion no_such_cc: the kernel has no such congestion control")
+            && stderr.contains("reno"),
+        "stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "bound anyway:\n{stderr}");
+    let (code, stderr) = run_to_exit(&["--tcp-congestion", "Not A Name"]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("not a congestion control's name"),
+        "stderr:\n{stderr}"
+    );
+}
+
+#[test]
 fn unreadable_block_list_exits_with_status_2() {
     let path = std::env::temp_dir().join(format!(
         "larder-test-{}-missing/list.txt",

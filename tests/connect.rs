@@ -176,3 +176,22 @@ fn half_close_after_a_bulk_transfer_is_delivered_in_order() {
     // The server saw our EOF only after every byte, then said goodbye and closed.
     assert_eq!(client.read_to_close(), b"bye\n");
 }
+
+#[test]
+fn a_tunnel_through_sockets_with_a_chosen_congestion_control_keeps_its_bytes() {
+    // reno is built into every Linux kernel and any process may choose it.
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &["--tcp-congestion", "reno"]);
+    let mut client = open_tunnel(&proxy, &server);
+    // Past the bytes a direction copies before it splices.
+    let data: Vec<u8> = (0..4usize << 20).map(|i| (i % 251) as u8).collect();
+    let mut writer = client.writer();
+    let sent = data.clone();
+    let writing = thread::spawn(move || writer.write_all(&sent));
+    let echoed = client.read_exact(data.len());
+    writing
+        .join()
+        .expect("writer thread")
+        .expect("write through the tunnel");
+    assert!(echoed == data, "tunnel changed the bytes");
+}

@@ -119,6 +119,13 @@ fn start_next<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, route: &mut Route
         let addr = SocketAddr::new(ip, port);
         match S::connect(addr) {
             Ok(sock) => {
+                if let Some(name) = cx.ctx.cfg.tcp_congestion.as_deref() {
+                    // The listener took the same name at start-up, so this fails only if
+                    // the algorithm's module went away since: the system's is kept.
+                    if let Err(e) = sock.set_congestion(name) {
+                        debug!("upstream {addr}: congestion control {name}: {e}");
+                    }
+                }
                 let entry = cx.ups.vacant_entry();
                 let idx = entry.key();
                 let (host, _, parent) = endpoint(&cx.ctx.parents, ex);

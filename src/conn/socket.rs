@@ -41,6 +41,9 @@ pub trait Socket: Read + Write + std::fmt::Debug + Sized {
     /// Shuts down one or both halves.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 
+    /// Chooses the TCP congestion control (`--tcp-congestion`).
+    fn set_congestion(&self, name: &str) -> io::Result<()>;
+
     /// The kernel descriptor, for `splice(2)`; `None` for a socket that has none
     /// (then a tunnel keeps copying).
     fn fd(&self) -> Option<BorrowedFd<'_>>;
@@ -131,6 +134,13 @@ impl Socket for Stream {
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
+            Stream::Null => Ok(()),
+        }
+    }
+
+    fn set_congestion(&self, name: &str) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => crate::sys::set_congestion(s, name),
             Stream::Null => Ok(()),
         }
     }

@@ -111,3 +111,19 @@ fn the_connect_timeout_bounds_all_attempts_and_all_refused_is_502() {
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
     assert!(text.contains("Cannot connect to dual.test:8080"), "{text}");
 }
+
+#[test]
+fn upstream_sockets_take_the_congestion_control_given() {
+    for (args, want) in [
+        (&["--tcp-congestion", "reno"][..], Some("reno")),
+        (&[][..], None),
+    ] {
+        let mut pair = Pair::with_names(args, names);
+        Origin::listen(addr(V6));
+        let mut client = pair.client();
+        client.send(get_dual());
+        pair.run();
+        let origin = Origin::accept(addr(V6)).expect("connected");
+        assert_eq!(origin.congestion().as_deref(), want, "{args:?}");
+    }
+}

@@ -35,6 +35,8 @@ struct Link {
     queues: [Queue; 2],
     /// An end was dropped: writes to it fail.
     dropped: [bool; 2],
+    /// The congestion control an end asked for (`--tcp-congestion`).
+    congestion: Option<String>,
 }
 
 /// One end of an in-memory connection.
@@ -105,6 +107,11 @@ impl MemSocket {
     pub(crate) fn send(&mut self, bytes: &[u8]) {
         let mut link = self.link.borrow_mut();
         link.queues[self.end].bytes.extend(bytes);
+    }
+
+    /// The congestion control either end asked for, if any.
+    pub(crate) fn congestion(&self) -> Option<String> {
+        self.link.borrow().congestion.clone()
     }
 
     /// The handshake of a connection this end started is finished (or failed).
@@ -203,6 +210,11 @@ impl Socket for MemSocket {
     }
 
     fn set_nodelay(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_congestion(&self, name: &str) -> io::Result<()> {
+        self.link.borrow_mut().congestion = Some(name.to_owned());
         Ok(())
     }
 

@@ -435,6 +435,11 @@ impl Origin {
         })
     }
 
+    /// The congestion control larder chose for its end of this connection.
+    pub(crate) fn congestion(&self) -> Option<String> {
+        self.sock.congestion()
+    }
+
     /// Everything larder sent so far.
     pub(crate) fn received(&mut self) -> &[u8] {
         let more = self.sock.take_all();
