@@ -85,13 +85,16 @@ impl Pair {
         let poll = Poll::new().expect("poll");
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
         let resolver = Resolver::start(
-            waker,
+            std::sync::Arc::clone(&waker),
             1,
             Duration::from_secs(60),
             Duration::from_secs(5),
             names,
         )
         .expect("resolver");
+        let auth = cfg.auth.clone().map(|settings| {
+            crate::auth::Auth::new(settings, std::sync::Arc::clone(&waker)).expect("auth file")
+        });
         let registry = poll.registry().try_clone().expect("registry");
         let via = ViaName::new("larder-test".to_owned());
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
@@ -114,6 +117,7 @@ impl Pair {
             heads: HeadPool::default(),
             spares: Spares::default(),
             resolver,
+            auth,
             pool: Pool::default(),
             registry,
             clients,
@@ -185,6 +189,7 @@ impl Pair {
     pub(crate) fn run(&mut self) {
         for _ in 0..10_000 {
             self.deliver_names();
+            self.deliver_verdicts();
             let before = self.fingerprint();
             self.set_readiness();
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -273,6 +278,37 @@ impl Pair {
                 self.with_scope(waiter.key, |cx| {
                     if cx.conn.id == id {
                         conn::on_dns(cx, answer);
+                    }
+                });
+            }
+            if delivered || Instant::now() >= until {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits (a little, in real time: passwords are checked on threads) for the
+    /// verdicts connections wait for, and hands them over as the server does.
+    fn deliver_verdicts(&mut self) {
+        let waiting = |conns: &Slab<Box<Conn<MemSocket>>>| {
+            conns
+                .iter()
+                .any(|(_, c)| matches!(c.state, crate::conn::State::Head(s) if s.verifying))
+        };
+        if !waiting(&self.conns) {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.ctx.now;
+            let waiters = self.ctx.auth.as_mut().map(|a| a.drain(now)).unwrap_or_default();
+            let delivered = !waiters.is_empty();
+            for waiter in waiters {
+                let id = waiter.id;
+                self.with_scope(waiter.key, |cx| {
+                    if cx.conn.id == id {
+                        conn::auth::on_verdict(cx);
                     }
                 });
             }
