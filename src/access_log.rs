@@ -425,7 +425,11 @@ mod tests {
             user: Some("bob smith\n"),
             ..entry()
         };
-        assert!(line(&e).contains(" bob%20smith%0A HIER_DIRECT/"), "{}", line(&e));
+        assert!(
+            line(&e).contains(" bob%20smith%0A HIER_DIRECT/"),
+            "{}",
+            line(&e)
+        );
     }
 
     #[test]

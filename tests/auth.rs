@@ -6,7 +6,9 @@
 use std::process::Command;
 
 use crate::clients::{require, run};
-use crate::support::{ok, run_to_exit, wait_for_log_lines, wait_until, Origin, Proxy, Reply, TempFile};
+use crate::support::{
+    ok, run_to_exit, wait_for_log_lines, wait_until, Origin, Proxy, Reply, TempFile,
+};
 
 /// `htpasswd -b [flags] FILE USER PASSWORD`, creating the file with `-c`.
 fn htpasswd(flags: &[&str], file: &TempFile, user: &str, password: &str) {
@@ -18,7 +20,11 @@ fn htpasswd(flags: &[&str], file: &TempFile, user: &str, password: &str) {
         .args([user, password])
         .output()
         .expect("run htpasswd");
-    assert!(out.status.success(), "htpasswd {flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "htpasswd {flags:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// curl through `proxy` for `url`, as `user` (`None`: no credential); returns the
@@ -46,10 +52,18 @@ fn basic64(credential: &str) -> String {
     let raw = credential.as_bytes();
     let mut out = String::new();
     for chunk in raw.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
-            out.push(if i <= chunk.len() { B64[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+            out.push(if i <= chunk.len() {
+                B64[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
     out
@@ -96,7 +110,12 @@ fn curl_gets_407_without_a_password_and_200_with_one_and_the_password_goes_nowhe
 
     let lines = wait_for_log_lines(&log, 5);
     assert_eq!(lines.len(), 5, "{lines:?}");
-    let user_of = |line: &str| line.split_whitespace().nth(7).unwrap_or_default().to_owned();
+    let user_of = |line: &str| {
+        line.split_whitespace()
+            .nth(7)
+            .unwrap_or_default()
+            .to_owned()
+    };
     // The result code's status (the third 200 may be a revalidation of a stored copy).
     let status_of = |line: &str| {
         let field = line.split_whitespace().nth(3).unwrap_or_default();
@@ -110,15 +129,27 @@ fn curl_gets_407_without_a_password_and_200_with_one_and_the_password_goes_nowhe
         ("200", "bob"),
         ("200", "alice"),
     ];
-    let want: Vec<(String, String)> = want.iter().map(|(s, u)| (s.to_string(), u.to_string())).collect();
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, u)| (s.to_string(), u.to_string()))
+        .collect();
     assert_eq!(got, want, "{lines:#?}");
-    let secrets = ["s3cret", "wrong", &basic64("alice:s3cret-bcrypt"), &basic64("bob:s3cret-md5"), &basic64("alice:wrong")];
+    let secrets = [
+        "s3cret",
+        "wrong",
+        &basic64("alice:s3cret-bcrypt"),
+        &basic64("bob:s3cret-md5"),
+        &basic64("alice:wrong"),
+    ];
     let stderr = proxy.stderr();
     for secret in secrets {
         for line in &lines {
             assert!(!line.contains(secret), "{line}");
         }
-        assert!(!stderr.contains(secret), "larder's log shows {secret}:\n{stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "larder's log shows {secret}:\n{stderr}"
+        );
     }
     assert!(stderr.contains("proxy authentication failed"), "{stderr}");
 }
@@ -130,8 +161,14 @@ fn a_challenge_names_the_realm_and_health_needs_no_password() {
     let proxy = Proxy::start(&["--auth-file", file.arg(), "--auth-realm", "the larder"]);
     let response = proxy.get("http://127.0.0.1:9/x");
     assert_eq!(response.status, 407);
-    assert_eq!(response.header("proxy-authenticate"), Some("Basic realm=\"the larder\""));
-    assert!(!response.is_close(), "a 407 keeps the connection for the next try");
+    assert_eq!(
+        response.header("proxy-authenticate"),
+        Some("Basic realm=\"the larder\"")
+    );
+    assert!(
+        !response.is_close(),
+        "a 407 keeps the connection for the next try"
+    );
     let health = proxy.get(&format!("http://{}/health", proxy.addr()));
     assert_eq!(health.status, 200);
 }
@@ -149,17 +186,30 @@ fn sighup_and_a_changed_file_take_effect_at_once() {
     let proxy = Proxy::start(&["--auth-file", file.arg(), "--log-level", "info"]);
     let url = origin.url("/r");
     assert_eq!(curl(&proxy, &url, Some("alice:first")).0, "200");
-    assert_eq!(reads(&proxy), 0, "the first read is said on standard error only if it fails");
+    assert_eq!(
+        reads(&proxy),
+        0,
+        "the first read is said on standard error only if it fails"
+    );
     // A new password: the file is noticed unasked (larder looks every second).
     htpasswd(&["-B"], &file, "alice", "second");
-    assert!(wait_until(|| reads(&proxy) == 1), "the changed file was not read");
+    assert!(
+        wait_until(|| reads(&proxy) == 1),
+        "the changed file was not read"
+    );
     assert_eq!(curl(&proxy, &url, Some("alice:second")).0, "200");
     assert_eq!(curl(&proxy, &url, Some("alice:first")).0, "407");
     // And on SIGHUP, changed or not.
     proxy.signal("HUP");
-    assert!(wait_until(|| reads(&proxy) == 2), "SIGHUP did not re-read the file");
+    assert!(
+        wait_until(|| reads(&proxy) == 2),
+        "SIGHUP did not re-read the file"
+    );
     htpasswd(&["-m"], &file, "carol", "third");
-    assert!(wait_until(|| reads(&proxy) == 3), "the changed file was not read");
+    assert!(
+        wait_until(|| reads(&proxy) == 3),
+        "the changed file was not read"
+    );
     assert_eq!(curl(&proxy, &url, Some("carol:third")).0, "200");
 }
 
@@ -170,7 +220,10 @@ fn plain_text_and_sha1_files_stop_start_up_with_the_line() {
     htpasswd(&["-s"], &file, "bob", "sha1-pw");
     let (code, stderr) = run_to_exit(&["--auth-file", file.arg()]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("line 2: user \"bob\" has a {SHA} hash"), "{stderr}");
+    assert!(
+        stderr.contains("line 2: user \"bob\" has a {SHA} hash"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(file.path()).expect("read the file");
     for line in text.lines() {
         let (_, hash) = line.split_once(':').expect("user:hash");
@@ -181,6 +234,9 @@ fn plain_text_and_sha1_files_stop_start_up_with_the_line() {
     htpasswd(&["-p"], &file, "carol", "plain-pw");
     let (code, stderr) = run_to_exit(&["--auth-file", file.arg()]);
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("line 2: user \"carol\" has a plain-text password"), "{stderr}");
+    assert!(
+        stderr.contains("line 2: user \"carol\" has a plain-text password"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("plain-pw"), "{stderr}");
 }

@@ -46,7 +46,7 @@ pub fn parse(value: &[u8]) -> Option<Credential> {
 
 /// Standard base64 (RFC 4648 §4) with its padding, which RFC 7617 uses.
 fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let value = |b: u8| -> Option<u32> {
@@ -102,12 +102,12 @@ mod tests {
             b"Basic",
             b"Basic ",
             b"Bearer dTpw",
-            b"Basic dXNlcg==",   // no colon
-            b"Basic dTpw=",      // bad length
-            b"Basic d=Tp",       // padding inside
-            b"Basic dT!w",       // not base64
-            b"Basic /3A6cA==",   // user not UTF-8
-            b"Basic dQA6cA==",   // NUL
+            b"Basic dXNlcg==", // no colon
+            b"Basic dTpw=",    // bad length
+            b"Basic d=Tp",     // padding inside
+            b"Basic dT!w",     // not base64
+            b"Basic /3A6cA==", // user not UTF-8
+            b"Basic dQA6cA==", // NUL
         ] {
             assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
@@ -118,6 +118,9 @@ mod tests {
     fn debug_never_shows_the_password() {
         let c = parse(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap();
         let shown = format!("{c:?}");
-        assert!(shown.contains("Aladdin") && !shown.contains("sesame"), "{shown}");
+        assert!(
+            shown.contains("Aladdin") && !shown.contains("sesame"),
+            "{shown}"
+        );
     }
 }

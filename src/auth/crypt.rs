@@ -113,9 +113,18 @@ mod tests {
 
     #[test]
     fn md5_crypt_by_hand_agrees_with_the_library() {
-        for password in ["", "p", "secret", "a much longer password, past sixteen bytes"] {
+        for password in [
+            "",
+            "p",
+            "secret",
+            "a much longer password, past sixteen bytes",
+        ] {
             let mine = super::super::md5::md5_crypt(password.as_bytes(), b"$1$saltsalt$", "$1$");
-            assert_eq!(mine, crypt(password.as_bytes(), "$1$saltsalt$"), "{password:?}");
+            assert_eq!(
+                mine,
+                crypt(password.as_bytes(), "$1$saltsalt$"),
+                "{password:?}"
+            );
         }
     }
 }

@@ -236,9 +236,18 @@ mod tests {
     #[test]
     fn plain_text_sha1_and_des_are_refused_with_the_line() {
         let e = problem(&format!("alice:{BCRYPT}\nbob:hunter2\n"));
-        assert_eq!(e, FileError { line: 2, what: Problem::Unknown("bob".into()) });
+        assert_eq!(
+            e,
+            FileError {
+                line: 2,
+                what: Problem::Unknown("bob".into())
+            }
+        );
         let shown = e.to_string();
-        assert!(shown.starts_with("line 2: user \"bob\" has a plain-text password"), "{shown}");
+        assert!(
+            shown.starts_with("line 2: user \"bob\" has a plain-text password"),
+            "{shown}"
+        );
         assert!(!shown.contains("hunter2"), "{shown}");
 
         let e = problem("bob:{SHA}UWuXg/ylF+7L0dBk2i0WUxCxl1k=\n");
@@ -246,7 +255,13 @@ mod tests {
         assert!(!e.to_string().contains("UWuX"), "{e}");
 
         let e = problem("\n\nbob:abJnggxhB/yWI\n");
-        assert_eq!(e, FileError { line: 3, what: Problem::Des("bob".into()) });
+        assert_eq!(
+            e,
+            FileError {
+                line: 3,
+                what: Problem::Des("bob".into())
+            }
+        );
     }
 
     #[test]
@@ -254,16 +269,40 @@ mod tests {
         assert_eq!(problem("alice\n").what, Problem::NoColon);
         assert_eq!(problem(":x\n").what, Problem::BadUser);
         assert_eq!(problem("a b:x\n").what, Problem::BadUser);
-        assert_eq!(problem("a:$2y$05$short\n").what, Problem::Malformed("a".into()));
-        assert_eq!(problem("a:$2y$99$sUGxuQHgKXHKARE0IQ4V9OrQ8QXXu.0pGdbFbUHVUKtgLnuZw.inK\n").what, Problem::Malformed("a".into()));
-        assert_eq!(problem("a:$apr1$nosalt\n").what, Problem::Malformed("a".into()));
-        assert_eq!(problem("a:$6$rounds=x$s$h\n").what, Problem::Malformed("a".into()));
-        assert_eq!(problem("a:$7$whatever\n").what, Problem::Unknown("a".into()));
+        assert_eq!(
+            problem("a:$2y$05$short\n").what,
+            Problem::Malformed("a".into())
+        );
+        assert_eq!(
+            problem("a:$2y$99$sUGxuQHgKXHKARE0IQ4V9OrQ8QXXu.0pGdbFbUHVUKtgLnuZw.inK\n").what,
+            Problem::Malformed("a".into())
+        );
+        assert_eq!(
+            problem("a:$apr1$nosalt\n").what,
+            Problem::Malformed("a".into())
+        );
+        assert_eq!(
+            problem("a:$6$rounds=x$s$h\n").what,
+            Problem::Malformed("a".into())
+        );
+        assert_eq!(
+            problem("a:$7$whatever\n").what,
+            Problem::Unknown("a".into())
+        );
         let e = problem(&format!("a:{APR}\na:{BCRYPT}\n"));
-        assert_eq!(e, FileError { line: 2, what: Problem::Duplicate("a".into(), 1) });
+        assert_eq!(
+            e,
+            FileError {
+                line: 2,
+                what: Problem::Duplicate("a".into(), 1)
+            }
+        );
         assert_eq!(problem("a:\u{ff}\n").line, 1);
         assert_eq!(parse(b"a:\xff\n").unwrap_err().what, Problem::NotText);
-        for e in [problem("a:$2y$05$short\n"), problem(&format!("a:{APR}\na:{BCRYPT}\n"))] {
+        for e in [
+            problem("a:$2y$05$short\n"),
+            problem(&format!("a:{APR}\na:{BCRYPT}\n")),
+        ] {
             assert!(!e.to_string().contains("$2y$"), "{e}");
         }
     }

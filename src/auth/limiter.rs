@@ -68,7 +68,11 @@ impl Limiter {
             self.table
                 .retain(|_, f| now.saturating_duration_since(f.last) < FORGET);
             if self.table.len() >= CAP {
-                let oldest = self.table.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k);
+                let oldest = self
+                    .table
+                    .iter()
+                    .min_by_key(|(_, f)| f.last)
+                    .map(|(k, _)| *k);
                 if let Some(oldest) = oldest {
                     self.table.remove(&oldest);
                 }
@@ -163,12 +167,17 @@ mod tests {
         let mut l = Limiter::default();
         let t0 = Instant::now();
         for i in 0..CAP as u32 + 100 {
-            l.failed(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), t0 + Duration::from_millis(u64::from(i)));
+            l.failed(
+                IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+                t0 + Duration::from_millis(u64::from(i)),
+            );
         }
         assert_eq!(l.len(), CAP);
         // The newest is still there; the oldest went.
         let newest = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + CAP as u32 + 99));
         assert!(l.table.contains_key(&newest));
-        assert!(!l.table.contains_key(&IpAddr::V4(Ipv4Addr::from(0x0a00_0000))));
+        assert!(!l
+            .table
+            .contains_key(&IpAddr::V4(Ipv4Addr::from(0x0a00_0000))));
     }
 }

@@ -17,7 +17,11 @@ fn basic(user: &str, password: &str) -> Vec<u8> {
     let raw = format!("{user}:{password}").into_bytes();
     let mut out = b"Basic ".to_vec();
     for chunk in raw.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -129,14 +133,23 @@ fn no_credential_is_challenged_without_a_check() {
     let mut f = fixture(ALICE);
     let mut s = Session::default();
     let now = Instant::now();
-    assert_eq!(f.auth.check(None, &mut s, CLIENT, w(1), now), Check::Challenge);
-    assert_eq!(f.auth.check(Some(b"Bearer x"), &mut s, CLIENT, w(1), now), Check::Challenge);
+    assert_eq!(
+        f.auth.check(None, &mut s, CLIENT, w(1), now),
+        Check::Challenge
+    );
+    assert_eq!(
+        f.auth.check(Some(b"Bearer x"), &mut s, CLIENT, w(1), now),
+        Check::Challenge
+    );
     assert_eq!(f.checks(), 0);
     assert_eq!(
         f.auth.challenge(true),
         b"Proxy-Authenticate: Basic realm=\"larder\"\r\n"
     );
-    assert_eq!(f.auth.challenge(false), b"WWW-Authenticate: Basic realm=\"larder\"\r\n");
+    assert_eq!(
+        f.auth.challenge(false),
+        b"WWW-Authenticate: Basic realm=\"larder\"\r\n"
+    );
 }
 
 #[test]
@@ -164,15 +177,27 @@ fn wrong_passwords_and_unknown_users_fail_and_are_remembered() {
     let mut f = fixture(ALICE);
     let now = Instant::now();
     let mut s = Session::default();
-    assert_eq!(f.judge(&basic("alice", "wrong"), &mut s, now), Check::Challenge);
-    assert_eq!(f.judge(&basic("alice", "wrong"), &mut s, now), Check::Challenge);
+    assert_eq!(
+        f.judge(&basic("alice", "wrong"), &mut s, now),
+        Check::Challenge
+    );
+    assert_eq!(
+        f.judge(&basic("alice", "wrong"), &mut s, now),
+        Check::Challenge
+    );
     assert_eq!(f.checks(), 1, "a refused credential is remembered too");
     // A user not in the file is checked (against the stand-in) and refused.
-    assert_eq!(f.judge(&basic("mallory", "p"), &mut s, now), Check::Challenge);
+    assert_eq!(
+        f.judge(&basic("mallory", "p"), &mut s, now),
+        Check::Challenge
+    );
     assert_eq!(f.checks(), 2);
     // A connection that authenticated, then sends a wrong credential, is refused.
     assert_eq!(f.judge(&basic("alice", "p"), &mut s, now), pass("alice"));
-    assert_eq!(f.judge(&basic("alice", "nope"), &mut s, now), Check::Challenge);
+    assert_eq!(
+        f.judge(&basic("alice", "nope"), &mut s, now),
+        Check::Challenge
+    );
 }
 
 #[test]
@@ -195,7 +220,10 @@ fn the_stand_in_never_lets_anyone_in() {
     };
     let now = Instant::now();
     let mut s = Session::default();
-    assert_eq!(f.judge(&basic("mallory", "x"), &mut s, now), Check::Challenge);
+    assert_eq!(
+        f.judge(&basic("mallory", "x"), &mut s, now),
+        Check::Challenge
+    );
     assert_eq!(f.judge(&basic("alice", "x"), &mut s, now), pass("alice"));
 }
 
@@ -208,10 +236,17 @@ fn failures_hold_an_address_back_but_not_a_known_credential() {
     assert_eq!(f.judge(&good, &mut known, t0), pass("alice"));
     let mut s = Session::default();
     for i in 0..limiter::FREE {
-        assert_eq!(f.judge(&basic("alice", &format!("guess{i}")), &mut s, t0), Check::Challenge);
+        assert_eq!(
+            f.judge(&basic("alice", &format!("guess{i}")), &mut s, t0),
+            Check::Challenge
+        );
     }
     let checks = f.checks();
-    assert_eq!(f.auth.check(Some(&basic("alice", "guess")), &mut s, CLIENT, w(1), t0), Check::Limited);
+    assert_eq!(
+        f.auth
+            .check(Some(&basic("alice", "guess")), &mut s, CLIENT, w(1), t0),
+        Check::Limited
+    );
     assert_eq!(f.checks(), checks, "held back: not checked");
     // The known credential passes, on a new connection too.
     let mut fresh = Session::default();
@@ -219,13 +254,24 @@ fn failures_hold_an_address_back_but_not_a_known_credential() {
     // A malformed field counts as a failure without a thread.
     let other = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8));
     for _ in 0..limiter::FREE {
-        assert_eq!(f.auth.check(Some(b"Basic !!!!"), &mut s, other, w(2), t0 + TTL * 2), Check::Challenge);
+        assert_eq!(
+            f.auth
+                .check(Some(b"Basic !!!!"), &mut s, other, w(2), t0 + TTL * 2),
+            Check::Challenge
+        );
         f.auth.known.clear();
     }
-    assert_eq!(f.auth.check(Some(b"Basic !!!!"), &mut s, other, w(2), t0 + TTL * 2), Check::Limited);
+    assert_eq!(
+        f.auth
+            .check(Some(b"Basic !!!!"), &mut s, other, w(2), t0 + TTL * 2),
+        Check::Limited
+    );
     // Once the delay has passed, a guess is checked again.
     let later = t0 + limiter::BASE;
-    assert_eq!(f.judge(&basic("alice", "p2"), &mut s, later), Check::Challenge);
+    assert_eq!(
+        f.judge(&basic("alice", "p2"), &mut s, later),
+        Check::Challenge
+    );
     assert_eq!(f.checks(), checks + 1);
 }
 
@@ -241,14 +287,20 @@ fn a_changed_file_forgets_every_credential() {
     fs::write(&f.file, "alice:$apr1$OiOyaSYH$CZ3RKwTNqY9BDC/FVfeC11\n").unwrap();
     assert!(f.auth.reload(true));
     assert_eq!(f.judge(&good, &mut s, t0), Check::Challenge);
-    assert_eq!(f.judge(&basic("alice", "secret"), &mut s, t0), pass("alice"));
+    assert_eq!(
+        f.judge(&basic("alice", "secret"), &mut s, t0),
+        pass("alice")
+    );
     // A refused file keeps the users in use.
     fs::write(&f.file, "alice:plain\n").unwrap();
     assert!(!f.auth.reload(true));
     fs::write(&f.file, "").unwrap();
     assert!(!f.auth.reload(true));
     assert_eq!(f.auth.users(), 1);
-    assert_eq!(f.judge(&basic("alice", "secret"), &mut s, t0), pass("alice"));
+    assert_eq!(
+        f.judge(&basic("alice", "secret"), &mut s, t0),
+        pass("alice")
+    );
 }
 
 #[test]
@@ -257,9 +309,16 @@ fn a_verdict_on_an_older_file_is_not_kept() {
     let now = Instant::now();
     let good = basic("alice", "p");
     let mut s = Session::default();
-    assert_eq!(f.auth.check(Some(&good), &mut s, CLIENT, w(1), now), Check::Wait);
+    assert_eq!(
+        f.auth.check(Some(&good), &mut s, CLIENT, w(1), now),
+        Check::Wait
+    );
     // A second connection with the same credential joins the check under way.
-    assert_eq!(f.auth.check(Some(&good), &mut Session::default(), CLIENT, w(2), now), Check::Wait);
+    assert_eq!(
+        f.auth
+            .check(Some(&good), &mut Session::default(), CLIENT, w(2), now),
+        Check::Wait
+    );
     assert!(f.auth.reload(true));
     let mut woken = f.settle(now);
     woken.sort_by_key(|w| w.key);
@@ -298,10 +357,16 @@ fn too_many_checks_at_once_are_busy_not_queued() {
     let mut s = Session::default();
     for i in 0..verifier::MAX_IN_FLIGHT {
         let value = basic("alice", &format!("p{i}"));
-        assert_eq!(f.auth.check(Some(&value), &mut s, CLIENT, w(i), now), Check::Wait);
+        assert_eq!(
+            f.auth.check(Some(&value), &mut s, CLIENT, w(i), now),
+            Check::Wait
+        );
     }
     let one_more = basic("alice", "one more");
-    assert_eq!(f.auth.check(Some(&one_more), &mut s, CLIENT, w(999), now), Check::Busy);
+    assert_eq!(
+        f.auth.check(Some(&one_more), &mut s, CLIENT, w(999), now),
+        Check::Busy
+    );
     drop(held);
     assert_eq!(f.settle(now).len(), verifier::MAX_IN_FLIGHT);
 }
@@ -311,7 +376,8 @@ fn known_credentials_are_bounded() {
     let mut f = fixture(ALICE);
     let t0 = Instant::now();
     for i in 0..KNOWN_CAP as u128 + 10 {
-        f.auth.remember(i + 1, None, t0 + Duration::from_millis(i as u64));
+        f.auth
+            .remember(i + 1, None, t0 + Duration::from_millis(i as u64));
     }
     assert_eq!(f.auth.known.len(), KNOWN_CAP);
     assert!(!f.auth.known.contains_key(&1), "the oldest went first");
@@ -320,7 +386,9 @@ fn known_credentials_are_bounded() {
 
 #[test]
 fn the_file_is_refused_at_start_with_its_line() {
-    let file = temp_file("alice:$apr1$SBGPdF/5$EbutezAKpYw8H1zsmKq6k0\nbob:{SHA}UWuXg/ylF+7L0dBk2i0WUxCxl1k=\n");
+    let file = temp_file(
+        "alice:$apr1$SBGPdF/5$EbutezAKpYw8H1zsmKq6k0\nbob:{SHA}UWuXg/ylF+7L0dBk2i0WUxCxl1k=\n",
+    );
     let poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
     let settings = Settings {
@@ -339,7 +407,10 @@ fn the_file_is_refused_at_start_with_its_line() {
 
 #[test]
 fn realms_are_checked() {
-    assert_eq!(parse_realm("larder at home"), Ok("larder at home".to_owned()));
+    assert_eq!(
+        parse_realm("larder at home"),
+        Ok("larder at home".to_owned())
+    );
     for bad in ["", "a\"b", "a\\b", "caf\u{e9}", "tab\there"] {
         assert!(parse_realm(bad).is_err(), "{bad:?}");
     }

@@ -105,7 +105,15 @@ impl Verifier {
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             return Submitted::Busy;
         }
-        if self.requests.send(Job { key, password, hash }).is_err() {
+        if self
+            .requests
+            .send(Job {
+                key,
+                password,
+                hash,
+            })
+            .is_err()
+        {
             return Submitted::Busy;
         }
         let mut p = pending();

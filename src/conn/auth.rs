@@ -18,9 +18,7 @@ use crate::http::Method;
 /// Judges the request's credential when larder asks for one. `None`: go on with the
 /// request. `Some(state)`: it was answered, or waits for a verdict.
 pub(super) fn gate<S: Socket>(cx: &mut Scope<S>, req: &Request) -> Option<State> {
-    let Some(auth) = cx.ctx.auth.as_mut() else {
-        return None;
-    };
+    let auth = cx.ctx.auth.as_mut()?;
     let own = super::pages::for_larder(&req.method, &req.target, &cx.ctx.locals);
     if own && exempt(req) {
         cx.conn.user = None;

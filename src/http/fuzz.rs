@@ -163,7 +163,10 @@ pub fn request_round_trip(data: &[u8], limits: &Limits) -> bool {
                 value(&text, a.proxy_authorization),
                 value(data, req.proxy_authorization)
             );
-            assert_eq!(value(&text, a.authorization), value(data, req.authorization));
+            assert_eq!(
+                value(&text, a.authorization),
+                value(data, req.authorization)
+            );
             (a.proxy_authorization, a.authorization)
         }
         _ => (req.proxy_authorization, req.authorization),

@@ -65,7 +65,10 @@ fn without_a_credential_the_answer_is_407_with_the_challenge_and_the_connection_
     let got = text(client.received());
     assert!(got.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"home\"\r\n"), "{got}");
     assert!(got.contains("Connection: keep-alive\r\n"), "{got}");
-    assert!(Origin::accept(origin_addr()).is_none(), "nothing went upstream");
+    assert!(
+        Origin::accept(origin_addr()).is_none(),
+        "nothing went upstream"
+    );
     assert_eq!(pair.state_of(&client), "Head");
 
     // The browser's second try, on the same connection.
@@ -108,7 +111,11 @@ fn a_wrong_password_is_407_and_a_kept_connection_is_not_checked_again() {
     pair.run();
     bob.send(&get_with("/3", Some(ALICE_WRONG)));
     pair.run();
-    assert!(text(bob.received()).contains("HTTP/1.1 407 "), "{}", text(bob.received()));
+    assert!(
+        text(bob.received()).contains("HTTP/1.1 407 "),
+        "{}",
+        text(bob.received())
+    );
 }
 
 #[test]
@@ -131,8 +138,14 @@ fn health_and_the_pac_file_need_no_password_but_the_status_page_does() {
     status.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:3128\r\n\r\n");
     pair.run();
     let got = text(status.received());
-    assert!(got.starts_with("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"home\"\r\n"), "{got}");
-    status.send(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:3128\r\nAuthorization: {ALICE}\r\n\r\n").as_bytes());
+    assert!(
+        got.starts_with("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"home\"\r\n"),
+        "{got}"
+    );
+    status.send(
+        format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:3128\r\nAuthorization: {ALICE}\r\n\r\n")
+            .as_bytes(),
+    );
     pair.run();
     let got = text(status.received());
     let second = got.split("HTTP/1.1 ").nth(2).unwrap_or_default();

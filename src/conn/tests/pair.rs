@@ -302,7 +302,12 @@ impl Pair {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let now = self.ctx.now;
-            let waiters = self.ctx.auth.as_mut().map(|a| a.drain(now)).unwrap_or_default();
+            let waiters = self
+                .ctx
+                .auth
+                .as_mut()
+                .map(|a| a.drain(now))
+                .unwrap_or_default();
             let delivered = !waiters.is_empty();
             for waiter in waiters {
                 let id = waiter.id;

@@ -153,11 +153,13 @@ pub fn parse_request_into(
             host_value = Some(field.value);
         } else if name.len() == 19 && name.eq_ignore_ascii_case("proxy-authorization") {
             // Two credentials: which one counts is anyone's guess.
-            if proxy_authorization.replace(span(field.value)).is_some() {
+            let first = proxy_authorization.replace(span(field.value)).is_none();
+            if !first {
                 return Err(bad("more than one Proxy-Authorization field"));
             }
         } else if name.len() == 13 && name.eq_ignore_ascii_case("authorization") {
-            if authorization.replace(span(field.value)).is_some() {
+            let first = authorization.replace(span(field.value)).is_none();
+            if !first {
                 return Err(bad("more than one Authorization field"));
             }
         }

@@ -810,7 +810,10 @@ fn credentials_are_found_and_never_forwarded() {
     // Authorization is the origin's business and goes up; Proxy-Authorization never.
     assert!(!head(&req).contains("dTpw"), "{}", head(&req));
     assert!(head(&req).contains("Authorization: Basic eDp5\r\n"));
-    assert_eq!(ok("GET http://a/ HTTP/1.1\r\n\r\n").proxy_authorization, None);
+    assert_eq!(
+        ok("GET http://a/ HTTP/1.1\r\n\r\n").proxy_authorization,
+        None
+    );
 }
 
 #[test]
