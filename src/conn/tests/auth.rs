@@ -151,3 +151,50 @@ fn health_and_the_pac_file_need_no_password_but_the_status_page_does() {
     let second = got.split("HTTP/1.1 ").nth(2).unwrap_or_default();
     assert!(second.starts_with("200 "), "{got}");
 }
+
+#[test]
+fn a_check_that_does_not_come_back_in_time_is_a_503() {
+    let file = File::new();
+    let path = file.0.to_str().expect("path");
+    let mut pair = Pair::new(&["--auth-file", path, "--timeout-connect", "0.5"]);
+    // A check held until the test lets it go: the threads are swamped.
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let held = gate.lock().expect("lock");
+    let g = std::sync::Arc::clone(&gate);
+    pair.check_passwords_with(move |_: &[u8], _: &str| {
+        drop(g.lock());
+        true
+    });
+    pair.wait_for_verdicts = false;
+    Origin::listen(origin_addr());
+    let mut client = pair.client();
+    client.send(&get_with("/slow", Some(ALICE)));
+    pair.run();
+    assert_eq!(pair.state_of(&client), "Head");
+    assert!(
+        client.received().is_empty(),
+        "nothing said while the check runs"
+    );
+    let got = super::ends_at_the_timeout(&mut pair, &mut client, "a check that hangs");
+    let got = text(&got);
+    assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+    assert!(got.contains("auth-timeout"), "{got}");
+    assert!(
+        Origin::accept(origin_addr()).is_none(),
+        "nothing went upstream"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_connect_without_a_credential_is_407_and_closed() {
+    let file = File::new();
+    let mut pair = pair(&file);
+    let mut client = pair.client();
+    client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    pair.run();
+    let got = text(client.received());
+    assert!(got.starts_with("HTTP/1.1 407 "), "{got}");
+    assert!(got.contains("Connection: close\r\n"), "{got}");
+    assert!(client.sees_end());
+}

@@ -46,6 +46,11 @@ pub(crate) struct Pair {
     next_id: u64,
     /// Kept for the resolver's waker.
     _poll: Poll,
+    /// The waker the resolver and the password checks share.
+    waker: std::sync::Arc<Waker>,
+    /// [`Pair::run`] waits (in real time) for the verdicts connections wait for; a test
+    /// of a check that never ends turns it off.
+    pub(crate) wait_for_verdicts: bool,
     _dir: TempDir,
 }
 
@@ -95,6 +100,7 @@ impl Pair {
         let auth = cfg.auth.clone().map(|settings| {
             crate::auth::Auth::new(settings, std::sync::Arc::clone(&waker)).expect("auth file")
         });
+        let waker_kept = std::sync::Arc::clone(&waker);
         let registry = poll.registry().try_clone().expect("registry");
         let via = ViaName::new("larder-test".to_owned());
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
@@ -139,6 +145,8 @@ impl Pair {
             ups: Slab::new(),
             next_id: 1,
             _poll: poll,
+            waker: waker_kept,
+            wait_for_verdicts: true,
             _dir: dir,
         }
     }
@@ -288,6 +296,17 @@ impl Pair {
         }
     }
 
+    /// Checks passwords with `verify` from now on (`--auth-file` must be given), on the
+    /// file the flags named.
+    pub(crate) fn check_passwords_with(
+        &mut self,
+        verify: impl Fn(&[u8], &str) -> bool + Send + Sync + std::panic::RefUnwindSafe + 'static,
+    ) {
+        let settings = self.ctx.cfg.auth.clone().expect("--auth-file");
+        let waker = std::sync::Arc::clone(&self.waker);
+        self.ctx.auth = Some(crate::auth::Auth::start(settings, waker, verify).expect("auth file"));
+    }
+
     /// Waits (a little, in real time: passwords are checked on threads) for the
     /// verdicts connections wait for, and hands them over as the server does.
     fn deliver_verdicts(&mut self) {
@@ -296,7 +315,7 @@ impl Pair {
                 .iter()
                 .any(|(_, c)| matches!(c.state, crate::conn::State::Head(s) if s.verifying))
         };
-        if !waiting(&self.conns) {
+        if !self.wait_for_verdicts || !waiting(&self.conns) {
             return;
         }
         let until = Instant::now() + Duration::from_secs(10);
