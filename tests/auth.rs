@@ -219,7 +219,7 @@ fn plain_text_and_sha1_files_stop_start_up_with_the_line() {
     htpasswd(&["-c", "-B"], &file, "alice", "pw");
     htpasswd(&["-s"], &file, "bob", "sha1-pw");
     let (code, stderr) = run_to_exit(&["--auth-file", file.arg()]);
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("line 2: user \"bob\" has a {SHA} hash"),
         "{stderr}"
@@ -233,7 +233,7 @@ fn plain_text_and_sha1_files_stop_start_up_with_the_line() {
     htpasswd(&["-D"], &file, "bob", "");
     htpasswd(&["-p"], &file, "carol", "plain-pw");
     let (code, stderr) = run_to_exit(&["--auth-file", file.arg()]);
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("line 2: user \"carol\" has a plain-text password"),
         "{stderr}"
