@@ -297,13 +297,19 @@ impl Server {
                     Err(e) => warn!("{e}; the names read before are kept"),
                 }
             }
-            if let Some(auth) = self.ctx.auth.as_mut() {
-                auth.reload(true);
-            }
+            let users = match self.ctx.auth.as_mut() {
+                Some(auth) => match auth.reload(true) {
+                    true => format!(", {} user(s) read", auth.users()),
+                    false => ", the users read before kept".to_owned(),
+                },
+                None => String::new(),
+            };
             if let Some(log) = self.ctx.log.as_mut() {
                 log.reopen();
             }
-            warn!("reloaded on SIGHUP: {lists} block list file(s) read, access log re-opened");
+            warn!(
+                "reloaded on SIGHUP: {lists} block list file(s) read{users}, access log re-opened"
+            );
         } else if signals.reopen {
             if let Some(log) = self.ctx.log.as_mut() {
                 log.reopen();

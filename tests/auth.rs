@@ -205,6 +205,12 @@ fn sighup_and_a_changed_file_take_effect_at_once() {
         wait_until(|| reads(&proxy) == 2),
         "SIGHUP did not re-read the file"
     );
+    let said = "reloaded on SIGHUP: 0 block list file(s) read, 1 user(s) read";
+    assert!(
+        wait_until(|| proxy.stderr().contains(said)),
+        "{}",
+        proxy.stderr()
+    );
     htpasswd(&["-m"], &file, "carol", "third");
     assert!(
         wait_until(|| reads(&proxy) == 3),

@@ -328,15 +328,15 @@ pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
     let timeouts = cx.ctx.cfg.timeouts;
     let id = cx.conn.id;
     cx.conn.state = match cx.conn.take_state() {
-        // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
-        // A connection idle between requests is closed without a word: the
-        // client may be sending its next request right now (RFC 9112 §9.5).
         // The credential's check did not come back in time (the threads are swamped).
         State::Head(scan) if scan.verifying => {
             let message = "This proxy could not check your password in time. Try again shortly.";
             let p = Problem::new(503, "auth-timeout", message);
             request::answer(cx, p, true, None, ResultCode::None)
         }
+        // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
+        // A connection idle between requests is closed without a word: the
+        // client may be sending its next request right now (RFC 9112 §9.5).
         State::Head(_) if !cx.conn.inbuf.is_empty() && cx.conn.out.is_empty() => {
             let message = "The rest of the request head did not arrive in time.";
             let p = Problem::new(408, "head-timeout", message);
