@@ -158,10 +158,13 @@ pub struct Entry<'a> {
     pub hier: Hier,
     /// "-" if none.
     pub content_type: &'a str,
+    /// The user the request authenticated as (`--auth-file`); "-" if none.
+    pub user: Option<&'a str>,
 }
 
 /// Appends `e` to `out` as one Squid native log line ending in '\n':
-/// `{secs}.{millis} {elapsed_ms:>6} {client} {result}/{status:03} {bytes} {method} {url} - {hier}/{peer} {type}`.
+/// `{secs}.{millis} {elapsed_ms:>6} {client} {result}/{status:03} {bytes} {method} {url} {user} {hier}/{peer} {type}`,
+/// where `user` is "-" unless the request authenticated (Squid's user column).
 ///
 /// The text fields are escaped (space, control and non-ASCII bytes as `%XX`, an empty
 /// field as "-") so that every line has the same number of space-separated fields
@@ -186,9 +189,11 @@ pub fn format_entry(e: &Entry, out: &mut Vec<u8>) {
     push_field(out, e.method);
     out.push(b' ');
     push_field(out, e.url);
+    out.push(b' ');
+    push_field(out, e.user.unwrap_or_default());
     let _ = match e.peer {
-        Some(ip) => write!(out, " - {}/{} ", e.hier.as_str(), ip.to_canonical()),
-        None => out.write_all(b" - HIER_NONE/- "),
+        Some(ip) => write!(out, " {}/{} ", e.hier.as_str(), ip.to_canonical()),
+        None => out.write_all(b" HIER_NONE/- "),
     };
     push_field(out, e.content_type);
     out.push(b'\n');
@@ -377,6 +382,7 @@ mod tests {
             peer: Some("93.184.216.34".parse().unwrap()),
             hier: Hier::Direct,
             content_type: "text/html",
+            user: None,
         }
     }
 
@@ -401,6 +407,28 @@ mod tests {
             line(&entry()),
             "1700000000.123    152 127.0.0.1 TCP_MISS/200 1234 GET http://example.com/a \
              - HIER_DIRECT/93.184.216.34 text/html\n"
+        );
+    }
+
+    #[test]
+    fn an_authenticated_user_fills_the_user_column_escaped() {
+        let e = Entry {
+            user: Some("alice"),
+            ..entry()
+        };
+        assert_eq!(
+            line(&e),
+            "1700000000.123    152 127.0.0.1 TCP_MISS/200 1234 GET http://example.com/a \
+             alice HIER_DIRECT/93.184.216.34 text/html\n"
+        );
+        let e = Entry {
+            user: Some("bob smith\n"),
+            ..entry()
+        };
+        assert!(
+            line(&e).contains(" bob%20smith%0A HIER_DIRECT/"),
+            "{}",
+            line(&e)
         );
     }
 

@@ -268,6 +268,21 @@ pub struct Cli {
     /// nothing is fetched.
     #[arg(long, env = "LARDER_OFFLINE")]
     pub offline: bool,
+
+    /// Require a user name and password (HTTP Basic) from every client, checked against
+    /// this htpasswd file (hashes made with htpasswd -B, -2, -5 or -m); re-read when it
+    /// changes and on SIGHUP. /health and the PAC file are exempt.
+    #[arg(long, env = "LARDER_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// The realm a browser shows when it asks for the proxy's password.
+    #[arg(long, env = "LARDER_AUTH_REALM", value_name = "TEXT", default_value = "larder", value_parser = crate::auth::parse_realm)]
+    pub auth_realm: String,
+
+    /// Seconds a verified password is remembered before it is checked again (a
+    /// kept connection does not check it again unless the file changes).
+    #[arg(long, env = "LARDER_AUTH_TTL", value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub auth_ttl: Duration,
 }
 
 /// Whole seconds from 0 to a year, for `--serve-stale`.
@@ -519,6 +534,8 @@ impl std::str::FromStr for PortList {
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `--auth-file` and its settings: `None` when clients need no password.
+    pub auth: Option<crate::auth::Settings>,
     /// Every address to listen on (at least one, no repeats).
     pub listen: Vec<SocketAddr>,
     /// Clients allowed to use the proxy; empty: loopback only.
@@ -626,6 +643,11 @@ impl From<Cli> for Config {
             }
         }
         Config {
+            auth: c.auth_file.map(|file| crate::auth::Settings {
+                file,
+                realm: c.auth_realm,
+                ttl: c.auth_ttl,
+            }),
             listen,
             allow: c.allow,
             admin: c.admin,

@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod acl;
+pub mod auth;
 pub mod buf;
 pub mod cache;
 pub mod config;

@@ -181,6 +181,13 @@ impl Server {
             }
         };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
+        let auth = match &cfg.auth {
+            Some(settings) => Some(
+                crate::auth::Auth::new(settings.clone(), Arc::clone(&waker))
+                    .map_err(Error::Config)?,
+            ),
+            None => None,
+        };
         let mut resolver = Resolver::new(waker, 2, Duration::from_secs(60), Duration::from_secs(5))
             .map_err(Error::Io)?;
         if let Some(path) = &cfg.hosts {
@@ -225,6 +232,7 @@ impl Server {
                 heads: HeadPool::default(),
                 spares: Spares::default(),
                 resolver,
+                auth,
                 pool: Pool::default(),
                 registry,
                 clients,
@@ -312,10 +320,19 @@ impl Server {
                     Err(e) => warn!("{e}; the names read before are kept"),
                 }
             }
+            let users = match self.ctx.auth.as_mut() {
+                Some(auth) => match auth.reload(true) {
+                    true => format!(", {} user(s) read", auth.users()),
+                    false => ", the users read before kept".to_owned(),
+                },
+                None => String::new(),
+            };
             if let Some(log) = self.ctx.log.as_mut() {
                 log.reopen();
             }
-            warn!("reloaded on SIGHUP: {lists} block list file(s) read, access log re-opened");
+            warn!(
+                "reloaded on SIGHUP: {lists} block list file(s) read{users}, access log re-opened"
+            );
         } else if signals.reopen {
             if let Some(log) = self.ctx.log.as_mut() {
                 log.reopen();
@@ -448,6 +465,7 @@ impl Server {
         }
         if dns {
             self.deliver_dns();
+            self.deliver_verdicts();
         }
         let batch = std::mem::take(&mut self.ready);
         for &key in &batch {
@@ -569,6 +587,26 @@ impl Server {
         }
     }
 
+    /// Hands the password checks' verdicts to the connections that wait for them
+    /// (`--auth-file`); the waker that says DNS answers came says these came too.
+    fn deliver_verdicts(&mut self) {
+        let Some(auth) = self.ctx.auth.as_mut() else {
+            return;
+        };
+        for waiter in auth.drain(self.ctx.now) {
+            let Some(mut cx) = self.cx(waiter.key) else {
+                continue;
+            };
+            if cx.conn.id != waiter.id || !conn::auth::on_verdict(&mut cx) {
+                continue;
+            }
+            if !cx.conn.queued {
+                cx.conn.queued = true;
+                self.ready.push(waiter.key);
+            }
+        }
+    }
+
     /// Deadlines, pooled-connection idle limits, log flush, block-list reload.
     fn tick(&mut self) {
         let now = self.ctx.now;
@@ -608,6 +646,9 @@ impl Server {
             let n = self.ctx.blocklist.reload_changed();
             if n > 0 {
                 info!("reloaded {n} block list file(s)");
+            }
+            if let Some(auth) = self.ctx.auth.as_mut() {
+                auth.reload(false);
             }
         }
         let busy = !self.conns.is_empty() || !self.ups.is_empty();

@@ -56,7 +56,7 @@ const MTIME_SECS: u64 = 1_704_067_200;
 /// The path of `program` on `PATH`; fails the test, naming the Debian `package` that
 /// provides it, if it is not there. Never skips: a client test that did not run must not
 /// pass.
-fn require(program: &str, package: &str) -> PathBuf {
+pub(crate) fn require(program: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -75,15 +75,15 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// What a finished client run produced.
-struct Run {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// Panics with the command and its output unless it exited 0.
-    fn assert_success(&self, what: &str) {
+    pub(crate) fn assert_success(&self, what: &str) {
         assert!(
             self.status.success(),
             "{what} failed ({}); stdout:\n{}\nstderr:\n{}",
@@ -97,7 +97,7 @@ impl Run {
 /// Runs `cmd` to its exit with stdin closed and the proxy variables it inherits from the
 /// test environment removed (those the test set on `cmd` stay); kills it and fails the
 /// test after [`CHILD_TIMEOUT`].
-fn run(mut cmd: Command) -> Run {
+pub(crate) fn run(mut cmd: Command) -> Run {
     for var in PROXY_VARS {
         let set_here = cmd
             .get_envs()

@@ -4,7 +4,8 @@
 //! one, its own scripted origin, so tests run in parallel without sharing ports or files.
 //! The modules follow larder's contract: forwarding, bad input, CONNECT, access control,
 //! upstream errors, connecting to names with several addresses (`eyeballs`), timeouts,
-//! the connection limit, the access log, start-up, real clients (curl, wget, apt-get
+//! the connection limit, proxy authentication with real `htpasswd` files and
+//! `curl --proxy-user` (`auth`), the access log, start-up, real clients (curl, wget, apt-get
 //! against a local repository), and the cache file with its tool (`cache`; its one
 //! ignored test is the crash test's child process, run only by that test), caching
 //! through the proxy (`caching`), and the scaling recipe of tools/cluster: three larders
@@ -13,6 +14,7 @@
 mod support;
 
 mod access;
+mod auth;
 mod cache;
 mod caching;
 mod cli;

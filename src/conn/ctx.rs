@@ -50,6 +50,9 @@ pub struct Ctx {
     pub spares: Spares,
     /// The DNS resolver.
     pub resolver: Resolver,
+    /// `--auth-file`: the users, the credentials checked lately, and the threads that
+    /// check new ones; `None` when clients need no password.
+    pub auth: Option<crate::auth::Auth>,
     /// Idle upstream sockets, by origin.
     pub pool: Pool,
     /// The poll registry, for registering new sockets.

@@ -53,6 +53,7 @@
 //! it (see `server.rs`), and every DNS answer carries the connection id, because a
 //! slab key may be reused by a newer connection.
 
+pub mod auth;
 pub mod background;
 pub mod cache;
 mod closing;
@@ -129,6 +130,10 @@ pub struct Conn<S = Stream> {
     /// No client: larder's own revalidation behind a stale answer (see
     /// `background.rs`), on a null socket.
     pub background: bool,
+    /// The credential last verified on this connection (`--auth-file`).
+    pub session: crate::auth::Session,
+    /// The user the current request authenticated as, for the access log.
+    pub user: Option<std::rc::Rc<str>>,
 }
 
 /// A connection just accepted: its first head is due within `--timeout-head`, and the
@@ -173,6 +178,8 @@ impl<S: Socket> Conn<S> {
             queued: false,
             served: 0,
             background: false,
+            session: crate::auth::Session::default(),
+            user: None,
         }
     }
 
@@ -321,6 +328,12 @@ pub fn on_deadline<S: Socket>(cx: &mut Scope<S>) -> Step {
     let timeouts = cx.ctx.cfg.timeouts;
     let id = cx.conn.id;
     cx.conn.state = match cx.conn.take_state() {
+        // The credential's check did not come back in time (the threads are swamped).
+        State::Head(scan) if scan.verifying => {
+            let message = "This proxy could not check your password in time. Try again shortly.";
+            let p = Problem::new(503, "auth-timeout", message);
+            request::answer(cx, p, true, None, ResultCode::None)
+        }
         // Part of a head arrived and the rest did not: say so (RFC 9110 §15.5.9).
         // A connection idle between requests is closed without a word: the
         // client may be sending its next request right now (RFC 9112 §9.5).

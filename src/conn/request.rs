@@ -52,6 +52,10 @@ enum Once {
 
 fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
     let limits = cx.ctx.limits;
+    if scan.verifying {
+        // The head's credential is being checked: nothing more until the verdict.
+        return Once::Blocked;
+    }
     let conn = &mut *cx.conn;
     // Our last answer goes out before the next request is looked at, so a client
     // that pipelines without reading cannot make `out` grow.
@@ -201,6 +205,9 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         let message = denied_message(cx.conn);
         let p = Problem::new(403, "denied", &message);
         return refuse(cx, &req, p, true, ResultCode::Denied);
+    }
+    if let Some(next) = super::auth::gate(cx, &req) {
+        return next;
     }
     if super::pages::for_larder(&req.method, &req.target, &cx.ctx.locals) {
         let keep = req.keep_alive && !has_body;
@@ -864,5 +871,6 @@ pub fn record<S: Socket>(cx: &mut Scope<S>, line: &Line) {
         peer: line.peer,
         hier: line.hier,
         content_type: line.content_type,
+        user: cx.conn.user.as_deref(),
     });
 }

@@ -125,6 +125,9 @@ pub struct HeadScan {
     /// The connection is from a `--proxy-protocol` balancer and its PROXY header has
     /// not been read yet: nothing else is parsed before it.
     pub proxy_header: bool,
+    /// The head was parsed and its credential is being checked (`--auth-file`):
+    /// nothing is read or parsed until the verdict, then the head is parsed again.
+    pub verifying: bool,
 }
 
 /// `Connecting`: where the target's host resolved to, and the connections racing to

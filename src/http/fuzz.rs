@@ -153,8 +153,28 @@ pub fn request_round_trip(data: &[u8], limits: &Limits) -> bool {
     let text = write_request_head(&req, data);
     let head = data.get(..req.head_len).unwrap_or(data);
     let again = parse_request(&text, &unlimited_lengths(limits), &via);
+    // The credentials lie elsewhere in the text written out; their values must not change.
+    let value = |buf: &'_ [u8], span: Option<(usize, usize)>| {
+        span.map(|(s, e)| buf.get(s..e).unwrap_or_default().to_vec())
+    };
+    let (proxy_authorization, authorization) = match &again {
+        Ok(Some(a)) => {
+            assert_eq!(
+                value(&text, a.proxy_authorization),
+                value(data, req.proxy_authorization)
+            );
+            assert_eq!(
+                value(&text, a.authorization),
+                value(data, req.authorization)
+            );
+            (a.proxy_authorization, a.authorization)
+        }
+        _ => (req.proxy_authorization, req.authorization),
+    };
     let want = Request {
         head_len: text.len(),
+        proxy_authorization,
+        authorization,
         ..req
     };
     assert_eq!(

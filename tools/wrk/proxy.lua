@@ -7,6 +7,11 @@
 -- Host set to that target's authority (wrk would otherwise send the proxy's address).
 -- The request is built once per thread in init: there is no request()/response()
 -- callback, so the script costs wrk nothing per request.
+--
+-- A second argument after the target is sent as the Proxy-Authorization field's value,
+-- for a larder with --auth-file:
+--
+--   wrk -s tools/wrk/proxy.lua http://127.0.0.1:3128 -- http://127.0.0.1:8080/ "Basic dTpw"
 
 function init(args)
   local target = args[1]
@@ -20,4 +25,7 @@ function init(args)
   end
   wrk.path = target
   wrk.headers["Host"] = authority
+  if args[2] then
+    wrk.headers["Proxy-Authorization"] = args[2]
+  end
 end

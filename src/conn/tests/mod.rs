@@ -4,6 +4,7 @@
 //! connecting over several addresses (`connect`), and connections from a PROXY
 //! protocol balancer (`proxy_header`).
 
+mod auth;
 mod background;
 mod connect;
 mod endings;

@@ -46,6 +46,11 @@ pub(crate) struct Pair {
     next_id: u64,
     /// Kept for the resolver's waker.
     _poll: Poll,
+    /// The waker the resolver and the password checks share.
+    waker: std::sync::Arc<Waker>,
+    /// [`Pair::run`] waits (in real time) for the verdicts connections wait for; a test
+    /// of a check that never ends turns it off.
+    pub(crate) wait_for_verdicts: bool,
     _dir: TempDir,
 }
 
@@ -85,13 +90,17 @@ impl Pair {
         let poll = Poll::new().expect("poll");
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
         let resolver = Resolver::start(
-            waker,
+            std::sync::Arc::clone(&waker),
             1,
             Duration::from_secs(60),
             Duration::from_secs(5),
             names,
         )
         .expect("resolver");
+        let auth = cfg.auth.clone().map(|settings| {
+            crate::auth::Auth::new(settings, std::sync::Arc::clone(&waker)).expect("auth file")
+        });
+        let waker_kept = std::sync::Arc::clone(&waker);
         let registry = poll.registry().try_clone().expect("registry");
         let via = ViaName::new("larder-test".to_owned());
         let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
@@ -114,6 +123,7 @@ impl Pair {
             heads: HeadPool::default(),
             spares: Spares::default(),
             resolver,
+            auth,
             pool: Pool::default(),
             registry,
             clients,
@@ -135,6 +145,8 @@ impl Pair {
             ups: Slab::new(),
             next_id: 1,
             _poll: poll,
+            waker: waker_kept,
+            wait_for_verdicts: true,
             _dir: dir,
         }
     }
@@ -185,6 +197,7 @@ impl Pair {
     pub(crate) fn run(&mut self) {
         for _ in 0..10_000 {
             self.deliver_names();
+            self.deliver_verdicts();
             let before = self.fingerprint();
             self.set_readiness();
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -273,6 +286,53 @@ impl Pair {
                 self.with_scope(waiter.key, |cx| {
                     if cx.conn.id == id {
                         conn::on_dns(cx, answer);
+                    }
+                });
+            }
+            if delivered || Instant::now() >= until {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Checks passwords with `verify` from now on (`--auth-file` must be given), on the
+    /// file the flags named.
+    pub(crate) fn check_passwords_with(
+        &mut self,
+        verify: impl Fn(&[u8], &str) -> bool + Send + Sync + std::panic::RefUnwindSafe + 'static,
+    ) {
+        let settings = self.ctx.cfg.auth.clone().expect("--auth-file");
+        let waker = std::sync::Arc::clone(&self.waker);
+        self.ctx.auth = Some(crate::auth::Auth::start(settings, waker, verify).expect("auth file"));
+    }
+
+    /// Waits (a little, in real time: passwords are checked on threads) for the
+    /// verdicts connections wait for, and hands them over as the server does.
+    fn deliver_verdicts(&mut self) {
+        let waiting = |conns: &Slab<Box<Conn<MemSocket>>>| {
+            conns
+                .iter()
+                .any(|(_, c)| matches!(c.state, crate::conn::State::Head(s) if s.verifying))
+        };
+        if !self.wait_for_verdicts || !waiting(&self.conns) {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.ctx.now;
+            let waiters = self
+                .ctx
+                .auth
+                .as_mut()
+                .map(|a| a.drain(now))
+                .unwrap_or_default();
+            let delivered = !waiters.is_empty();
+            for waiter in waiters {
+                let id = waiter.id;
+                self.with_scope(waiter.key, |cx| {
+                    if cx.conn.id == id {
+                        conn::auth::on_verdict(cx);
                     }
                 });
             }

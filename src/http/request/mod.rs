@@ -41,6 +41,12 @@ pub struct Request {
     /// The head has a Range field: a miss the cache means to store may fetch the
     /// whole object instead (`--range-whole-below`); see `directives`.
     pub range: bool,
+    /// Where the value of the `Proxy-Authorization` field lies in `buf` (start, end),
+    /// for `--auth-file`; the field itself is never forwarded.
+    pub proxy_authorization: Option<(usize, usize)>,
+    /// Where the value of the `Authorization` field lies in `buf`: a request for
+    /// larder's own pages sent to it directly (origin form) authenticates with it.
+    pub authorization: Option<(usize, usize)>,
 }
 
 /// Parses and validates the request head at the start of `buf`.
@@ -119,6 +125,12 @@ pub fn parse_request_into(
     let mut expect_continue = false;
     let (mut directives, mut conditional, mut range) = (false, false, false);
     let mut hosts = 0;
+    let (mut proxy_authorization, mut authorization) = (None, None);
+    // Where a value lies in `buf`: httparse's values are slices of it.
+    let span = |value: &[u8]| {
+        let start = (value.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        (start, start + value.len())
+    };
     for field in req.headers.iter() {
         framing.add(field.name, field.value).map_err(bad)?;
         let name = field.name;
@@ -139,6 +151,17 @@ pub fn parse_request_into(
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             host_value = Some(field.value);
+        } else if name.len() == 19 && name.eq_ignore_ascii_case("proxy-authorization") {
+            // Two credentials: which one counts is anyone's guess.
+            let first = proxy_authorization.replace(span(field.value)).is_none();
+            if !first {
+                return Err(bad("more than one Proxy-Authorization field"));
+            }
+        } else if name.len() == 13 && name.eq_ignore_ascii_case("authorization") {
+            let first = authorization.replace(span(field.value)).is_none();
+            if !first {
+                return Err(bad("more than one Authorization field"));
+            }
         }
     }
     // RFC 9112 §3.2: two Host lines are ambiguous to whoever reads them next.
@@ -221,6 +244,8 @@ pub fn parse_request_into(
         directives,
         conditional,
         range,
+        proxy_authorization,
+        authorization,
     }))
 }
 

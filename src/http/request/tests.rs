@@ -797,3 +797,31 @@ fn an_accepted_request_head_written_out_again_parses_the_same() {
     assert!(accepted > inputs.len() / 2, "{accepted} accepted");
     assert!(mutated_accepted > inputs.len() / 10, "{mutated_accepted}");
 }
+
+#[test]
+fn credentials_are_found_and_never_forwarded() {
+    let text = "GET http://a/ HTTP/1.1\r\nProxy-Authorization:  Basic dTpw \r\n\
+        Authorization: Basic eDp5\r\n\r\n";
+    let req = ok(text);
+    let (s, e) = req.proxy_authorization.unwrap();
+    assert_eq!(&text[s..e], "Basic dTpw");
+    let (s, e) = req.authorization.unwrap();
+    assert_eq!(&text[s..e], "Basic eDp5");
+    // Authorization is the origin's business and goes up; Proxy-Authorization never.
+    assert!(!head(&req).contains("dTpw"), "{}", head(&req));
+    assert!(head(&req).contains("Authorization: Basic eDp5\r\n"));
+    assert_eq!(
+        ok("GET http://a/ HTTP/1.1\r\n\r\n").proxy_authorization,
+        None
+    );
+}
+
+#[test]
+fn two_proxy_credentials_are_refused() {
+    let two = "GET http://a/ HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\
+        proxy-authorization: Basic eDp5\r\n\r\n";
+    assert_eq!(err(two).status, 400);
+    let two = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic dTpw\r\n\
+        Authorization: Basic eDp5\r\n\r\n";
+    assert_eq!(err(two).status, 400);
+}
