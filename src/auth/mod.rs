@@ -5,12 +5,13 @@
 //! What a check costs, from cheapest:
 //!
 //! 1. The credential is the one this connection last had verified, under the same
-//!    password file ([`Session`]): one SipHash of the field value and a comparison.
-//!    No lookup, no hashing of the password; this is every request after the first on
-//!    a kept connection.
-//! 2. It was verified (or refused) within `--auth-ttl`: a second SipHash, one map look-up.
+//!    password file ([`Session`]): the field compared with the one the connection
+//!    sent then. No lookup, no hashing at all; this is every request after the first
+//!    on a kept connection.
+//! 2. It was verified (or refused) within `--auth-ttl`: two SipHashes, one map look-up.
 //!    The map holds at most [`KNOWN_CAP`] credentials, keyed by a 128-bit keyed hash
-//!    of the field value (keys random per process), so the field itself is never kept.
+//!    of the field value (keys random per process), so the field itself is kept only
+//!    by the connection that sent it.
 //! 3. Unknown: if the client's address is not being held back ([`limiter`]), its
 //!    password is checked on a helper thread ([`verifier`]) while the connection waits;
 //!    the verdict goes into the map, and the request is looked at again.
@@ -87,8 +88,8 @@ pub fn parse_realm(s: &str) -> Result<String, String> {
 /// What a connection remembers of the last credential verified on it.
 #[derive(Debug, Default, Clone)]
 pub struct Session {
-    /// The credential's key (0: none).
-    key: u128,
+    /// The credential's field value, as the client sends it again on each request.
+    value: Option<Box<[u8]>>,
     /// The password file's generation it was verified under.
     generation: u64,
     /// Its user.
@@ -248,23 +249,20 @@ impl Auth {
         let Some(value) = value else {
             return Check::Challenge;
         };
-        // The connection's own credential, by the first half of its key only: one
-        // SipHash per request. A wrong field matching it by chance (a chance of 2^-64,
-        // with a key the client cannot know) could only pass as the user this very
-        // connection already proved to be.
-        let tag = self.tag(value);
-        if (session.key >> 64) as u64 == tag && session.generation == self.generation {
+        // The connection's own credential, sent again byte for byte: a comparison, no
+        // hashing at all, on every request after the first.
+        if session.generation == self.generation && session.value.as_deref() == Some(value) {
             if let Some(user) = &session.user {
                 return Check::Pass(Rc::clone(user));
             }
         }
-        let key = self.key(tag, value);
+        let key = self.key(self.tag(value), value);
         if let Some(known) = self.known.get(&key) {
             if now.saturating_duration_since(known.at) < self.settings.ttl {
                 return match &known.user {
                     Some(user) => {
                         *session = Session {
-                            key,
+                            value: Some(value.into()),
                             generation: self.generation,
                             user: Some(Rc::clone(user)),
                         };
