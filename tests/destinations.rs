@@ -283,3 +283,56 @@ fn a_client_past_its_connection_limit_is_closed_at_accept_and_no_one_else_is() {
     });
     assert!(reopened, "no new connection accepted after {tries} tries");
 }
+
+#[test]
+fn what_a_name_on_the_machine_answered_is_never_a_hit_for_a_client_elsewhere() {
+    let service = Origin::start(|_| {
+        let body = b"private page";
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut reply = head.into_bytes();
+        reply.extend_from_slice(body);
+        Reply::Send(reply)
+    });
+    let hosts = TempFile::new("private.hosts");
+    hosts.write("127.0.0.1 private.test\n");
+    let proxy = Proxy::start(&[
+        "--allow",
+        "127.0.0.0/8",
+        "--admit-after",
+        "0",
+        "--hosts",
+        hosts.arg(),
+    ]);
+    // Fetched twice from the machine itself: not stored, since the name could be
+    // asked for by a client elsewhere, whose hit would not be judged again.
+    let by_name = format!("http://private.test:{}/", service.port());
+    for _ in 0..2 {
+        let (response, _) = get_from(&proxy, Ipv4Addr::LOCALHOST, &by_name);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(
+        service.requests(),
+        2,
+        "the response under a name was not stored"
+    );
+    let (response, _) = get_from(&proxy, ELSEWHERE, &by_name);
+    assert_destination_refused(&response, "private.test from 127.0.0.2");
+    // The same response under its literal is stored: a literal is judged before the
+    // cache, for every client.
+    let literal = service.url("/");
+    for _ in 0..2 {
+        let (response, _) = get_from(&proxy, Ipv4Addr::LOCALHOST, &literal);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(
+        service.requests(),
+        3,
+        "the second request for the literal was a hit"
+    );
+    let (response, _) = get_from(&proxy, ELSEWHERE, &literal);
+    assert_destination_refused(&response, "the stored literal from 127.0.0.2");
+    assert_eq!(service.requests(), 3);
+}

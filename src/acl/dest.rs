@@ -193,6 +193,14 @@ impl Destinations {
         Ok(())
     }
 
+    /// Whether [`Destinations::check_host`] judges `host` itself (an IP literal or a
+    /// `localhost` name), so that it is refused before the cache is looked at; other
+    /// names are judged only by what they resolve to.
+    pub fn judged_by_name(host: &str) -> bool {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        name == "localhost" || name.ends_with(".localhost") || host.parse::<IpAddr>().is_ok()
+    }
+
     /// A name's resolved addresses for a client elsewhere: all of them, those the
     /// rules leave (the rest are never connected to), or none.
     pub fn filter(&self, addrs: &Arc<[IpAddr]>) -> Filtered {
@@ -323,6 +331,10 @@ mod tests {
         }
         for name in ["example.com", "notlocalhost", "localhost.example.com"] {
             assert_eq!(d.check_host(name), Ok(()), "{name}");
+            assert!(!Destinations::judged_by_name(name), "{name}");
+        }
+        for host in ["10.0.0.1", "::1", "localhost", "a.localhost."] {
+            assert!(Destinations::judged_by_name(host), "{host}");
         }
     }
 

@@ -16,7 +16,7 @@ use log::{debug, info};
 use super::request::{fail_with, refuse, refuse_naming};
 use super::{Conn, Ctx, Exchange, Scope, Socket, State};
 use crate::access_log::{Hier, ResultCode};
-use crate::acl::dest::{Filtered, Refused};
+use crate::acl::dest::{Destinations, Filtered, Refused};
 use crate::http::page::{Problem, ASK_ADMIN};
 use crate::http::request::Request;
 use crate::stats::Denial;
@@ -95,6 +95,20 @@ pub fn resolved<S: Socket>(
             ex.hier = Hier::None;
             Err(fail_with(cx, ex, None, p, ResultCode::Denied))
         }
+    }
+}
+
+/// The exchange is connected (or about to be) to `ip` for a client that may go
+/// there: if a client elsewhere could not, and the URL names the host by a name
+/// (whose hits are not judged again), the response is not stored, so that it never
+/// answers such a client from the cache. Literals and `localhost` names are refused
+/// before the cache, so their responses are stored as usual.
+pub fn keep_private(dest: &Destinations, ex: &mut Exchange, ip: IpAddr) {
+    let Some(c) = ex.cache.as_mut() else {
+        return;
+    };
+    if dest.check(ip).is_err() && !Destinations::judged_by_name(ex.target.host()) {
+        c.forgo_storing();
     }
 }
 

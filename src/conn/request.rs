@@ -646,6 +646,9 @@ pub(super) fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize
         // the request goes out at once (a WouldBlock corrects it).
         up.ready.w = true;
         ex.peer = Some(up.addr.ip());
+        if up.parent.is_none() {
+            super::dest::keep_private(&cx.ctx.dest, ex, up.addr.ip());
+        }
     }
 }
 
