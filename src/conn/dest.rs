@@ -14,6 +14,7 @@ use std::sync::Arc;
 use log::{debug, info};
 
 use super::request::{fail_with, refuse, refuse_naming};
+use super::upstream::Upstream;
 use super::{Conn, Ctx, Exchange, Scope, Socket, State};
 use crate::access_log::{Hier, ResultCode};
 use crate::acl::dest::{Destinations, Filtered, Refused};
@@ -98,18 +99,15 @@ pub fn resolved<S: Socket>(
     }
 }
 
-/// The exchange is connected (or about to be) to `ip` for a client that may go
-/// there: if a client elsewhere could not, and the URL names the host by a name
-/// (whose hits are not judged again), the response is not stored, so that it never
-/// answers such a client from the cache. Literals and `localhost` names are refused
-/// before the cache, so their responses are stored as usual.
-pub fn keep_private(dest: &Destinations, ex: &mut Exchange, ip: IpAddr) {
-    let Some(c) = ex.cache.as_mut() else {
-        return;
-    };
-    if dest.check(ip).is_err() && !Destinations::judged_by_name(ex.target.host()) {
-        c.forgo_storing();
-    }
+/// A new direct upstream socket: whether clients on other machines may not reach its
+/// address (then none of them takes it from the pool), and whether, besides, its host
+/// is a name, whose hits are not judged again: then what it fetches is not stored
+/// (`request::attach`), so that it never answers such a client from the cache.
+/// Literals and `localhost` names are refused before the cache, so their responses
+/// are stored as usual. Worked out once per socket: its host and address never change.
+pub fn mark<S>(dest: &Destinations, up: &mut Upstream<S>) {
+    up.closed_to_others = dest.check(up.addr.ip()).is_err();
+    up.keep_private = up.closed_to_others && !Destinations::judged_by_name(&up.host);
 }
 
 /// Counts and logs a refused destination, and gives the client's page. The rule

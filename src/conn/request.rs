@@ -407,14 +407,13 @@ fn upstream_for<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> State {
         // A kept connection was made for whoever asked first: a client elsewhere
         // takes it only if it may reach its address too.
         let anywhere = parent.is_some() || super::dest::goes_anywhere(cx.conn, cx.ctx);
-        let dest = &cx.ctx.dest;
         pool_key = cx.ctx.pool.key(host, port);
         let pooled = cx.ctx.pool.take(pool_key, |i| {
             ups.get(i).is_some_and(|u| {
                 u.port == port
                     && *u.host == *host
                     && u.parent == parent
-                    && (anywhere || dest.check(u.addr.ip()).is_ok())
+                    && (anywhere || !u.closed_to_others)
             })
         });
         if let Some(idx) = pooled {
@@ -646,8 +645,10 @@ pub(super) fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize
         // the request goes out at once (a WouldBlock corrects it).
         up.ready.w = true;
         ex.peer = Some(up.addr.ip());
-        if up.parent.is_none() {
-            super::dest::keep_private(&cx.ctx.dest, ex, up.addr.ip());
+        if up.keep_private {
+            if let Some(c) = ex.cache.as_mut() {
+                c.forgo_storing();
+            }
         }
     }
 }
