@@ -118,6 +118,9 @@ pub enum Hier {
     Carp,
     /// A parent answered from its own cache (its `Cache-Status` or `X-Cache` says so).
     ParentHit,
+    /// Nothing was fetched, yet an address is worth logging: a destination refused
+    /// (`HIER_NONE/169.254.169.254`).
+    None,
 }
 
 impl Hier {
@@ -128,6 +131,7 @@ impl Hier {
             Hier::FirstUpParent => "FIRSTUP_PARENT",
             Hier::Carp => "CARP",
             Hier::ParentHit => "PARENT_HIT",
+            Hier::None => "HIER_NONE",
         }
     }
 }

@@ -118,6 +118,32 @@ pub struct Cli {
     )]
     pub connect_ports: PortList,
 
+    /// Destinations opened again to clients elsewhere (repeatable): by default a client
+    /// not on this machine may not make larder reach loopback, link-local
+    /// (169.254.0.0/16, fe80::/10), unspecified or this machine's own addresses.
+    #[arg(
+        long,
+        env = "LARDER_ALLOW_TO",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub allow_to: Vec<Cidr>,
+
+    /// Ports plain HTTP may reach: a comma list of ports and ranges (Squid's
+    /// Safe_ports by default). CONNECT has --connect-ports.
+    #[arg(
+        long,
+        env = "LARDER_HTTP_PORTS",
+        value_name = "LIST",
+        default_value = "80,21,443,70,210,280,488,591,777,1025-65535"
+    )]
+    pub http_ports: PortList,
+
+    /// Most connections one client address may have open at once (1 or more); more
+    /// are closed as soon as they are accepted. Default: no limit.
+    #[arg(long, env = "LARDER_MAX_CONNS_PER_CLIENT", value_name = "N", value_parser = parse_per_client)]
+    pub max_conns_per_client: Option<u32>,
+
     /// Most client connections at once (1 or more); at the limit larder stops accepting
     /// until one closes. Default: derived from the open-file limit.
     #[arg(long, env = "LARDER_MAX_CONNS", value_name = "N", value_parser = parse_max_conns)]
@@ -332,6 +358,19 @@ fn parse_congestion(s: &str) -> Result<String, String> {
             "'{s}' is not a congestion control's name (such as cubic or reno: 1 to 15 \
              lower-case letters, digits or underscores)"
         ))
+    }
+}
+
+/// A per-client connection limit: a whole number, at least 1.
+fn parse_per_client(s: &str) -> Result<u32, String> {
+    const ZERO: &str = "0 connections per client would turn every client away: give 1 or \
+                        more, or leave the setting out for no limit";
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(ZERO.into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number of connections (1 or more)"
+        )),
     }
 }
 
@@ -560,6 +599,12 @@ pub struct Config {
     pub block_ip: Vec<Cidr>,
     /// Ports CONNECT may reach.
     pub connect_ports: PortList,
+    /// `--allow-to`: destination ranges opened again to clients elsewhere.
+    pub allow_to: Vec<Cidr>,
+    /// `--http-ports`: ports plain HTTP may reach.
+    pub http_ports: PortList,
+    /// `--max-conns-per-client`; `None`: no limit.
+    pub max_conns_per_client: Option<u32>,
     /// `None`: derive from the open-file limit at start-up.
     pub max_conns: Option<usize>,
     /// `--hosts`: a hosts file consulted before the system resolver.
@@ -660,6 +705,9 @@ impl From<Cli> for Config {
             block_list: c.block_list,
             block_ip: c.block_ip,
             connect_ports: c.connect_ports,
+            allow_to: c.allow_to,
+            http_ports: c.http_ports,
+            max_conns_per_client: c.max_conns_per_client,
             max_conns: c.max_conns,
             hosts: c.hosts,
             tcp_congestion: c.tcp_congestion,
@@ -1126,6 +1174,36 @@ mod tests {
             loopback_only_warning(&allowed, &[addr("0.0.0.0:3128")]),
             None
         );
+    }
+
+    #[test]
+    fn http_ports_default_to_squid_s_safe_ports() {
+        let c: Config = Cli::try_parse_from(["larder"]).unwrap().into();
+        for safe in [80, 21, 443, 70, 210, 280, 488, 591, 777, 1025, 8080, 65535] {
+            assert!(c.http_ports.contains(safe), "{safe}");
+        }
+        for unsafe_port in [22, 25, 110, 143, 631, 1024] {
+            assert!(!c.http_ports.contains(unsafe_port), "{unsafe_port}");
+        }
+        assert!(c.allow_to.is_empty());
+        assert_eq!(c.max_conns_per_client, None);
+        let c: Config = Cli::try_parse_from(["larder", "--http-ports", "80,8000-8999"])
+            .unwrap()
+            .into();
+        assert!(c.http_ports.contains(8080) && !c.http_ports.contains(443));
+    }
+
+    #[test]
+    fn max_conns_per_client_must_be_at_least_one() {
+        assert_eq!(parse_per_client("8"), Ok(8));
+        assert!(parse_per_client("0")
+            .unwrap_err()
+            .contains("leave the setting out"));
+        assert!(parse_per_client("x").unwrap_err().contains("'x'"));
+        let c: Config = Cli::try_parse_from(["larder", "--max-conns-per-client", "4"])
+            .unwrap()
+            .into();
+        assert_eq!(c.max_conns_per_client, Some(4));
     }
 
     #[test]

@@ -34,6 +34,8 @@ use slab::Slab;
 
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
+use crate::acl::dest::Destinations;
+use crate::acl::per_client::PerClient;
 use crate::acl::Clients;
 use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
@@ -59,6 +61,8 @@ pub const MAX_LISTENERS: usize = 64;
 const TICK_BUSY: Duration = Duration::from_millis(100);
 const TICK_IDLE: Duration = Duration::from_secs(1);
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// How often the machine's own addresses are read again (DHCP may change them).
+const OWN_ADDRS_EVERY: Duration = Duration::from_secs(60);
 /// Free buffers kept between bursts.
 const POOLED_BUFFERS: usize = 64;
 
@@ -101,6 +105,8 @@ pub struct Server {
     closing: Vec<usize>,
     next_tick: Instant,
     next_reload: Instant,
+    /// When the machine's own addresses are read again.
+    next_own_addrs: Instant,
 }
 
 /// Why `--tcp-congestion NAME` cannot be used, with the names that can.
@@ -167,6 +173,8 @@ impl Server {
             });
         }
         let locals: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+        let dest = Destinations::new(cfg.allow_to.clone(), &own_addrs(&locals));
+        let per_client = PerClient::new(cfg.max_conns_per_client);
         let signal_pipe = match sys::SignalPipe::new() {
             Ok(pipe) => {
                 let fd = pipe.fd();
@@ -237,6 +245,8 @@ impl Server {
                 registry,
                 clients,
                 blocklist,
+                dest,
+                per_client,
                 log,
                 locals,
                 unix,
@@ -261,6 +271,7 @@ impl Server {
             closing: Vec::new(),
             next_tick: now,
             next_reload: now + RELOAD_EVERY,
+            next_own_addrs: now + OWN_ADDRS_EVERY,
         })
     }
 
@@ -313,6 +324,7 @@ impl Server {
         }
         let signals = sys::take_signals();
         if signals.reload {
+            self.read_own_addrs();
             let lists = self.ctx.blocklist.reload_all();
             if let Some(path) = &self.ctx.cfg.hosts {
                 match Hosts::read(path) {
@@ -651,6 +663,9 @@ impl Server {
                 auth.reload(false);
             }
         }
+        if now >= self.next_own_addrs {
+            self.read_own_addrs();
+        }
         let busy = !self.conns.is_empty() || !self.ups.is_empty();
         self.next_tick = now + if busy { TICK_BUSY } else { TICK_IDLE };
         if let Some(t) = self.notice_until.filter(|_| self.drain_until.is_none()) {
@@ -680,6 +695,9 @@ impl Server {
         }
         let resolving = self.cx(key).is_some_and(|mut cx| conn::close(&mut cx));
         let mut conn = self.conns.remove(key);
+        if conn.counted {
+            self.ctx.per_client.release(conn.peer.ip());
+        }
         if conn.background {
             self.background = self.background.saturating_sub(1);
         }
@@ -736,6 +754,17 @@ impl Server {
             };
             match listener.sock.accept() {
                 Ok((mut sock, peer)) => {
+                    // A balancer's connections are counted for the client its PROXY
+                    // header names, once it has (`conn::count_client`).
+                    let counted = self.ctx.per_client.limited()
+                        && !self.ctx.clients.sends_proxy_header(peer.ip());
+                    if counted && !self.ctx.per_client.admit(peer.ip()) {
+                        // Closed before anything is read: the client's other
+                        // connections, and everyone else's, go on.
+                        drop(sock);
+                        conn::over_client_limit(&mut self.ctx, peer.ip());
+                        continue;
+                    }
                     let inherited = *self
                         .nodelay_inherited
                         .get_or_insert_with(|| sock.nodelay().unwrap_or(false));
@@ -750,9 +779,13 @@ impl Server {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         warn!("cannot register a new connection: {e}");
+                        if counted {
+                            self.ctx.per_client.release(peer.ip());
+                        }
                         continue;
                     }
                     let mut conn = Conn::new(self.next_id, conn::Stream::Tcp(sock), peer);
+                    conn.counted = counted;
                     self.next_id += 1;
                     conn::accepted(&mut conn, &self.ctx);
                     entry.insert(Box::new(conn));
@@ -789,6 +822,29 @@ impl Server {
             }
         }
     }
+}
+
+impl Server {
+    /// Reads the machine's own addresses again for the destination rules.
+    fn read_own_addrs(&mut self) {
+        self.next_own_addrs = self.ctx.now + OWN_ADDRS_EVERY;
+        let own = own_addrs(&self.ctx.locals);
+        self.ctx.dest.set_own(&own);
+    }
+}
+
+/// The machine's own addresses: its interfaces' (when they can be read) and the
+/// addresses larder listens on.
+fn own_addrs(locals: &[SocketAddr]) -> Vec<std::net::IpAddr> {
+    let mut own = match sys::interface_addrs() {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            debug!("cannot read the network interfaces ({e}): the machine's own addresses are its listening ones");
+            Vec::new()
+        }
+    };
+    own.extend(locals.iter().map(|l| l.ip()));
+    own
 }
 
 /// Too many open files in the system, and in this process (errno values).

@@ -36,6 +36,10 @@ pub struct Stats {
     pub background_revalidations: u64,
     /// CONNECT tunnels established.
     pub tunnels: u64,
+    /// Requests refused, by [`Denial`] (indexed by `Denial as usize`).
+    pub denied: [u64; Denial::ALL.len()],
+    /// Connections closed at accept: their client had `--max-conns-per-client` open.
+    pub conns_over_client_limit: u64,
     /// The last minute, second by second.
     pub recent: Recent,
     /// The hosts that took the most bytes.
@@ -57,6 +61,8 @@ impl Stats {
             blocked: 0,
             background_revalidations: 0,
             tunnels: 0,
+            denied: [0; Denial::ALL.len()],
+            conns_over_client_limit: 0,
             recent: Recent::default(),
             hosts: TopHosts::default(),
         }
@@ -101,6 +107,59 @@ impl Stats {
     /// Notes the number of open client connections after an accept.
     pub fn note_open(&mut self, open: usize) {
         self.conns_peak = self.conns_peak.max(open as u64);
+    }
+}
+
+/// Why a request was refused (all are `TCP_DENIED` in the access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The client is not allowed (`--allow`, `--deny`).
+    Client,
+    /// The site or address is blocked (`--block`, `--block-list`, `--block-ip`).
+    Blocked,
+    /// A CONNECT to a port not in `--connect-ports`.
+    ConnectPort,
+    /// Plain HTTP to a port not in `--http-ports`.
+    HttpPort,
+    /// A destination a client elsewhere may not reach (loopback, link-local, the
+    /// machine's own addresses; `--allow-to`).
+    Destination,
+}
+
+impl Denial {
+    /// Every reason, in the order of their `usize` values.
+    pub const ALL: [Denial; 5] = [
+        Denial::Client,
+        Denial::Blocked,
+        Denial::ConnectPort,
+        Denial::HttpPort,
+        Denial::Destination,
+    ];
+
+    /// The reason as `/metrics` labels it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::Client => "client",
+            Denial::Blocked => "blocked",
+            Denial::ConnectPort => "connect-port",
+            Denial::HttpPort => "http-port",
+            Denial::Destination => "destination",
+        }
+    }
+}
+
+impl Stats {
+    /// Counts a refused request's reason (its result, `TCP_DENIED`, is counted
+    /// with the request).
+    pub fn deny(&mut self, why: Denial) {
+        if let Some(n) = self.denied.get_mut(why as usize) {
+            *n += 1;
+        }
+    }
+
+    /// Requests refused for `why`.
+    pub fn denials(&self, why: Denial) -> u64 {
+        self.denied.get(why as usize).copied().unwrap_or(0)
     }
 }
 

@@ -476,6 +476,76 @@ fn splice_once(from: i32, to: i32, len: usize) -> std::io::Result<usize> {
     }
 }
 
+/// The addresses of this machine's network interfaces (`getifaddrs(3)`), loopback
+/// included, each once: what "the box itself" means to the destination rules
+/// (`acl::dest`). std has no call for it.
+#[cfg(target_os = "linux")]
+pub fn interface_addrs() -> std::io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    /// `struct ifaddrs` as glibc and musl lay it out.
+    #[repr(C)]
+    struct IfAddrs {
+        next: *mut IfAddrs,
+        name: *mut std::ffi::c_char,
+        flags: u32,
+        addr: *mut SockAddr,
+        netmask: *mut SockAddr,
+        ifu: *mut SockAddr,
+        data: *mut std::ffi::c_void,
+    }
+    /// `struct sockaddr`, read only through the family it names.
+    enum SockAddr {}
+    extern "C" {
+        fn getifaddrs(ifap: *mut *mut IfAddrs) -> i32;
+        fn freeifaddrs(ifa: *mut IfAddrs);
+    }
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let mut head: *mut IfAddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a valid place for the list's pointer; on success the list is
+    // ours until `freeifaddrs`, which is called once below.
+    if unsafe { getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out: Vec<IpAddr> = Vec::new();
+    let mut at = head;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs made, not yet freed.
+        let node = unsafe { &*at };
+        let sa = node.addr.cast::<u8>();
+        if !sa.is_null() {
+            // SAFETY: a non-null `ifa_addr` points at a sockaddr of the family its
+            // first two bytes name, and only the bytes that family has are read:
+            // `sockaddr_in` has its address at 4..8, `sockaddr_in6` at 8..24.
+            let ip = unsafe {
+                match sa.cast::<u16>().read_unaligned() {
+                    AF_INET => Some(IpAddr::V4(Ipv4Addr::from(
+                        sa.add(4).cast::<[u8; 4]>().read_unaligned(),
+                    ))),
+                    AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(
+                        sa.add(8).cast::<[u8; 16]>().read_unaligned(),
+                    ))),
+                    _ => None,
+                }
+            };
+            if let Some(ip) = ip.filter(|ip| !out.contains(ip)) {
+                out.push(ip);
+            }
+        }
+        at = node.next;
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once.
+    unsafe { freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Elsewhere the interfaces are not read: the destination rules then know the box by
+/// its loopback and listening addresses only.
+#[cfg(not(target_os = "linux"))]
+pub fn interface_addrs() -> std::io::Result<Vec<std::net::IpAddr>> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,5 +617,18 @@ mod tests {
         let mut got = Vec::new();
         d.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"hello through the kernel");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_interfaces_include_loopback_once() {
+        let addrs = interface_addrs().expect("getifaddrs");
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(addrs.iter().filter(|&&ip| ip == lo).count(), 1, "{addrs:?}");
+        // 127.0.0.2 is routed to the loopback interface, but no interface has it.
+        assert!(
+            !addrs.contains(&std::net::IpAddr::from([127, 0, 0, 2])),
+            "{addrs:?}"
+        );
     }
 }

@@ -276,8 +276,10 @@ fn fetch_all(cluster: &Cluster, urls: &[String]) {
 fn cluster_hashes_each_url_to_one_node_and_survives_a_node_stopping() {
     let Some(haproxy) = haproxy() else { return };
     let origin = cacheable_origin();
+    // The client is not on the machine (127.0.0.2 is no interface's address), so the
+    // origin on loopback must be opened to it.
     let args = format!(
-        "--admit-after 0 --allow {CLIENT}/32 --connect-ports {}",
+        "--admit-after 0 --allow {CLIENT}/32 --allow-to 127.0.0.1/32 --connect-ports {}",
         origin.port()
     );
     let mut cluster = Cluster::start(&haproxy, &args);

@@ -1,8 +1,11 @@
 //! Access control: which clients may use the proxy ([`ClientAcl`], [`Clients`]) and
-//! which destinations they may not reach ([`blocklist::Blocklist`]).
+//! which destinations they may not reach ([`blocklist::Blocklist`], [`dest::Destinations`]),
+//! and how many connections each may hold ([`per_client::PerClient`]).
 
 pub mod blocklist;
 pub mod cidr;
+pub mod dest;
+pub mod per_client;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -131,6 +131,9 @@ fn start_next<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, route: &mut Route
                 let (host, _, parent) = endpoint(&cx.ctx.parents, ex);
                 let mut up = Upstream::new(sock, host, port, route.pool_key, addr);
                 up.parent = parent;
+                if parent.is_none() {
+                    super::dest::mark(&cx.ctx.dest, &mut up);
+                }
                 if let Err(e) = up.sock.register(&cx.ctx.registry, upstream_token(idx)) {
                     route.last_err = Some(e);
                     continue;

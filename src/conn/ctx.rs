@@ -14,6 +14,8 @@ use super::upstream::Pool;
 use super::{Exchange, Relay};
 use crate::access_log::AccessLog;
 use crate::acl::blocklist::Blocklist;
+use crate::acl::dest::Destinations;
+use crate::acl::per_client::PerClient;
 use crate::acl::Clients;
 use crate::buf::{BufPool, HeadPool};
 use crate::config::Config;
@@ -62,6 +64,11 @@ pub struct Ctx {
     /// The blocked domains and destination networks (`--block`, `--block-list`,
     /// `--block-ip`).
     pub blocklist: Blocklist,
+    /// Where clients elsewhere may not make larder go (`--allow-to`, the machine's
+    /// own addresses).
+    pub dest: Destinations,
+    /// Open connections by client address (`--max-conns-per-client`).
+    pub per_client: PerClient,
     /// The access log; `None` when there is none.
     pub log: Option<AccessLog>,
     /// The listening addresses: a request aimed at one of them is for larder itself.

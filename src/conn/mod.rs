@@ -60,6 +60,7 @@ mod closing;
 pub mod connect;
 
 pub mod ctx;
+pub mod dest;
 pub mod forward;
 pub mod io;
 pub mod pages;
@@ -134,6 +135,9 @@ pub struct Conn<S = Stream> {
     pub session: crate::auth::Session,
     /// The user the current request authenticated as, for the access log.
     pub user: Option<std::rc::Rc<str>>,
+    /// Counted for its client, `peer`, in `Ctx::per_client` (`--max-conns-per-client`):
+    /// released when it closes.
+    pub counted: bool,
 }
 
 /// A connection just accepted: its first head is due within `--timeout-head`, and the
@@ -149,6 +153,34 @@ pub fn accepted<S>(conn: &mut Conn<S>, ctx: &Ctx) {
     } else {
         judge(conn, ctx);
     }
+}
+
+/// A connection from `ip` is closed because its client has `--max-conns-per-client`
+/// open already: counted for `/metrics`, and warned about at most once a minute.
+pub fn over_client_limit(ctx: &mut Ctx, ip: std::net::IpAddr) {
+    ctx.stats.conns_over_client_limit += 1;
+    if ctx.per_client.warn_now(ctx.now) {
+        log::warn!(
+            "client {} has as many connections open as --max-conns-per-client allows; \
+             its further connections are closed",
+            ip.to_canonical()
+        );
+    }
+}
+
+/// A balancer's PROXY header named the client: with `--max-conns-per-client` it is
+/// counted now. `false` if it is over its limit (the connection is then closed).
+pub(crate) fn count_client<S>(conn: &mut Conn<S>, ctx: &mut Ctx) -> bool {
+    if !ctx.per_client.limited() || conn.counted {
+        return true;
+    }
+    let ip = conn.peer.ip();
+    if !ctx.per_client.admit(ip) {
+        over_client_limit(ctx, ip);
+        return false;
+    }
+    conn.counted = true;
+    true
 }
 
 /// Applies the access rules to the connection's client, `conn.peer`.
@@ -180,6 +212,7 @@ impl<S: Socket> Conn<S> {
             background: false,
             session: crate::auth::Session::default(),
             user: None,
+            counted: false,
         }
     }
 

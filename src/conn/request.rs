@@ -25,6 +25,7 @@ use crate::http::push_decimal;
 use crate::http::request::{parse_request_into, Request};
 use crate::http::{BodyKind, HttpError, Method};
 use crate::parents::{head::aim, Hop, Parents};
+use crate::stats::Denial;
 
 /// `Head` state: parse what has arrived, or read more, until a head is parsed (the
 /// next state is then the request's), nothing more can be read, or the connection
@@ -73,7 +74,13 @@ fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
             Ok(Some(header)) => {
                 conn.inbuf.consume(header.len);
                 match header.source {
-                    Some(client) => conn.peer = client,
+                    Some(client) => {
+                        conn.peer = client;
+                        if !super::count_client(conn, cx.ctx) {
+                            debug!("conn {}: closed: over --max-conns-per-client", conn.id);
+                            return Once::Next(State::Closed);
+                        }
+                    }
                     None => conn.balancer_check = true,
                 }
                 scan.proxy_header = false;
@@ -105,6 +112,7 @@ fn head_once<S: Socket>(cx: &mut Scope<S>, scan: &mut HeadScan) -> Once {
                 debug!("conn {}: bad request: {}", conn.id, e);
                 let next = if conn.denied.is_some() {
                     // Who may not use the proxy learns only that.
+                    cx.ctx.stats.deny(Denial::Client);
                     let message = denied_message(conn);
                     let p = Problem::new(403, "denied", &message);
                     answer(cx, p, true, None, ResultCode::Denied)
@@ -202,6 +210,7 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
     // A refused request's body is not read, so the connection cannot be reused.
     let has_body = req.body != BodyKind::None;
     if cx.conn.denied.is_some() && !(cx.conn.balancer_check && is_health_check(&req)) {
+        cx.ctx.stats.deny(Denial::Client);
         let message = denied_message(cx.conn);
         let p = Problem::new(403, "denied", &message);
         return refuse(cx, &req, p, true, ResultCode::Denied);
@@ -231,18 +240,25 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
             );
             let message = format!("This proxy does not open tunnels to port {port}. {ASK_ADMIN}");
             let p = Problem::new(403, "port-not-allowed", &message);
+            cx.ctx.stats.deny(Denial::ConnectPort);
             return refuse(cx, &req, p, has_body, ResultCode::Denied);
         }
+    } else if let Some(next) = super::dest::http_port(cx, &req, has_body) {
+        return next;
     }
     if let Some(rule) = cx.ctx.blocklist.blocked_host(req.target.host()) {
         info!("conn {}: {} refused: {rule}", cx.conn.id, req.target.url());
         cx.ctx.stats.blocked += 1;
+        cx.ctx.stats.deny(Denial::Blocked);
         let message = format!(
             "The site {} is blocked by this proxy. {ASK_ADMIN}",
             req.target.host()
         );
         let p = Problem::new(403, "blocked", &message);
         return refuse(cx, &req, p, has_body, ResultCode::Denied);
+    }
+    if let Some(next) = super::dest::literal(cx, &req, has_body) {
+        return next;
     }
     cx.conn.inbuf.consume(req.head_len);
     let req_done = req.body == BodyKind::None;
@@ -395,10 +411,17 @@ fn upstream_for<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> State {
     let mut pool_key = 0;
     if !connect {
         let ups = &*cx.ups;
+        // A kept connection was made for whoever asked first: a client elsewhere
+        // takes it only if it may reach its address too.
+        let anywhere = parent.is_some() || super::dest::goes_anywhere(cx.conn, cx.ctx);
         pool_key = cx.ctx.pool.key(host, port);
         let pooled = cx.ctx.pool.take(pool_key, |i| {
-            ups.get(i)
-                .is_some_and(|u| u.port == port && *u.host == *host && u.parent == parent)
+            ups.get(i).is_some_and(|u| {
+                u.port == port
+                    && *u.host == *host
+                    && u.parent == parent
+                    && (anywhere || !u.closed_to_others)
+            })
         });
         if let Some(idx) = pooled {
             attach(cx, &mut ex, idx);
@@ -592,6 +615,7 @@ pub fn resolved<S: Socket>(
         if let Some(rule) = cx.ctx.blocklist.blocked_ip(ip) {
             info!("conn {}: {} refused: {rule}", cx.conn.id, ex.target.host());
             cx.ctx.stats.blocked += 1;
+            cx.ctx.stats.deny(Denial::Blocked);
             let message = format!(
                 "The site {} is blocked by this proxy. {ASK_ADMIN}",
                 ex.target.host()
@@ -613,7 +637,10 @@ pub fn resolved<S: Socket>(
         }
         return super::pages::answer_exchange(cx, ex);
     }
-    super::connect::begin(cx, ex, addrs, pool_key)
+    match super::dest::resolved(cx, ex, addrs) {
+        Ok((ex, addrs)) => super::connect::begin(cx, ex, addrs, pool_key),
+        Err(refused) => refused,
+    }
 }
 
 /// Makes upstream `idx` this connection's, for the exchange `ex`.
@@ -625,6 +652,11 @@ pub(super) fn attach<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, idx: usize
         // the request goes out at once (a WouldBlock corrects it).
         up.ready.w = true;
         ex.peer = Some(up.addr.ip());
+        if up.keep_private {
+            if let Some(c) = ex.cache.as_mut() {
+                c.forgo_storing();
+            }
+        }
     }
 }
 
@@ -676,7 +708,7 @@ pub fn fail<S: Socket>(
     fail_with(cx, ex, up, p, result)
 }
 
-fn fail_with<S: Socket>(
+pub(super) fn fail_with<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
     up: Option<usize>,
@@ -739,12 +771,25 @@ fn is_health_check(req: &Request) -> bool {
 
 /// Answers a request that was refused at its head (the exchange never started).
 /// A refused CONNECT always closes: bytes behind it were meant for the tunnel.
-fn refuse<S: Socket>(
+pub(super) fn refuse<S: Socket>(
     cx: &mut Scope<S>,
     req: &Request,
     p: Problem,
     close: bool,
     result: ResultCode,
+) -> State {
+    refuse_naming(cx, req, p, close, result, None)
+}
+
+/// [`refuse`], with the refused destination address for the access log's peer field
+/// (`HIER_NONE/ADDR`).
+pub(super) fn refuse_naming<S: Socket>(
+    cx: &mut Scope<S>,
+    req: &Request,
+    p: Problem,
+    close: bool,
+    result: ResultCode,
+    refused: Option<IpAddr>,
 ) -> State {
     let close = close || !req.keep_alive || req.method == Method::Connect || cx.ctx.draining;
     if !close {
@@ -757,8 +802,8 @@ fn refuse<S: Socket>(
         host: req.target.host(),
         status: p.status,
         bytes: page.len() as u64,
-        peer: None,
-        hier: Hier::Direct,
+        peer: refused,
+        hier: Hier::None,
         result,
         started: cx.ctx.now,
         content_type: "text/html",

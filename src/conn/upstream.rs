@@ -55,6 +55,12 @@ pub struct Upstream<S = Stream> {
     /// parent's), not to an origin: every origin's requests through that parent share
     /// it.
     pub parent: Option<u8>,
+    /// Its address is one clients on other machines may not reach (`conn::dest`):
+    /// such a client never takes it from the pool.
+    pub closed_to_others: bool,
+    /// Besides, the request's host is a name, not judged before the cache: what it
+    /// fetches is not stored (`conn::dest::keep_private`).
+    pub keep_private: bool,
 }
 
 impl<S> Upstream<S> {
@@ -75,6 +81,8 @@ impl<S> Upstream<S> {
             eof: false,
             idle_deadline: None,
             parent: None,
+            closed_to_others: false,
+            keep_private: false,
         }
     }
 }

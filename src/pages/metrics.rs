@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use crate::access_log::ResultCode;
-use crate::stats::Snapshot;
+use crate::stats::{Denial, Snapshot};
 
 /// The content type `/metrics` is served with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -148,6 +148,25 @@ pub fn metrics_text(s: &Snapshot) -> String {
         "larder_blocked_requests_total",
         "Requests refused by --block, --block-list or --block-ip.",
         st.blocked,
+    );
+    out.family(
+        "larder_denied_requests_total",
+        "counter",
+        "Requests refused (TCP_DENIED), by reason: client (--allow, --deny), blocked, \
+         connect-port (--connect-ports), http-port (--http-ports), destination (loopback, \
+         link-local or this machine's own address; --allow-to).",
+    );
+    for why in Denial::ALL {
+        out.sample(
+            "larder_denied_requests_total",
+            &[("reason", why.as_str())],
+            st.denials(why),
+        );
+    }
+    out.counter(
+        "larder_client_connections_over_limit_total",
+        "Client connections closed at accept because their client had --max-conns-per-client open.",
+        st.conns_over_client_limit,
     );
     out.counter(
         "larder_background_revalidations_total",
@@ -306,6 +325,10 @@ mod tests {
         st.blocked = 1;
         st.background_revalidations = 3;
         st.tunnels = 1;
+        st.deny(crate::stats::Denial::Destination);
+        st.deny(crate::stats::Denial::Destination);
+        st.deny(crate::stats::Denial::HttpPort);
+        st.conns_over_client_limit = 5;
         st
     }
 
@@ -394,6 +417,11 @@ mod tests {
             ("larder_dns_failures_total", 2),
             ("larder_blocked_requests_total", 1),
             ("larder_background_revalidations_total", 3),
+            ("larder_denied_requests_total{reason=\"destination\"}", 2),
+            ("larder_denied_requests_total{reason=\"http-port\"}", 1),
+            ("larder_denied_requests_total{reason=\"connect-port\"}", 0),
+            ("larder_denied_requests_total{reason=\"client\"}", 0),
+            ("larder_client_connections_over_limit_total", 5),
             ("larder_cache_bytes", 65_536),
             ("larder_cache_capacity_bytes", 1 << 20),
             ("larder_cache_objects", 12),

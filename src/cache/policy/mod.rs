@@ -381,6 +381,12 @@ pub struct Serving {
 }
 
 impl CacheEx {
+    /// The response must not be stored whatever it says: it comes from where not
+    /// every client may go (see `conn::dest`). Those waiting for it fetch on their own.
+    pub fn forgo_storing(&mut self) {
+        self.admit = false;
+    }
+
     /// Why the request went (or was going) to the origin: RFC 9211's `fwd` value.
     pub fn fwd(&self) -> Forwarded {
         self.fwd

@@ -1,12 +1,14 @@
 //! The connection core driven without sockets: an in-memory socket (`mem`), a harness
 //! that plays the server's part with a clock the test moves (`pair`), the tests that
 //! need time to pass (`timeouts`), how an exchange ends early (`endings`),
-//! connecting over several addresses (`connect`), and connections from a PROXY
-//! protocol balancer (`proxy_header`).
+//! connecting over several addresses (`connect`), connections from a PROXY
+//! protocol balancer (`proxy_header`), and where clients elsewhere may not make
+//! larder go (`dest`).
 
 mod auth;
 mod background;
 mod connect;
+mod dest;
 mod endings;
 mod mem;
 mod pair;

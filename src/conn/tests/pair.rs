@@ -114,6 +114,8 @@ impl Pair {
             cfg.admin.clone(),
             cfg.proxy_protocol.clone(),
         );
+        let cfg_allow_to = cfg.allow_to.clone();
+        let cfg_per_client = cfg.max_conns_per_client;
         let ctx = Ctx {
             cfg,
             limits: Limits::default(),
@@ -128,6 +130,8 @@ impl Pair {
             registry,
             clients,
             blocklist: Blocklist::new(Vec::new(), Vec::new(), Vec::new()).expect("blocklist"),
+            dest: crate::acl::dest::Destinations::new(cfg_allow_to, &[]),
+            per_client: crate::acl::per_client::PerClient::new(cfg_per_client),
             log: None,
             locals,
             unix,
@@ -365,6 +369,9 @@ impl Pair {
         let resolving = self.with_scope(key, conn::close).unwrap_or(false);
         if self.conns.contains(key) {
             let mut conn = self.conns.remove(key);
+            if conn.counted {
+                self.ctx.per_client.release(conn.peer.ip());
+            }
             if resolving {
                 self.ctx
                     .resolver
