@@ -145,9 +145,12 @@ pub fn parse_response_into(
     };
     client_head.clear();
     client_head.reserve(head_len + 64);
-    client_head.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(&mut client_head, u64::from(status));
-    client_head.push(b' ');
+    // The status has three digits (checked above): written in place, with the
+    // start line's other fixed bytes in one copy.
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    let mut start = *b"HTTP/1.1 000 ";
+    start[9..12].copy_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    client_head.extend_from_slice(&start);
     client_head.extend_from_slice(reason_phrase.as_bytes());
     client_head.extend_from_slice(b"\r\n");
     let mut fields = FieldCopier::new(buf);
