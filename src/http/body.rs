@@ -4,6 +4,7 @@
 //! [`BodyTracker`] only measures; it never copies or buffers, so a body of any size
 //! streams through a fixed buffer.
 
+use super::ascii::eq_lowercase;
 use super::chunked::ChunkedDecoder;
 use super::{BodyKind, HttpError, Limits};
 use std::ops::Range;
@@ -122,7 +123,7 @@ impl Framing {
         if name.len() != 14 && name.len() != 17 {
             return Ok(());
         }
-        if name.eq_ignore_ascii_case("content-length") {
+        if eq_lowercase(name.as_bytes(), b"content-length") {
             // A list of identical values ("5, 5") is what some intermediaries produce
             // when merging fields; RFC 9110 §8.6 allows taking it as one value.
             for element in value.split(|&b| b == b',') {
@@ -132,14 +133,14 @@ impl Framing {
                 }
                 self.content_length = Some(n);
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if eq_lowercase(name.as_bytes(), b"transfer-encoding") {
             self.transfer_encoding = true;
             for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if coding.is_empty() {
                     continue;
                 }
                 self.codings += 1;
-                if coding.eq_ignore_ascii_case(b"chunked") {
+                if eq_lowercase(coding, b"chunked") {
                     self.chunked += 1;
                 }
             }

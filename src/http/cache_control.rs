@@ -4,6 +4,7 @@
 //! Parsing never fails: unknown directives, junk and bad arguments are ignored, so
 //! a sender's mistake costs at most the directive it got wrong.
 
+use super::ascii::eq_lowercase;
 use httparse::Header;
 
 /// Delta-seconds beyond this are taken as this (RFC 9111 §1.2.2).
@@ -64,9 +65,9 @@ impl CacheControl {
         if !cc.add_fields(fields) {
             cc.no_cache = fields
                 .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("pragma"))
+                .filter(|h| eq_lowercase(h.name.as_bytes(), b"pragma"))
                 .flat_map(|h| h.value.split(|&b| b == b','))
-                .any(|e| e.trim_ascii().eq_ignore_ascii_case(b"no-cache"));
+                .any(|e| eq_lowercase(e.trim_ascii(), b"no-cache"));
         }
         cc
     }
@@ -82,7 +83,7 @@ impl CacheControl {
     fn add_fields(&mut self, fields: &[Header<'_>]) -> bool {
         let mut any = false;
         for field in fields {
-            if field.name.eq_ignore_ascii_case("cache-control") {
+            if eq_lowercase(field.name.as_bytes(), b"cache-control") {
                 any = true;
                 for_each_directive(field.value, |name, arg| self.add(name, arg));
             }

@@ -5,6 +5,7 @@
 //! so it is tested without a socket and fuzzed without a runtime. The connection
 //! state machines in `crate::conn` own the buffers and call into this module.
 
+mod ascii;
 pub mod body;
 pub mod cache_control;
 pub mod cache_status;

@@ -4,6 +4,7 @@
 //! Every problem is a 502 for the client: a response larder cannot frame exactly is
 //! never relayed, because the client would then misread everything after it.
 
+use super::ascii::eq_lowercase;
 use super::body::Framing;
 use super::freshness::storable_response;
 use super::page::reason;
@@ -123,7 +124,7 @@ pub fn parse_response_into(
     }
     for field in res.headers.iter() {
         framing.add(field.name, field.value).map_err(bad_gateway)?;
-        if field.name.eq_ignore_ascii_case("connection") {
+        if eq_lowercase(field.name.as_bytes(), b"connection") {
             tokens.add(field.value);
         }
     }
@@ -132,12 +133,10 @@ pub fn parse_response_into(
         *request_method == Method::Head || status < 200 || status == 204 || status == 304;
     let body = if bodiless { BodyKind::None } else { framed };
     let connection = tokens.as_slice();
-    let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+    let close = connection.iter().any(|t| eq_lowercase(t, b"close"));
     let persistent = !close
         && (version == Version::Http11
-            || connection
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
+            || connection.iter().any(|t| eq_lowercase(t, b"keep-alive")));
 
     let reason_phrase = match res.reason {
         Some(r) if !r.is_empty() => r,
@@ -157,7 +156,7 @@ pub fn parse_response_into(
     for field in res.headers.iter() {
         if is_end_to_end(field.name, connection) {
             fields.field(&mut client_head, field.name, field.value);
-            has_date |= field.name.eq_ignore_ascii_case("date");
+            has_date |= eq_lowercase(field.name.as_bytes(), b"date");
         }
     }
     fields.flush(&mut client_head);

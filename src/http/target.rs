@@ -8,6 +8,7 @@
 //! host, port and path found by offset. The cache takes the same allocation as its
 //! key (an `Rc` clone), so a request builds its URL once.
 
+use super::ascii::eq_lowercase;
 use super::HttpError;
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -211,7 +212,7 @@ fn general_absolute(s: &str) -> Result<Target, HttpError> {
 fn plain_absolute(s: &str) -> Option<Target> {
     let rest = s
         .get(..SCHEME.len())
-        .filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
+        .filter(|scheme| eq_lowercase(scheme.as_bytes(), SCHEME.as_bytes()))
         .and_then(|_| s.get(SCHEME.len()..))?;
     if !visible_without_fragment(s) {
         return None;
