@@ -66,8 +66,9 @@ pub fn parse_request_into(
     via: &ViaName,
     head: Vec<u8>,
 ) -> Result<Option<Request>, HttpError> {
-    let (line, _) = first_line(buf);
-    if line.len() > limits.request_line {
+    // The line is no longer than the buffer: most requests arrive whole in a buffer
+    // shorter than the limit, and need no pass to find where their line ends.
+    if buf.len() > limits.request_line && first_line(buf).0.len() > limits.request_line {
         return Err(HttpError::new(414, "request line too long"));
     }
     let too_large = HttpError::new(431, "request head too large");
