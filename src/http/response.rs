@@ -12,7 +12,7 @@ use super::request::{
     field_name_problem, header_slots, is_end_to_end, scan_head, strict_config, ConnectionTokens,
     FieldCopier, STACK_SLOTS,
 };
-use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use std::mem::MaybeUninit;
 
 /// A validated upstream response head.
@@ -161,9 +161,7 @@ pub fn parse_response_into(
     }
     fields.flush(&mut client_head);
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
-        client_head.extend_from_slice(b"Content-Length: ");
-        push_decimal(&mut client_head, n);
-        client_head.extend_from_slice(b"\r\n");
+        push_content_length(&mut client_head, n);
     }
     client_head.extend_from_slice(via.field_line().as_bytes());
     Ok(Some(Response {

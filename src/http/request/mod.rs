@@ -8,7 +8,7 @@
 use super::ascii::eq_lowercase;
 use super::body::Framing;
 use super::target::{parse_absolute, parse_authority, parse_origin, scheme_end, Target};
-use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
 
@@ -184,8 +184,7 @@ pub fn parse_request_into(
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(target.path_and_query().as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(target.host_header().as_bytes());
         out.extend_from_slice(b"\r\n");
         let mut fields = FieldCopier::new(buf);
@@ -197,9 +196,7 @@ pub fn parse_request_into(
         fields.flush(&mut out);
         match body {
             BodyKind::Length(n) => {
-                out.extend_from_slice(b"Content-Length: ");
-                push_decimal(&mut out, n);
-                out.extend_from_slice(b"\r\n");
+                push_content_length(&mut out, n);
             }
             BodyKind::Chunked => write_field(&mut out, "Transfer-Encoding", b"chunked"),
             BodyKind::None | BodyKind::Close => {}
