@@ -341,11 +341,8 @@ pub(super) fn scan_head(head: &[u8]) -> HeadScan {
     let (mut cr, mut lf, mut control) = (0usize, 0usize, false);
     // Fixed-size chunks with byte counters: the inner loop becomes a few vector
     // compares per 32 bytes.
-    let mut chunks = head.chunks_exact(SCAN_CHUNK);
-    for chunk in &mut chunks {
-        let Ok(chunk) = <&[u8; SCAN_CHUNK]>::try_from(chunk) else {
-            continue; // never: the chunks are exact
-        };
+    let (chunks, rest) = head.as_chunks::<SCAN_CHUNK>();
+    for chunk in chunks {
         let (c, l, bad) = scan_chunk(chunk);
         cr += c;
         lf += l;
@@ -353,7 +350,6 @@ pub(super) fn scan_head(head: &[u8]) -> HeadScan {
     }
     // The last few bytes go through the same vector code, padded with a byte that
     // counts as nothing: a byte-at-a-time loop cost more than the chunks before it.
-    let rest = chunks.remainder();
     let mut last = [b' '; SCAN_CHUNK];
     if let Some(dst) = last.get_mut(..rest.len()) {
         dst.copy_from_slice(rest);
