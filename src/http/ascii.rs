@@ -11,6 +11,9 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 /// Whether `bytes` equals `lower` ignoring ASCII case, where `lower` holds no ASCII
 /// uppercase letter (callers pass literals). Exactly `bytes.eq_ignore_ascii_case(lower)`
 /// for such a `lower`, for any bytes (non-ASCII ones included).
+///
+/// Inlined: `lower` is a literal, so its words become constants.
+#[inline]
 pub(crate) fn eq_lowercase(bytes: &[u8], lower: &[u8]) -> bool {
     debug_assert!(!lower.iter().any(u8::is_ascii_uppercase), "{lower:?}");
     let len = bytes.len();
@@ -42,6 +45,7 @@ pub(crate) fn eq_lowercase(bytes: &[u8], lower: &[u8]) -> bool {
 
 /// The eight bytes at `at` as one word; zero if they are not all there (callers
 /// stay in bounds).
+#[inline]
 fn word(bytes: &[u8], at: usize) -> u64 {
     bytes
         .get(at..at + 8)
@@ -51,6 +55,7 @@ fn word(bytes: &[u8], at: usize) -> u64 {
 
 /// The four bytes at `at` as one word; zero if they are not all there (callers
 /// stay in bounds).
+#[inline]
 fn half(bytes: &[u8], at: usize) -> u32 {
     bytes
         .get(at..at + 4)
@@ -59,6 +64,7 @@ fn half(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// `to_ascii_lowercase` on each of the eight bytes of `x` at once.
+#[inline]
 fn lowercase_word(x: u64) -> u64 {
     // In each byte's low seven bits, adding 0x3f sets the top bit from 'A' (0x41) up,
     // adding 0x25 from '[' (0x5b) up; neither sum carries into the next byte. Bytes
