@@ -131,7 +131,7 @@ mod tests {
                         n => candidate[pick(next_u64(&mut rng), n)] = byte,
                     }
                 }
-                if next_u64(&mut rng) % 16 == 0 {
+                if next_u64(&mut rng).is_multiple_of(16) {
                     candidate.push(b'a');
                 }
                 assert_eq!(
