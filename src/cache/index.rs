@@ -109,7 +109,11 @@ impl Index {
     /// The table key for `key`. Two keys may share one (2^-64 per pair); callers compare
     /// the key bytes stored in the record.
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        self.keys.hash_one(key)
+        // One `write` of the bytes: `hash_one` would hash a length prefix first, a
+        // second pass through SipHash's buffering that one whole key does not need.
+        let mut hasher = self.keys.build_hasher();
+        hasher.write(key);
+        hasher.finish()
     }
 
     pub(crate) fn get(&self, hash: u64) -> Option<Entry> {

@@ -92,14 +92,53 @@ impl<S> Upstream<S> {
 ///
 /// The table is keyed by [`Pool::key`], a keyed hash of the origin, so a request
 /// hashes its origin once (to take) and a socket going back hashes nothing (its
-/// [`Upstream::pool_key`]). Two origins may share a key (2^-64 per pair, and no
-/// client can aim for it: the hash key is random per process), so `take` asks the
-/// caller whether a pooled socket really goes to the origin wanted.
+/// [`Upstream::pool_key`]). Two origins may share a key (rarely, and no client can
+/// aim for it: the hash key is random per process), so `take` asks the caller
+/// whether a pooled socket really goes to the origin wanted.
 #[derive(Debug, Default)]
 pub struct Pool {
     by_origin: HashMap<u64, Vec<usize>, BuildHasherDefault<IdHasher>>,
-    keys: RandomState,
+    keys: OriginKeys,
     len: usize,
+}
+
+/// The random key of [`Pool::key`]'s hash. The hash is a folded multiply, a word
+/// at a time (as hashbrown's default hasher does): every request hashes its origin,
+/// SipHash cost several times as much, and a shared key costs only a longer list
+/// for `take` to search, as `take` checks the origin anyway.
+#[derive(Debug)]
+struct OriginKeys([u64; 3]);
+
+impl Default for OriginKeys {
+    fn default() -> OriginKeys {
+        // std's SipHash is keyed at random for each `RandomState`.
+        let random = RandomState::new();
+        OriginKeys([0u8, 1, 2].map(|i| random.hash_one(i)))
+    }
+}
+
+impl OriginKeys {
+    fn hash(&self, host: &[u8], port: u16) -> u64 {
+        let [start, word_key, end_key] = self.0;
+        // The length and the port first: origins of different lengths start apart.
+        let mut h = start ^ (host.len() as u64) ^ (u64::from(port) << 32);
+        let (words, tail) = host.as_chunks::<8>();
+        for word in words {
+            h = folded_multiply(h ^ u64::from_le_bytes(*word), word_key);
+        }
+        let last = tail
+            .iter()
+            .rev()
+            .fold(0u64, |last, &b| last << 8 | u64::from(b));
+        folded_multiply(h ^ last, end_key)
+    }
+}
+
+/// The 128-bit product of `a` and `b`, its halves xored: each bit of either
+/// depends on most bits of `a`.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Pool {
@@ -115,7 +154,7 @@ impl Pool {
 
     /// The table key of the origin `host:port`.
     pub fn key(&self, host: &str, port: u16) -> u64 {
-        self.keys.hash_one((host, port))
+        self.keys.hash(host.as_bytes(), port)
     }
 
     /// Takes the most recently pooled socket under `key` for which `same_origin` (given
@@ -173,6 +212,39 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Host and port must not run together, nor a host's last bytes be lost to
+    /// the word it fills only in part.
+    #[test]
+    fn pool_keys_keep_origins_apart() {
+        let p = Pool::default();
+        let keys = [
+            p.key("a", 0x6200),
+            p.key("ab", 0),
+            p.key("a", 0x62),
+            p.key("", 0x6162),
+            p.key("b", 0x6200),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(p.key("ab", 0), keys[1]);
+        // Every host from 0 to 20 bytes long, and each with its last byte changed.
+        let mut seen = std::collections::HashSet::new();
+        for len in 0..=20 {
+            let host = "h".repeat(len);
+            assert!(seen.insert(p.key(&host, 80)), "{host}");
+            assert!(seen.insert(p.key(&host, 81)), "{host}:81");
+            if len > 0 {
+                let changed = format!("{}g", &host[1..]);
+                assert!(seen.insert(p.key(&changed, 80)), "{changed}");
+            }
+        }
+        // Keyed per pool, so per process.
+        assert_ne!(Pool::default().key("a", 80), Pool::default().key("a", 80));
+    }
 
     #[test]
     fn pool_takes_most_recent_socket_for_the_right_origin() {

@@ -4,6 +4,7 @@
 //! Parsing never fails: unknown directives, junk and bad arguments are ignored, so
 //! a sender's mistake costs at most the directive it got wrong.
 
+use super::ascii::eq_lowercase;
 use httparse::Header;
 
 /// Delta-seconds beyond this are taken as this (RFC 9111 §1.2.2).
@@ -64,9 +65,9 @@ impl CacheControl {
         if !cc.add_fields(fields) {
             cc.no_cache = fields
                 .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("pragma"))
+                .filter(|h| eq_lowercase(h.name.as_bytes(), b"pragma"))
                 .flat_map(|h| h.value.split(|&b| b == b','))
-                .any(|e| e.trim_ascii().eq_ignore_ascii_case(b"no-cache"));
+                .any(|e| eq_lowercase(e.trim_ascii(), b"no-cache"));
         }
         cc
     }
@@ -82,7 +83,7 @@ impl CacheControl {
     fn add_fields(&mut self, fields: &[Header<'_>]) -> bool {
         let mut any = false;
         for field in fields {
-            if field.name.eq_ignore_ascii_case("cache-control") {
+            if eq_lowercase(field.name.as_bytes(), b"cache-control") {
                 any = true;
                 for_each_directive(field.value, |name, arg| self.add(name, arg));
             }
@@ -91,35 +92,35 @@ impl CacheControl {
     }
 
     fn add(&mut self, name: &[u8], arg: Option<&[u8]>) {
-        // Lowercased on the stack: this runs for every request and every hit.
-        let mut lower = [0u8; 22];
-        let Some(lower) = lower.get_mut(..name.len()) else {
-            return; // longer than "stale-while-revalidate", the longest name known
-        };
-        lower.copy_from_slice(name);
-        lower.make_ascii_lowercase();
-        let flag = match &*lower {
-            b"no-store" => &mut self.no_store,
-            b"no-cache" => &mut self.no_cache,
-            b"private" => &mut self.private,
-            b"public" => &mut self.public,
-            b"must-revalidate" => &mut self.must_revalidate,
-            b"proxy-revalidate" => &mut self.proxy_revalidate,
-            b"only-if-cached" => &mut self.only_if_cached,
-            b"max-age" => return merge(&mut self.max_age, arg, Some(&mut self.conflict), u64::min),
-            b"s-maxage" => {
+        // Told apart by length, then compared in place: this runs for every request
+        // and every hit.
+        let is = |known: &[u8]| eq_lowercase(name, known);
+        let flag = match name.len() {
+            8 if is(b"no-store") => &mut self.no_store,
+            8 if is(b"no-cache") => &mut self.no_cache,
+            7 if is(b"private") => &mut self.private,
+            6 if is(b"public") => &mut self.public,
+            15 if is(b"must-revalidate") => &mut self.must_revalidate,
+            16 if is(b"proxy-revalidate") => &mut self.proxy_revalidate,
+            14 if is(b"only-if-cached") => &mut self.only_if_cached,
+            7 if is(b"max-age") => {
+                return merge(&mut self.max_age, arg, Some(&mut self.conflict), u64::min)
+            }
+            8 if is(b"s-maxage") => {
                 return merge(&mut self.s_maxage, arg, Some(&mut self.conflict), u64::min)
             }
-            b"min-fresh" => return merge(&mut self.min_fresh, arg, None, u64::max),
-            b"stale-if-error" => return merge(&mut self.stale_if_error, arg, None, u64::min),
-            b"stale-while-revalidate" => {
+            9 if is(b"min-fresh") => return merge(&mut self.min_fresh, arg, None, u64::max),
+            14 if is(b"stale-if-error") => {
+                return merge(&mut self.stale_if_error, arg, None, u64::min)
+            }
+            22 if is(b"stale-while-revalidate") => {
                 return merge(&mut self.stale_while_revalidate, arg, None, u64::min)
             }
-            b"max-stale" if arg.is_none() => {
+            9 if is(b"max-stale") && arg.is_none() => {
                 self.max_stale.get_or_insert(u64::MAX);
                 return;
             }
-            b"max-stale" => return merge(&mut self.max_stale, arg, None, u64::min),
+            9 if is(b"max-stale") => return merge(&mut self.max_stale, arg, None, u64::min),
             _ => return,
         };
         *flag = true;

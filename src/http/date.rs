@@ -4,6 +4,8 @@
 //! The calendar arithmetic is Howard Hinnant's civil-from-days algorithm, done by
 //! hand so that no date crate is needed; only dates from 1970 to 9999 exist here.
 
+use std::cell::Cell;
+
 const SHORT_DAYS: [&[u8]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
 const LONG_DAYS: [&[u8]; 7] = [
     b"Sunday",
@@ -94,32 +96,58 @@ pub fn parse_http_date(value: &[u8]) -> Option<u64> {
 
 /// Appends `secs` as an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`
 /// (RFC 9110 §5.6.7). Instants after 9999-12-31 23:59:59 are written as that one.
+///
+/// Forwarding writes the current second into every response that lacks a Date, so
+/// the last date written is kept (per thread) and copied while the second lasts.
 pub fn push_http_date(out: &mut Vec<u8>, secs: u64) {
     let secs = secs.min(LAST_WRITABLE);
-    let days = secs / 86_400;
-    let (year, month, day) = civil_from_days(days);
-    // 1970-01-01 was a Thursday.
-    out.extend_from_slice(SHORT_DAYS[((days + 4) % 7) as usize]);
-    out.extend_from_slice(b", ");
-    push_two(out, day);
-    out.push(b' ');
-    out.extend_from_slice(MONTHS[month % 12]);
-    out.push(b' ');
-    push_two(out, year / 100);
-    push_two(out, year % 100);
-    out.push(b' ');
-    let in_day = secs % 86_400;
-    push_two(out, in_day / 3600);
-    out.push(b':');
-    push_two(out, in_day / 60 % 60);
-    out.push(b':');
-    push_two(out, in_day % 60);
-    out.extend_from_slice(b" GMT");
+    LAST_DATE.with(|last| {
+        let (at, text) = last.get();
+        let text = if at == secs {
+            text
+        } else {
+            let text = imf_fixdate(secs);
+            last.set((secs, text));
+            text
+        };
+        out.extend_from_slice(&text);
+    });
 }
 
-fn push_two(out: &mut Vec<u8>, n: u64) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
+/// The length of every IMF-fixdate with a four-digit year.
+const IMF_FIXDATE_LEN: usize = 29;
+
+thread_local! {
+    /// The last second [`push_http_date`] wrote and its text; `u64::MAX` (never a
+    /// writable second) until it has written one.
+    static LAST_DATE: Cell<(u64, [u8; IMF_FIXDATE_LEN])> =
+        const { Cell::new((u64::MAX, [0; IMF_FIXDATE_LEN])) };
+}
+
+/// `secs` (at most [`LAST_WRITABLE`]) as an IMF-fixdate.
+fn imf_fixdate(secs: u64) -> [u8; IMF_FIXDATE_LEN] {
+    let days = secs / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let in_day = secs % 86_400;
+    let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    // 1970-01-01 was a Thursday.
+    let parts: [(usize, &[u8]); 8] = [
+        (0, SHORT_DAYS[((days + 4) % 7) as usize]),
+        (5, &two(day)),
+        (8, MONTHS[month % 12]),
+        (12, &two(year / 100)),
+        (14, &two(year % 100)),
+        (17, &two(in_day / 3600)),
+        (20, &two(in_day / 60 % 60)),
+        (23, &two(in_day % 60)),
+    ];
+    for (at, part) in parts {
+        if let Some(dst) = text.get_mut(at..at + part.len()) {
+            dst.copy_from_slice(part);
+        }
+    }
+    text
 }
 
 fn is_day_name(word: &[u8]) -> bool {
@@ -377,6 +405,22 @@ mod tests {
         assert_eq!(written(SUNDAY_1994), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(written(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(written(951_868_799), "Tue, 29 Feb 2000 23:59:59 GMT");
+    }
+
+    /// The text kept for the last second is reused only for that second, and what
+    /// is already in the vector stays.
+    #[test]
+    fn the_kept_date_follows_the_second() {
+        for secs in [SUNDAY_1994, SUNDAY_1994, SUNDAY_1994 + 1, SUNDAY_1994, 0, 0] {
+            let mut out = b"Date: ".to_vec();
+            push_http_date(&mut out, secs);
+            let mut fresh = b"Date: ".to_vec();
+            fresh.extend_from_slice(&imf_fixdate(secs));
+            assert_eq!(out, fresh, "{secs}");
+            assert_eq!(parse_http_date(&out[6..]), Some(secs));
+        }
+        assert_eq!(written(SUNDAY_1994 + 1), "Sun, 06 Nov 1994 08:49:38 GMT");
+        assert_eq!(written(SUNDAY_1994), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]

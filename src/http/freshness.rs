@@ -3,6 +3,7 @@
 //! whether a stored one may answer a request without asking the origin (§4.2.4,
 //! §5.2). Times are unix seconds given by the caller.
 
+use super::ascii::eq_lowercase;
 use super::cache_control::{delta_seconds, CacheControl};
 use super::date::parse_http_date;
 use super::request::list_elements;
@@ -298,14 +299,15 @@ pub fn may_serve_while_revalidating(
         .is_some_and(|max| age - lifetime <= max)
 }
 
-/// The values of every field line named `name` (ASCII case-insensitive), in order.
+/// The values of every field line named `name` (ASCII case-insensitive; `name` in
+/// lowercase), in order.
 pub(super) fn field_values<'h>(
     fields: &'h [Header<'h>],
     name: &'h str,
 ) -> impl Iterator<Item = &'h [u8]> {
     fields
         .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .filter(move |h| eq_lowercase(h.name.as_bytes(), name.as_bytes()))
         .map(|h| h.value)
 }
 

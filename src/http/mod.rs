@@ -5,6 +5,7 @@
 //! so it is tested without a socket and fuzzed without a runtime. The connection
 //! state machines in `crate::conn` own the buffers and call into this module.
 
+mod ascii;
 pub mod body;
 pub mod cache_control;
 pub mod cache_status;
@@ -30,7 +31,16 @@ pub(crate) mod testing;
 
 #[cfg(test)]
 mod decimal_tests {
-    use super::push_decimal;
+    use super::{push_content_length, push_decimal};
+
+    #[test]
+    fn push_content_length_writes_the_field_line() {
+        for n in [0, 7, 1024, 65535, 1 << 32, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_content_length(&mut out, n);
+            assert_eq!(out, format!("xContent-Length: {n}\r\n").into_bytes());
+        }
+    }
 
     #[test]
     fn push_decimal_matches_display_at_the_edges() {
@@ -68,6 +78,25 @@ impl Version {
 pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     out.extend_from_slice(decimal(n, &mut digits));
+}
+
+/// Appends the field line `Content-Length: n\r\n`, put together on the stack and
+/// copied once: every forwarded head with a length ends with it.
+pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    const NAME: &[u8] = b"Content-Length: ";
+    let mut line = [0u8; NAME.len() + 20 + 2];
+    let mut digits = [0u8; 20];
+    let digits = decimal(n, &mut digits);
+    let len = NAME.len() + digits.len() + 2;
+    let parts: [&[u8]; 3] = [NAME, digits, b"\r\n"];
+    let mut at = 0;
+    for part in parts {
+        if let Some(dst) = line.get_mut(at..at + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        at += part.len();
+    }
+    out.extend_from_slice(line.get(..len).unwrap_or_default());
 }
 
 /// `n` in decimal, written at the end of `digits` (20 bytes hold any `u64`); returns

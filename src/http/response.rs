@@ -4,6 +4,7 @@
 //! Every problem is a 502 for the client: a response larder cannot frame exactly is
 //! never relayed, because the client would then misread everything after it.
 
+use super::ascii::eq_lowercase;
 use super::body::Framing;
 use super::freshness::storable_response;
 use super::page::reason;
@@ -11,7 +12,7 @@ use super::request::{
     field_name_problem, header_slots, is_end_to_end, scan_head, strict_config, ConnectionTokens,
     FieldCopier, STACK_SLOTS,
 };
-use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use std::mem::MaybeUninit;
 
 /// A validated upstream response head.
@@ -123,7 +124,7 @@ pub fn parse_response_into(
     }
     for field in res.headers.iter() {
         framing.add(field.name, field.value).map_err(bad_gateway)?;
-        if field.name.eq_ignore_ascii_case("connection") {
+        if eq_lowercase(field.name.as_bytes(), b"connection") {
             tokens.add(field.value);
         }
     }
@@ -132,12 +133,10 @@ pub fn parse_response_into(
         *request_method == Method::Head || status < 200 || status == 204 || status == 304;
     let body = if bodiless { BodyKind::None } else { framed };
     let connection = tokens.as_slice();
-    let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+    let close = connection.iter().any(|t| eq_lowercase(t, b"close"));
     let persistent = !close
         && (version == Version::Http11
-            || connection
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
+            || connection.iter().any(|t| eq_lowercase(t, b"keep-alive")));
 
     let reason_phrase = match res.reason {
         Some(r) if !r.is_empty() => r,
@@ -145,23 +144,24 @@ pub fn parse_response_into(
     };
     client_head.clear();
     client_head.reserve(head_len + 64);
-    client_head.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(&mut client_head, u64::from(status));
-    client_head.push(b' ');
+    // The status has three digits (checked above): written in place, with the
+    // start line's other fixed bytes in one copy.
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    let mut start = *b"HTTP/1.1 000 ";
+    start[9..12].copy_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    client_head.extend_from_slice(&start);
     client_head.extend_from_slice(reason_phrase.as_bytes());
     client_head.extend_from_slice(b"\r\n");
     let mut fields = FieldCopier::new(buf);
     for field in res.headers.iter() {
         if is_end_to_end(field.name, connection) {
             fields.field(&mut client_head, field.name, field.value);
-            has_date |= field.name.eq_ignore_ascii_case("date");
+            has_date |= eq_lowercase(field.name.as_bytes(), b"date");
         }
     }
     fields.flush(&mut client_head);
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
-        client_head.extend_from_slice(b"Content-Length: ");
-        push_decimal(&mut client_head, n);
-        client_head.extend_from_slice(b"\r\n");
+        push_content_length(&mut client_head, n);
     }
     client_head.extend_from_slice(via.field_line().as_bytes());
     Ok(Some(Response {

@@ -8,6 +8,7 @@
 //! host, port and path found by offset. The cache takes the same allocation as its
 //! key (an `Rc` clone), so a request builds its URL once.
 
+use super::ascii::eq_lowercase;
 use super::HttpError;
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -106,6 +107,9 @@ struct Authority<'a> {
     host: &'a str,
     v6: bool,
     port: u16,
+    /// The port as the target wrote it, when that is its decimal spelling (no
+    /// leading zero): copied into the URL rather than written again.
+    digits: Option<&'a str>,
 }
 
 /// Builds a target's URL: the pieces are joined in a stack buffer (a URL that does
@@ -116,7 +120,11 @@ fn build(a: &Authority, absolute: bool, path: &str) -> Target {
     let (colon, port): (&[u8], &[u8]) = if absolute && a.port == 80 {
         (b"", b"")
     } else {
-        (b":", super::decimal(u64::from(a.port), &mut digits))
+        let port = match a.digits {
+            Some(written) => written.as_bytes(),
+            None => super::decimal(u64::from(a.port), &mut digits),
+        };
+        (b":", port)
     };
     let (open, close): (&[u8], &[u8]) = if a.v6 { (b"[", b"]") } else { (b"", b"") };
     let scheme: &[u8] = if absolute { SCHEME.as_bytes() } else { b"" };
@@ -209,34 +217,84 @@ fn general_absolute(s: &str) -> Result<Target, HttpError> {
 /// anything else, wrong or just rarer (IPv6, userinfo, a long port), returns `None`
 /// and goes the general way, which also names what is wrong.
 fn plain_absolute(s: &str) -> Option<Target> {
-    let rest = s
-        .get(..SCHEME.len())
-        .filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
-        .and_then(|_| s.get(SCHEME.len()..))?;
-    if !visible_without_fragment(s) {
+    let scheme = s.get(..SCHEME.len())?;
+    if !eq_lowercase(scheme.as_bytes(), SCHEME.as_bytes()) || !visible_without_fragment(s) {
         return None;
     }
-    let end = rest
-        .bytes()
-        .position(|b| b == b'/' || b == b'?')
-        .unwrap_or(rest.len());
+    let rest = s.get(SCHEME.len()..)?;
+    // The authority's bytes are classed by a table: where it ends, its colons, and
+    // any byte that is neither a name byte nor a colon (`@`, `%`, `[` and the like:
+    // those targets take the general path).
+    let (mut end, mut colon, mut colons) = (rest.len(), None, 0);
+    let (mut odd, mut dot, mut double_dot) = (false, false, false);
+    for (i, &b) in rest.as_bytes().iter().enumerate() {
+        match AUTHORITY_BYTES[usize::from(b)] {
+            NAME => {}
+            COLON => {
+                colon = Some(i);
+                colons += 1;
+            }
+            END => {
+                end = i;
+                break;
+            }
+            _ => odd = true,
+        }
+        double_dot |= dot & (b == b'.');
+        dot = b == b'.';
+    }
+    // Two dots in a row are an empty label in the host, or a port that is no number.
+    if odd || double_dot || colons > 1 {
+        return None;
+    }
     let (authority, path) = rest.split_at_checked(end)?;
-    let (host, port) = match authority.bytes().rposition(|b| b == b':') {
-        Some(i) => (authority.get(..i)?, short_port(authority.get(i + 1..)?)?),
-        None => (authority, 80),
+    let (host, port, digits) = match colon.and_then(|i| authority.split_at_checked(i)) {
+        Some((host, colon_port)) => {
+            let digits = colon_port.get(1..)?;
+            (host, short_port(digits)?, digits)
+        }
+        None => (authority, 80, ""),
     };
-    // `@`, `%`, `[` and `:` are not name bytes: those targets take the general path.
-    let host = reg_name(host).ok()?;
+    // What `reg_name` checks beyond the bytes, which are all name bytes here.
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 || host.starts_with('.') || host.ends_with('.') {
+        return None;
+    }
     Some(build(
         &Authority {
             host,
             v6: false,
             port,
+            // A leading zero is not the port's spelling in the URL.
+            digits: Some(digits).filter(|d| !d.starts_with('0')),
         },
         true,
         path,
     ))
 }
+
+/// Classes of authority bytes for [`plain_absolute`]; 0 for all others.
+const NAME: u8 = 1;
+const COLON: u8 = 2;
+const END: u8 = 3;
+const AUTHORITY_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_') {
+            NAME
+        } else if byte == b':' {
+            COLON
+        } else if byte == b'/' || byte == b'?' {
+            END
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
 
 /// All bytes visible ASCII and none a `#`, in one pass that vectorizes.
 fn visible_without_fragment(s: &str) -> bool {
@@ -361,7 +419,12 @@ fn host_port(authority: &str, default_port: Option<u16>) -> Result<Authority<'_>
         (None, Some(default)) => default,
         (None, None) => return Err(bad("target needs a port (host:port)")),
     };
-    Ok(Authority { host, v6, port })
+    Ok(Authority {
+        host,
+        v6,
+        port,
+        digits: None,
+    })
 }
 
 /// Validates a registered name or IPv4 address and returns it without a trailing
@@ -693,6 +756,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The plain path copies the port as written only when that is its decimal
+    /// spelling.
+    #[test]
+    fn the_port_is_spelled_without_leading_zeros() {
+        let url = |t: &str| parse_absolute(t).unwrap().url().to_string();
+        assert_eq!(url("http://a:8080/x"), "http://a:8080/x");
+        assert_eq!(url("http://a:08080/x"), "http://a:8080/x");
+        assert_eq!(url("http://a:00080/x"), "http://a/x");
+        assert_eq!(url("http://a:65535"), "http://a:65535/");
+        assert_eq!(url("http://a:1?q"), "http://a:1/?q");
     }
 
     #[test]

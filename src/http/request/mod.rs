@@ -5,9 +5,10 @@
 //! The field rules that response heads share (what is hop-by-hop, what a value may
 //! hold, how lists split) live here too, as `pub(super)` items.
 
+use super::ascii::eq_lowercase;
 use super::body::Framing;
 use super::target::{parse_absolute, parse_authority, parse_origin, scheme_end, Target};
-use super::{push_decimal, BodyKind, HttpError, Limits, Method, Version, ViaName};
+use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
 
@@ -71,8 +72,9 @@ pub fn parse_request_into(
     via: &ViaName,
     head: Vec<u8>,
 ) -> Result<Option<Request>, HttpError> {
-    let (line, _) = first_line(buf);
-    if line.len() > limits.request_line {
+    // The line is no longer than the buffer: most requests arrive whole in a buffer
+    // shorter than the limit, and need no pass to find where their line ends.
+    if buf.len() > limits.request_line && first_line(buf).0.len() > limits.request_line {
         return Err(HttpError::new(414, "request line too long"));
     }
     let too_large = HttpError::new(431, "request head too large");
@@ -134,21 +136,20 @@ pub fn parse_request_into(
     for field in req.headers.iter() {
         framing.add(field.name, field.value).map_err(bad)?;
         let name = field.name;
-        directives |=
-            name.eq_ignore_ascii_case("cache-control") || name.eq_ignore_ascii_case("pragma");
+        directives |= eq_lowercase(name.as_bytes(), b"cache-control")
+            || eq_lowercase(name.as_bytes(), b"pragma");
         conditional |= name
             .as_bytes()
             .get(..3)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"if-"));
-        range |= name.eq_ignore_ascii_case("range");
-        if name.eq_ignore_ascii_case("connection") {
+            .is_some_and(|p| eq_lowercase(p, b"if-"));
+        range |= eq_lowercase(name.as_bytes(), b"range");
+        if eq_lowercase(name.as_bytes(), b"connection") {
             tokens.add(field.value);
-        } else if name.eq_ignore_ascii_case("via") && via_names(field.value, &via.token) {
+        } else if eq_lowercase(name.as_bytes(), b"via") && via_names(field.value, &via.token) {
             return Err(HttpError::new(508, "loop detected"));
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue |=
-                list_elements(field.value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
-        } else if name.eq_ignore_ascii_case("host") {
+        } else if eq_lowercase(name.as_bytes(), b"expect") {
+            expect_continue |= list_elements(field.value).any(|e| eq_lowercase(e, b"100-continue"));
+        } else if eq_lowercase(name.as_bytes(), b"host") {
             hosts += 1;
             host_value = Some(field.value);
         } else if name.len() == 19 && name.eq_ignore_ascii_case("proxy-authorization") {
@@ -192,12 +193,10 @@ pub fn parse_request_into(
         (_, body) => body,
     };
     let connection = tokens.as_slice();
-    let close = connection.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+    let close = connection.iter().any(|t| eq_lowercase(t, b"close"));
     let keep_alive = !close
         && (version == Version::Http11
-            || connection
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(b"keep-alive")));
+            || connection.iter().any(|t| eq_lowercase(t, b"keep-alive")));
 
     let upstream_head = if target.is_authority() {
         Vec::new()
@@ -208,8 +207,7 @@ pub fn parse_request_into(
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(target.path_and_query().as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(target.host_header().as_bytes());
         out.extend_from_slice(b"\r\n");
         let mut fields = FieldCopier::new(buf);
@@ -221,9 +219,7 @@ pub fn parse_request_into(
         fields.flush(&mut out);
         match body {
             BodyKind::Length(n) => {
-                out.extend_from_slice(b"Content-Length: ");
-                push_decimal(&mut out, n);
-                out.extend_from_slice(b"\r\n");
+                push_content_length(&mut out, n);
             }
             BodyKind::Chunked => write_field(&mut out, "Transfer-Encoding", b"chunked"),
             BodyKind::None | BodyKind::Close => {}
@@ -370,27 +366,38 @@ pub(super) fn scan_head(head: &[u8]) -> HeadScan {
     let (mut cr, mut lf, mut control) = (0usize, 0usize, false);
     // Fixed-size chunks with byte counters: the inner loop becomes a few vector
     // compares per 32 bytes.
-    let mut chunks = head.chunks_exact(32);
-    for chunk in &mut chunks {
-        let (mut c, mut l, mut bad) = (0u8, 0u8, 0u8);
-        for &b in chunk {
-            c += u8::from(b == b'\r');
-            l += u8::from(b == b'\n');
-            bad |= u8::from(is_control(b));
-        }
-        cr += usize::from(c);
-        lf += usize::from(l);
-        control |= bad != 0;
+    let (chunks, rest) = head.as_chunks::<SCAN_CHUNK>();
+    for chunk in chunks {
+        let (c, l, bad) = scan_chunk(chunk);
+        cr += c;
+        lf += l;
+        control |= bad;
     }
-    for &b in chunks.remainder() {
-        cr += usize::from(b == b'\r');
-        lf += usize::from(b == b'\n');
-        control |= is_control(b);
+    // The last few bytes go through the same vector code, padded with a byte that
+    // counts as nothing: a byte-at-a-time loop cost more than the chunks before it.
+    let mut last = [b' '; SCAN_CHUNK];
+    if let Some(dst) = last.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
     }
+    let (c, l, bad) = scan_chunk(&last);
     HeadScan {
-        bare_lf: lf != cr,
-        control,
+        bare_lf: lf + l != cr + c,
+        control: control | bad,
     }
+}
+
+const SCAN_CHUNK: usize = 32;
+
+/// CRs, LFs and whether there is a control byte, in one chunk (whose counts fit
+/// a byte).
+fn scan_chunk(chunk: &[u8; SCAN_CHUNK]) -> (usize, usize, bool) {
+    let (mut c, mut l, mut bad) = (0u8, 0u8, 0u8);
+    for &b in chunk {
+        c += u8::from(b == b'\r');
+        l += u8::from(b == b'\n');
+        bad |= u8::from(is_control(b));
+    }
+    (usize::from(c), usize::from(l), bad != 0)
 }
 
 fn is_control(b: u8) -> bool {
@@ -570,7 +577,7 @@ enum NameClass {
 /// first: most fields are let through after one compare.
 fn classify(name: &[u8]) -> Option<NameClass> {
     use NameClass::{HopByHop, NotForwarded};
-    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    let is = |known: &str| eq_lowercase(name, known.as_bytes());
     match name.len() {
         2 if is("te") => Some(HopByHop),
         4 if is("host") => Some(NotForwarded),
