@@ -185,6 +185,24 @@ impl Cluster {
             .collect()
     }
 
+    /// Connections node `i` has accepted so far (health checks included), from its
+    /// `/metrics`, asked for directly with the PROXY header a node wants from
+    /// HAProxy's address, naming [`CLIENT`].
+    fn accepted(&self, i: usize) -> u64 {
+        let port = std::fs::read_to_string(self.dir.path().join(format!("node{i}.port")))
+            .expect("node port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port.trim().parse().expect("a port")));
+        let mut client = Client::connect(addr);
+        client.send(format!("PROXY TCP4 {CLIENT} 127.0.0.1 40000 {}\r\n", addr.port()).as_bytes());
+        client.send(b"GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n");
+        let metrics = client.read_response().text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("larder_client_connections_accepted_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no accepted count in:\n{metrics}"))
+    }
+
     fn node_dir(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node{i}"))
     }
@@ -406,5 +424,43 @@ fn cluster_hashes_each_url_to_one_node_and_survives_a_node_stopping() {
         larder_via(&last.headers).is_none(),
         "a tunnelled request is the client's own bytes: {:?}",
         last.headers
+    );
+}
+
+/// HAProxy in front of nodes that take a PROXY header must keep each node connection
+/// with its client connection (`http-reuse never`): with HAProxy's default, once many
+/// clients had come and gone, a kept client connection got a new node connection, PROXY
+/// header and all, for every request, and the hit rate fell to a third.
+#[test]
+fn a_kept_client_connection_keeps_its_node_connection_after_many_clients() {
+    let Some(haproxy) = haproxy() else { return };
+    let origin = cacheable_origin();
+    let args = format!("--admit-after 0 --allow {CLIENT}/32 --allow-to 127.0.0.1/32");
+    let cluster = Cluster::start(&haproxy, &args);
+    let url = origin.url("/kept");
+    // Many clients at once, a request each, then gone.
+    let mut many: Vec<Client> = (0..64)
+        .map(|_| Client::connect_from(CLIENT, cluster.addr))
+        .collect();
+    for client in &mut many {
+        client.send(get(&url).as_bytes());
+    }
+    for client in &mut many {
+        assert_eq!(client.read_response().status, 200);
+    }
+    drop(many);
+    let before: u64 = (1..=NODES).map(|i| cluster.accepted(i)).sum();
+    let mut kept = Client::connect_from(CLIENT, cluster.addr);
+    for _ in 0..30 {
+        kept.send(get(&url).as_bytes());
+        assert_eq!(kept.read_response().status, 200);
+    }
+    // Each `accepted` asks on a connection of its own, and health checks (every 100 ms
+    // here) open some: far fewer than a connection per request all the same.
+    let after: u64 = (1..=NODES).map(|i| cluster.accepted(i)).sum();
+    let opened = after - before - NODES as u64;
+    assert!(
+        opened < 15,
+        "{opened} node connections for 30 requests on one client connection"
     );
 }

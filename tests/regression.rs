@@ -6,6 +6,12 @@
 //! `a_request_waiting_on_a_long_shared_fetch_is_not_answered_504` is the request that
 //! waited on another's fetch of the same URL and was answered 504 once
 //! `--timeout-response` had passed, though that fetch was well under way.
+//!
+//! A bug in the scaling recipe's HAProxy configuration is pinned beside the recipe's
+//! other test (`tests/cluster.rs`, which runs a real HAProxy):
+//! `a_kept_client_connection_keeps_its_node_connection_after_many_clients` is the
+//! client connection that, once many clients had come and gone, got a new connection
+//! to its larder for every request, and a third of the hit rate.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpStream};
