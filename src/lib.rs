@@ -19,5 +19,6 @@ pub mod http;
 pub mod pages;
 pub mod parents;
 pub mod server;
+pub mod stamp;
 pub mod stats;
 pub mod sys;

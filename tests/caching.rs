@@ -2263,23 +2263,19 @@ fn only_heuristically_cacheable_statuses_are_stored_without_explicit_freshness()
     }
 }
 
-/// A hit is written from the cache file while the client reads it; the object stays
-/// pinned meanwhile, so the ring, wrapping over the file several times under other
-/// responses being stored, never writes over the bytes not yet sent: a client that
-/// reads slowly still gets the exact body.
-#[test]
-fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
-    // Far more than the kernel's socket buffers take in while the client does not read.
-    const LEN: usize = 20 << 20;
-    // A run of 65521 bytes (a prime, so it lines up with no page) repeated: quick to
-    // make even in a debug build, and different for each object.
-    let body_of = |n: usize| -> Vec<u8> {
-        let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
-        let mut body = run.repeat(LEN / run.len() + 1);
-        body.truncate(LEN);
-        body
-    };
-    let origin = Origin::start(move |request| {
+/// Object `n`'s body, `len` bytes: a run of 65521 bytes (a prime, so it lines up with
+/// no page) repeated, quick to make even in a debug build, and different for each `n`.
+fn numbered_body(n: usize, len: usize) -> Vec<u8> {
+    let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
+    let mut body = run.repeat(len / run.len() + 1);
+    body.truncate(len);
+    body
+}
+
+/// An origin answering `/obj/N` with [`numbered_body`] `N` of `len` bytes, cacheable
+/// for ten minutes.
+fn numbered_origin(len: usize) -> Origin {
+    Origin::start(move |request| {
         let n: usize = request
             .target
             .trim_start_matches("/obj/")
@@ -2288,9 +2284,20 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
         Reply::Send(response(
             "200 OK",
             &[("Cache-Control", "max-age=600")],
-            &body_of(n),
+            &numbered_body(n, len),
         ))
-    });
+    })
+}
+
+/// A hit is written from the cache file while the client reads it; the object stays
+/// pinned meanwhile, so the ring, wrapping over the file several times under other
+/// responses being stored, never writes over the bytes not yet sent: a client that
+/// reads slowly still gets the exact body.
+#[test]
+fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
+    // Far more than the kernel's socket buffers take in while the client does not read.
+    const LEN: usize = 20 << 20;
+    let origin = numbered_origin(LEN);
     let proxy = Proxy::start(&[
         "--admit-after",
         "0",
@@ -2315,10 +2322,13 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
     // sync; the others are stored): the 96 MiB ring wraps around the pin.
     for n in 1..13 {
         let other = proxy.get(&origin.url(&format!("/obj/{n}")));
-        assert_eq!(other.body, body_of(n), "/obj/{n}");
+        assert_eq!(other.body, numbered_body(n, LEN), "/obj/{n}");
     }
     got.extend_from_slice(&slow.read_exact(LEN - got.len()));
-    assert!(got == body_of(0), "the slow client's body changed under it");
+    assert!(
+        got == numbered_body(0, LEN),
+        "the slow client's body changed under it"
+    );
     assert!(origin.requests() >= 13);
 }
 
@@ -2332,24 +2342,7 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
 fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_room() {
     const LEN: usize = 1 << 20;
     const ATTEMPTS: usize = 80;
-    let body_of = |n: usize| -> Vec<u8> {
-        let run: Vec<u8> = (0..65_521).map(|i: usize| (i * 31 + n * 7) as u8).collect();
-        let mut body = run.repeat(LEN / run.len() + 1);
-        body.truncate(LEN);
-        body
-    };
-    let origin = Origin::start(move |request| {
-        let n: usize = request
-            .target
-            .trim_start_matches("/obj/")
-            .parse()
-            .unwrap_or(0);
-        Reply::Send(response(
-            "200 OK",
-            &[("Cache-Control", "max-age=600")],
-            &body_of(n),
-        ))
-    });
+    let origin = numbered_origin(LEN);
     // A ring of 8 MiB: the objects stored afterwards pass over the first one's room.
     let proxy = Proxy::start(&[
         "--admit-after",
@@ -2381,7 +2374,7 @@ fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_roo
     let mut stored_after = 0;
     for n in 1..=ATTEMPTS {
         let other = proxy.get(&origin.url(&format!("/obj/{n}")));
-        assert_eq!(other.body, body_of(n), "/obj/{n}");
+        assert_eq!(other.body, numbered_body(n, LEN), "/obj/{n}");
         if cache_status(&other).iter().any(|m| m == "stored") {
             stored_after += 1;
             if stored_after == 20 {
@@ -2393,5 +2386,8 @@ fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_roo
     }
     assert_eq!(stored_after, 20, "the ring did not wrap twice");
     let got = slow.read_exact(LEN);
-    assert!(got == body_of(0), "the slow client's body changed under it");
+    assert!(
+        got == numbered_body(0, LEN),
+        "the slow client's body changed under it"
+    );
 }

@@ -9,12 +9,11 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use super::cidr::Cidr;
 use crate::http::target::is_host_name;
+use crate::stamp::Stamp;
 
 /// Hosts-file entries that name the machine itself, not a site to block.
 const HOSTS_FILE_SELF_NAMES: [&str; 5] = [
@@ -45,25 +44,6 @@ struct ListFile {
     domains: HashSet<Box<str>>,
     /// Set once the file could not be re-read, so the warning is logged once per outage.
     failing: bool,
-}
-
-/// What tells us a file changed. The inode is in it because a list is often replaced
-/// by renaming a new file over it, which may keep the old length and mtime second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            ino: meta.ino(),
-        }
-    }
 }
 
 impl Blocklist {
@@ -328,7 +308,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     /// A file under the temp dir, removed when dropped.
     struct TempFile(PathBuf);

@@ -32,15 +32,15 @@ use std::collections::HashMap;
 use std::fs;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
 use crate::dns::Waiter;
+use crate::stamp::Stamp;
 use htpasswd::Users;
 use limiter::Limiter;
 use verifier::{Pending, Submitted, Verifier};
@@ -119,24 +119,6 @@ struct Known {
     /// `None`: refused.
     user: Option<Rc<str>>,
     at: Instant,
-}
-
-/// Identifies the password file's contents, to notice a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            ino: meta.ino(),
-        }
-    }
 }
 
 /// The users, the remembered credentials, the failures by address, and the threads.
