@@ -2263,6 +2263,19 @@ fn only_heuristically_cacheable_statuses_are_stored_without_explicit_freshness()
     }
 }
 
+/// Stores `url` through `proxy`, then asks for it again on a client of its own that
+/// has read only the hit's head: the client that reads slowly.
+fn slow_hit(proxy: &Proxy, url: &str) -> Client {
+    let stored = proxy.get(url);
+    assert_cache_status(&stored, &["stored"], &[]);
+    let mut slow = proxy.client();
+    slow.send(request("GET", url, &[]).as_bytes());
+    let head = slow.read_head();
+    assert_eq!(head.status, 200);
+    assert_cache_status(&head, &["hit"], &[]);
+    slow
+}
+
 /// Object `n`'s body, `len` bytes: a run of 65521 bytes (a prime, so it lines up with
 /// no page) repeated, quick to make even in a debug build, and different for each `n`.
 fn numbered_body(n: usize, len: usize) -> Vec<u8> {
@@ -2306,16 +2319,9 @@ fn a_hit_read_slowly_keeps_its_bytes_while_the_ring_wraps() {
         "--cache-max-object",
         "24M",
     ]);
-    let stored = proxy.get(&origin.url("/obj/0"));
-    assert_cache_status(&stored, &["stored"], &[]);
-
     // The hit starts; the client reads its head and a little, then stops reading, so
     // most of the body waits in the cache file.
-    let mut slow = proxy.client();
-    slow.send(request("GET", &origin.url("/obj/0"), &[]).as_bytes());
-    let head = slow.read_head();
-    assert_eq!(head.status, 200);
-    assert_cache_status(&head, &["hit"], &[]);
+    let mut slow = slow_hit(&proxy, &origin.url("/obj/0"));
     let mut got = slow.read_exact(16 * 1024);
 
     // Twelve more objects of the same size (some are refused while the cache waits for a
@@ -2354,14 +2360,7 @@ fn a_hit_handed_to_the_socket_keeps_its_bytes_while_the_ring_writes_over_its_roo
         "--cache-sync",
         "1",
     ]);
-    let stored = proxy.get(&origin.url("/obj/0"));
-    assert_cache_status(&stored, &["stored"], &[]);
-
-    let mut slow = proxy.client();
-    slow.send(request("GET", &origin.url("/obj/0"), &[]).as_bytes());
-    let head = slow.read_head();
-    assert_eq!(head.status, 200);
-    assert_cache_status(&head, &["hit"], &[]);
+    let mut slow = slow_hit(&proxy, &origin.url("/obj/0"));
     // larder has handed the whole body to the kernel: the hit is over on its side.
     assert!(
         wait_until(|| proxy.metric("larder_cache_served_bytes_total") >= LEN as f64),

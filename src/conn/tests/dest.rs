@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::pair::{Origin, Pair};
+use super::proxy_header::BALANCED;
 use super::{get, ok, origin_addr};
 use crate::dns::Answer;
 
@@ -120,16 +121,7 @@ fn a_kept_connection_to_loopback_is_not_handed_to_a_client_elsewhere() {
 
 #[test]
 fn a_balancer_s_client_is_counted_once_its_header_names_it() {
-    let args = [
-        "--proxy-protocol",
-        "127.0.0.1/32",
-        "--allow",
-        "10.0.0.0/8",
-        "--allow-to",
-        "127.0.0.1/32",
-        "--max-conns-per-client",
-        "1",
-    ];
+    let args = [&BALANCED[..], &["--max-conns-per-client", "1"]].concat();
     let mut pair = Pair::new(&args);
     Origin::listen(origin_addr());
     let header = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 50000 3128\r\n");

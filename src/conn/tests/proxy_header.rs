@@ -8,7 +8,7 @@ use super::{forwarded, get, ok, origin_addr};
 /// The balancer is 127.0.0.1; the clients it speaks for are on 10.0.0.0/8, which alone
 /// may use the proxy, so a request gets through only as the client the header names.
 /// The origin is on loopback, which clients elsewhere reach only through --allow-to.
-const BALANCED: [&str; 6] = [
+pub(super) const BALANCED: [&str; 6] = [
     "--proxy-protocol",
     "127.0.0.1/32",
     "--allow",
