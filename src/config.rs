@@ -157,7 +157,8 @@ pub struct Cli {
     pub hosts: Option<PathBuf>,
 
     /// TCP congestion control for larder's sockets, to clients and to origins alike
-    /// (Linux), e.g. cubic or reno. Default: the system's (net.ipv4.tcp_congestion_control).
+    /// (Linux), e.g. cubic or reno. Default: the system's (net.ipv4.tcp_congestion_control),
+    /// but where that one paces (BBR), cubic or reno on loopback connections.
     /// Without privileges only those in net.ipv4.tcp_allowed_congestion_control may be used
     #[arg(long, env = "LARDER_TCP_CONGESTION", value_name = "NAME", value_parser = parse_congestion)]
     pub tcp_congestion: Option<String>,

@@ -41,6 +41,7 @@ use crate::buf::{BufPool, HeadPool};
 use crate::cache::{size, startup, unix_now};
 use crate::config::Config;
 use crate::conn::cache::Cache;
+use crate::conn::congestion::{self, Congestion};
 use crate::conn::ctx::{client_token, Gauges, Spares};
 use crate::conn::upstream::{Pool, Upstream};
 use crate::conn::{self, step, Conn, Ctx, Scope, Step};
@@ -131,6 +132,24 @@ fn congestion_error(name: &str, e: &std::io::Error) -> Error {
     })
 }
 
+/// The congestion control larder's sockets get (see `conn::congestion`): the one
+/// `--tcp-congestion` names, or, where the system's paces, one that does not for
+/// loopback connections, if this process may choose one (tried on a loopback socket).
+fn choose_congestion(configured: Option<&str>) -> Congestion {
+    let system = congestion::system();
+    let chosen = Congestion::choose(configured, system.as_deref(), |name| {
+        TcpListener::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))
+            .is_ok_and(|sock| sys::set_congestion(&sock, name).is_ok())
+    });
+    if let Congestion::Loopback(name) = chosen {
+        debug!(
+            "system congestion control {} paces: {name} on loopback connections",
+            system.as_deref().unwrap_or("?")
+        );
+    }
+    chosen
+}
+
 impl Server {
     /// Binds the listener and prepares everything the loop needs; nothing runs yet.
     pub fn bind(cfg: Config) -> Result<Server, Error> {
@@ -159,10 +178,21 @@ impl Server {
             )));
         }
         let mut listeners = Vec::with_capacity(cfg.listen.len());
+        let congestion = choose_congestion(cfg.tcp_congestion.as_deref());
         for (i, &addr) in cfg.listen.iter().enumerate() {
             let mut sock = TcpListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
-            if let Some(name) = cfg.tcp_congestion.as_deref() {
-                sys::set_congestion(&sock, name).map_err(|e| congestion_error(name, &e))?;
+            match &congestion {
+                Congestion::Everywhere(name) => {
+                    sys::set_congestion(&sock, name).map_err(|e| congestion_error(name, &e))?
+                }
+                other => {
+                    if let Some(name) = other.for_listener(addr.ip()) {
+                        // Probed just before, on a socket like this one.
+                        if let Err(e) = sys::set_congestion(&sock, name) {
+                            debug!("listener {addr}: congestion control {name}: {e}");
+                        }
+                    }
+                }
             }
             let local = sock.local_addr().map_err(Error::Io)?;
             poll.registry()
@@ -245,6 +275,7 @@ impl Server {
                 auth,
                 pool: Pool::default(),
                 registry,
+                congestion,
                 clients,
                 blocklist,
                 dest,
@@ -766,6 +797,15 @@ impl Server {
                         drop(sock);
                         conn::over_client_limit(&mut self.ctx, peer.ip());
                         continue;
+                    }
+                    if let Some(name) = self
+                        .ctx
+                        .congestion
+                        .for_accepted(listener.addr.ip(), peer.ip())
+                    {
+                        if let Err(e) = sys::set_congestion(&sock, name) {
+                            debug!("accept from {peer}: congestion control {name}: {e}");
+                        }
                     }
                     let inherited = *self
                         .nodelay_inherited

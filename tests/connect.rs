@@ -195,3 +195,52 @@ fn a_tunnel_through_sockets_with_a_chosen_congestion_control_keeps_its_bytes() {
         .expect("write through the tunnel");
     assert!(echoed == data, "tunnel changed the bytes");
 }
+
+/// The congestion control `ss` reports for the established sockets matching `filter`
+/// (e.g. `sport = :3128`), one name per socket.
+fn congestion_of(filter: &str) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htin", "state", "established", filter])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "ss {filter}: {:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Each socket is an address line, then a tab-indented line of details that starts
+    // with its congestion control's name.
+    text.lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn where_the_system_paces_loopback_tunnels_do_not() {
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("Linux names its congestion control")
+        .trim()
+        .to_string();
+    let server = Server::start(echo_then_bye);
+    let proxy = proxy_for(&server, &[]);
+    let mut client = open_tunnel(&proxy, &server);
+    client.send(b"ping\n");
+    assert_eq!(client.read_exact(5), b"ping\n");
+    // larder's end of the client's connection, and its connection to the server.
+    let sides = [
+        congestion_of(&format!("sport = :{}", proxy.addr().port())),
+        congestion_of(&format!("dport = :{}", server.port())),
+    ];
+    for side in &sides {
+        assert_eq!(side.len(), 1, "one socket each: {sides:?}");
+        let name = side[0].as_str();
+        if system.starts_with("bbr") {
+            // cubic where this process may choose it, reno (always allowed) elsewhere.
+            assert!(
+                name == "cubic" || name == "reno",
+                "{sides:?} on a {system} system"
+            );
+        } else {
+            assert_eq!(name, system, "{sides:?}: the system's is kept");
+        }
+    }
+}

@@ -16,12 +16,15 @@
 //! that side's queue; the other side is not read again until the queue drains (so a
 //! slow reader holds at most one read's worth, 64 KiB, per direction). EOF is passed on
 //! as a half-close; an error on either side closes both. Only loopback addresses are
-//! accepted for both ends.
+//! accepted for both ends. Its sockets take the congestion control larder's would on
+//! loopback (`larder::conn::congestion`: an unpaced one where the system's paces), so
+//! that the floor is not raised by pacing larder does not pay.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 
+use larder::conn::congestion::{self, Congestion};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -86,11 +89,22 @@ fn parse_args(args: &[String]) -> Result<(SocketAddr, SocketAddr), String> {
 }
 
 fn run(listen: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
-    relay(TcpListener::bind(listen)?, upstream)
+    let listener = TcpListener::bind(listen)?;
+    let system = congestion::system();
+    let chosen = Congestion::choose(None, system.as_deref(), |name| {
+        larder::sys::set_congestion(&listener, name).is_ok()
+    });
+    // Accepted sockets inherit the listener's; upstream ones get it in `accept`.
+    let unpaced = chosen.for_upstream(upstream.ip()).map(str::to_string);
+    relay(listener, upstream, unpaced.as_deref())
 }
 
 /// Relays every connection `listener` accepts to `upstream`, for ever.
-fn relay(mut listener: TcpListener, upstream: SocketAddr) -> io::Result<()> {
+fn relay(
+    mut listener: TcpListener,
+    upstream: SocketAddr,
+    congestion: Option<&str>,
+) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -106,7 +120,7 @@ fn relay(mut listener: TcpListener, upstream: SocketAddr) -> io::Result<()> {
         }
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept(&listener, upstream, &poll, &mut sides);
+                accept(&listener, upstream, congestion, &poll, &mut sides);
                 continue;
             }
             let key = event.token().0;
@@ -124,7 +138,13 @@ fn relay(mut listener: TcpListener, upstream: SocketAddr) -> io::Result<()> {
     }
 }
 
-fn accept(listener: &TcpListener, upstream: SocketAddr, poll: &Poll, sides: &mut Slab<Side>) {
+fn accept(
+    listener: &TcpListener,
+    upstream: SocketAddr,
+    congestion: Option<&str>,
+    poll: &Poll,
+    sides: &mut Slab<Side>,
+) {
     loop {
         let (client, _) = match listener.accept() {
             Ok(c) => c,
@@ -135,7 +155,12 @@ fn accept(listener: &TcpListener, upstream: SocketAddr, poll: &Poll, sides: &mut
             }
         };
         let origin = match TcpStream::connect(upstream) {
-            Ok(s) => s,
+            Ok(s) => {
+                if let Some(name) = congestion {
+                    let _ = larder::sys::set_congestion(&s, name);
+                }
+                s
+            }
             Err(e) => {
                 eprintln!("relay-floor: connect {upstream}: {e}");
                 continue;
@@ -277,7 +302,7 @@ mod tests {
         let front = StdListener::bind("127.0.0.1:0").expect("bind relay");
         let addr = front.local_addr().expect("relay address");
         front.set_nonblocking(true).expect("nonblocking");
-        std::thread::spawn(move || relay(TcpListener::from_std(front), upstream));
+        std::thread::spawn(move || relay(TcpListener::from_std(front), upstream, None));
         let server = std::thread::spawn(move || {
             let (mut s, _) = origin.accept().expect("accept");
             let mut got = Vec::new();

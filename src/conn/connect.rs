@@ -119,8 +119,8 @@ fn start_next<S: Socket>(cx: &mut Scope<S>, ex: &mut Exchange, route: &mut Route
         let addr = SocketAddr::new(ip, port);
         match S::connect(addr) {
             Ok(sock) => {
-                if let Some(name) = cx.ctx.cfg.tcp_congestion.as_deref() {
-                    // The listener took the same name at start-up, so this fails only if
+                if let Some(name) = cx.ctx.congestion.for_upstream(ip) {
+                    // A socket took the same name at start-up, so this fails only if
                     // the algorithm's module went away since: the system's is kept.
                     if let Err(e) = sock.set_congestion(name) {
                         debug!("upstream {addr}: congestion control {name}: {e}");

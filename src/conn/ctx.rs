@@ -59,6 +59,8 @@ pub struct Ctx {
     pub pool: Pool,
     /// The poll registry, for registering new sockets.
     pub registry: Registry,
+    /// The congestion control of the sockets larder makes.
+    pub congestion: super::congestion::Congestion,
     /// Who may use larder and its pages, and which peers are balancers.
     pub clients: Clients,
     /// The blocked domains and destination networks (`--block`, `--block-list`,

@@ -57,6 +57,7 @@ pub mod auth;
 pub mod background;
 pub mod cache;
 mod closing;
+pub mod congestion;
 pub mod connect;
 
 pub mod ctx;

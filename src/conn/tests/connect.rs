@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::pair::{Origin, Pair};
 use super::{ms, ok};
+use crate::conn::congestion::Congestion;
 use crate::dns::Answer;
 
 const V6: &str = "[::1]:8080";
@@ -125,5 +126,30 @@ fn upstream_sockets_take_the_congestion_control_given() {
         pair.run();
         let origin = Origin::accept(addr(V6)).expect("connected");
         assert_eq!(origin.congestion().as_deref(), want, "{args:?}");
+    }
+}
+
+#[test]
+fn where_the_system_paces_only_loopback_upstreams_get_the_unpaced_one() {
+    let remote = "192.0.2.10:8080";
+    let resolve = |host: &str| -> Answer {
+        match host {
+            "near.test" => Ok(Arc::from(vec![addr(V4).ip()])),
+            "far.test" => Ok(Arc::from(vec![addr(remote).ip()])),
+            _ => Err(format!("{host}: no such name here")),
+        }
+    };
+    for (host, at, want) in [("near.test", V4, Some("cubic")), ("far.test", remote, None)] {
+        let mut pair = Pair::with_names(&[], resolve);
+        // What start-up chooses on a BBR system.
+        pair.ctx.congestion = Congestion::choose(None, Some("bbr"), |_| true);
+        Origin::listen(addr(at));
+        let mut client = pair.client();
+        client.send(
+            format!("GET http://{host}:8080/ HTTP/1.1\r\nHost: {host}:8080\r\n\r\n").as_bytes(),
+        );
+        pair.run();
+        let origin = Origin::accept(addr(at)).expect("connected");
+        assert_eq!(origin.congestion().as_deref(), want, "{host}");
     }
 }

@@ -116,6 +116,7 @@ impl Pair {
         );
         let cfg_allow_to = cfg.allow_to.clone();
         let cfg_per_client = cfg.max_conns_per_client;
+        let cfg_congestion = cfg.tcp_congestion.clone();
         let ctx = Ctx {
             cfg,
             limits: Limits::default(),
@@ -128,6 +129,11 @@ impl Pair {
             auth,
             pool: Pool::default(),
             registry,
+            congestion: crate::conn::congestion::Congestion::choose(
+                cfg_congestion.as_deref(),
+                None,
+                |_| true,
+            ),
             clients,
             blocklist: Blocklist::new(Vec::new(), Vec::new(), Vec::new()).expect("blocklist"),
             dest: crate::acl::dest::Destinations::new(cfg_allow_to, &[]),
