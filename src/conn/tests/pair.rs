@@ -123,6 +123,7 @@ impl Pair {
             now: Instant::now(),
             bufs: BufPool::new(8),
             heads: HeadPool::default(),
+            joined: Vec::new(),
             spares: Spares::default(),
             resolver,
             auth,
