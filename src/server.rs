@@ -270,6 +270,7 @@ impl Server {
                 now,
                 bufs: BufPool::new(POOLED_BUFFERS),
                 heads: HeadPool::default(),
+                joined: Vec::new(),
                 spares: Spares::default(),
                 resolver,
                 auth,

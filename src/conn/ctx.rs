@@ -50,6 +50,9 @@ pub struct Ctx {
     pub heads: HeadPool,
     /// Boxes of finished exchanges, relays and cached answers, for the next ones.
     pub spares: Spares,
+    /// Where a small response's head and body are joined for one write
+    /// ([`super::io::write_response`]); kept, so joining allocates nothing.
+    pub joined: Vec<u8>,
     /// The DNS resolver.
     pub resolver: Resolver,
     /// `--auth-file`: the users, the credentials checked lately, and the threads that

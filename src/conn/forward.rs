@@ -25,8 +25,8 @@ use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::state::Part;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, read_into, recycle, write_two, Exchange, Io, Relay, Resp, Scope,
-    State,
+    after_response, end_exchange, read_into, recycle, write_response, write_two, Exchange, Io,
+    Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
@@ -523,7 +523,13 @@ fn send_response<S: Socket>(
     if !conn.ready.w || (out.is_empty() && body.is_empty()) {
         return Ok(dropped);
     }
-    match write_two(&mut conn.sock, &mut conn.ready, out, body) {
+    match write_response(
+        &mut conn.sock,
+        &mut conn.ready,
+        out,
+        body,
+        &mut cx.ctx.joined,
+    ) {
         Io::Done(n) => {
             let o = n.min(out.len());
             if let Some(sent) = conn.out.advance_keep(o) {

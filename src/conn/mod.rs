@@ -87,7 +87,7 @@ use crate::dns::Answer;
 use crate::http::page::Problem;
 use crate::http::{Method, Version};
 pub use ctx::Ctx;
-pub use io::{read_into, write_two, Io, OutBuf, Readiness};
+pub use io::{read_into, write_response, write_two, Io, OutBuf, Readiness};
 pub use socket::{Socket, Stream};
 pub use state::{Exchange, HeadScan, Linger, Relay, Resp, Route, Splice, State};
 use upstream::Upstream;

@@ -11,7 +11,7 @@
 use super::cache::Serving;
 use super::request::{self, log_exchange};
 use super::Socket;
-use super::{after_response, end_exchange, recycle, write_two, Exchange, Io, Scope, State};
+use super::{after_response, end_exchange, recycle, write_response, Exchange, Io, Scope, State};
 use crate::access_log::ResultCode;
 
 /// What one attempt to write did.
@@ -98,7 +98,13 @@ fn write<S: Socket>(
     if !conn.ready.w {
         return Wrote::Nothing;
     }
-    match write_two(&mut conn.sock, &mut conn.ready, out, body) {
+    match write_response(
+        &mut conn.sock,
+        &mut conn.ready,
+        out,
+        body,
+        &mut cx.ctx.joined,
+    ) {
         Io::Done(n) => {
             let o = n.min(out.len());
             if let Some(sent) = conn.out.advance_keep(o) {

@@ -4,7 +4,7 @@
 //! No clock and no I/O: times are unix seconds from the caller.
 
 use super::cache_control::CacheControl;
-use super::freshness::{current_age, freshness_lifetime, may_serve, Freshness, Stored};
+use super::freshness::{current_age, freshness_lifetime_with, may_serve_with, Freshness, Stored};
 use super::request::{header_slots, list_elements, Slot, STACK_SLOTS};
 use super::vary::vary_names;
 use super::{push_decimal, ViaName};
@@ -84,10 +84,12 @@ pub struct Judgement {
 /// Judges the stored response `stored` (fields of its head), received at `times`,
 /// for a request with directives `req_cc`.
 pub fn judge(req_cc: &CacheControl, stored: &[Header<'_>], times: Stored, now: u64) -> Judgement {
+    // Read once: both the lifetime and what the response allows depend on them.
+    let resp_cc = CacheControl::from_response(stored);
     let age = current_age(stored, times, now);
-    let lifetime = freshness_lifetime(stored, times.response_time);
+    let lifetime = freshness_lifetime_with(stored, &resp_cc, times.response_time);
     Judgement {
-        freshness: may_serve(req_cc, stored, age, lifetime),
+        freshness: may_serve_with(req_cc, &resp_cc, age, lifetime),
         age,
         ttl: lifetime.saturating_sub(age),
     }

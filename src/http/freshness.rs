@@ -120,7 +120,11 @@ pub struct Stored {
 /// response_time, as RFC 9110 §6.6.1 makes a recipient do. Only statuses that
 /// [`storable`] accepts without explicit freshness reach the heuristic.
 pub fn freshness_lifetime(resp: &[Header<'_>], date_fallback: u64) -> u64 {
-    let cc = CacheControl::from_response(resp);
+    freshness_lifetime_with(resp, &CacheControl::from_response(resp), date_fallback)
+}
+
+/// [`freshness_lifetime`] with the response's directives `cc` already read.
+pub fn freshness_lifetime_with(resp: &[Header<'_>], cc: &CacheControl, date_fallback: u64) -> u64 {
     if cc.conflict {
         return 0;
     }
@@ -213,7 +217,16 @@ pub enum Freshness {
 /// Otherwise [`Freshness::Fresh`]. `only-if-cached` is the caller's: it answers 504
 /// when there is nothing it may serve.
 pub fn may_serve(req_cc: &CacheControl, resp: &[Header<'_>], age: u64, lifetime: u64) -> Freshness {
-    let resp_cc = CacheControl::from_response(resp);
+    may_serve_with(req_cc, &CacheControl::from_response(resp), age, lifetime)
+}
+
+/// [`may_serve`] with the stored response's directives `resp_cc` already read.
+pub fn may_serve_with(
+    req_cc: &CacheControl,
+    resp_cc: &CacheControl,
+    age: u64,
+    lifetime: u64,
+) -> Freshness {
     if req_cc.no_cache || resp_cc.no_cache {
         return Freshness::Stale;
     }

@@ -124,6 +124,7 @@ impl Pair {
             now: Instant::now(),
             bufs: BufPool::new(8),
             heads: HeadPool::default(),
+            joined: Vec::new(),
             spares: Spares::default(),
             resolver,
             auth,
