@@ -31,7 +31,7 @@ use super::{
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
-use crate::http::date::push_http_date;
+use crate::http::date::push_date_field;
 use crate::http::page::Problem;
 use crate::http::response::parse_response_into;
 use crate::http::{BodyKind, Method, Version};
@@ -377,9 +377,7 @@ fn receive_response<S: Socket>(
                 if !r.has_date {
                     // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
                     // left out; the cache then ages the response from it.
-                    r.client_head.extend_from_slice(b"Date: ");
-                    push_http_date(&mut r.client_head, unix_now());
-                    r.client_head.extend_from_slice(b"\r\n");
+                    push_date_field(&mut r.client_head, unix_now());
                 }
                 match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
                     OnResponse::Relay(cache_status) => {

@@ -130,34 +130,40 @@ fn instant(day: u64, month: &[u8], year: u64, time: &[u8]) -> Option<u64> {
     Some(days_from_civil(year, month, day) * 86_400 + seconds)
 }
 
-/// Appends `secs` as an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`
-/// (RFC 9110 §5.6.7). Instants after 9999-12-31 23:59:59 are written as that one.
+/// Appends the field line `Date: <IMF-fixdate>\r\n` for `secs`, e.g.
+/// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n` (RFC 9110 §5.6.7, §6.6.1). Instants
+/// after 9999-12-31 23:59:59 are written as that one.
 ///
 /// Forwarding writes the current second into every response that lacks a Date, so
-/// the last date written is kept (per thread) and copied while the second lasts.
-pub fn push_http_date(out: &mut Vec<u8>, secs: u64) {
+/// the last line written is kept (per thread) and copied, whole, while the second
+/// lasts.
+pub fn push_date_field(out: &mut Vec<u8>, secs: u64) {
     let secs = secs.min(LAST_WRITABLE);
     LAST_DATE.with(|last| {
-        let (at, text) = last.get();
-        let text = if at == secs {
-            text
+        let (at, line) = last.get();
+        let line = if at == secs {
+            line
         } else {
-            let text = imf_fixdate(secs);
-            last.set((secs, text));
-            text
+            let mut line = *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
+            line[6..6 + IMF_FIXDATE_LEN].copy_from_slice(&imf_fixdate(secs));
+            last.set((secs, line));
+            line
         };
-        out.extend_from_slice(&text);
+        out.extend_from_slice(&line);
     });
 }
 
 /// The length of every IMF-fixdate with a four-digit year.
 const IMF_FIXDATE_LEN: usize = 29;
 
+/// `Date: `, the date and CRLF.
+const DATE_FIELD_LEN: usize = 6 + IMF_FIXDATE_LEN + 2;
+
 thread_local! {
-    /// The last second [`push_http_date`] wrote and its text; `u64::MAX` (never a
+    /// The last second [`push_date_field`] wrote and its line; `u64::MAX` (never a
     /// writable second) until it has written one.
-    static LAST_DATE: Cell<(u64, [u8; IMF_FIXDATE_LEN])> =
-        const { Cell::new((u64::MAX, [0; IMF_FIXDATE_LEN])) };
+    static LAST_DATE: Cell<(u64, [u8; DATE_FIELD_LEN])> =
+        const { Cell::new((u64::MAX, [0; DATE_FIELD_LEN])) };
 }
 
 /// `secs` (at most [`LAST_WRITABLE`]) as an IMF-fixdate.
@@ -270,10 +276,13 @@ mod tests {
 
     const SUNDAY_1994: u64 = 784_111_777;
 
+    /// The date of the field line written for `secs`.
     fn written(secs: u64) -> String {
         let mut out = Vec::new();
-        push_http_date(&mut out, secs);
-        String::from_utf8(out).unwrap()
+        push_date_field(&mut out, secs);
+        let line = String::from_utf8(out).unwrap();
+        let date = line.strip_prefix("Date: ").unwrap().strip_suffix("\r\n");
+        date.unwrap().to_string()
     }
 
     #[test]
@@ -448,12 +457,13 @@ mod tests {
     #[test]
     fn the_kept_date_follows_the_second() {
         for secs in [SUNDAY_1994, SUNDAY_1994, SUNDAY_1994 + 1, SUNDAY_1994, 0, 0] {
-            let mut out = b"Date: ".to_vec();
-            push_http_date(&mut out, secs);
-            let mut fresh = b"Date: ".to_vec();
+            let mut out = b"X: y\r\n".to_vec();
+            push_date_field(&mut out, secs);
+            let mut fresh = b"X: y\r\nDate: ".to_vec();
             fresh.extend_from_slice(&imf_fixdate(secs));
+            fresh.extend_from_slice(b"\r\n");
             assert_eq!(out, fresh, "{secs}");
-            assert_eq!(parse_http_date(&out[6..]), Some(secs));
+            assert_eq!(parse_http_date(&out[12..41]), Some(secs));
         }
         assert_eq!(written(SUNDAY_1994 + 1), "Sun, 06 Nov 1994 08:49:38 GMT");
         assert_eq!(written(SUNDAY_1994), "Sun, 06 Nov 1994 08:49:37 GMT");
@@ -470,9 +480,7 @@ mod tests {
         let mut rng = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..20_000 {
             let secs = next_u64(&mut rng) % (LAST_WRITABLE + 1);
-            let mut out = Vec::new();
-            push_http_date(&mut out, secs);
-            assert_eq!(parse_http_date(&out), Some(secs), "{}", written(secs));
+            assert_eq!(parse_http_date(written(secs).as_bytes()), Some(secs));
         }
     }
 
