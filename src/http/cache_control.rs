@@ -85,10 +85,17 @@ impl CacheControl {
         for field in fields {
             if eq_lowercase(field.name.as_bytes(), b"cache-control") {
                 any = true;
-                for_each_directive(field.value, |name, arg| self.add(name, arg));
+                self.add_field(field.value);
             }
         }
         any
+    }
+
+    /// Adds the directives of one Cache-Control field value: for a caller that goes
+    /// through the fields anyway, as the response parser does. All the message's
+    /// Cache-Control lines, in order, make [`CacheControl::from_response`].
+    pub fn add_field(&mut self, value: &[u8]) {
+        for_each_directive(value, |name, arg| self.add(name, arg));
     }
 
     fn add(&mut self, name: &[u8], arg: Option<&[u8]>) {

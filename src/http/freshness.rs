@@ -45,7 +45,7 @@ pub fn storable(
         return Err("only responses to GET are stored");
     }
     let resp_cc = CacheControl::from_response(resp);
-    storable_response_with(status, resp, &resp_cc)?;
+    storable_response(status, resp, &resp_cc)?;
     if CacheControl::from_request(req).no_store {
         return Err("no-store");
     }
@@ -56,15 +56,12 @@ pub fn storable(
     Ok(())
 }
 
-/// The part of [`storable`] that depends on the response alone: an error here means
-/// no request could make the response storable. Forwarding asks it while the
-/// response's fields are parsed anyway, so that a response the cache may not keep
+/// The part of [`storable`] that depends on the response alone (`resp_cc` is the
+/// directives of `resp`): an error here means no request could make the response
+/// storable. Forwarding asks it while the response's fields are parsed anyway, and
+/// reads the directives in the same pass, so that a response the cache may not keep
 /// costs the cache nothing more.
-pub fn storable_response(status: u16, resp: &[Header<'_>]) -> Result<(), &'static str> {
-    storable_response_with(status, resp, &CacheControl::from_response(resp))
-}
-
-fn storable_response_with(
+pub fn storable_response(
     status: u16,
     resp: &[Header<'_>],
     resp_cc: &CacheControl,
@@ -449,7 +446,9 @@ mod tests {
             &[("Authorization", "Basic eDp5")],
         ];
         for (status, resp) in responses {
-            let alone = storable_response(*status, &fields(resp));
+            let parsed = fields(resp);
+            let cc = CacheControl::from_response(&parsed);
+            let alone = storable_response(*status, &parsed, &cc);
             for req in requests {
                 let whole = store_get(*status, req, resp);
                 if alone.is_err() {

@@ -6,6 +6,7 @@
 
 use super::ascii::eq_lowercase;
 use super::body::Framing;
+use super::cache_control::CacheControl;
 use super::freshness::storable_response;
 use super::page::reason;
 use super::request::{
@@ -124,10 +125,16 @@ pub fn parse_response_into(
     // and the reason phrase included (Error::HeaderValue, Error::Status), so a head it
     // accepts needs no second pass. The rule is ours all the same: the test
     // `httparse_rejects_every_control_byte_anywhere_in_a_response_head` keeps it.
+    // The directives are read in this pass too: the storability verdict below needs
+    // them, and a pass of its own over the fields would compare every name again.
+    let mut directives = CacheControl::default();
     for field in res.headers.iter() {
         framing.add(field.name, field.value).map_err(bad_gateway)?;
-        if eq_lowercase(field.name.as_bytes(), b"connection") {
-            tokens.add(field.value);
+        let name = field.name.as_bytes();
+        match name.len() {
+            10 if eq_lowercase(name, b"connection") => tokens.add(field.value),
+            13 if eq_lowercase(name, b"cache-control") => directives.add_field(field.value),
+            _ => {}
         }
     }
     let framed = response_body(&framing, version)?;
@@ -151,10 +158,17 @@ pub fn parse_response_into(
     let digit = |n: u16| b'0' + (n % 10) as u8;
     let mut start = *b"HTTP/1.1 000 ";
     start[9..12].copy_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
-    client_head.extend_from_slice(&start);
-    client_head.extend_from_slice(reason_phrase.as_bytes());
-    client_head.extend_from_slice(b"\r\n");
     let mut fields = FieldCopier::new(buf);
+    match plain_status_line(buf, &start, reason_phrase) {
+        // Upstream's line is the one the client gets: it opens the run of lines
+        // copied from `buf`, and usually goes out in one copy with the fields after it.
+        Some((line_start, line_end)) => fields.line(&mut client_head, line_start, line_end),
+        None => {
+            client_head.extend_from_slice(&start);
+            client_head.extend_from_slice(reason_phrase.as_bytes());
+            client_head.extend_from_slice(b"\r\n");
+        }
+    }
     for field in res.headers.iter() {
         if is_end_to_end(field.name, connection) {
             fields.field(&mut client_head, field.name, field.value);
@@ -174,8 +188,20 @@ pub fn parse_response_into(
         reusable: persistent && body != BodyKind::Close,
         client_head,
         has_date,
-        not_storable: storable_response(status, res.headers).err(),
+        not_storable: storable_response(status, res.headers, &directives).err(),
     }))
+}
+
+/// Where upstream's status line lies in `buf` if it reads exactly `start`, `reason`
+/// and CRLF, the line the client is sent (an HTTP/1.1 line whose reason is kept).
+/// Offsets come from `reason`'s address: a standard reason phrase, which is not
+/// inside `buf`, fails the bounds check.
+fn plain_status_line(buf: &[u8], start: &[u8], reason: &str) -> Option<(usize, usize)> {
+    let reason_at = (reason.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let line_start = reason_at.checked_sub(start.len())?;
+    let line_end = reason_at + reason.len() + 2;
+    let line = buf.get(line_start..line_end)?;
+    (line.starts_with(start) && line.ends_with(b"\r\n")).then_some((line_start, line_end))
 }
 
 fn bad_gateway(detail: &'static str) -> HttpError {
@@ -265,6 +291,41 @@ mod tests {
         let no_store =
             ok("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(no_store.not_storable, Some("no-store"));
+    }
+
+    /// The directives read in the parser's one pass over the fields give the verdict
+    /// that reading them on their own gives, over generated heads and a few chosen ones
+    /// (several Cache-Control lines; one that Connection names, which is not relayed
+    /// but still counts).
+    #[test]
+    fn not_storable_agrees_with_reading_the_directives_alone() {
+        let chosen = [
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=5\r\nX: y\r\ncache-control: No-Store\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: cache-control\r\nCache-Control: private\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nCache-Control: public\r\nSet-Cookie: a=b\r\n\r\n",
+            "HTTP/1.1 302 Found\r\nCache-Control: max-age=60\r\n\r\n",
+            "HTTP/1.1 302 Found\r\nCache-Control: max-age=x\r\n\r\n",
+        ];
+        let generated = generated_responses(0xbb67_ae85_84ca_a73b, 2000);
+        let inputs = chosen
+            .iter()
+            .map(|text| text.as_bytes().to_vec())
+            .chain(generated.into_iter().map(|(_, input)| input));
+        let (mut checked, mut not_storable) = (0, 0);
+        for input in inputs {
+            let Ok(Some(res)) = parse_for(Method::Get, &input) else {
+                continue;
+            };
+            let mut fields = [httparse::EMPTY_HEADER; 256];
+            let mut again = httparse::Response::new(&mut fields);
+            again.parse(&input).unwrap();
+            let alone = CacheControl::from_response(again.headers);
+            let verdict = storable_response(res.status, again.headers, &alone).err();
+            assert_eq!(res.not_storable, verdict, "{:?}", String::from_utf8_lossy(&input));
+            checked += 1;
+            not_storable += usize::from(verdict.is_some());
+        }
+        assert!(checked > 500 && not_storable < checked, "{not_storable} of {checked}");
     }
 
     #[test]
@@ -422,6 +483,47 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(head(&res).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    /// The status line goes out copied from upstream's when that is already the line
+    /// larder writes, and written otherwise: the same bytes either way, with the field
+    /// lines after it.
+    #[test]
+    fn the_status_line_copied_or_written_is_the_same() {
+        let lines: [(&[u8], &str, bool); 9] = [
+            (b"HTTP/1.1 200 OK\r\n", "HTTP/1.1 200 OK\r\n", true),
+            (b"\r\n\nHTTP/1.1 200 OK\r\n", "HTTP/1.1 200 OK\r\n", true),
+            (b"HTTP/1.1 599 A\tB  \r\n", "HTTP/1.1 599 A\tB  \r\n", true),
+            (b"HTTP/1.0 200 OK\r\n", "HTTP/1.1 200 OK\r\n", false),
+            (b"HTTP/1.1 200 OK\n", "HTTP/1.1 200 OK\r\n", false),
+            (b"HTTP/1.1 404\r\n", "HTTP/1.1 404 Not Found\r\n", false),
+            (b"HTTP/1.1 404 \r\n", "HTTP/1.1 404 Not Found\r\n", false),
+            (b"HTTP/1.1 200 \xd0\x9e\r\n", "HTTP/1.1 200 OK\r\n", false),
+            (b"HTTP/1.1 200 Fine\r\n", "HTTP/1.1 200 Fine\r\n", true),
+        ];
+        let fields = [
+            ("", ""),
+            ("X-A: b\r\n", "X-A: b\r\n"),
+            ("X-A:  b \r\n", "X-A: b\r\n"),
+            ("Content-Length: 0\r\nX-A: b\r\n", "X-A: b\r\nContent-Length: 0\r\n"),
+        ];
+        for (line, want_line, copied) in lines {
+            for (sent, want_fields) in fields {
+                let mut text = line.to_vec();
+                text.extend_from_slice(format!("{sent}\r\n").as_bytes());
+                let res = parse_for(Method::Get, &text).unwrap().unwrap();
+                let want = format!("{want_line}{want_fields}Via: 1.1 larder-abcd1234\r\n");
+                assert_eq!(head(&res), want, "{:?}", String::from_utf8_lossy(&text));
+            }
+            // Which of the two ways the line took.
+            let mut parsed = [httparse::EMPTY_HEADER; 4];
+            let mut r = httparse::Response::new(&mut parsed);
+            r.parse(line).unwrap();
+            let reason = r.reason.filter(|r| !r.is_empty()).unwrap_or("Standard");
+            let start = &want_line.as_bytes()[..13];
+            let found = plain_status_line(line, start, reason);
+            assert_eq!(found.is_some(), copied, "{:?}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]

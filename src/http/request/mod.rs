@@ -609,16 +609,22 @@ impl<'b> FieldCopier<'b> {
 
     pub(super) fn field(&mut self, out: &mut Vec<u8>, name: &str, value: &[u8]) {
         match self.plain_line(name, value) {
-            Some((start, end)) => match &mut self.run {
-                Some((_, run_end)) if *run_end == start => *run_end = end,
-                _ => {
-                    self.flush(out);
-                    self.run = Some((start, end));
-                }
-            },
+            Some((start, end)) => self.line(out, start, end),
             None => {
                 self.flush(out);
                 write_field(out, name, value);
+            }
+        }
+    }
+
+    /// Takes `src[start..end]`, a line already in the form it goes out in, into the
+    /// run (a response's status line, say, which the field lines after it may extend).
+    pub(super) fn line(&mut self, out: &mut Vec<u8>, start: usize, end: usize) {
+        match &mut self.run {
+            Some((_, run_end)) if *run_end == start => *run_end = end,
+            _ => {
+                self.flush(out);
+                self.run = Some((start, end));
             }
         }
     }
