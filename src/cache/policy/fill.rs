@@ -36,17 +36,29 @@ pub struct ForwardedStatus {
     stored: bool,
 }
 
-/// A `Cache-Status` field line, built on the stack.
+/// A `Cache-Status` field line.
 #[derive(Debug, Clone, Copy)]
-pub struct StatusLine {
-    bytes: [u8; 96],
-    len: usize,
+pub enum StatusLine {
+    /// The line of a response that was neither stored nor a revalidation's, which
+    /// `fwd` alone makes: most forwarded responses get one of these, so they are
+    /// written out whole rather than put together piece by piece.
+    Fixed(&'static str),
+    /// Any other line, built on the stack.
+    Built {
+        /// The line in its first `len` bytes.
+        bytes: [u8; 96],
+        /// How many bytes of `bytes` it takes.
+        len: usize,
+    },
 }
 
 impl StatusLine {
     /// The line, CRLF included.
     pub fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
+        match self {
+            StatusLine::Fixed(line) => line.as_bytes(),
+            StatusLine::Built { bytes, len } => bytes.get(..*len).unwrap_or_default(),
+        }
     }
 }
 
@@ -61,14 +73,25 @@ impl ForwardedStatus {
 
     /// The field line, `Cache-Status: larder; fwd=...\r\n`.
     pub fn line(&self) -> StatusLine {
-        let mut line = StatusLine {
-            bytes: [0u8; 96],
-            len: 0,
-        };
+        if self.fwd_status.is_some() || self.stored {
+            return self.built();
+        }
+        StatusLine::Fixed(match self.fwd {
+            Forwarded::Miss => "Cache-Status: larder; fwd=miss\r\n",
+            Forwarded::VaryMiss => "Cache-Status: larder; fwd=vary-miss\r\n",
+            Forwarded::Stale => "Cache-Status: larder; fwd=stale\r\n",
+            Forwarded::Request => "Cache-Status: larder; fwd=request\r\n",
+            Forwarded::Method => "Cache-Status: larder; fwd=method\r\n",
+        })
+    }
+
+    /// [`Self::line`], put together from its parts whatever they are.
+    fn built(&self) -> StatusLine {
+        let (mut bytes, mut len) = ([0u8; 96], 0);
         let mut put = |piece: &[u8]| {
-            if let Some(dst) = line.bytes.get_mut(line.len..line.len + piece.len()) {
+            if let Some(dst) = bytes.get_mut(len..len + piece.len()) {
                 dst.copy_from_slice(piece);
-                line.len += piece.len();
+                len += piece.len();
             }
         };
         put(b"Cache-Status: larder; fwd=");
@@ -82,7 +105,7 @@ impl ForwardedStatus {
             put(b"; stored");
         }
         put(b"\r\n");
-        line
+        StatusLine::Built { bytes, len }
     }
 
     /// Appends the field line to `out`.
@@ -515,8 +538,29 @@ pub fn release(cache: &mut Cache, ex: &mut Option<CacheEx>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{AnswerStatus, ForwardedStatus};
+    use super::{AnswerStatus, ForwardedStatus, StatusLine};
     use crate::http::cache_status::Forwarded;
+
+    /// The lines written out whole are the ones put together from their parts.
+    #[test]
+    fn fixed_cache_status_lines_are_the_built_ones() {
+        use Forwarded::{Method, Miss, Request, Stale, VaryMiss};
+        for fwd in [Miss, VaryMiss, Stale, Request, Method] {
+            for fwd_status in [None, Some(200)] {
+                for stored in [false, true] {
+                    let status = ForwardedStatus {
+                        fwd,
+                        fwd_status,
+                        stored,
+                    };
+                    let line = status.line();
+                    let fixed = matches!(line, StatusLine::Fixed(_));
+                    assert_eq!(fixed, fwd_status.is_none() && !stored, "{status:?}");
+                    assert_eq!(line.as_bytes(), status.built().as_bytes(), "{status:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn cache_status_lines_say_what_the_cache_did() {
