@@ -321,11 +321,19 @@ mod tests {
             again.parse(&input).unwrap();
             let alone = CacheControl::from_response(again.headers);
             let verdict = storable_response(res.status, again.headers, &alone).err();
-            assert_eq!(res.not_storable, verdict, "{:?}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                res.not_storable,
+                verdict,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
             checked += 1;
             not_storable += usize::from(verdict.is_some());
         }
-        assert!(checked > 500 && not_storable < checked, "{not_storable} of {checked}");
+        assert!(
+            checked > 500 && not_storable < checked,
+            "{not_storable} of {checked}"
+        );
     }
 
     #[test]
@@ -505,7 +513,10 @@ mod tests {
             ("", ""),
             ("X-A: b\r\n", "X-A: b\r\n"),
             ("X-A:  b \r\n", "X-A: b\r\n"),
-            ("Content-Length: 0\r\nX-A: b\r\n", "X-A: b\r\nContent-Length: 0\r\n"),
+            (
+                "Content-Length: 0\r\nX-A: b\r\n",
+                "X-A: b\r\nContent-Length: 0\r\n",
+            ),
         ];
         for (line, want_line, copied) in lines {
             for (sent, want_fields) in fields {
@@ -522,7 +533,12 @@ mod tests {
             let reason = r.reason.filter(|r| !r.is_empty()).unwrap_or("Standard");
             let start = &want_line.as_bytes()[..13];
             let found = plain_status_line(line, start, reason);
-            assert_eq!(found.is_some(), copied, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                found.is_some(),
+                copied,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

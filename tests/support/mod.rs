@@ -1116,8 +1116,10 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// Unix seconds as an IMF-fixdate (RFC 9110 §5.6.7), with larder's own formatter.
 pub fn http_date(secs: u64) -> String {
     let mut out = Vec::new();
-    larder::http::date::push_http_date(&mut out, secs);
-    String::from_utf8_lossy(&out).into_owned()
+    larder::http::date::push_date_field(&mut out, secs);
+    let line = String::from_utf8_lossy(&out);
+    let date = line.strip_prefix("Date: ").and_then(|l| l.strip_suffix("\r\n"));
+    date.unwrap_or_default().to_string()
 }
 
 /// Unix seconds now.
