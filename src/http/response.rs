@@ -125,6 +125,7 @@ pub fn parse_response_into(
     // and the reason phrase included (Error::HeaderValue, Error::Status), so a head it
     // accepts needs no second pass. The rule is ours all the same: the test
     // `httparse_rejects_every_control_byte_anywhere_in_a_response_head` keeps it.
+
     // The directives are read in this pass too: the storability verdict below needs
     // them, and a pass of its own over the fields would compare every name again.
     let mut directives = CacheControl::default();

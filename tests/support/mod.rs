@@ -1118,7 +1118,9 @@ pub fn http_date(secs: u64) -> String {
     let mut out = Vec::new();
     larder::http::date::push_date_field(&mut out, secs);
     let line = String::from_utf8_lossy(&out);
-    let date = line.strip_prefix("Date: ").and_then(|l| l.strip_suffix("\r\n"));
+    let date = line
+        .strip_prefix("Date: ")
+        .and_then(|l| l.strip_suffix("\r\n"));
     date.unwrap_or_default().to_string()
 }
 
