@@ -98,12 +98,11 @@ pub fn parse_request_into(
     if head_len >= limits.head {
         return Err(too_large);
     }
-    let scan = scan_head(buf.get(..head_len).unwrap_or(buf));
-    if scan.bare_lf {
+    // httparse refuses every control byte and DEL in a head (in a field value as
+    // HeaderValue, "invalid byte in a field value"; a test holds it to that), so what
+    // is left to check is how the lines end.
+    if bare_lf(buf, head_len, &req) {
         return Err(bad("bare LF line ending in request head (CRLF required)"));
-    }
-    if scan.control {
-        return Err(bad("invalid byte in a field value"));
     }
     let method = req
         .method
@@ -345,6 +344,40 @@ fn first_line(buf: &[u8]) -> (&[u8], bool) {
         None => (rest, false),
     };
     (line.strip_suffix(b"\r").unwrap_or(line), complete)
+}
+
+/// Whether a head that httparse accepted has a line ending in a bare LF. httparse
+/// accepts bare LF, but a server behind us might split lines differently: requests
+/// must use CRLF throughout. httparse has already rejected every CR not followed
+/// by LF, and every line of the head is the request line, a field line or the final
+/// empty line: the byte that ends each must be a CR. That is a look per line where
+/// [`scan_head`], which agrees (a test holds them equal), reads every byte; it
+/// remains for what this does not cover, empty lines before the request line.
+fn bare_lf(buf: &[u8], head_len: usize, req: &httparse::Request) -> bool {
+    let base = buf.as_ptr() as usize;
+    // Where a slice of `buf` ends.
+    let end = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base) + s.len();
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return scan_head(buf.get(..head_len).unwrap_or(buf)).bare_lf;
+    };
+    if method.as_ptr() as usize != base {
+        return scan_head(buf.get(..head_len).unwrap_or(buf)).bare_lf;
+    }
+    let cr = |at: usize| buf.get(at) == Some(&b'\r');
+    // `METHOD SP target SP HTTP/1.x`, single spaces: the line ends 9 bytes after
+    // the target.
+    if !cr(end(path.as_bytes()) + 9) || !cr(head_len.wrapping_sub(2)) {
+        return true;
+    }
+    req.headers.iter().any(|field| {
+        // httparse trims spaces and tabs after a value; an empty value points at
+        // its line's end.
+        let mut at = end(field.value);
+        while matches!(buf.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        !cr(at)
+    })
 }
 
 /// What one pass over a head that httparse accepted finds.
