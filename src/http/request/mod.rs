@@ -7,7 +7,9 @@
 
 use super::ascii::eq_lowercase;
 use super::body::Framing;
-use super::target::{parse_absolute, parse_authority, parse_origin, scheme_end, Target};
+use super::target::{
+    parse_absolute, parse_authority, parse_origin, plain_absolute, scheme_end, Target,
+};
 use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
@@ -258,6 +260,10 @@ fn parse_target(method: &Method, target: &str) -> Result<Option<Target>, HttpErr
             return Err(bad("CONNECT needs an authority-form target (host:port)"));
         }
         return parse_authority(target).map(Some);
+    }
+    // The usual target, before the checks it passes anyway (it starts `http://`).
+    if let Some(target) = plain_absolute(target) {
+        return Ok(Some(target));
     }
     if target.starts_with('/') {
         return Ok(None);
