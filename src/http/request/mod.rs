@@ -142,10 +142,8 @@ pub fn parse_request_into(
         // are none of these, and pass after one compare.
         let is = |known: &[u8]| eq_lowercase(name, known);
         match name.len() {
-            3 if is(b"via") => {
-                if via_names(field.value, &via.token) {
-                    return Err(HttpError::new(508, "loop detected"));
-                }
+            3 if is(b"via") && via_names(field.value, &via.token) => {
+                return Err(HttpError::new(508, "loop detected"));
             }
             4 if is(b"host") => {
                 hosts += 1;
