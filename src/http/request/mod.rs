@@ -368,8 +368,13 @@ fn first_line(buf: &[u8]) -> (&[u8], bool) {
 /// remains for what this does not cover, empty lines before the request line.
 fn bare_lf(buf: &[u8], head_len: usize, req: &httparse::Request) -> bool {
     let base = buf.as_ptr() as usize;
-    // Where a slice of `buf` ends.
-    let end = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base) + s.len();
+    // Where a slice of `buf` ends (httparse's slices all are; wrapping, so that
+    // one that were not could not overflow, only miss `buf` and count as bare).
+    let end = |s: &[u8]| {
+        (s.as_ptr() as usize)
+            .wrapping_sub(base)
+            .wrapping_add(s.len())
+    };
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return scan_head(buf.get(..head_len).unwrap_or(buf)).bare_lf;
     };
@@ -379,7 +384,7 @@ fn bare_lf(buf: &[u8], head_len: usize, req: &httparse::Request) -> bool {
     let cr = |at: usize| buf.get(at) == Some(&b'\r');
     // `METHOD SP target SP HTTP/1.x`, single spaces: the line ends 9 bytes after
     // the target.
-    if !cr(end(path.as_bytes()) + 9) || !cr(head_len.wrapping_sub(2)) {
+    if !cr(end(path.as_bytes()).wrapping_add(9)) || !cr(head_len.wrapping_sub(2)) {
         return true;
     }
     req.headers.iter().any(|field| {
