@@ -216,38 +216,41 @@ fn general_absolute(s: &str) -> Result<Target, HttpError> {
 /// authority. It accepts exactly what the general path accepts for such targets;
 /// anything else, wrong or just rarer (IPv6, userinfo, a long port), returns `None`
 /// and goes the general way, which also names what is wrong.
-fn plain_absolute(s: &str) -> Option<Target> {
+pub(super) fn plain_absolute(s: &str) -> Option<Target> {
     let scheme = s.get(..SCHEME.len())?;
-    if !eq_lowercase(scheme.as_bytes(), SCHEME.as_bytes()) || !visible_without_fragment(s) {
+    let lower_scheme = scheme == SCHEME;
+    if !(lower_scheme || eq_lowercase(scheme.as_bytes(), SCHEME.as_bytes()))
+        || !visible_without_fragment(s)
+    {
         return None;
     }
     let rest = s.get(SCHEME.len()..)?;
-    // The authority's bytes are classed by a table: where it ends, its colons, and
-    // any byte that is neither a name byte nor a colon (`@`, `%`, `[` and the like:
-    // those targets take the general path).
-    let (mut end, mut colon, mut colons) = (rest.len(), None, 0);
-    let (mut odd, mut dot, mut double_dot) = (false, false, false);
+    // The authority's bytes are classed by a table (see `AUTHORITY_BYTES`): where it
+    // ends, and the union of the classes of the bytes before: a byte that is neither
+    // a name byte nor a colon (`@`, `%`, `[` and the like) sends the target the
+    // general way.
+    let (mut end, mut seen, mut dot, mut double_dot) = (rest.len(), 0u8, false, false);
     for (i, &b) in rest.as_bytes().iter().enumerate() {
-        match AUTHORITY_BYTES[usize::from(b)] {
-            NAME => {}
-            COLON => {
-                colon = Some(i);
-                colons += 1;
-            }
-            END => {
-                end = i;
-                break;
-            }
-            _ => odd = true,
+        let class = AUTHORITY_BYTES[usize::from(b)];
+        if class == END {
+            end = i;
+            break;
         }
-        double_dot |= dot & (b == b'.');
-        dot = b == b'.';
+        seen |= class;
+        double_dot |= dot & (class == DOT);
+        dot = class == DOT;
     }
     // Two dots in a row are an empty label in the host, or a port that is no number.
-    if odd || double_dot || colons > 1 {
+    if seen & ODD != 0 || double_dot {
         return None;
     }
     let (authority, path) = rest.split_at_checked(end)?;
+    // Split at the first colon: the port's digits cannot hold a second one.
+    let colon = if seen & COLON != 0 {
+        authority.bytes().position(|b| b == b':')
+    } else {
+        None
+    };
     let (host, port, digits) = match colon.and_then(|i| authority.split_at_checked(i)) {
         Some((host, colon_port)) => {
             let digits = colon_port.get(1..)?;
@@ -264,14 +267,10 @@ fn plain_absolute(s: &str) -> Option<Target> {
         return None;
     }
     // Most targets are written in the normal spelling already: then the target is
-    // its own URL, one copy, where joining the pieces costs a copy each.
+    // its own URL, one copy, where joining the pieces costs a copy each. (An
+    // uppercase byte of the port part would have sent the target away above.)
     let port_as_kept = colon.is_none() || (port != 80 && !digits.starts_with('0'));
-    if s.starts_with(SCHEME)
-        && !trailing_dot
-        && port_as_kept
-        && path.starts_with('/')
-        && !host.bytes().any(|b| b.is_ascii_uppercase())
-    {
+    if lower_scheme && !trailing_dot && port_as_kept && path.starts_with('/') && seen & UPPER == 0 {
         let host_start = SCHEME.len();
         return Some(Target {
             url: Rc::from(s),
@@ -295,24 +294,30 @@ fn plain_absolute(s: &str) -> Option<Target> {
     ))
 }
 
-/// Classes of authority bytes for [`plain_absolute`]; 0 for all others.
-const NAME: u8 = 1;
-const COLON: u8 = 2;
-const END: u8 = 3;
+/// Classes of authority bytes for [`plain_absolute`], as bits: lowercase letters,
+/// digits, `-` and `_` are 0; the dot, the colon and uppercase letters have a bit
+/// each; `/` and `?` end the authority; all others are `ODD`.
+const UPPER: u8 = 1;
+const DOT: u8 = 2;
+const COLON: u8 = 4;
+const ODD: u8 = 8;
+const END: u8 = 16;
 const AUTHORITY_BYTES: [u8; 256] = {
-    let mut table = [0u8; 256];
+    let mut table = [ODD; 256];
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
-        table[b] = if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_') {
-            NAME
+        if byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_' {
+            table[b] = 0;
+        } else if byte.is_ascii_uppercase() {
+            table[b] = UPPER;
+        } else if byte == b'.' {
+            table[b] = DOT;
         } else if byte == b':' {
-            COLON
+            table[b] = COLON;
         } else if byte == b'/' || byte == b'?' {
-            END
-        } else {
-            0
-        };
+            table[b] = END;
+        }
         b += 1;
     }
     table
@@ -734,10 +739,11 @@ mod tests {
         // must accept the same way, and it must leave the rest to the general one.
         let hosts = [
             "a", "A.b", "a.b.", "a..b", ".a", "a_b", "1.2.3.4", "a-", "a@b", "a%41", "[::1]", "",
-            ".", "a b", "é",
+            ".", "a b", "é", "Ab-C_d.9", "a:1", "a.:", "A..b",
         ];
         let ports = [
-            "", ":", ":80", ":0080", ":0", ":65535", ":65536", ":000080", ":8o", ":+1",
+            "", ":", ":80", ":0080", ":0", ":65535", ":65536", ":000080", ":8o", ":8O", ":+1",
+            ":1:2",
         ];
         let paths = ["", "/", "/x?y", "?q", "/#f", "/a b", "/%7E"];
         let mut plain = 0;

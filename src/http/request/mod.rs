@@ -7,7 +7,9 @@
 
 use super::ascii::eq_lowercase;
 use super::body::Framing;
-use super::target::{parse_absolute, parse_authority, parse_origin, scheme_end, Target};
+use super::target::{
+    parse_absolute, parse_authority, parse_origin, plain_absolute, scheme_end, Target,
+};
 use super::{push_content_length, BodyKind, HttpError, Limits, Method, Version, ViaName};
 use httparse::Header;
 use std::mem::MaybeUninit;
@@ -98,12 +100,11 @@ pub fn parse_request_into(
     if head_len >= limits.head {
         return Err(too_large);
     }
-    let scan = scan_head(buf.get(..head_len).unwrap_or(buf));
-    if scan.bare_lf {
+    // httparse refuses every control byte and DEL in a head (in a field value as
+    // HeaderValue, "invalid byte in a field value"; a test holds it to that), so what
+    // is left to check is how the lines end.
+    if bare_lf(buf, head_len, &req) {
         return Err(bad("bare LF line ending in request head (CRLF required)"));
-    }
-    if scan.control {
-        return Err(bad("invalid byte in a field value"));
     }
     let method = req
         .method
@@ -135,34 +136,41 @@ pub fn parse_request_into(
     };
     for field in req.headers.iter() {
         framing.add(field.name, field.value).map_err(bad)?;
-        let name = field.name;
-        directives |= eq_lowercase(name.as_bytes(), b"cache-control")
-            || eq_lowercase(name.as_bytes(), b"pragma");
-        conditional |= name
-            .as_bytes()
-            .get(..3)
-            .is_some_and(|p| eq_lowercase(p, b"if-"));
-        range |= eq_lowercase(name.as_bytes(), b"range");
-        if eq_lowercase(name.as_bytes(), b"connection") {
-            tokens.add(field.value);
-        } else if eq_lowercase(name.as_bytes(), b"via") && via_names(field.value, &via.token) {
-            return Err(HttpError::new(508, "loop detected"));
-        } else if eq_lowercase(name.as_bytes(), b"expect") {
-            expect_continue |= list_elements(field.value).any(|e| eq_lowercase(e, b"100-continue"));
-        } else if eq_lowercase(name.as_bytes(), b"host") {
-            hosts += 1;
-            host_value = Some(field.value);
-        } else if name.len() == 19 && name.eq_ignore_ascii_case("proxy-authorization") {
-            // Two credentials: which one counts is anyone's guess.
-            let first = proxy_authorization.replace(span(field.value)).is_none();
-            if !first {
-                return Err(bad("more than one Proxy-Authorization field"));
+        let name = field.name.as_bytes();
+        conditional |= name.get(..3).is_some_and(|p| eq_lowercase(p, b"if-"));
+        // The names are told apart by length first, as in `classify`: most fields
+        // are none of these, and pass after one compare.
+        let is = |known: &[u8]| eq_lowercase(name, known);
+        match name.len() {
+            3 if is(b"via") && via_names(field.value, &via.token) => {
+                return Err(HttpError::new(508, "loop detected"));
             }
-        } else if name.len() == 13 && name.eq_ignore_ascii_case("authorization") {
-            let first = authorization.replace(span(field.value)).is_none();
-            if !first {
-                return Err(bad("more than one Authorization field"));
+            4 if is(b"host") => {
+                hosts += 1;
+                host_value = Some(field.value);
             }
+            5 if is(b"range") => range = true,
+            6 if is(b"pragma") => directives = true,
+            6 if is(b"expect") => {
+                expect_continue |=
+                    list_elements(field.value).any(|e| eq_lowercase(e, b"100-continue"));
+            }
+            10 if is(b"connection") => tokens.add(field.value),
+            13 if is(b"cache-control") => directives = true,
+            13 if is(b"authorization") => {
+                let first = authorization.replace(span(field.value)).is_none();
+                if !first {
+                    return Err(bad("more than one Authorization field"));
+                }
+            }
+            19 if is(b"proxy-authorization") => {
+                // Two credentials: which one counts is anyone's guess.
+                let first = proxy_authorization.replace(span(field.value)).is_none();
+                if !first {
+                    return Err(bad("more than one Proxy-Authorization field"));
+                }
+            }
+            _ => {}
         }
     }
     // RFC 9112 §3.2: two Host lines are ambiguous to whoever reads them next.
@@ -260,6 +268,10 @@ fn parse_target(method: &Method, target: &str) -> Result<Option<Target>, HttpErr
         }
         return parse_authority(target).map(Some);
     }
+    // The usual target, before the checks it passes anyway (it starts `http://`).
+    if let Some(target) = plain_absolute(target) {
+        return Ok(Some(target));
+    }
     if target.starts_with('/') {
         return Ok(None);
     }
@@ -345,6 +357,45 @@ fn first_line(buf: &[u8]) -> (&[u8], bool) {
         None => (rest, false),
     };
     (line.strip_suffix(b"\r").unwrap_or(line), complete)
+}
+
+/// Whether a head that httparse accepted has a line ending in a bare LF. httparse
+/// accepts bare LF, but a server behind us might split lines differently: requests
+/// must use CRLF throughout. httparse has already rejected every CR not followed
+/// by LF, and every line of the head is the request line, a field line or the final
+/// empty line: the byte that ends each must be a CR. That is a look per line where
+/// [`scan_head`], which agrees (a test holds them equal), reads every byte; it
+/// remains for what this does not cover, empty lines before the request line.
+fn bare_lf(buf: &[u8], head_len: usize, req: &httparse::Request) -> bool {
+    let base = buf.as_ptr() as usize;
+    // Where a slice of `buf` ends (httparse's slices all are; wrapping, so that
+    // one that were not could not overflow, only miss `buf` and count as bare).
+    let end = |s: &[u8]| {
+        (s.as_ptr() as usize)
+            .wrapping_sub(base)
+            .wrapping_add(s.len())
+    };
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return scan_head(buf.get(..head_len).unwrap_or(buf)).bare_lf;
+    };
+    if method.as_ptr() as usize != base {
+        return scan_head(buf.get(..head_len).unwrap_or(buf)).bare_lf;
+    }
+    let cr = |at: usize| buf.get(at) == Some(&b'\r');
+    // `METHOD SP target SP HTTP/1.x`, single spaces: the line ends 9 bytes after
+    // the target.
+    if !cr(end(path.as_bytes()).wrapping_add(9)) || !cr(head_len.wrapping_sub(2)) {
+        return true;
+    }
+    req.headers.iter().any(|field| {
+        // httparse trims spaces and tabs after a value; an empty value points at
+        // its line's end.
+        let mut at = end(field.value);
+        while matches!(buf.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        !cr(at)
+    })
 }
 
 /// What one pass over a head that httparse accepted finds.
