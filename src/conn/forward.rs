@@ -79,8 +79,11 @@ enum Pass {
 
 /// Relays the request body upstream and the response back to the client until
 /// nothing moves, the exchange leaves `Forward`, or `budget` bytes are spent.
-/// Returns the next state and whether anything was done. The exchange and the relay
-/// are worked on in place; they move only when the state changes.
+/// Returns the next state and whether to step it again: `true` when the state
+/// changed or the budget is spent, `false` when it stays `Forward` with nothing left
+/// to move until new readiness (a step now would only repeat the last, empty pass).
+/// The exchange and the relay are worked on in place; they move only when the state
+/// changes.
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
@@ -91,11 +94,12 @@ pub fn step<S: Socket>(
         // Cannot happen: the socket is closed only through this connection.
         return (abort(cx, ex, None), true);
     }
-    let mut progress = false;
     loop {
         match pass(cx, &mut ex, &mut relay, budget) {
-            Ok(Pass::Moved(true)) if *budget > 0 => progress = true,
-            Ok(Pass::Moved(moved)) => return (State::Forward { ex, relay }, progress | moved),
+            Ok(Pass::Moved(true)) if *budget > 0 => {}
+            // A pass only spends budget when it moves, so `false` here leaves
+            // budget for others and `true` means it is spent.
+            Ok(Pass::Moved(moved)) => return (State::Forward { ex, relay }, moved),
             Ok(Pass::Done { by_eof }) => {
                 let next = finish(cx, ex, &relay, by_eof);
                 cx.ctx.spares.give_relay(relay);

@@ -325,18 +325,8 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
     let mut state = cx.conn.take_state();
     let mut budget = TURN_BUDGET;
     let outcome = loop {
-        let (next, progress) = match state {
-            State::Head(scan) => request::head_step(cx, scan),
-            resolving @ State::Resolving { .. } => (resolving, false),
-            State::Waiting { ex } => request::waiting_step(cx, ex),
-            State::Connecting { ex, route } => connect::step(cx, ex, route),
-            State::Forward { ex, relay } => forward::step(cx, ex, relay, &mut budget),
-            State::Serve { ex, serving } => serve::step(cx, ex, serving, &mut budget),
-            State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
-            State::Closing(linger) => closing::step(cx, linger),
-            closed @ State::Closed => (closed, false),
-        };
-        state = next;
+        let progress;
+        (state, progress) = step_state(cx, state, &mut budget);
         if matches!(state, State::Closed) {
             break Step::Close;
         }
@@ -353,6 +343,24 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
     debug_assert!(matches!(stand_in, State::Closed));
     std::mem::forget(stand_in);
     outcome
+}
+
+/// One step of the state's phase: the next state, and whether to step again (see
+/// [`step`]). `state` is taken by value here, not matched in place in the loop, so
+/// that it is known to be moved out: matching `Head`, whose data is `Copy`, would
+/// otherwise leave it to be dropped (a call) when the next state replaces it.
+fn step_state<S: Socket>(cx: &mut Scope<S>, state: State, budget: &mut usize) -> (State, bool) {
+    match state {
+        State::Head(scan) => request::head_step(cx, scan),
+        resolving @ State::Resolving { .. } => (resolving, false),
+        State::Waiting { ex } => request::waiting_step(cx, ex),
+        State::Connecting { ex, route } => connect::step(cx, ex, route),
+        State::Forward { ex, relay } => forward::step(cx, ex, relay, budget),
+        State::Serve { ex, serving } => serve::step(cx, ex, serving, budget),
+        State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, budget),
+        State::Closing(linger) => closing::step(cx, linger),
+        closed @ State::Closed => (closed, false),
+    }
 }
 
 /// The connection's deadline passed: what that means depends on its state. Returns
