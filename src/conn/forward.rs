@@ -25,8 +25,8 @@ use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::state::Part;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, read_into, recycle, write_response, write_two, Exchange, Io,
-    Relay, Resp, Scope, State,
+    after_response, end_exchange, head_may_move, read_into, recycle, write_response, write_two,
+    Exchange, Io, Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
@@ -81,8 +81,9 @@ enum Pass {
 /// Relays the request body upstream and the response back to the client until
 /// nothing moves, the exchange leaves `Forward`, or `budget` bytes are spent.
 /// Returns the next state and whether to step it again: `true` when the state
-/// changed or the budget is spent, `false` when it stays `Forward` with nothing left
-/// to move until new readiness (a step now would only repeat the last, empty pass).
+/// changed (unless to a `Head` with nothing to do: see [`head_may_move`]) or the
+/// budget is spent, `false` when it stays `Forward` with nothing left to move until
+/// new readiness (a step now would only repeat the last, empty pass).
 /// The exchange and the relay are worked on in place; they move only when the state
 /// changes.
 pub fn step<S: Socket>(
@@ -116,7 +117,8 @@ pub fn step<S: Socket>(
             Ok(Pass::Done { by_eof }) => {
                 let next = finish(cx, ex, &relay, by_eof);
                 cx.ctx.spares.give_relay(relay);
-                return (next, true);
+                let again = !matches!(next, State::Head(_)) || head_may_move(cx.conn);
+                return (next, again);
             }
             Err(end) => return (leave(cx, ex, relay, end), true),
         }

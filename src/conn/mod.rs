@@ -331,6 +331,19 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
             break Step::Close;
         }
         if !progress {
+            // Debug builds (the tests) check that a `Head` or `Forward` step that
+            // says to wait (and the step that ended a response, with
+            // `head_may_move`) is right: a step now must do nothing.
+            if cfg!(debug_assertions) && matches!(state, State::Head(_) | State::Forward { .. }) {
+                let name = state.name();
+                let (next, again) = step_state(cx, state, &mut budget);
+                debug_assert!(
+                    !again && next.name() == name,
+                    "conn {}: a {name} step that was to wait moved",
+                    cx.conn.id
+                );
+                state = next;
+            }
             break Step::Wait;
         }
         if budget == 0 {
@@ -570,6 +583,15 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
 pub fn end_exchange<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> Box<Exchange> {
     cache::release(&mut cx.ctx.cache, &mut ex);
     ex
+}
+
+/// Whether the `Head` state [`after_response`] returns could do anything now: flush
+/// `out`, parse bytes already read, act on the client's end of stream, or read. When
+/// it could not, the step that ended the response says not to step again: the client
+/// sends its next request only once it has read this response, so on almost every
+/// request that `Head` step would find nothing.
+pub fn head_may_move<S>(conn: &Conn<S>) -> bool {
+    !conn.out.is_empty() || !conn.inbuf.is_empty() || conn.eof || conn.ready.r
 }
 
 /// A response is done: read the next request (keep-alive) or close after flushing
