@@ -25,8 +25,8 @@ use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::state::Part;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, read_into, recycle, write_response, write_two, Exchange, Io,
-    Relay, Resp, Scope, State,
+    after_response, end_exchange, head_may_move, read_into, recycle, write_response, write_two,
+    Exchange, Io, Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
 use crate::cache::unix_now;
@@ -66,6 +66,7 @@ enum End {
 }
 
 /// What one pass over both halves did, when the exchange stays in `Forward`.
+#[derive(Debug)]
 enum Pass {
     /// Whether anything moved.
     Moved(bool),
@@ -79,8 +80,12 @@ enum Pass {
 
 /// Relays the request body upstream and the response back to the client until
 /// nothing moves, the exchange leaves `Forward`, or `budget` bytes are spent.
-/// Returns the next state and whether anything was done. The exchange and the relay
-/// are worked on in place; they move only when the state changes.
+/// Returns the next state and whether to step it again: `true` when the state
+/// changed (unless to a `Head` with nothing to do: see [`head_may_move`]) or the
+/// budget is spent, `false` when it stays `Forward` with nothing left to move until
+/// new readiness (a step now would only repeat the last, empty pass).
+/// The exchange and the relay are worked on in place; they move only when the state
+/// changes.
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
@@ -91,19 +96,57 @@ pub fn step<S: Socket>(
         // Cannot happen: the socket is closed only through this connection.
         return (abort(cx, ex, None), true);
     }
-    let mut progress = false;
     loop {
         match pass(cx, &mut ex, &mut relay, budget) {
-            Ok(Pass::Moved(true)) if *budget > 0 => progress = true,
-            Ok(Pass::Moved(moved)) => return (State::Forward { ex, relay }, progress | moved),
+            // Spent with work left: the server steps it again next turn.
+            Ok(Pass::Moved(true)) if *budget == 0 => return (State::Forward { ex, relay }, true),
+            Ok(Pass::Moved(true)) if may_move(cx, &ex, &relay) => {}
+            Ok(Pass::Moved(moved)) => {
+                // Debug builds (the tests) check each pass `may_move` saves: it
+                // must find nothing to move.
+                if cfg!(debug_assertions) && moved {
+                    let saved = pass(cx, &mut ex, &mut relay, budget);
+                    debug_assert!(
+                        matches!(saved, Ok(Pass::Moved(false))),
+                        "conn {}: the pass may_move saved would have done {saved:?}",
+                        cx.conn.id
+                    );
+                }
+                return (State::Forward { ex, relay }, false);
+            }
             Ok(Pass::Done { by_eof }) => {
                 let next = finish(cx, ex, &relay, by_eof);
                 cx.ctx.spares.give_relay(relay);
-                return (next, true);
+                let again = !matches!(next, State::Head(_)) || head_may_move(cx.conn);
+                return (next, again);
             }
             Err(end) => return (leave(cx, ex, relay, end), true),
         }
     }
+}
+
+/// After a pass that moved, whether another could move anything. It must never say
+/// `false` when one could: nothing would step the connection until its next event.
+/// A pass could move with a readiness it left unused (a read that filled the buffer
+/// leaves the socket readable), with client bytes it read but did not validate (the
+/// request half writes before it reads), or with bytes left to write to a side that
+/// is writable. The response half reads, validates and writes in one pass, and a
+/// short write clears the socket's readiness, so after most passes nothing is left:
+/// the pass that would find nothing is saved on almost every request (sending the
+/// request leaves both sides waiting for the origin).
+fn may_move<S: Socket>(cx: &Scope<S>, ex: &Exchange, relay: &Relay) -> bool {
+    let Some(up) = cx.ups.get(relay.up) else {
+        return false;
+    };
+    let conn = &*cx.conn;
+    let unvalidated = !ex.req_done && ex.req_pending < conn.inbuf.len();
+    let request_left = relay.head_sent < ex.upstream_head.len() || ex.req_pending > 0;
+    let response_left = !conn.out.is_empty() || relay.resp_pending > 0;
+    conn.ready.r
+        || up.ready.r
+        || unvalidated
+        || (up.ready.w && request_left)
+        || (conn.ready.w && response_left)
 }
 
 /// One pass: the request half, then the response half in, then out.

@@ -325,22 +325,25 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
     let mut state = cx.conn.take_state();
     let mut budget = TURN_BUDGET;
     let outcome = loop {
-        let (next, progress) = match state {
-            State::Head(scan) => request::head_step(cx, scan),
-            resolving @ State::Resolving { .. } => (resolving, false),
-            State::Waiting { ex } => request::waiting_step(cx, ex),
-            State::Connecting { ex, route } => connect::step(cx, ex, route),
-            State::Forward { ex, relay } => forward::step(cx, ex, relay, &mut budget),
-            State::Serve { ex, serving } => serve::step(cx, ex, serving, &mut budget),
-            State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, &mut budget),
-            State::Closing(linger) => closing::step(cx, linger),
-            closed @ State::Closed => (closed, false),
-        };
-        state = next;
+        let progress;
+        (state, progress) = step_state(cx, state, &mut budget);
         if matches!(state, State::Closed) {
             break Step::Close;
         }
         if !progress {
+            // Debug builds (the tests) check that a `Head` or `Forward` step that
+            // says to wait (and the step that ended a response, with
+            // `head_may_move`) is right: a step now must do nothing.
+            if cfg!(debug_assertions) && matches!(state, State::Head(_) | State::Forward { .. }) {
+                let name = state.name();
+                let (next, again) = step_state(cx, state, &mut budget);
+                debug_assert!(
+                    !again && next.name() == name,
+                    "conn {}: a {name} step that was to wait moved",
+                    cx.conn.id
+                );
+                state = next;
+            }
             break Step::Wait;
         }
         if budget == 0 {
@@ -353,6 +356,24 @@ pub fn step<S: Socket>(cx: &mut Scope<S>) -> Step {
     debug_assert!(matches!(stand_in, State::Closed));
     std::mem::forget(stand_in);
     outcome
+}
+
+/// One step of the state's phase: the next state, and whether to step again (see
+/// [`step`]). `state` is taken by value here, not matched in place in the loop, so
+/// that it is known to be moved out: matching `Head`, whose data is `Copy`, would
+/// otherwise leave it to be dropped (a call) when the next state replaces it.
+fn step_state<S: Socket>(cx: &mut Scope<S>, state: State, budget: &mut usize) -> (State, bool) {
+    match state {
+        State::Head(scan) => request::head_step(cx, scan),
+        resolving @ State::Resolving { .. } => (resolving, false),
+        State::Waiting { ex } => request::waiting_step(cx, ex),
+        State::Connecting { ex, route } => connect::step(cx, ex, route),
+        State::Forward { ex, relay } => forward::step(cx, ex, relay, budget),
+        State::Serve { ex, serving } => serve::step(cx, ex, serving, budget),
+        State::Tunnel { ex, splice } => tunnel::step(cx, ex, splice, budget),
+        State::Closing(linger) => closing::step(cx, linger),
+        closed @ State::Closed => (closed, false),
+    }
 }
 
 /// The connection's deadline passed: what that means depends on its state. Returns
@@ -562,6 +583,15 @@ pub fn recycle(ctx: &mut Ctx, mut ex: Box<Exchange>) {
 pub fn end_exchange<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> Box<Exchange> {
     cache::release(&mut cx.ctx.cache, &mut ex);
     ex
+}
+
+/// Whether the `Head` state [`after_response`] returns could do anything now: flush
+/// `out`, parse bytes already read, act on the client's end of stream, or read. When
+/// it could not, the step that ended the response says not to step again: the client
+/// sends its next request only once it has read this response, so on almost every
+/// request that `Head` step would find nothing.
+pub fn head_may_move<S>(conn: &Conn<S>) -> bool {
+    !conn.out.is_empty() || !conn.inbuf.is_empty() || conn.eof || conn.ready.r
 }
 
 /// A response is done: read the next request (keep-alive) or close after flushing

@@ -11,7 +11,10 @@
 use super::cache::Serving;
 use super::request::{self, log_exchange};
 use super::Socket;
-use super::{after_response, end_exchange, recycle, write_response, Exchange, Io, Scope, State};
+use super::{
+    after_response, end_exchange, head_may_move, recycle, write_response, Exchange, Io, Scope,
+    State,
+};
 use crate::access_log::ResultCode;
 
 /// What one attempt to write did.
@@ -28,7 +31,8 @@ enum Wrote {
 }
 
 /// Writes a cached response to the client until it is written, the client is full,
-/// or `budget` bytes are spent. Returns the next state and whether anything was done.
+/// or `budget` bytes are spent. Returns the next state and whether to step again
+/// (not into a `Head` with nothing to do: see [`super::head_may_move`]).
 pub fn step<S: Socket>(
     cx: &mut Scope<S>,
     mut ex: Box<Exchange>,
@@ -41,7 +45,11 @@ pub fn step<S: Socket>(
             Wrote::Some if *budget > 0 => progress = true,
             Wrote::Some => return (State::Serve { ex, serving }, true),
             Wrote::Nothing => return (State::Serve { ex, serving }, progress),
-            Wrote::All => return (complete(cx, ex, serving), true),
+            Wrote::All => {
+                let next = complete(cx, ex, serving);
+                let again = !matches!(next, State::Head(_)) || head_may_move(cx.conn);
+                return (next, again);
+            }
             Wrote::Failed => return (abort(cx, ex, serving), true),
         }
     }

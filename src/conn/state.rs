@@ -115,7 +115,7 @@ impl State {
 }
 
 /// `Head`: how far the bytes in `inbuf` were searched for the end of a head.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct HeadScan {
     /// How far `inbuf` was searched for the end of a head.
     pub scanned: usize,

@@ -1,9 +1,9 @@
 //! The connection core driven without sockets: an in-memory socket (`mem`), a harness
 //! that plays the server's part with a clock the test moves (`pair`), the tests that
 //! need time to pass (`timeouts`), how an exchange ends early (`endings`),
-//! connecting over several addresses (`connect`), connections from a PROXY
-//! protocol balancer (`proxy_header`), and where clients elsewhere may not make
-//! larder go (`dest`).
+//! connecting over several addresses (`connect`), the relay under back-pressure
+//! (`relay`), connections from a PROXY protocol balancer (`proxy_header`), and where
+//! clients elsewhere may not make larder go (`dest`).
 
 mod auth;
 mod background;
@@ -13,6 +13,7 @@ mod endings;
 mod mem;
 mod pair;
 mod proxy_header;
+mod relay;
 mod timeouts;
 
 use std::net::SocketAddr;

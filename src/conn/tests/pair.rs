@@ -324,7 +324,7 @@ impl Pair {
         let waiting = |conns: &Slab<Box<Conn<MemSocket>>>| {
             conns
                 .iter()
-                .any(|(_, c)| matches!(c.state, crate::conn::State::Head(s) if s.verifying))
+                .any(|(_, c)| matches!(&c.state, crate::conn::State::Head(s) if s.verifying))
         };
         if !self.wait_for_verdicts || !waiting(&self.conns) {
             return;
