@@ -29,7 +29,6 @@ use super::{
     Exchange, Io, Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
-use crate::cache::unix_now;
 use crate::http::body::BodyTracker;
 use crate::http::date::push_date_field;
 use crate::http::page::Problem;
@@ -403,13 +402,15 @@ fn receive_response<S: Socket>(
                 if matches!(ex.hier, Hier::FirstUpParent | Hier::Carp) && says_hit(&r.client_head) {
                     ex.hier = Hier::ParentHit;
                 }
-                let mut framing: &[u8] = b"";
+                // The Transfer-Encoding line the parser leaves out of the head: only
+                // a chunked body relayed as it is has one.
+                let mut framing: Option<&[u8]> = None;
                 match r.body {
                     BodyKind::Chunked if ex.client_version == Version::Http10 => {
                         relay.dechunk = true;
                         close = true;
                     }
-                    BodyKind::Chunked => framing = b"Transfer-Encoding: chunked\r\n",
+                    BodyKind::Chunked => framing = Some(b"Transfer-Encoding: chunked\r\n"),
                     BodyKind::Close => close = true,
                     BodyKind::None | BodyKind::Length(_) => {}
                 }
@@ -419,14 +420,17 @@ fn receive_response<S: Socket>(
                 let mut r = r;
                 if !r.has_date {
                     // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
-                    // left out; the cache then ages the response from it.
-                    push_date_field(&mut r.client_head, unix_now());
+                    // left out; the cache then ages the response from it. The turn's
+                    // clock (read once per turn) is the one the cache goes by too.
+                    push_date_field(&mut r.client_head, cx.ctx.unix);
                 }
                 match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
                     OnResponse::Relay(cache_status) => {
                         ex.status = r.status;
                         conn.out.push_vec(r.client_head);
-                        conn.out.push(framing);
+                        if let Some(line) = framing {
+                            conn.out.push(line);
+                        }
                         if let Some(line) = cache_status {
                             line.write(&mut conn.out);
                         }
@@ -445,6 +449,11 @@ fn receive_response<S: Socket>(
                     conn.out.push(b"Connection: keep-alive\r\n");
                 }
                 conn.out.push(b"\r\n");
+                if let BodyKind::Length(n) = r.body {
+                    // A small body goes out with the head in one write, copied in
+                    // behind it: room for it now (see `write_response`).
+                    conn.out.make_room(usize::try_from(n).unwrap_or(usize::MAX));
+                }
                 ex.close_after = close;
                 relay.reusable = r.reusable && ex.method != Method::Connect;
                 relay.resp = Resp::Body(BodyTracker::new(r.body, &limits));
@@ -560,19 +569,19 @@ fn send_response<S: Socket>(
     } else {
         &[]
     };
-    let out = conn.out.pending();
-    if !conn.ready.w || (out.is_empty() && body.is_empty()) {
+    let out_len = conn.out.pending().len();
+    if !conn.ready.w || (out_len == 0 && body.is_empty()) {
         return Ok(dropped);
     }
     match write_response(
         &mut conn.sock,
         &mut conn.ready,
-        out,
+        &mut conn.out,
         body,
         &mut cx.ctx.joined,
     ) {
         Io::Done(n) => {
-            let o = n.min(out.len());
+            let o = n.min(out_len);
             if let Some(sent) = conn.out.advance_keep(o) {
                 cx.ctx.heads.give(sent);
             }

@@ -103,20 +103,33 @@ pub fn write_two(sock: &mut impl Write, ready: &mut Readiness, a: &[u8], b: &[u8
 /// are written: see [`write_response`].
 pub const JOIN_UP_TO: usize = 4096;
 
-/// [`write_two`] for a response to a client: a head and body that together fit in
-/// [`JOIN_UP_TO`] bytes are copied into `joined` (cleared first; a vector kept for
-/// this, so the copy allocates nothing) and sent with one `write`, which costs the
-/// kernel less than a `writev` of two pieces; anything longer goes as [`write_two`]
+/// [`write_two`] for a response to a client: `out`'s pending bytes (larder's head),
+/// then `body`. A head and body that together fit in [`JOIN_UP_TO`] bytes are sent
+/// with one `write`, which costs the kernel less than a `writev` of two pieces.
+/// When the vector that holds the head has room for the body behind it (see
+/// [`OutBuf::make_room`]), the body is copied there for the write and cut off again
+/// after, so the head is not copied at all; else head and body are copied into
+/// `joined` (cleared first; a vector kept for this, so the copy allocates nothing).
+/// `out` is left as it was: as with [`write_two`], the caller counts the bytes
+/// written as `out`'s first, then the body's. Anything longer goes as [`write_two`]
 /// sends it, where the copy would cost more than it saves.
 pub fn write_response(
     sock: &mut impl Write,
     ready: &mut Readiness,
-    head: &[u8],
+    out: &mut OutBuf,
     body: &[u8],
     joined: &mut Vec<u8>,
 ) -> Io {
+    let head = out.pending();
     if head.is_empty() || body.is_empty() || head.len() + body.len() > JOIN_UP_TO {
         return write_two(sock, ready, head, body);
+    }
+    let len = out.data.len();
+    if out.data.capacity() - len >= body.len() {
+        out.data.extend_from_slice(body);
+        let res = write_two(sock, ready, out.pending(), &[]);
+        out.data.truncate(len);
+        return res;
     }
     joined.clear();
     joined.extend_from_slice(head);
@@ -158,6 +171,18 @@ impl OutBuf {
         }
     }
 
+    /// Room for `body` more bytes behind those pending, when the whole fits in
+    /// [`JOIN_UP_TO`]: [`write_response`] then sends the pending bytes and a body of
+    /// that length with one write without copying the former. A vector the
+    /// [`crate::buf::HeadPool`] hands out keeps the room when it comes back, so with
+    /// pooled heads this allocates only while the pool fills.
+    pub fn make_room(&mut self, body: usize) {
+        if self.pending().len().saturating_add(body) <= JOIN_UP_TO {
+            // Exactly: a vector grown past `HeadPool::MAX_CAPACITY` is not kept.
+            self.data.reserve_exact(body);
+        }
+    }
+
     /// Drops `n` written bytes, freeing the memory once all are written so an idle
     /// connection holds none.
     pub fn advance(&mut self, n: usize) {
@@ -178,7 +203,7 @@ impl OutBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_into, write_response, Io, Readiness, JOIN_UP_TO};
+    use super::{read_into, write_response, Io, OutBuf, Readiness, JOIN_UP_TO};
     use std::io::{self, IoSlice, Write};
     use std::net::{Shutdown, TcpListener};
 
@@ -272,41 +297,132 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_small_response_is_joined_into_one_plain_write() {
-        let mut sock = Calls::default();
-        let mut ready = Readiness {
+    /// An `OutBuf` holding `head`, with `written` of its bytes already sent, and
+    /// room for `room` more behind it (or none).
+    fn out_with(head: &[u8], written: usize, room: Option<usize>) -> OutBuf {
+        let mut out = OutBuf::default();
+        out.push_vec(head.to_vec());
+        if let Some(room) = room {
+            out.data.reserve_exact(room);
+        } else {
+            out.data.shrink_to_fit();
+        }
+        out.advance(written);
+        out
+    }
+
+    /// A ready writable socket's readiness.
+    fn writable() -> Readiness {
+        Readiness {
             w: true,
             ..Readiness::default()
-        };
-        let mut joined = b"left from before".to_vec();
+        }
+    }
+
+    /// Either way of joining sends the same single plain write, and leaves `out`
+    /// (and its room) as it was.
+    #[test]
+    fn a_small_response_is_joined_into_one_plain_write() {
         let body = vec![b'x'; JOIN_UP_TO - 4];
-        let res = write_response(&mut sock, &mut ready, b"HEAD", &body, &mut joined);
-        assert!(matches!(res, Io::Done(n) if n == JOIN_UP_TO));
-        let mut want = b"HEAD".to_vec();
-        want.extend_from_slice(&body);
-        assert_eq!(sock.0, vec![(false, want)]);
-        assert!(ready.w, "everything was taken");
+        for room in [None, Some(body.len())] {
+            let mut sock = Calls::default();
+            let mut ready = writable();
+            let mut out = out_with(b"HEAD", 0, room);
+            let capacity = out.data.capacity();
+            let mut joined = b"left from before".to_vec();
+            let res = write_response(&mut sock, &mut ready, &mut out, &body, &mut joined);
+            assert!(matches!(res, Io::Done(n) if n == JOIN_UP_TO));
+            let mut want = b"HEAD".to_vec();
+            want.extend_from_slice(&body);
+            assert_eq!(sock.0, vec![(false, want)], "{room:?}");
+            assert!(ready.w, "everything was taken");
+            assert_eq!(
+                out.pending(),
+                b"HEAD",
+                "the body was appended for the write only"
+            );
+            assert_eq!(out.data.capacity(), capacity, "{room:?}");
+            // The room is used in place of `joined`.
+            assert_eq!(joined.starts_with(b"left"), room.is_some(), "{room:?}");
+        }
+    }
+
+    /// However much of a joined write the socket takes, the bytes it got are those
+    /// `write_two` would have sent, and `out` holds what it held: the caller counts
+    /// the rest, as it does after `write_two`.
+    #[test]
+    fn a_joined_write_the_socket_cuts_short_leaves_out_as_it_was() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        for room in [None, Some(5)] {
+            for written in [0, 3] {
+                for takes in [1, 10, head.len() - written, head.len() - written + 2] {
+                    let mut sock = Takes(takes, Vec::new());
+                    let mut ready = writable();
+                    let mut out = out_with(head, written, room);
+                    let mut joined = Vec::new();
+                    let res =
+                        write_response(&mut sock, &mut ready, &mut out, b"hello", &mut joined);
+                    assert!(matches!(res, Io::Done(n) if n == takes), "{res:?}");
+                    let mut all = head[written..].to_vec();
+                    all.extend_from_slice(b"hello");
+                    assert_eq!(sock.1, all[..takes], "{room:?} {written} {takes}");
+                    assert!(!ready.w, "a short write clears the readiness");
+                    assert_eq!(out.pending(), &head[written..]);
+                }
+            }
+        }
+    }
+
+    /// A socket that takes at most `.0` bytes a call, kept in `.1`.
+    struct Takes(usize, Vec<u8>);
+
+    impl Write for Takes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0);
+            self.1.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Room is made only for a body that would be joined.
+    #[test]
+    fn room_is_made_only_for_a_body_joined_to_the_head() {
+        let mut out = out_with(b"HEAD", 0, None);
+        out.make_room(JOIN_UP_TO - 3);
+        out.make_room(usize::MAX);
+        assert_eq!(out.data.capacity(), 4);
+        out.make_room(JOIN_UP_TO - 4);
+        assert!(out.data.capacity() >= JOIN_UP_TO);
     }
 
     #[test]
     fn a_longer_response_goes_in_one_vectored_write() {
-        let mut sock = Calls::default();
-        let mut ready = Readiness {
-            w: true,
-            ..Readiness::default()
-        };
-        let mut joined = Vec::new();
         let body = vec![b'x'; JOIN_UP_TO - 3];
-        let res = write_response(&mut sock, &mut ready, b"HEAD", &body, &mut joined);
-        assert!(matches!(res, Io::Done(n) if n == JOIN_UP_TO + 1));
-        let mut want = b"HEAD".to_vec();
-        want.extend_from_slice(&body);
-        assert_eq!(sock.0, vec![(true, want)]);
+        for room in [None, Some(body.len())] {
+            let mut sock = Calls::default();
+            let mut ready = writable();
+            let mut out = out_with(b"HEAD", 0, room);
+            let res = write_response(&mut sock, &mut ready, &mut out, &body, &mut Vec::new());
+            assert!(matches!(res, Io::Done(n) if n == JOIN_UP_TO + 1));
+            let mut want = b"HEAD".to_vec();
+            want.extend_from_slice(&body);
+            assert_eq!(sock.0, vec![(true, want)]);
+        }
         // A head or a body alone is one plain write either way.
+        let mut ready = writable();
         let mut sock = Calls::default();
-        let res = write_response(&mut sock, &mut ready, b"", b"body", &mut joined);
+        let mut empty = OutBuf::default();
+        let res = write_response(&mut sock, &mut ready, &mut empty, b"body", &mut Vec::new());
         assert!(matches!(res, Io::Done(4)));
         assert_eq!(sock.0, vec![(false, b"body".to_vec())]);
+        let mut sock = Calls::default();
+        let mut out = out_with(b"HEAD", 0, Some(10));
+        let res = write_response(&mut sock, &mut ready, &mut out, b"", &mut Vec::new());
+        assert!(matches!(res, Io::Done(4)));
+        assert_eq!(sock.0, vec![(false, b"HEAD".to_vec())]);
     }
 }

@@ -29,13 +29,16 @@ use crate::stats::Denial;
 
 /// `Head` state: parse what has arrived, or read more, until a head is parsed (the
 /// next state is then the request's), nothing more can be read, or the connection
-/// ends. Returns the next state and whether anything was done.
+/// ends. Returns the next state and whether to step again: only when the state
+/// changed. A `Head` that stays has looked until it was blocked (a read or flush
+/// that would block, a partial head and nothing more to read, a credential being
+/// checked), so a step now would find the same, whatever this one moved: as
+/// `Forward` does (see `forward::may_move`), it waits for the next event.
 pub fn head_step<S: Socket>(cx: &mut Scope<S>, mut scan: HeadScan) -> (State, bool) {
-    let mut progress = false;
     loop {
         match head_once(cx, &mut scan) {
-            Once::Moved => progress = true,
-            Once::Blocked => return (State::Head(scan), progress),
+            Once::Moved => {}
+            Once::Blocked => return (State::Head(scan), false),
             Once::Next(state) => return (state, true),
         }
     }

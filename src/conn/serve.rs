@@ -96,8 +96,8 @@ fn write<S: Socket>(
         // returned; never send a short body under a Content-Length.
         return Wrote::Failed;
     }
-    let out = conn.out.pending();
-    if out.is_empty() && body.is_empty() {
+    let out_len = conn.out.pending().len();
+    if out_len == 0 && body.is_empty() {
         if s.pos < s.end {
             return Wrote::Nothing;
         }
@@ -109,12 +109,12 @@ fn write<S: Socket>(
     match write_response(
         &mut conn.sock,
         &mut conn.ready,
-        out,
+        &mut conn.out,
         body,
         &mut cx.ctx.joined,
     ) {
         Io::Done(n) => {
-            let o = n.min(out.len());
+            let o = n.min(out_len);
             if let Some(sent) = conn.out.advance_keep(o) {
                 cx.ctx.heads.give(sent);
             }

@@ -51,6 +51,8 @@ pub(crate) struct Pair {
     /// [`Pair::run`] waits (in real time) for the verdicts connections wait for; a test
     /// of a check that never ends turns it off.
     pub(crate) wait_for_verdicts: bool,
+    /// `ctx.now` and `ctx.unix` at the start: [`Pair::advance`] moves both.
+    start: (Instant, u64),
     _dir: TempDir,
 }
 
@@ -103,10 +105,13 @@ impl Pair {
         let waker_kept = std::sync::Arc::clone(&waker);
         let registry = poll.registry().try_clone().expect("registry");
         let via = ViaName::new("larder-test".to_owned());
-        let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix_now())
-            .expect("cache file");
-        let cache = Cache::configured(store, &cfg.cache, via.clone());
+        // The unix clock starts at the real time and moves with `ctx.now`, as the
+        // server reads both once per turn.
         let unix = unix_now();
+        let store = Store::open_file(&dir.file(), Options::for_capacity(4 << 20), unix)
+            .expect("cache file");
+        let mut cache = Cache::configured(store, &cfg.cache, via.clone());
+        cache.set_clock(unix);
         let locals = cfg.listen.clone();
         let clients = Clients::new(
             cfg.allow.clone(),
@@ -117,11 +122,12 @@ impl Pair {
         let cfg_allow_to = cfg.allow_to.clone();
         let cfg_per_client = cfg.max_conns_per_client;
         let cfg_congestion = cfg.tcp_congestion.clone();
+        let now = Instant::now();
         let ctx = Ctx {
             cfg,
             limits: Limits::default(),
             via,
-            now: Instant::now(),
+            now,
             bufs: BufPool::new(8),
             heads: HeadPool::default(),
             joined: Vec::new(),
@@ -158,6 +164,7 @@ impl Pair {
             _poll: poll,
             waker: waker_kept,
             wait_for_verdicts: true,
+            start: (now, unix),
             _dir: dir,
         }
     }
@@ -252,12 +259,16 @@ impl Pair {
     }
 
     /// Moves the clock by `by`, stopping every [`TICK`] (and at the end) to fire the
-    /// deadlines passed and let the connections run.
+    /// deadlines passed and let the connections run. The unix seconds (`ctx.unix`,
+    /// and the cache's clock) follow, whole seconds after the start.
     pub(crate) fn advance(&mut self, by: Duration) {
         let end = self.ctx.now + by;
         loop {
             self.ctx.now = (self.ctx.now + TICK).min(end);
             let now = self.ctx.now;
+            let (start, start_unix) = self.start;
+            self.ctx.unix = start_unix + (now - start).as_secs();
+            self.ctx.cache.set_clock(self.ctx.unix);
             let expired: Vec<usize> = self
                 .conns
                 .iter()

@@ -1,9 +1,14 @@
 //! The relay of `Forward` under back-pressure: a pass that moved is followed by
 //! another only if one could move (`forward::may_move`); in the tests' debug builds
-//! each pass it saves is run anyway and must find nothing to move.
+//! each pass it saves is run anyway and must find nothing to move; likewise a `Head`
+//! step that read part of a head. And the `Date` the relay adds to a response
+//! without one.
+
+use std::time::Duration;
 
 use super::pair::Pair;
 use super::{forwarded, get, ok, origin_addr};
+use crate::http::date::push_date_field;
 
 /// Bytes `0..len` of a repeating pattern, so a lost or repeated piece shows.
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
@@ -97,4 +102,73 @@ fn a_relay_stalled_on_either_side_moves_every_byte_once() {
     origin.send(&ok(b"last"));
     pair.run();
     assert!(client.received().ends_with(b"\r\n\r\nlast"));
+}
+
+/// The `Date` field line larder writes for unix second `secs`.
+fn date_line(secs: u64) -> String {
+    let mut line = Vec::new();
+    push_date_field(&mut line, secs);
+    String::from_utf8(line).expect("ASCII")
+}
+
+/// The `Date` larder adds to a response without one is the turn's clock, which the
+/// cache goes by too: a response stored with it is as old as the clock says when it
+/// is served, and one forwarded after the clock moved has the later date.
+#[test]
+fn the_date_added_to_a_response_is_the_turns_clock() {
+    let mut pair = Pair::new(&["--admit-after", "0"]);
+    super::pair::Origin::listen(origin_addr());
+    let start = pair.ctx.unix;
+    let mut client = pair.client();
+    let mut origin = forwarded(&mut pair, &mut client, &get("/dated"));
+    origin.send(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 4\r\n\r\nbody");
+    pair.run();
+    let text = String::from_utf8_lossy(client.received()).into_owned();
+    assert!(text.contains(&date_line(start)), "{text}");
+    assert!(text.ends_with("\r\n\r\nbody"), "{text}");
+    assert_eq!(text.matches("Date: ").count(), 1, "{text}");
+
+    pair.advance(Duration::from_secs(5));
+    assert_eq!(pair.ctx.unix, start + 5);
+    let mut later = pair.client();
+    later.send(&get("/dated"));
+    pair.run();
+    let hit = String::from_utf8_lossy(later.received()).into_owned();
+    assert!(hit.contains("Cache-Status: larder; hit"), "{hit}");
+    assert!(hit.contains(&date_line(start)), "{hit}");
+    assert!(hit.contains("\r\nAge: 5\r\n"), "{hit}");
+
+    let before = client.received().len();
+    client.send(&get("/later"));
+    pair.run();
+    assert!(String::from_utf8_lossy(origin.received()).contains("GET /later HTTP/1.1\r\n"));
+    origin.send(&ok(b"late"));
+    pair.run();
+    let text = String::from_utf8_lossy(&client.received()[before..]).into_owned();
+    assert!(text.contains(&date_line(start + 5)), "{text}");
+    assert!(text.ends_with("\r\n\r\nlate"), "{text}");
+}
+
+/// A head that arrives in pieces: the `Head` step that read one stops there (in the
+/// tests' debug builds a step run anyway must find nothing to do), and the head goes
+/// up whole once it is all there.
+#[test]
+fn a_head_in_pieces_waits_between_them_and_goes_up_whole() {
+    let mut pair = Pair::new(&[]);
+    super::pair::Origin::listen(origin_addr());
+    let mut client = pair.client();
+    let request = get("/pieces");
+    let mut at = 0;
+    for cut in [1, 10, request.len() / 2, request.len() - 1] {
+        client.send(&request[at..cut]);
+        at = cut;
+        pair.run();
+        assert_eq!(pair.state_of(&client), "Head", "after {cut} bytes");
+    }
+    let mut origin = forwarded(&mut pair, &mut client, &request[at..]);
+    let up = String::from_utf8_lossy(origin.received()).into_owned();
+    assert!(up.starts_with("GET /pieces HTTP/1.1\r\n"), "{up}");
+    origin.send(&ok(b"whole"));
+    pair.run();
+    assert!(client.received().ends_with(b"\r\n\r\nwhole"));
 }
