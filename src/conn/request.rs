@@ -17,7 +17,6 @@ use super::{
 use crate::access_log::{Entry, Hier, ResultCode};
 use crate::cache::policy::flights::Member;
 use crate::dns::{Answer, Lookup, Waiter};
-use crate::http::body::BodyTracker;
 use crate::http::cached::{push_served_head, with_request_fields, with_response_fields};
 use crate::http::page::{error_response, Problem, ASK_ADMIN};
 use crate::http::proxy_header;
@@ -264,41 +263,17 @@ fn begin<S: Socket>(cx: &mut Scope<S>, req: Request) -> State {
         return next;
     }
     cx.conn.inbuf.consume(req.head_len);
-    let req_done = req.body == BodyKind::None;
-    let ex = Exchange {
-        started: cx.ctx.now,
-        client_version: req.version,
-        // A stopping larder answers what it has read, then closes.
-        client_keep_alive: req.keep_alive && !cx.ctx.draining,
-        req_body: BodyTracker::new(req.body, &cx.ctx.limits),
-        request_has_body: !req_done,
-        req_done,
-        method: req.method,
-        target: req.target,
-        upstream_head: req.upstream_head,
-        req_directives: req.directives,
-        req_conditional: req.conditional,
-        req_range: req.range,
-        req_pending: 0,
-        retried: false,
-        peer: None,
-        status: 0,
-        bytes: 0,
-        content_type: None,
-        close_after: false,
-        cache: None,
-        probed: false,
-        plan: None,
-        hier: Hier::Direct,
-        refresh_key: None,
-    };
-    // A box kept from a finished exchange, if there is one: see `recycle`.
+    // A stopping larder answers what it has read, then closes.
+    let keep_alive = req.keep_alive && !cx.ctx.draining;
+    let (now, limits) = (cx.ctx.now, &cx.ctx.limits);
+    // A box kept from a finished exchange, if there is one (see `recycle`), is
+    // filled in place.
     let ex = match cx.ctx.spares.kept_exchange() {
         Some(mut kept) => {
-            *kept = ex;
+            kept.renew(req, now, keep_alive, limits);
             kept
         }
-        None => Box::new(ex),
+        None => Box::new(Exchange::new(req, now, keep_alive, limits)),
     };
     route(cx, ex, false)
 }

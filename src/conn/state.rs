@@ -14,8 +14,9 @@ use std::time::Instant;
 use super::cache::{CacheEx, Serving};
 use crate::access_log::Hier;
 use crate::http::body::BodyTracker;
+use crate::http::request::Request;
 use crate::http::target::Target;
-use crate::http::{Method, Version};
+use crate::http::{BodyKind, Limits, Method, Version};
 use crate::parents::Plan;
 use crate::sys::Pipe;
 
@@ -351,9 +352,151 @@ pub struct Exchange {
     pub refresh_key: Option<Box<[u8]>>,
 }
 
+impl Exchange {
+    /// The exchange of a parsed request, begun at `started` (`keep_alive`: the
+    /// client's wish, unless larder is stopping).
+    pub fn new(req: Request, started: Instant, keep_alive: bool, limits: &Limits) -> Exchange {
+        let req_done = req.body == BodyKind::None;
+        Exchange {
+            started,
+            method: req.method,
+            target: req.target,
+            client_version: req.version,
+            client_keep_alive: keep_alive,
+            upstream_head: req.upstream_head,
+            req_directives: req.directives,
+            req_conditional: req.conditional,
+            req_range: req.range,
+            req_body: BodyTracker::new(req.body, limits),
+            req_pending: 0,
+            req_done,
+            request_has_body: !req_done,
+            retried: false,
+            peer: None,
+            status: 0,
+            bytes: 0,
+            content_type: None,
+            close_after: false,
+            cache: None,
+            probed: false,
+            plan: None,
+            hier: Hier::Direct,
+            refresh_key: None,
+        }
+    }
+
+    /// Makes this (finished) exchange [`Exchange::new`]'s for `req`, field by field:
+    /// a kept box is filled where it is, rather than a new exchange (some 500 bytes)
+    /// being built and then copied into it. Every field is named, so a new one cannot
+    /// be left holding the last request's value.
+    // Inlined into its one caller: as a call, the request would be copied to pass it.
+    #[inline(always)]
+    pub fn renew(&mut self, req: Request, started: Instant, keep_alive: bool, limits: &Limits) {
+        let Exchange {
+            started: at,
+            method,
+            target,
+            client_version,
+            client_keep_alive,
+            upstream_head,
+            req_directives,
+            req_conditional,
+            req_range,
+            req_body,
+            req_pending,
+            req_done,
+            request_has_body,
+            retried,
+            peer,
+            status,
+            bytes,
+            content_type,
+            close_after,
+            cache,
+            probed,
+            plan,
+            hier,
+            refresh_key,
+        } = self;
+        let done = req.body == BodyKind::None;
+        *at = started;
+        *method = req.method;
+        *target = req.target;
+        *client_version = req.version;
+        *client_keep_alive = keep_alive;
+        *upstream_head = req.upstream_head;
+        *req_directives = req.directives;
+        *req_conditional = req.conditional;
+        *req_range = req.range;
+        *req_body = BodyTracker::new(req.body, limits);
+        *req_pending = 0;
+        *req_done = done;
+        *request_has_body = !done;
+        *retried = false;
+        *peer = None;
+        *status = 0;
+        *bytes = 0;
+        *content_type = None;
+        *close_after = false;
+        *cache = None;
+        *probed = false;
+        *plan = None;
+        *hier = Hier::Direct;
+        *refresh_key = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Part;
+    use super::{Exchange, Part};
+    use crate::access_log::Hier;
+    use crate::http::request::{parse_request, Request};
+    use crate::http::{Limits, ViaName};
+    use std::time::{Duration, Instant};
+
+    fn request(text: &str) -> Request {
+        let via = ViaName::new("larder-test".to_owned());
+        let parsed = parse_request(text.as_bytes(), &Limits::default(), &via);
+        parsed.expect("valid").expect("whole")
+    }
+
+    /// A kept exchange renewed in place is the one `new` makes, whatever the last
+    /// request left in it.
+    #[test]
+    fn a_renewed_exchange_is_a_new_one() {
+        let limits = Limits::default();
+        let t0 = Instant::now();
+        let requests = [
+            "GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\n",
+            "PUT http://b.test:81/c HTTP/1.1\r\nHost: b.test:81\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HEAD http://a.test/ HTTP/1.0\r\nCache-Control: no-cache\r\nIf-None-Match: \"v\"\r\n\r\n",
+            "GET http://a.test/r HTTP/1.1\r\nHost: a.test\r\nRange: bytes=0-1\r\n\r\n",
+            "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n",
+        ];
+        for (i, first) in requests.iter().enumerate() {
+            for (j, next) in requests.iter().enumerate() {
+                let mut kept = Exchange::new(request(first), t0, i % 2 == 0, &limits);
+                // What an exchange holds by its end.
+                kept.req_pending = 3;
+                kept.retried = true;
+                kept.peer = Some([127, 0, 0, 1].into());
+                kept.status = 206;
+                kept.bytes = 1234;
+                kept.content_type = Some("text/plain".into());
+                kept.close_after = true;
+                kept.probed = true;
+                kept.hier = Hier::ParentHit;
+                kept.refresh_key = Some(b"key".to_vec().into());
+                let at = t0 + Duration::from_secs(1);
+                for keep_alive in [false, true] {
+                    kept.renew(request(next), at, keep_alive, &limits);
+                    let fresh = Exchange::new(request(next), at, keep_alive, &limits);
+                    assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "{i} then {j}");
+                }
+            }
+        }
+    }
 
     /// However the body arrives in pieces, the bytes sent are exactly the part's.
     #[test]
