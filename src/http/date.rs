@@ -4,7 +4,7 @@
 //! The calendar arithmetic is Howard Hinnant's civil-from-days algorithm, done by
 //! hand so that no date crate is needed; only dates from 1970 to 9999 exist here.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 const SHORT_DAYS: [&[u8]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
 const LONG_DAYS: [&[u8]; 7] = [
@@ -139,17 +139,16 @@ fn instant(day: u64, month: &[u8], year: u64, time: &[u8]) -> Option<u64> {
 /// lasts.
 pub fn push_date_field(out: &mut Vec<u8>, secs: u64) {
     let secs = secs.min(LAST_WRITABLE);
-    LAST_DATE.with(|last| {
-        let (at, line) = last.get();
-        let line = if at == secs {
-            line
-        } else {
-            let mut line = *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
-            line[6..6 + IMF_FIXDATE_LEN].copy_from_slice(&imf_fixdate(secs));
-            last.set((secs, line));
-            line
-        };
-        out.extend_from_slice(&line);
+    // Borrowed in place, not copied out and back as a `Cell` would: this runs for
+    // every forwarded response without a Date.
+    LAST_DATE.with_borrow_mut(|(at, line)| {
+        if *at != secs {
+            if let Some(date) = line.get_mut(6..6 + IMF_FIXDATE_LEN) {
+                date.copy_from_slice(&imf_fixdate(secs));
+            }
+            *at = secs;
+        }
+        out.extend_from_slice(line);
     });
 }
 
@@ -162,8 +161,8 @@ const DATE_FIELD_LEN: usize = 6 + IMF_FIXDATE_LEN + 2;
 thread_local! {
     /// The last second [`push_date_field`] wrote and its line; `u64::MAX` (never a
     /// writable second) until it has written one.
-    static LAST_DATE: Cell<(u64, [u8; DATE_FIELD_LEN])> =
-        const { Cell::new((u64::MAX, [0; DATE_FIELD_LEN])) };
+    static LAST_DATE: RefCell<(u64, [u8; DATE_FIELD_LEN])> =
+        const { RefCell::new((u64::MAX, *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n")) };
 }
 
 /// `secs` (at most [`LAST_WRITABLE`]) as an IMF-fixdate.
