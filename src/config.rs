@@ -533,13 +533,46 @@ fn unusable_here(e: &io::Error) -> bool {
 }
 
 /// A set of TCP ports given as `443,8443,9000-9100`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortList(Vec<(u16, u16)>);
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortList {
+    /// The ranges as given.
+    ranges: Vec<(u16, u16)>,
+    /// The same set, one bit per port: every request asks whether its port is in
+    /// `--http-ports` (or `--connect-ports`), and walking the default list's ten
+    /// ranges for a high port cost more than this one load.
+    bits: Box<[u64; PORT_WORDS]>,
+}
+
+/// Words of a [`PortList`]'s bit set: 65,536 ports, 64 a word (8 KiB).
+const PORT_WORDS: usize = 1 << 10;
 
 impl PortList {
+    /// The set of the ports in `ranges` (each `lo..=hi`).
+    fn new(ranges: Vec<(u16, u16)>) -> PortList {
+        let mut bits = Box::new([0u64; PORT_WORDS]);
+        for &(lo, hi) in &ranges {
+            for port in lo..=hi {
+                if let Some(word) = bits.get_mut(usize::from(port >> 6)) {
+                    *word |= 1 << (port & 63);
+                }
+            }
+        }
+        PortList { ranges, bits }
+    }
+
     /// Whether `port` lies in one of the ranges.
+    #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+        self.bits
+            .get(usize::from(port >> 6))
+            .is_some_and(|&word| (word >> (port & 63)) & 1 != 0)
+    }
+}
+
+impl std::fmt::Debug for PortList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ranges say it; the bit set would be 1,024 numbers.
+        f.debug_tuple("PortList").field(&self.ranges).finish()
     }
 }
 
@@ -567,7 +600,7 @@ impl std::str::FromStr for PortList {
         if ranges.is_empty() {
             return Err("no ports given".into());
         }
-        Ok(PortList(ranges))
+        Ok(PortList::new(ranges))
     }
 }
 
@@ -906,6 +939,47 @@ mod tests {
         let p: PortList = "443, 8443,9000-9100".parse().unwrap();
         assert!(p.contains(443) && p.contains(8443) && p.contains(9050));
         assert!(!p.contains(80) && !p.contains(9101));
+    }
+
+    #[test]
+    fn port_list_bits_agree_with_the_ranges() {
+        let walk = |ranges: &[(u16, u16)], port: u16| {
+            ranges.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+        };
+        // The edges first: port 1, 65535, and both ends of every word.
+        let p: PortList = "1,63-64,127,128,65535".parse().unwrap();
+        for port in 0..=u16::MAX {
+            assert_eq!(p.contains(port), walk(&p.ranges, port), "{port}");
+        }
+        let mut rng = crate::http::testing::Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..200 {
+            let mut list = Vec::new();
+            for _ in 0..1 + rng.below(12) {
+                // Single ports, short ranges and long ones, overlapping at times.
+                let lo = 1 + rng.below(65_535) as u16;
+                let span = if rng.one_in(4) { 40_000 } else { 200 };
+                let hi = lo.saturating_add(rng.below(span) as u16);
+                list.push(if rng.one_in(3) {
+                    format!("{lo}")
+                } else {
+                    format!("{lo}-{hi}")
+                });
+            }
+            let text = list.join(",");
+            let p: PortList = text.parse().unwrap();
+            for _ in 0..500 {
+                let port = rng.below(65_536) as u16;
+                assert_eq!(p.contains(port), walk(&p.ranges, port), "{port} in {text}");
+                for near in [port.wrapping_sub(1), port.wrapping_add(1)] {
+                    assert_eq!(p.contains(near), walk(&p.ranges, near), "{near} in {text}");
+                }
+            }
+            for &(lo, hi) in &p.ranges {
+                for port in [lo - 1, lo, hi, hi.wrapping_add(1)] {
+                    assert_eq!(p.contains(port), walk(&p.ranges, port), "{port} in {text}");
+                }
+            }
+        }
     }
 
     #[test]

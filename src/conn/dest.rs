@@ -15,7 +15,7 @@ use log::{debug, info};
 
 use super::request::{fail_with, refuse, refuse_naming};
 use super::upstream::Upstream;
-use super::{Conn, Ctx, Exchange, Scope, Socket, State};
+use super::{Conn, Exchange, Scope, Socket, State};
 use crate::access_log::{Hier, ResultCode};
 use crate::acl::dest::{Destinations, Filtered, Refused};
 use crate::http::page::{Problem, ASK_ADMIN};
@@ -24,8 +24,8 @@ use crate::stats::Denial;
 
 /// The client may make larder go wherever the machine itself can: it is on the
 /// machine (see `acl::dest`), or it is larder's own revalidation in the background.
-pub fn goes_anywhere<S>(conn: &Conn<S>, ctx: &Ctx) -> bool {
-    conn.background || ctx.dest.client_on_the_machine(conn.peer.ip())
+pub fn goes_anywhere<S>(conn: &Conn<S>, dest: &Destinations) -> bool {
+    conn.background || dest.client_on_the_machine(conn.peer.ip())
 }
 
 /// Plain HTTP to a port outside `--http-ports`: the 403 it gets (`None`: the port is
@@ -50,7 +50,7 @@ pub fn http_port<S: Socket>(cx: &mut Scope<S>, req: &Request, has_body: bool) ->
 /// client may not reach: the 403 it gets (`None`: it may, or the host is another
 /// name, judged once resolved).
 pub fn literal<S: Socket>(cx: &mut Scope<S>, req: &Request, has_body: bool) -> Option<State> {
-    if goes_anywhere(cx.conn, cx.ctx) {
+    if goes_anywhere(cx.conn, &cx.ctx.dest) {
         return None;
     }
     let refused = cx.ctx.dest.check_host(req.target.host()).err()?;
@@ -73,7 +73,7 @@ pub fn resolved<S: Socket>(
     mut ex: Box<Exchange>,
     addrs: Arc<[IpAddr]>,
 ) -> Result<(Box<Exchange>, Arc<[IpAddr]>), State> {
-    if goes_anywhere(cx.conn, cx.ctx) {
+    if goes_anywhere(cx.conn, &cx.ctx.dest) {
         return Ok((ex, addrs));
     }
     match cx.ctx.dest.filter(&addrs) {

@@ -388,17 +388,17 @@ fn upstream_for<S: Socket>(cx: &mut Scope<S>, mut ex: Box<Exchange>) -> State {
     };
     let mut pool_key = 0;
     if !connect {
-        let ups = &*cx.ups;
+        let (ups, conn, dest) = (&*cx.ups, &*cx.conn, &cx.ctx.dest);
         // A kept connection was made for whoever asked first: a client elsewhere
-        // takes it only if it may reach its address too.
-        let anywhere = parent.is_some() || super::dest::goes_anywhere(cx.conn, cx.ctx);
+        // takes it only if it may reach its address too. Where the client may go is
+        // asked only of such a connection: most are open to all.
+        let may_take = |u: &super::upstream::Upstream<S>| {
+            !u.closed_to_others || parent.is_some() || super::dest::goes_anywhere(conn, dest)
+        };
         pool_key = cx.ctx.pool.key(host, port);
         let pooled = cx.ctx.pool.take(pool_key, |i| {
             ups.get(i).is_some_and(|u| {
-                u.port == port
-                    && *u.host == *host
-                    && u.parent == parent
-                    && (anywhere || !u.closed_to_others)
+                u.port == port && *u.host == *host && u.parent == parent && may_take(u)
             })
         });
         if let Some(idx) = pooled {
@@ -826,8 +826,18 @@ pub fn queue_answer<S: Socket>(cx: &mut Scope<S>, page: Vec<u8>, close: bool) ->
     after_response(cx, close)
 }
 
-/// Counts and logs a finished exchange.
+/// Counts and logs a finished exchange. Every exchange ends here: without an access
+/// log, only the figures are kept, and the line is never put together.
 pub fn log_exchange<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, result: ResultCode) {
+    count(cx, result, ex.bytes, ex.target.host());
+    if cx.ctx.log.is_some() {
+        log_line(cx, ex, result);
+    }
+}
+
+/// The access-log line of a finished exchange (out of line: most larders keep none).
+#[inline(never)]
+fn log_line<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, result: ResultCode) {
     let line = Line {
         method: ex.method.as_str(),
         url: ex.target.url(),
@@ -840,7 +850,7 @@ pub fn log_exchange<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, result: ResultC
         started: ex.started,
         content_type: ex.content_type.as_deref().unwrap_or("-"),
     };
-    record(cx, &line);
+    write_line(cx, &line);
 }
 
 /// What is counted and logged of one finished request.
@@ -870,15 +880,26 @@ pub struct Line<'a> {
 /// Counts a finished request ([`crate::stats::Stats`]) and writes its access-log line.
 /// Every request larder answered, or failed to answer, goes through here once.
 pub fn record<S: Socket>(cx: &mut Scope<S>, line: &Line) {
+    count(cx, line.result, line.bytes, line.host);
+    write_line(cx, line);
+}
+
+/// The figures part of [`record`]: a finished request's result, bytes and host.
+#[inline]
+fn count<S: Socket>(cx: &mut Scope<S>, result: ResultCode, bytes: u64, host: &str) {
+    let stats = &mut cx.ctx.stats;
+    // larder's own revalidations are not client requests: their bytes went nowhere.
+    if cx.conn.background {
+        stats.background_revalidations += 1;
+    } else {
+        stats.record(cx.ctx.unix, result, bytes, host);
+    }
+}
+
+/// The access-log part of [`record`]: the line, if a log is open.
+fn write_line<S: Socket>(cx: &mut Scope<S>, line: &Line) {
     let ctx = &mut *cx.ctx;
     let background = cx.conn.background;
-    // larder's own revalidations are not client requests: their bytes went nowhere.
-    if background {
-        ctx.stats.background_revalidations += 1;
-    } else {
-        ctx.stats
-            .record(ctx.unix, line.result, line.bytes, line.host);
-    }
     let Some(log) = ctx.log.as_mut() else {
         return;
     };

@@ -166,7 +166,13 @@ impl Pool {
     pub fn take(&mut self, key: u64, same_origin: impl Fn(usize) -> bool) -> Option<usize> {
         let list = self.by_origin.get_mut(&key)?;
         let pos = list.iter().rposition(|&i| same_origin(i))?;
-        let idx = list.remove(pos);
+        // Almost always the last (the most recent): popped, without the call that
+        // `remove` makes to move the rest.
+        let idx = if pos + 1 == list.len() {
+            list.pop()?
+        } else {
+            list.remove(pos)
+        };
         self.len -= 1;
         Some(idx)
     }
@@ -281,6 +287,25 @@ mod tests {
         assert_eq!(p.take(7, |i| origin_of(i) == "b"), Some(2));
         assert_eq!(p.take(7, |i| origin_of(i) == "b"), None);
         assert_eq!(p.len(), 1);
+    }
+
+    /// The most recent match is popped, one further in is removed: either way the
+    /// others stay, in their order.
+    #[test]
+    fn pool_takes_the_last_match_wherever_it_is() {
+        let mut p = Pool::default();
+        for i in 1..=5 {
+            assert!(p.put(7, i));
+        }
+        let even = |i: usize| i % 2 == 0;
+        assert_eq!(p.take(7, even), Some(4), "from the middle");
+        assert_eq!(p.take(7, |_| true), Some(5), "the last");
+        assert_eq!(p.take(7, even), Some(2));
+        assert_eq!(p.take(7, even), None);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.take(7, |_| true), Some(3));
+        assert_eq!(p.take(7, |_| true), Some(1));
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! that plays the server's part with a clock the test moves (`pair`), the tests that
 //! need time to pass (`timeouts`), how an exchange ends early (`endings`),
 //! connecting over several addresses (`connect`), the relay under back-pressure
-//! (`relay`), connections from a PROXY protocol balancer (`proxy_header`), and where
-//! clients elsewhere may not make larder go (`dest`).
+//! (`relay`), connections from a PROXY protocol balancer (`proxy_header`), where
+//! clients elsewhere may not make larder go (`dest`), and the figures counted with
+//! an access log and without (`figures`).
 
 mod auth;
 mod background;
 mod connect;
 mod dest;
 mod endings;
+mod figures;
 mod mem;
 mod pair;
 mod proxy_header;
