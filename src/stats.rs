@@ -532,7 +532,7 @@ mod tests {
     fn the_last_host_shortcut_agrees_with_the_search() {
         let long = "y".repeat(100);
         let cut = "y".repeat(HOST_NAME);
-        let mut rng = crate::http::testing::Rng(0x5eed_0f_b1a5);
+        let mut rng = crate::http::testing::Rng(0x5eed_f00d_b1a5);
         let (mut fast, mut slow) = (TopHosts::default(), TopHosts::default());
         let mut host = String::new();
         for i in 0..20_000 {

@@ -297,7 +297,7 @@ mod tests {
         for i in 1..=5 {
             assert!(p.put(7, i));
         }
-        let even = |i: usize| i % 2 == 0;
+        let even = |i: usize| i.is_multiple_of(2);
         assert_eq!(p.take(7, even), Some(4), "from the middle");
         assert_eq!(p.take(7, |_| true), Some(5), "the last");
         assert_eq!(p.take(7, even), Some(2));
