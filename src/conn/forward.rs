@@ -25,8 +25,8 @@ use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::state::Part;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, head_may_move, read_into, recycle, write_response, write_two,
-    Exchange, Io, Relay, Resp, Scope, State,
+    after_response, end_exchange, head_may_move, read_into, recycle, write_two, Exchange, Io,
+    Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
 use crate::http::body::BodyTracker;
@@ -569,23 +569,11 @@ fn send_response<S: Socket>(
     } else {
         &[]
     };
-    let out_len = conn.out.pending().len();
-    if !conn.ready.w || (out_len == 0 && body.is_empty()) {
+    if !conn.ready.w || (conn.out.is_empty() && body.is_empty()) {
         return Ok(dropped);
     }
-    match write_response(
-        &mut conn.sock,
-        &mut conn.ready,
-        &mut conn.out,
-        body,
-        &mut cx.ctx.joined,
-    ) {
-        Io::Done(n) => {
-            let o = n.min(out_len);
-            if let Some(sent) = conn.out.advance_keep(o) {
-                cx.ctx.heads.give(sent);
-            }
-            let b = n - o;
+    match conn.send_response(body, &mut cx.ctx.joined, &mut cx.ctx.heads) {
+        (Io::Done(n), b) => {
             if let Some(part) = relay.part.as_mut() {
                 part.left = part.left.saturating_sub(b as u64);
             }
@@ -598,8 +586,8 @@ fn send_response<S: Socket>(
             }
             Ok(true)
         }
-        Io::Blocked => Ok(false),
-        Io::Eof | Io::Failed(_) => Err(End::ClientLost),
+        (Io::Blocked, _) => Ok(false),
+        (Io::Eof | Io::Failed(_), _) => Err(End::ClientLost),
     }
 }
 

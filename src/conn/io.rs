@@ -199,6 +199,17 @@ impl OutBuf {
         }
         None
     }
+
+    /// After a [`write_response`] of this buffer and a body wrote `n` bytes: moves past
+    /// this buffer's share of them (they come first), gives the vector to `heads` once
+    /// it is all written, and returns how many of the `n` were the body's.
+    pub fn took(&mut self, n: usize, heads: &mut crate::buf::HeadPool) -> usize {
+        let ours = n.min(self.pending().len());
+        if let Some(done) = self.advance_keep(ours) {
+            heads.give(done);
+        }
+        n - ours
+    }
 }
 
 #[cfg(test)]

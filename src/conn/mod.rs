@@ -87,7 +87,7 @@ use crate::dns::Answer;
 use crate::http::page::Problem;
 use crate::http::{Method, Version};
 pub use ctx::Ctx;
-pub use io::{read_into, write_response, write_two, Io, OutBuf, Readiness};
+pub use io::{read_into, write_two, Io, OutBuf, Readiness};
 pub use socket::{Socket, Stream};
 pub use state::{Exchange, HeadScan, Linger, Relay, Resp, Route, Splice, State};
 use upstream::Upstream;
@@ -192,6 +192,23 @@ pub(crate) fn judge<S>(conn: &mut Conn<S>, ctx: &Ctx) {
 }
 
 impl<S: Socket> Conn<S> {
+    /// Writes `out`'s bytes, then `body`'s, to the client, in one system call where
+    /// they are short (see [`io::write_response`]); `out` moves past its share and its
+    /// vector, once written, goes back to `heads`. With [`Io::Done`] comes how many of
+    /// the bytes written were the body's.
+    pub fn send_response(
+        &mut self,
+        body: &[u8],
+        joined: &mut Vec<u8>,
+        heads: &mut crate::buf::HeadPool,
+    ) -> (Io, usize) {
+        let res = io::write_response(&mut self.sock, &mut self.ready, &mut self.out, body, joined);
+        match res {
+            Io::Done(n) => (res, self.out.took(n, heads)),
+            other => (other, 0),
+        }
+    }
+
     /// A connection just accepted from `peer`, about to read its first head, with no
     /// deadline yet. `id` must be unique for the process's life.
     pub fn new(id: u64, sock: S, peer: SocketAddr) -> Conn<S> {

@@ -11,10 +11,7 @@
 use super::cache::Serving;
 use super::request::{self, log_exchange};
 use super::Socket;
-use super::{
-    after_response, end_exchange, head_may_move, recycle, write_response, Exchange, Io, Scope,
-    State,
-};
+use super::{after_response, end_exchange, head_may_move, recycle, Exchange, Io, Scope, State};
 use crate::access_log::ResultCode;
 
 /// What one attempt to write did.
@@ -96,8 +93,7 @@ fn write<S: Socket>(
         // returned; never send a short body under a Content-Length.
         return Wrote::Failed;
     }
-    let out_len = conn.out.pending().len();
-    if out_len == 0 && body.is_empty() {
+    if conn.out.is_empty() && body.is_empty() {
         if s.pos < s.end {
             return Wrote::Nothing;
         }
@@ -106,19 +102,9 @@ fn write<S: Socket>(
     if !conn.ready.w {
         return Wrote::Nothing;
     }
-    match write_response(
-        &mut conn.sock,
-        &mut conn.ready,
-        &mut conn.out,
-        body,
-        &mut cx.ctx.joined,
-    ) {
-        Io::Done(n) => {
-            let o = n.min(out_len);
-            if let Some(sent) = conn.out.advance_keep(o) {
-                cx.ctx.heads.give(sent);
-            }
-            let b = (n - o) as u64;
+    match conn.send_response(body, &mut cx.ctx.joined, &mut cx.ctx.heads) {
+        (Io::Done(n), b) => {
+            let b = b as u64;
             s.pos += b;
             ex.bytes += n as u64;
             cache.note_served(b);
@@ -126,8 +112,8 @@ fn write<S: Socket>(
             conn.deadline = Some(cx.ctx.now + cx.ctx.cfg.timeouts.body);
             Wrote::Some
         }
-        Io::Blocked => Wrote::Nothing,
-        Io::Eof | Io::Failed(_) => Wrote::Failed,
+        (Io::Blocked, _) => Wrote::Nothing,
+        (Io::Eof | Io::Failed(_), _) => Wrote::Failed,
     }
 }
 
