@@ -49,6 +49,27 @@ fn proxy_for(server: &Server, args: &[&str]) -> Proxy {
     Proxy::start(&all)
 }
 
+/// Sends `data` through an echoing tunnel from a thread of its own (then half-closes,
+/// with `half_close`) while reading the echo here, so that neither direction waits
+/// for the other, and checks that every byte came back in order.
+fn echo_through(client: &mut Client, data: &[u8], half_close: bool) {
+    let mut writer = client.writer();
+    let sent = data.to_vec();
+    let writing = thread::spawn(move || {
+        writer.write_all(&sent)?;
+        if half_close {
+            writer.shutdown(Shutdown::Write)?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let echoed = client.read_exact(data.len());
+    writing
+        .join()
+        .expect("writer thread")
+        .expect("write through the tunnel");
+    assert!(echoed == data, "tunnel changed the bytes");
+}
+
 #[test]
 fn connect_relays_bytes_both_ways() {
     let server = Server::start(echo_then_bye);
@@ -59,15 +80,7 @@ fn connect_relays_bytes_both_ways() {
 
     // 1 MiB each way at once: neither direction may wait for the other.
     let data: Vec<u8> = (0..1usize << 20).map(|i| (i % 253) as u8).collect();
-    let mut writer = client.writer();
-    let sent = data.clone();
-    let writing = thread::spawn(move || writer.write_all(&sent));
-    let echoed = client.read_exact(data.len());
-    writing
-        .join()
-        .expect("writer thread")
-        .expect("write through the tunnel");
-    assert!(echoed == data, "tunnel changed the bytes");
+    echo_through(&mut client, &data, false);
     assert_eq!(server.conns(), 1);
 }
 
@@ -161,18 +174,7 @@ fn half_close_after_a_bulk_transfer_is_delivered_in_order() {
     let proxy = proxy_for(&server, &[]);
     let mut client = open_tunnel(&proxy, &server);
     let data: Vec<u8> = (0..4usize << 20).map(|i| (i * 7 % 251) as u8).collect();
-    let mut writer = client.writer();
-    let sent = data.clone();
-    let writing = thread::spawn(move || {
-        writer.write_all(&sent)?;
-        writer.shutdown(Shutdown::Write)
-    });
-    let echoed = client.read_exact(data.len());
-    writing
-        .join()
-        .expect("writer thread")
-        .expect("write and half-close through the tunnel");
-    assert!(echoed == data, "tunnel changed the bytes");
+    echo_through(&mut client, &data, true);
     // The server saw our EOF only after every byte, then said goodbye and closed.
     assert_eq!(client.read_to_close(), b"bye\n");
 }
@@ -185,15 +187,7 @@ fn a_tunnel_through_sockets_with_a_chosen_congestion_control_keeps_its_bytes() {
     let mut client = open_tunnel(&proxy, &server);
     // Past the bytes a direction copies before it splices.
     let data: Vec<u8> = (0..4usize << 20).map(|i| (i % 251) as u8).collect();
-    let mut writer = client.writer();
-    let sent = data.clone();
-    let writing = thread::spawn(move || writer.write_all(&sent));
-    let echoed = client.read_exact(data.len());
-    writing
-        .join()
-        .expect("writer thread")
-        .expect("write through the tunnel");
-    assert!(echoed == data, "tunnel changed the bytes");
+    echo_through(&mut client, &data, false);
 }
 
 /// The congestion control `ss` reports for the established sockets matching `filter`
