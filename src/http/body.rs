@@ -104,9 +104,13 @@ impl BodyTracker {
 /// The framing fields of one head, gathered field by field; the request and
 /// response parsers then apply their own rules to the result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Framing {
+pub(super) struct Framing<'a> {
     /// Content-Length, once every occurrence agreed.
     pub content_length: Option<u64>,
+    /// The value of a Content-Length field written as `content_length` is in
+    /// decimal (digits only, no leading zero): the response parser relays the
+    /// length by copying these bytes instead of writing the number out again.
+    pub length_digits: Option<&'a [u8]>,
     /// A Transfer-Encoding field was present.
     pub transfer_encoding: bool,
     /// Transfer codings listed, over all Transfer-Encoding fields.
@@ -115,11 +119,11 @@ pub(super) struct Framing {
     pub chunked: usize,
 }
 
-impl Framing {
+impl<'a> Framing<'a> {
     /// Takes note of one field line if it is a framing field. The error is a detail
     /// for the caller's status (400 for a request, 502 for a response).
     #[inline]
-    pub(super) fn add(&mut self, name: &str, value: &[u8]) -> Result<(), &'static str> {
+    pub(super) fn add(&mut self, name: &str, value: &'a [u8]) -> Result<(), &'static str> {
         // Every field of every head comes here; the two names are told by length first,
         // inline, so that the other fields cost no call.
         if name.len() != 14 && name.len() != 17 {
@@ -128,10 +132,17 @@ impl Framing {
         self.add_framing(name, value)
     }
 
-    fn add_framing(&mut self, name: &str, value: &[u8]) -> Result<(), &'static str> {
+    fn add_framing(&mut self, name: &str, value: &'a [u8]) -> Result<(), &'static str> {
         if eq_lowercase(name.as_bytes(), b"content-length") {
+            if let Some(n) = short_length(value) {
+                // The usual value, one number of a few digits.
+                if value.len() == 1 || value.first() != Some(&b'0') {
+                    self.length_digits = Some(value);
+                }
+                return self.add_length(n);
+            }
             if value.iter().all(u8::is_ascii_digit) {
-                // The usual value, one number: no list to split.
+                // One number, too long for `short_length` (or empty).
                 return self.add_length(parse_length(value)?);
             }
             // A list of identical values ("5, 5") is what some intermediaries produce
@@ -165,6 +176,24 @@ impl Framing {
 
 /// `1*DIGIT`, nothing else: a sign, a space or a hex digit is a smuggling attempt
 /// or a broken peer, not a length.
+/// `value` as a number if it is 1 to 19 digits, which cannot overflow a `u64`: the
+/// Content-Length of nearly every message, read in one pass without the checks
+/// [`parse_length`] needs for longer ones.
+fn short_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in value {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
+    Some(n)
+}
+
 fn parse_length(digits: &[u8]) -> Result<u64, &'static str> {
     if digits.is_empty() {
         return Err("empty Content-Length");
@@ -301,7 +330,7 @@ mod tests {
         assert_eq!(t.feed(b"zz\r\n", |_| {}).unwrap_err().status, 400);
     }
 
-    fn framing(fields: &[(&str, &str)]) -> Result<Framing, &'static str> {
+    fn framing<'a>(fields: &[(&str, &'a str)]) -> Result<Framing<'a>, &'static str> {
         let mut f = Framing::default();
         for (name, value) in fields {
             f.add(name, value.as_bytes())?;
@@ -341,6 +370,21 @@ mod tests {
         }
         let max = framing(&[("Content-Length", "18446744073709551615")]).unwrap();
         assert_eq!(max.content_length, Some(u64::MAX));
+    }
+
+    /// Only a value written the way the number is written in decimal is kept for
+    /// copying; any other spelling of a valid length leaves it out.
+    #[test]
+    fn length_digits_are_kept_only_in_decimal() {
+        let digits = |value| framing(&[("Content-Length", value)]).unwrap().length_digits;
+        for value in ["0", "7", "1024", "1000000000000000000"] {
+            assert_eq!(digits(value), Some(value.as_bytes()), "{value:?}");
+        }
+        for value in ["00", "0042", "5, 5", "18446744073709551615"] {
+            assert_eq!(digits(value), None, "{value:?}");
+        }
+        let both = framing(&[("Content-Length", "042"), ("content-length", "42")]).unwrap();
+        assert_eq!(both.length_digits, Some(&b"42"[..]));
     }
 
     #[test]

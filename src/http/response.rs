@@ -178,7 +178,10 @@ pub fn parse_response_into(
     }
     fields.flush(&mut client_head);
     if let (Some(n), false) = (framing.content_length, framing.transfer_encoding) {
-        push_content_length(&mut client_head, n);
+        match content_length_line(buf, framing.length_digits) {
+            Some(line) => client_head.extend_from_slice(line),
+            None => push_content_length(&mut client_head, n),
+        }
     }
     client_head.extend_from_slice(via.field_line().as_bytes());
     Ok(Some(Response {
@@ -203,6 +206,19 @@ fn plain_status_line(buf: &[u8], start: &[u8], reason: &str) -> Option<(usize, u
     let line_end = reason_at + reason.len() + 2;
     let line = buf.get(line_start..line_end)?;
     (line.starts_with(start) && line.ends_with(b"\r\n")).then_some((line_start, line_end))
+}
+
+/// Upstream's Content-Length line in `buf` if it reads exactly
+/// `Content-Length: {digits}\r\n`, `digits` being the field's value in decimal
+/// ([`Framing::length_digits`]): the very line the client is sent, copied rather than
+/// written out again. Offsets come from `digits`' address, as in
+/// [`plain_status_line`].
+fn content_length_line<'b>(buf: &'b [u8], digits: Option<&[u8]>) -> Option<&'b [u8]> {
+    const NAME: &[u8] = b"Content-Length: ";
+    let digits = digits?;
+    let at = (digits.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let line = buf.get(at.checked_sub(NAME.len())?..at + digits.len() + 2)?;
+    (line.starts_with(NAME) && line.ends_with(b"\r\n")).then_some(line)
 }
 
 fn bad_gateway(detail: &'static str) -> HttpError {
@@ -470,6 +486,42 @@ mod tests {
         let res = ok("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(res.body, BodyKind::Length(3));
         assert_eq!(head(&res).matches("Content-Length").count(), 1);
+    }
+
+    /// Upstream's Content-Length line goes out copied when it is already the line
+    /// larder writes, and written otherwise: the value in decimal either way, after
+    /// the other fields.
+    #[test]
+    fn content_length_copied_or_written_is_the_same() {
+        let sent: [(&str, &str); 12] = [
+            ("Content-Length: 1024\r\n", "1024"),
+            ("Content-Length: 0\r\n", "0"),
+            (
+                "Content-Length: 18446744073709551615\r\n",
+                "18446744073709551615",
+            ),
+            (
+                "Content-Length: 1000000000000000000\r\n",
+                "1000000000000000000",
+            ),
+            ("Content-Length: 0042\r\n", "42"),
+            ("Content-Length: 00\r\n", "0"),
+            ("content-length: 42\r\n", "42"),
+            ("CONTENT-LENGTH:42\r\n", "42"),
+            ("Content-Length:  42 \r\n", "42"),
+            ("Content-Length: 42\n", "42"),
+            ("Content-Length: 42, 42\r\n", "42"),
+            ("Content-Length: 042\r\nContent-Length: 42\r\n", "42"),
+        ];
+        for (field, value) in sent {
+            let text = format!("HTTP/1.1 200 OK\r\n{field}X-A: b\r\n\r\n");
+            let res = parse_for(Method::Head, text.as_bytes()).unwrap().unwrap();
+            let want = format!(
+                "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: {value}\r\n\
+                 Via: 1.1 larder-abcd1234\r\n"
+            );
+            assert_eq!(head(&res), want, "{text:?}");
+        }
     }
 
     #[test]
