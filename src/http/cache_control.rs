@@ -4,7 +4,7 @@
 //! Parsing never fails: unknown directives, junk and bad arguments are ignored, so
 //! a sender's mistake costs at most the directive it got wrong.
 
-use super::ascii::eq_lowercase;
+use super::ascii::{eq_lowercase, find_either};
 use httparse::Header;
 
 /// Delta-seconds beyond this are taken as this (RFC 9111 §1.2.2).
@@ -180,12 +180,10 @@ fn for_each_directive(value: &[u8], mut f: impl FnMut(&[u8], Option<&[u8]>)) {
         if rest.is_empty() {
             return;
         }
-        let name_end = rest
-            .iter()
-            .position(|&b| b == b'=' || b == b',')
-            .unwrap_or(rest.len());
+        let name_end = find_either(rest, b'=', b',').unwrap_or(rest.len());
         let (name, tail) = rest.split_at(name_end);
-        let name = name.trim_ascii();
+        // Its start is trimmed already.
+        let name = name.trim_ascii_end();
         let Some(after_equals) = tail.strip_prefix(b"=") else {
             f(name, None);
             rest = tail;
@@ -201,10 +199,7 @@ fn for_each_directive(value: &[u8], mut f: impl FnMut(&[u8], Option<&[u8]>)) {
             f(name, Some(arg));
             rest = skip_past_comma(tail);
         } else {
-            let end = after_equals
-                .iter()
-                .position(|&b| b == b',')
-                .unwrap_or(after_equals.len());
+            let end = find_either(after_equals, b',', b',').unwrap_or(after_equals.len());
             let (arg, tail) = after_equals.split_at(end);
             f(name, Some(arg.trim_ascii()));
             rest = tail;
