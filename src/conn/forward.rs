@@ -25,8 +25,8 @@ use super::request::{abort, drop_upstream, fail, log_exchange, resolve};
 use super::state::Part;
 use super::upstream::Upstream;
 use super::{
-    after_response, end_exchange, head_may_move, read_into, recycle, write_two, Exchange, Io,
-    Relay, Resp, Scope, State,
+    after_response, end_exchange, head_may_move, read_into, recycle, write_two, Conn, Ctx,
+    Exchange, Io, Relay, Resp, Scope, State,
 };
 use crate::buf::BUF_SIZE;
 use crate::http::body::BodyTracker;
@@ -155,14 +155,20 @@ fn pass<S: Socket>(
     relay: &mut Relay,
     budget: &mut usize,
 ) -> Result<Pass, End> {
-    let sent = send_request(cx, ex, relay, budget)?;
-    let received = receive_response(cx, ex, relay)?;
-    let relayed = send_response(cx, ex, relay, budget)?;
+    // The upstream is looked up once for the whole pass and lent to each half (it
+    // is there: `step` checked).
+    let Some(up) = cx.ups.get_mut(relay.up) else {
+        return Ok(Pass::Moved(false));
+    };
+    let (conn, ctx) = (&mut *cx.conn, &mut *cx.ctx);
+    let sent = send_request(conn, up, ctx, ex, relay, budget)?;
+    let received = receive_response(conn, up, ctx, ex, relay)?;
+    let relayed = send_response(conn, up, ctx, ex, relay, budget)?;
     let progress = sent | received | relayed;
     if progress {
-        refresh_deadline(cx, ex, relay);
+        refresh_deadline(conn, ctx, ex, relay);
     }
-    Ok(match completed(cx, relay) {
+    Ok(match completed(conn, up, relay) {
         Some(by_eof) => Pass::Done { by_eof },
         None => Pass::Moved(progress),
     })
@@ -227,30 +233,28 @@ pub fn timed_out<S: Socket>(cx: &mut Scope<S>, ex: Box<Exchange>, relay: &Relay)
 /// While waiting for a response head after the whole request went up, the
 /// response timeout runs from that moment; otherwise any progress resets the
 /// body-idle timeout.
-fn refresh_deadline<S: Socket>(cx: &mut Scope<S>, ex: &Exchange, relay: &mut Relay) {
-    let now = cx.ctx.now;
-    let t = cx.ctx.cfg.timeouts;
+fn refresh_deadline<S: Socket>(conn: &mut Conn<S>, ctx: &Ctx, ex: &Exchange, relay: &mut Relay) {
+    let now = ctx.now;
+    let t = ctx.cfg.timeouts;
     if matches!(relay.resp, Resp::Head) && relay.request_sent(ex) {
         if !relay.response_deadline_set {
             relay.response_deadline_set = true;
-            cx.conn.deadline = Some(now + t.response);
+            conn.deadline = Some(now + t.response);
         }
     } else {
-        cx.conn.deadline = Some(now + t.body);
+        conn.deadline = Some(now + t.body);
     }
 }
 
 /// Request head and body, client → upstream.
 fn send_request<S: Socket>(
-    cx: &mut Scope<S>,
+    conn: &mut Conn<S>,
+    up: &mut Upstream<S>,
+    ctx: &mut Ctx,
     ex: &mut Exchange,
     relay: &mut Relay,
     budget: &mut usize,
 ) -> Result<bool, End> {
-    let conn = &mut *cx.conn;
-    let Some(up) = cx.ups.get_mut(relay.up) else {
-        return Ok(false);
-    };
     let mut progress = false;
     if !ex.req_done && ex.req_pending < conn.inbuf.len() {
         let fresh = conn.inbuf.data().get(ex.req_pending..).unwrap_or(&[]);
@@ -294,13 +298,13 @@ fn send_request<S: Socket>(
         match read_into(
             &mut conn.sock,
             &mut conn.ready,
-            conn.inbuf.space(&mut cx.ctx.bufs),
+            conn.inbuf.space(&mut ctx.bufs),
         ) {
             Io::Done(n) => {
                 conn.inbuf.filled(n);
                 progress = true;
             }
-            Io::Blocked => conn.inbuf.release_if_empty(&mut cx.ctx.bufs),
+            Io::Blocked => conn.inbuf.release_if_empty(&mut ctx.bufs),
             Io::Eof => {
                 conn.eof = true;
                 progress = true;
@@ -317,15 +321,13 @@ fn send_request<S: Socket>(
 
 /// Response head and body, upstream → larder.
 fn receive_response<S: Socket>(
-    cx: &mut Scope<S>,
+    conn: &mut Conn<S>,
+    up: &mut Upstream<S>,
+    ctx: &mut Ctx,
     ex: &mut Exchange,
     relay: &mut Relay,
 ) -> Result<bool, End> {
-    let limits = cx.ctx.limits;
-    let conn = &mut *cx.conn;
-    let Some(up) = cx.ups.get_mut(relay.up) else {
-        return Ok(false);
-    };
+    let limits = ctx.limits;
     let mut progress = false;
     let want = match &relay.resp {
         Resp::Head => true,
@@ -343,18 +345,14 @@ fn receive_response<S: Socket>(
             up.inbuf.grow(limits.response_head + 1);
         }
         if up.inbuf.has_room() {
-            match read_into(
-                &mut up.sock,
-                &mut up.ready,
-                up.inbuf.space(&mut cx.ctx.bufs),
-            ) {
+            match read_into(&mut up.sock, &mut up.ready, up.inbuf.space(&mut ctx.bufs)) {
                 Io::Done(n) => {
                     up.inbuf.filled(n);
                     relay.got_bytes = true;
-                    cx.ctx.stats.bytes_from_upstream += n as u64;
+                    ctx.stats.bytes_from_upstream += n as u64;
                     progress = true;
                 }
-                Io::Blocked => up.inbuf.release_if_empty(&mut cx.ctx.bufs),
+                Io::Blocked => up.inbuf.release_if_empty(&mut ctx.bufs),
                 Io::Eof => {
                     up.eof = true;
                     progress = true;
@@ -364,7 +362,7 @@ fn receive_response<S: Socket>(
                     up.eof = true;
                     relay.reusable = false;
                     // A reset is not an end: whatever the framing, nothing is stored.
-                    body_failed(&mut cx.ctx.cache, &mut ex.cache);
+                    body_failed(&mut ctx.cache, &mut ex.cache);
                     progress = true;
                 }
             }
@@ -372,8 +370,8 @@ fn receive_response<S: Socket>(
     }
     let mut refreshed = None;
     while matches!(relay.resp, Resp::Head) && !up.inbuf.is_empty() {
-        let head = cx.ctx.heads.take();
-        match parse_response_into(up.inbuf.data(), &limits, &ex.method, &cx.ctx.via, head) {
+        let head = ctx.heads.take();
+        match parse_response_into(up.inbuf.data(), &limits, &ex.method, &ctx.via, head) {
             Ok(None) => break,
             Ok(Some(r)) => {
                 progress = true;
@@ -388,13 +386,13 @@ fn receive_response<S: Socket>(
                     continue;
                 }
                 // A stopping larder closes each connection after its response.
-                let mut close = !ex.client_keep_alive || conn.eof || cx.ctx.draining;
+                let mut close = !ex.client_keep_alive || conn.eof || ctx.draining;
                 if ex.method == Method::Connect {
                     // Only a parent is sent a CONNECT: its 2xx opens the tunnel (bytes
                     // behind its head are the tunnel's); anything else is relayed as it
                     // is, then the connection closes.
                     if (200..300).contains(&r.status) {
-                        cx.ctx.heads.give(r.client_head);
+                        ctx.heads.give(r.client_head);
                         return Err(End::Tunnel);
                     }
                     close = true;
@@ -414,7 +412,7 @@ fn receive_response<S: Socket>(
                     BodyKind::Close => close = true,
                     BodyKind::None | BodyKind::Length(_) => {}
                 }
-                if cx.ctx.log.is_some() {
+                if ctx.log.is_some() {
                     ex.content_type = content_type(&r.client_head);
                 }
                 let mut r = r;
@@ -422,9 +420,9 @@ fn receive_response<S: Socket>(
                     // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
                     // left out; the cache then ages the response from it. The turn's
                     // clock (read once per turn) is the one the cache goes by too.
-                    push_date_field(&mut r.client_head, cx.ctx.unix);
+                    push_date_field(&mut r.client_head, ctx.unix);
                 }
-                match response_head(&mut cx.ctx.cache, ex, &mut conn.out, conn.eof, &r) {
+                match response_head(&mut ctx.cache, ex, &mut conn.out, conn.eof, &r) {
                     OnResponse::Relay(cache_status) => {
                         ex.status = r.status;
                         conn.out.push_vec(r.client_head);
@@ -488,7 +486,7 @@ fn receive_response<S: Socket>(
     }
     if let Resp::Body(tracker) = &mut relay.resp {
         if !tracker.is_done() && relay.resp_pending < up.inbuf.len() {
-            let mut sink = Sink::new(&mut cx.ctx.cache, &mut ex.cache);
+            let mut sink = Sink::new(&mut ctx.cache, &mut ex.cache);
             let res = if relay.dechunk {
                 let data = up.inbuf.data();
                 let out = &mut conn.out;
@@ -519,7 +517,7 @@ fn receive_response<S: Socket>(
         // The body is complete and checked (a clean FIN ends a close-delimited one; a
         // reset already dropped the fill): the stored object may become visible.
         if tracker.is_done() || (up.eof && tracker.eof_completes()) {
-            body_complete(&mut cx.ctx.cache, &mut ex.cache);
+            body_complete(&mut ctx.cache, &mut ex.cache);
         }
         if up.eof && !tracker.is_done() && !tracker.eof_completes() {
             debug!("conn {}: upstream closed mid-body", conn.id);
@@ -531,15 +529,13 @@ fn receive_response<S: Socket>(
 
 /// Larder's bytes (`out`) then relayed body bytes, larder → client.
 fn send_response<S: Socket>(
-    cx: &mut Scope<S>,
+    conn: &mut Conn<S>,
+    up: &mut Upstream<S>,
+    ctx: &mut Ctx,
     ex: &mut Exchange,
     relay: &mut Relay,
     budget: &mut usize,
 ) -> Result<bool, End> {
-    let conn = &mut *cx.conn;
-    let Some(up) = cx.ups.get_mut(relay.up) else {
-        return Ok(false);
-    };
     if relay.detached {
         // Nobody to write to: drop what the client would have got (it is stored).
         let n = relay.resp_pending;
@@ -572,7 +568,7 @@ fn send_response<S: Socket>(
     if !conn.ready.w || (conn.out.is_empty() && body.is_empty()) {
         return Ok(dropped);
     }
-    match conn.send_response(body, &mut cx.ctx.joined, &mut cx.ctx.heads) {
+    match conn.send_response(body, &mut ctx.joined, &mut ctx.heads) {
         (Io::Done(n), b) => {
             if let Some(part) = relay.part.as_mut() {
                 part.left = part.left.saturating_sub(b as u64);
@@ -582,7 +578,7 @@ fn send_response<S: Socket>(
             ex.bytes += n as u64;
             *budget = budget.saturating_sub(n);
             if up.inbuf.is_empty() {
-                up.inbuf.release_if_empty(&mut cx.ctx.bufs);
+                up.inbuf.release_if_empty(&mut ctx.bufs);
             }
             Ok(true)
         }
@@ -610,9 +606,8 @@ pub fn client_lost<S: Socket>(
 
 /// Whether the response is written whole: `Some(by_eof)` (`by_eof`: a body without a
 /// length ended by the upstream's FIN), `None` while it is not.
-fn completed<S: Socket>(cx: &Scope<S>, relay: &Relay) -> Option<bool> {
-    let up = cx.ups.get(relay.up)?;
-    if relay.resp_pending != 0 || !cx.conn.out.is_empty() {
+fn completed<S: Socket>(conn: &Conn<S>, up: &Upstream<S>, relay: &Relay) -> Option<bool> {
+    if relay.resp_pending != 0 || !conn.out.is_empty() {
         return None;
     }
     let Resp::Body(tracker) = &relay.resp else {
