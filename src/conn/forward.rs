@@ -373,7 +373,7 @@ fn receive_response<S: Socket>(
         let head = ctx.heads.take();
         match parse_response_into(up.inbuf.data(), &limits, &ex.method, &ctx.via, head) {
             Ok(None) => break,
-            Ok(Some(r)) => {
+            Ok(Some(mut r)) => {
                 progress = true;
                 up.inbuf.consume(r.head_len);
                 if r.status < 200 {
@@ -415,7 +415,6 @@ fn receive_response<S: Socket>(
                 if ctx.log.is_some() {
                     ex.content_type = content_type(&r.client_head);
                 }
-                let mut r = r;
                 if !r.has_date {
                     // RFC 9110 §6.6.1: a proxy with a clock adds the Date the origin
                     // left out; the cache then ages the response from it. The turn's
