@@ -3,6 +3,7 @@
 //! the variants marker that makes Vary work with a store keyed by byte strings.
 //! No clock and no I/O: times are unix seconds from the caller.
 
+use super::ascii::find_either;
 use super::cache_control::CacheControl;
 use super::freshness::{current_age, freshness_lifetime_with, may_serve_with, Freshness, Stored};
 use super::request::{header_slots, list_elements, Slot, STACK_SLOTS};
@@ -99,6 +100,11 @@ pub fn judge(req_cc: &CacheControl, stored: &[Header<'_>], times: Stored, now: u
 /// the stored one when given (304, 206, ...), then every stored field line except
 /// Age and Content-Length, verbatim, then `Age: age`. No blank line: the caller adds
 /// framing, Cache-Status and Connection first.
+///
+/// Every hit comes here, so the lines are found a word at a time, and the field lines
+/// kept that already end in CRLF (all of them, in a head larder stored) go out in
+/// runs, each copied once, rather than line by line: what comes out is what writing
+/// each line and a CRLF would give.
 pub fn push_served_head(
     out: &mut Vec<u8>,
     stored: &[u8],
@@ -106,20 +112,53 @@ pub fn push_served_head(
     age: u64,
     via: &ViaName,
 ) {
-    let mut it = lines(stored);
-    let stored_status = it.next().unwrap_or_default();
+    let (stored_status, mut at) = line_at(stored, 0);
     out.extend_from_slice(status_line.unwrap_or(stored_status));
     out.extend_from_slice(b"\r\n");
-    for line in it {
-        if !is_field(line, b"age") && !is_field(line, b"content-length") {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
+    if stored_status.is_empty() {
+        // No status line is also no field lines (as for `lines`).
+        at = stored.len();
     }
+    // Kept lines `stored[run]` not yet copied; each non-empty run ends where the
+    // next line begins.
+    let mut run = at..at;
+    while at < stored.len() {
+        let (line, next) = line_at(stored, at);
+        if line.is_empty() {
+            break;
+        }
+        let keep = !is_field(line, b"age") && !is_field(line, b"content-length");
+        // The line and its CRLF, exactly, are what the client gets.
+        let crlf = stored.get(at + line.len()..next) == Some(b"\r\n");
+        if keep && crlf {
+            run.end = next;
+        } else {
+            out.extend_from_slice(stored.get(run).unwrap_or_default());
+            if keep {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+            }
+            run = next..next;
+        }
+        at = next;
+    }
+    out.extend_from_slice(stored.get(run).unwrap_or_default());
     out.extend_from_slice(b"Age: ");
     push_decimal(out, age);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(via.field_line().as_bytes());
+}
+
+/// The line of `head` that starts at `at`, without its line end (LF, or CRLF), and
+/// where the next one starts (`head.len()` after the last): the lines [`lines`]
+/// yields, found a word at a time.
+fn line_at(head: &[u8], at: usize) -> (&[u8], usize) {
+    let rest = head.get(at..).unwrap_or_default();
+    let (line, next) = match find_either(rest, b'\n', b'\n') {
+        Some(lf) => (rest.get(..lf).unwrap_or_default(), at + lf + 1),
+        None => (rest, head.len()),
+    };
+    (line.strip_suffix(b"\r").unwrap_or(line), next)
 }
 
 /// The marker stored under a URL whose response had a Vary naming fields: a head
@@ -169,7 +208,7 @@ fn is_field(line: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::testing::fields;
+    use crate::http::testing::{fields, next_u64};
 
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nAge: 7\r\nContent-Type: text/plain\r\nCache-Control: max-age=100\r\nVia: 1.1 larder-1\r\n\r\n";
 
@@ -197,6 +236,75 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Age: 7"));
+    }
+
+    /// Over heads made of many kinds of line (CRLF, bare LF, stray CRs, Age and
+    /// Content-Length in any case, a blank line or none, an empty status line), the
+    /// served head is what writing each kept line and a CRLF gives.
+    #[test]
+    fn served_head_is_each_kept_line_and_a_crlf() {
+        fn line_by_line(stored: &[u8], status_line: Option<&[u8]>, age: u64) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut it = lines(stored);
+            let stored_status = it.next().unwrap_or_default();
+            out.extend_from_slice(status_line.unwrap_or(stored_status));
+            out.extend_from_slice(b"\r\n");
+            for line in it {
+                if !is_field(line, b"age") && !is_field(line, b"content-length") {
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            out.extend_from_slice(format!("Age: {age}\r\n").as_bytes());
+            out.extend_from_slice(via().field_line().as_bytes());
+            out
+        }
+        let pieces: [&[u8]; 16] = [
+            b"HTTP/1.1 200 OK",
+            b"Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            b"Age: 7",
+            b"AGE:7",
+            b"age",
+            b"Agent: x",
+            b"Content-Length: 5",
+            b"content-length:5",
+            b"Content-Type: text/plain",
+            b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            b"",
+            b"\r",
+            b"X: a\rb",
+            b"Via: 1.1 larder-1",
+            b"Age: 1\r",
+            b"E",
+        ];
+        let ends: [&[u8]; 4] = [b"\r\n", b"\r\n", b"\n", b"\r\r\n"];
+        let mut rng = 0x6a09_e667_f3bc_c908;
+        let pick = |rng: &mut u64, n: usize| (next_u64(rng) % n as u64) as usize;
+        for round in 0..5000 {
+            let mut stored = Vec::new();
+            for _ in 0..pick(&mut rng, 9) {
+                stored.extend_from_slice(pieces[pick(&mut rng, pieces.len())]);
+                stored.extend_from_slice(ends[pick(&mut rng, ends.len())]);
+            }
+            if round % 3 == 0 {
+                stored.extend_from_slice(b"\r\n");
+            }
+            if round % 5 == 0 {
+                stored.extend_from_slice(pieces[pick(&mut rng, pieces.len())]);
+            }
+            let status_line: Option<&[u8]> =
+                (round % 7 == 0).then_some(b"HTTP/1.1 304 Not Modified");
+            let mut out = b"before".to_vec();
+            push_served_head(&mut out, &stored, status_line, round, &via());
+            let mut want = b"before".to_vec();
+            want.extend_from_slice(&line_by_line(&stored, status_line, round));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want),
+                "{:?}",
+                String::from_utf8_lossy(&stored)
+            );
+        }
     }
 
     #[test]
