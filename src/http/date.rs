@@ -122,7 +122,7 @@ fn parse_words(value: &[u8]) -> Option<u64> {
 /// The instant of a date whose numbers are read: `None` if the month is no month's
 /// name, the day is not in that month, the year is before 1970 or the time is no time.
 fn instant(day: u64, month: &[u8], year: u64, time: &[u8]) -> Option<u64> {
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))?;
+    let month = month_index(month)?;
     if year < 1970 || day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -191,11 +191,47 @@ fn imf_fixdate(secs: u64) -> [u8; IMF_FIXDATE_LEN] {
     text
 }
 
+/// The month (0 = January) that `name` names, in any case: one of [`MONTHS`].
+///
+/// Every hit reads its stored Date; the name is lowercased once and matched as a
+/// whole rather than compared with each month's in turn.
+fn month_index(name: &[u8]) -> Option<usize> {
+    let &[a, b, c] = name else {
+        return None;
+    };
+    Some(match [a, b, c].map(|x| x.to_ascii_lowercase()) {
+        [b'j', b'a', b'n'] => 0,
+        [b'f', b'e', b'b'] => 1,
+        [b'm', b'a', b'r'] => 2,
+        [b'a', b'p', b'r'] => 3,
+        [b'm', b'a', b'y'] => 4,
+        [b'j', b'u', b'n'] => 5,
+        [b'j', b'u', b'l'] => 6,
+        [b'a', b'u', b'g'] => 7,
+        [b's', b'e', b'p'] => 8,
+        [b'o', b'c', b't'] => 9,
+        [b'n', b'o', b'v'] => 10,
+        [b'd', b'e', b'c'] => 11,
+        _ => return None,
+    })
+}
+
 fn is_day_name(word: &[u8]) -> bool {
-    SHORT_DAYS
-        .iter()
-        .chain(LONG_DAYS.iter())
-        .any(|d| d.eq_ignore_ascii_case(word))
+    if let &[a, b, c] = word {
+        // The short names, the ones IMF-fixdates carry, matched as `month_index`
+        // matches months.
+        return matches!(
+            [a, b, c].map(|x| x.to_ascii_lowercase()),
+            [b's', b'u', b'n']
+                | [b'm', b'o', b'n']
+                | [b't', b'u', b'e']
+                | [b'w', b'e', b'd']
+                | [b't', b'h', b'u']
+                | [b'f', b'r', b'i']
+                | [b's', b'a', b't']
+        );
+    }
+    LONG_DAYS.iter().any(|d| d.eq_ignore_ascii_case(word))
 }
 
 fn is_gmt(word: &[u8]) -> bool {
@@ -434,6 +470,30 @@ mod tests {
         ] {
             assert_eq!(parse_http_date(junk.as_bytes()), None, "{junk:?}");
         }
+    }
+
+    /// The names are matched as comparing each known one without regard to case
+    /// would match them, over every three-letter word of letters in either case and
+    /// a few bytes that case-folding by a bit would confuse with letters.
+    #[test]
+    fn names_match_as_a_case_blind_comparison_does() {
+        let alphabet: Vec<u8> = (b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .chain(*b"@[`{\x80\xc1\xe1 ")
+            .collect();
+        for &a in &alphabet {
+            for &b in &alphabet {
+                for &c in &alphabet {
+                    let word = [a, b, c];
+                    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(&word));
+                    assert_eq!(month_index(&word), month, "{word:?}");
+                    let day = SHORT_DAYS.iter().any(|d| d.eq_ignore_ascii_case(&word));
+                    assert_eq!(is_day_name(&word), day, "{word:?}");
+                }
+            }
+        }
+        assert!(is_day_name(b"WEDNESDAY") && !is_day_name(b"Wednesda"));
+        assert_eq!(month_index(b"Sept"), None);
     }
 
     #[test]
