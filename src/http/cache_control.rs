@@ -159,14 +159,20 @@ fn merge(
 /// Parses delta-seconds (RFC 9111 §1.2.2): `1*DIGIT`, saturating at
 /// [`DELTA_SECONDS_MAX`]. `None` for anything else, signs and spaces included.
 pub fn delta_seconds(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() {
         return None;
     }
-    Some(value.iter().fold(0, |n: u64, &d| {
-        n.saturating_mul(10)
-            .saturating_add(u64::from(d - b'0'))
-            .min(DELTA_SECONDS_MAX)
-    }))
+    // One pass, checking and adding up; capped at each digit, `n` stays far from
+    // overflowing.
+    let mut n: u64 = 0;
+    for &b in value {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = (n * 10 + u64::from(digit)).min(DELTA_SECONDS_MAX);
+    }
+    Some(n)
 }
 
 /// Calls `f(name, argument)` for each `token [ "=" ( token / quoted-string ) ]`
@@ -361,6 +367,13 @@ mod tests {
         assert_eq!(cc.max_age, Some(DELTA_SECONDS_MAX));
         assert_eq!(cc.s_maxage, Some(DELTA_SECONDS_MAX));
         assert_eq!(delta_seconds(b"2147483647"), Some(2_147_483_647));
+        assert_eq!(delta_seconds(b"2147483648"), Some(DELTA_SECONDS_MAX));
+        assert_eq!(
+            delta_seconds(b"99999999999999999999999"),
+            Some(DELTA_SECONDS_MAX)
+        );
+        assert_eq!(delta_seconds(b"99999999999999999999999x"), None);
+        assert_eq!(delta_seconds(b"0086400"), Some(86_400));
     }
 
     #[test]
