@@ -84,16 +84,17 @@ fn lowercase_word(x: u64) -> u64 {
 #[inline]
 pub(crate) fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
     let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut words = bytes.chunks_exact(8);
     let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let x = word(chunk, 0);
+    for chunk in words.by_ref() {
+        let x = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
         let found = zero_bytes(x ^ wa) | zero_bytes(x ^ wb);
         if found != 0 {
             return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    let tail = bytes.get(at..).unwrap_or_default();
+    let tail = words.remainder();
     tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
 }
 
