@@ -22,7 +22,7 @@
 //! fixed (65 536 entries = 1 MiB), there is no allocation after `new`, every call touches
 //! at most `WAYS` slots (two cache lines), and no per-entry links are needed. The price
 //! is that eviction is least-recently-seen per set, not globally; with 8 ways and keys
-//! that are SipHash outputs under a per-process random key (an origin or client cannot
+//! that are keyed hashes under a per-process random key (an origin or client cannot
 //! aim URLs at one set) that is close to global LRU.
 //!
 //! Expired entries are already ignored and reused by [`Admission::record`], so

@@ -3,11 +3,11 @@
 //! record header through the map when needed, which keeps the index at most 64 bytes
 //! per object even just after the table has grown.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::format::ALIGN;
+use super::keyed_hash::KeyedHash;
 
 /// The object was returned by a lookup since it was written (second chance).
 pub(crate) const USED: u8 = 1;
@@ -91,8 +91,9 @@ impl Entry {
 /// entries come and go, so the live bytes cost nothing to read).
 pub(crate) struct Index {
     map: HashMap<u64, Entry, BuildHasherDefault<IdHasher>>,
-    /// Per-process random SipHash key: an origin cannot aim URLs at one bucket.
-    keys: RandomState,
+    /// The keys' hash, keyed at random for each process so that no one can aim URLs
+    /// at one bucket (see [`KeyedHash`] for why a folded multiply, not SipHash).
+    keys: KeyedHash,
     /// Sum of `Entry::len` over the table.
     bytes: u64,
 }
@@ -101,7 +102,7 @@ impl Index {
     pub(crate) fn new() -> Index {
         Index {
             map: HashMap::default(),
-            keys: RandomState::new(),
+            keys: KeyedHash::default(),
             bytes: 0,
         }
     }
@@ -109,11 +110,7 @@ impl Index {
     /// The table key for `key`. Two keys may share one (2^-64 per pair); callers compare
     /// the key bytes stored in the record.
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        // One `write` of the bytes: `hash_one` would hash a length prefix first, a
-        // second pass through SipHash's buffering that one whole key does not need.
-        let mut hasher = self.keys.build_hasher();
-        hasher.write(key);
-        hasher.finish()
+        self.keys.hash(0, key)
     }
 
     pub(crate) fn get(&self, hash: u64) -> Option<Entry> {
@@ -189,7 +186,7 @@ impl Index {
     }
 }
 
-/// The table's keys are already SipHash outputs: hashing them again would only cost.
+/// The table's keys are already keyed hashes: hashing them again would only cost.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 

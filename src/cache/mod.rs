@@ -60,6 +60,8 @@ pub mod uncacheable;
 mod file;
 mod index;
 pub(crate) use index::IdHasher;
+mod keyed_hash;
+pub(crate) use keyed_hash::KeyedHash;
 mod store;
 
 pub use file::{OpenMode, SyncJob, FILE_NAME, MIN_CAPACITY};

@@ -5,9 +5,8 @@
 //! and moves between a client connection and the idle pool by changing `owner`
 //! only, never by re-registering (see docs/ARCHITECTURE.md, "Tokens").
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,7 +14,7 @@ use super::Stream;
 
 use super::Readiness;
 use crate::buf::Buf;
-use crate::cache::IdHasher;
+use crate::cache::{IdHasher, KeyedHash};
 
 /// Idle upstream connections kept per origin (host, port).
 pub const POOL_PER_ORIGIN: usize = 128;
@@ -98,47 +97,11 @@ impl<S> Upstream<S> {
 #[derive(Debug, Default)]
 pub struct Pool {
     by_origin: HashMap<u64, Vec<usize>, BuildHasherDefault<IdHasher>>,
-    keys: OriginKeys,
+    /// The origins' hash (see [`KeyedHash`] for why a folded multiply, not SipHash:
+    /// a shared key costs `take` only a longer list to search, as it checks the
+    /// origin anyway).
+    keys: KeyedHash,
     len: usize,
-}
-
-/// The random key of [`Pool::key`]'s hash. The hash is a folded multiply, a word
-/// at a time (as hashbrown's default hasher does): every request hashes its origin,
-/// SipHash cost several times as much, and a shared key costs only a longer list
-/// for `take` to search, as `take` checks the origin anyway.
-#[derive(Debug)]
-struct OriginKeys([u64; 3]);
-
-impl Default for OriginKeys {
-    fn default() -> OriginKeys {
-        // std's SipHash is keyed at random for each `RandomState`.
-        let random = RandomState::new();
-        OriginKeys([0u8, 1, 2].map(|i| random.hash_one(i)))
-    }
-}
-
-impl OriginKeys {
-    fn hash(&self, host: &[u8], port: u16) -> u64 {
-        let [start, word_key, end_key] = self.0;
-        // The length and the port first: origins of different lengths start apart.
-        let mut h = start ^ (host.len() as u64) ^ (u64::from(port) << 32);
-        let (words, tail) = host.as_chunks::<8>();
-        for word in words {
-            h = folded_multiply(h ^ u64::from_le_bytes(*word), word_key);
-        }
-        let last = tail
-            .iter()
-            .rev()
-            .fold(0u64, |last, &b| last << 8 | u64::from(b));
-        folded_multiply(h ^ last, end_key)
-    }
-}
-
-/// The 128-bit product of `a` and `b`, its halves xored: each bit of either
-/// depends on most bits of `a`.
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Pool {
@@ -154,7 +117,7 @@ impl Pool {
 
     /// The table key of the origin `host:port`.
     pub fn key(&self, host: &str, port: u16) -> u64 {
-        self.keys.hash(host.as_bytes(), port)
+        self.keys.hash(u64::from(port), host.as_bytes())
     }
 
     /// Takes the most recently pooled socket under `key` for which `same_origin` (given

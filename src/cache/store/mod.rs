@@ -559,7 +559,7 @@ impl Store {
         self.lookup_hashed(key, hash)
     }
 
-    /// The index's hash of `key`: per-process random (SipHash), so callers may also
+    /// The index's hash of `key`: keyed at random per process, so callers may also
     /// use it to remember keys in tables of their own.
     pub fn key_hash(&self, key: &[u8]) -> u64 {
         self.index.hash(key)
