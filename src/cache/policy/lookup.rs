@@ -255,7 +255,9 @@ pub fn consult(
         // nothing, what is gone is fetched by the next request that wants it.
         return Consulted::Settled;
     }
-    let mut c = CacheEx::new(url, Forwarded::Miss);
+    // Built where it stays: a `CacheEx` is large, and moving one in costs more than
+    // building it in place.
+    let c = ex.insert(CacheEx::new(url, Forwarded::Miss));
     c.url_hash = url_hash;
     c.background = ask.background;
     c.admit = admit;
@@ -270,7 +272,6 @@ pub fn consult(
                 end: obj.body.start + plan.body.end,
                 obj: Some(obj),
             };
-            *ex = Some(c);
             Consulted::Serve(Answer {
                 head: plan.head,
                 cache_status: if resumed {
@@ -297,8 +298,7 @@ pub fn consult(
                 // Too many revalidations behind answers already, or larder is
                 // stopping: this one is the client's, as without the directive.
                 let up = (upstream_head, ask.upstream_head);
-                let consulted =
-                    revalidate(cache, c, ex, method, obj, variant, up, Forwarded::Stale);
+                let consulted = revalidate(cache, c, method, obj, variant, up, Forwarded::Stale);
                 cut_to_range(ex, method, ask.req_range);
                 return consulted;
             }
@@ -311,7 +311,6 @@ pub fn consult(
             c.variant = variant;
             c.fwd = Forwarded::Stale;
             c.result = ResultCode::StaleHit;
-            *ex = Some(c);
             let serving = Serving {
                 pos: obj.body.start + stale.body.start,
                 end: obj.body.start + stale.body.end,
@@ -332,7 +331,7 @@ pub fn consult(
             fwd,
         } => {
             let up = (upstream_head, ask.upstream_head);
-            let consulted = revalidate(cache, c, ex, method, obj, variant, up, fwd);
+            let consulted = revalidate(cache, c, method, obj, variant, up, fwd);
             cut_to_range(ex, method, ask.req_range);
             consulted
         }
@@ -366,18 +365,13 @@ pub fn consult(
             if admit && !resumed && !cache.uncacheable.marked(url_hash, now) {
                 if !cache.flights.open(&c.url) {
                     cache.flights.join(&c.url, waiter);
-                    *ex = Some(c);
                     return Consulted::Wait;
                 }
                 c.leads = true;
             }
-            *ex = Some(c);
             Consulted::Forward
         }
-        Found::OnlyIfCached => {
-            *ex = Some(c);
-            Consulted::OnlyIfCached
-        }
+        Found::OnlyIfCached => Consulted::OnlyIfCached,
     }
 }
 
@@ -387,8 +381,7 @@ pub fn consult(
 #[allow(clippy::too_many_arguments)]
 fn revalidate(
     cache: &mut Cache,
-    mut c: CacheEx,
-    ex: &mut Option<CacheEx>,
+    c: &mut CacheEx,
     method: &Method,
     obj: ObjectRef,
     variant: Option<Vec<u8>>,
@@ -409,7 +402,6 @@ fn revalidate(
         ResultCode::RefreshModified
     };
     c.client_head = Some(std::mem::replace(request_head, upstream_head));
-    *ex = Some(c);
     Consulted::Forward
 }
 

@@ -589,7 +589,11 @@ impl Store {
             self.drop_corrupt(hash);
             return None;
         }
-        self.index.set_flag(hash, USED | VERIFIED);
+        // A second look into the table, only when a flag is not set yet: an object
+        // asked for often has both (USED is cleared only when the ring comes by).
+        if !(entry.has(USED) && entry.has(VERIFIED)) {
+            self.index.set_flag(hash, USED | VERIFIED);
+        }
         Some(object_ref(off, &h))
     }
 
