@@ -606,6 +606,9 @@ pub(super) fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
 }
 
 /// Is the field `name` forwarded, given the option names listed in Connection?
+/// Every field of every head asks, and most are answered after a compare of their
+/// length: inlined, with [`classify`], so that a call does not cost more than that.
+#[inline]
 pub(super) fn is_end_to_end(name: &str, connection: &[&[u8]]) -> bool {
     classify(name.as_bytes()).is_none() && !named_in(name, connection)
 }
@@ -627,6 +630,7 @@ enum NameClass {
 /// Which of [`HOP_BY_HOP`] and [`NOT_FORWARDED`] holds `name`, if either does. Every
 /// field of every head comes through here, so the names are told apart by length
 /// first: most fields are let through after one compare.
+#[inline]
 fn classify(name: &[u8]) -> Option<NameClass> {
     use NameClass::{HopByHop, NotForwarded};
     let is = |known: &str| eq_lowercase(name, known.as_bytes());
