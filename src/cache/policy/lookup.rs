@@ -246,7 +246,12 @@ pub fn consult(
         let head: &[u8] = ask.upstream_head;
         let behind = !ask.background && !cache.offline;
         with_request_fields(head, |req| {
-            look(cache, &url, url_hash, req, method, head, now, behind)
+            let noted = Noted {
+                directives: ask.req_directives,
+                conditional: ask.req_conditional,
+                range: ask.req_range,
+            };
+            look(cache, &url, url_hash, req, noted, method, head, now, behind)
         })
         .unwrap_or_else(plain_miss)
     };
@@ -413,6 +418,18 @@ fn cut_to_range(ex: &mut Option<CacheEx>, method: &Method, req_range: bool) {
     }
 }
 
+/// What the request's parse noted of its fields (see [`Asking`]): a lookup reads
+/// the fields only for what is there.
+#[derive(Clone, Copy)]
+struct Noted {
+    /// A Cache-Control or Pragma field.
+    directives: bool,
+    /// An `If-…` field.
+    conditional: bool,
+    /// A Range field.
+    range: bool,
+}
+
 /// `behind`: a stale entry may answer at once while it is revalidated in the
 /// background, where its `stale-while-revalidate` allows.
 #[allow(clippy::too_many_arguments)]
@@ -421,12 +438,17 @@ fn look(
     url: &[u8],
     url_hash: u64,
     req: &[Header<'_>],
+    noted: Noted,
     method: &Method,
     upstream_head: &[u8],
     now: u64,
     behind: bool,
 ) -> Found {
-    let mut cc = CacheControl::from_request(req);
+    let mut cc = if noted.directives {
+        CacheControl::from_request(req)
+    } else {
+        CacheControl::default()
+    };
     if cache.offline {
         // `--offline`: whatever is stored answers, fresh or stale, unless the response
         // forbids serving it stale; nothing goes to the origin. A client's own demand
@@ -485,6 +507,13 @@ fn look(
         response_time: obj.meta.stored,
     };
     let body_len = obj.body.end - obj.body.start;
+    // The fields `plan` reads are the conditionals and Range: a request with none of
+    // them plans as one without fields, and its fields are not searched again.
+    let req = if noted.conditional || noted.range {
+        req
+    } else {
+        &[]
+    };
     let found = with_response_fields(head, |status, stored| {
         let j = judge(&cc, stored, times, now);
         match j.freshness {
