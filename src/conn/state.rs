@@ -307,12 +307,12 @@ pub struct Exchange {
     /// The re-serialized head for upstream; kept until a response arrives so a
     /// request that met a dead pooled connection can be sent again.
     pub upstream_head: Vec<u8>,
-    /// The request has Cache-Control or Pragma / an `If-…` field
-    /// ([`crate::http::request::Request`]'s `directives` and `conditional`).
+    /// The request has a Cache-Control or Pragma field
+    /// ([`crate::http::request::Request`]'s `directives`).
     pub req_directives: bool,
-    /// The request has an `If-…` field (see `req_directives`).
+    /// The request has an `If-…` field (its `conditional`).
     pub req_conditional: bool,
-    /// The request has a Range field (see `req_directives`).
+    /// The request has a Range field (its `range`).
     pub req_range: bool,
     /// Finds the end of the request body.
     pub req_body: BodyTracker,

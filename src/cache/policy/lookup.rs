@@ -42,7 +42,7 @@ pub struct Asking<'a> {
     pub upstream_head: &'a mut Vec<u8>,
     /// The request announced a body: it is never answered from the cache.
     pub request_has_body: bool,
-    /// The request has Cache-Control or Pragma, or an `If-…` field.
+    /// The request has a Cache-Control or Pragma field.
     pub req_directives: bool,
     /// The request has an `If-…` field.
     pub req_conditional: bool,

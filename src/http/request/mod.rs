@@ -35,9 +35,9 @@ pub struct Request {
     /// Head to send upstream, complete through the final CRLF; EMPTY for CONNECT.
     pub upstream_head: Vec<u8>,
     /// The head has a Cache-Control or Pragma field (the cache must read its
-    /// directives), and whether it has a conditional (`If-…`) field. Noted while the
-    /// fields are checked anyway, so that a request with neither needs no second
-    /// look at its head.
+    /// directives). Noted, as `conditional` and `range` are, while the fields are
+    /// checked anyway, so that a request with none of them needs no second look at
+    /// its head.
     pub directives: bool,
     /// The head has a conditional (`If-…`) field; see `directives`.
     pub conditional: bool,
