@@ -174,8 +174,6 @@ impl<'a> Framing<'a> {
     }
 }
 
-/// `1*DIGIT`, nothing else: a sign, a space or a hex digit is a smuggling attempt
-/// or a broken peer, not a length.
 /// `value` as a number if it is 1 to 19 digits, which cannot overflow a `u64`: the
 /// Content-Length of nearly every message, read in one pass without the checks
 /// [`parse_length`] needs for longer ones.
@@ -194,6 +192,8 @@ fn short_length(value: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// `1*DIGIT`, nothing else: a sign, a space or a hex digit is a smuggling attempt
+/// or a broken peer, not a length.
 fn parse_length(digits: &[u8]) -> Result<u64, &'static str> {
     if digits.is_empty() {
         return Err("empty Content-Length");
